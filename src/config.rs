@@ -1,0 +1,566 @@
+//! Configuration: built once (builder or environment), validated at build time,
+//! shared behind an `Arc`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+
+/// The public-cloud authority host.
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
+/// A configuration value that could not be accepted. Names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid axum-obo configuration: `{field}`: {reason}")]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The configuration field (or environment variable) at fault.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why it was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Validated configuration of the crate. Build it with [`OboConfig::builder`] or
+/// [`OboConfig::from_env`]; it cannot be constructed in an invalid state.
+#[derive(Clone)]
+pub struct OboConfig {
+    pub(crate) tenant_id: String,
+    pub(crate) client_id: String,
+    pub(crate) authority_host: String,
+    pub(crate) allowed_tenants: BTreeSet<String>,
+    pub(crate) audiences: BTreeSet<String>,
+    pub(crate) leeway: Duration,
+    pub(crate) min_key_refresh: Duration,
+    pub(crate) key_refresh_interval: Duration,
+    pub(crate) http_timeout: Duration,
+    pub(crate) validated_cache_capacity: u64,
+    pub(crate) policy: Policy,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Layer-wide access policy, checked on every request (also for cached tokens).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policy {
+    /// Delegated tokens must carry at least one of these scopes (empty: no requirement).
+    pub(crate) user_scopes: Vec<String>,
+    /// App-only tokens must carry at least one of these roles (empty: any role).
+    pub(crate) app_roles: Vec<String>,
+    /// Whether app-only tokens are admitted at all.
+    pub(crate) allow_app_only: bool,
+    /// If set, only these client applications (`azp`/`appid`) may call.
+    pub(crate) allowed_client_apps: Option<BTreeSet<String>>,
+}
+
+impl fmt::Debug for OboConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OboConfig")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("authority_host", &self.authority_host)
+            .field("allowed_tenants", &self.allowed_tenants)
+            .field("audiences", &self.audiences)
+            .field("leeway", &self.leeway)
+            .field("min_key_refresh", &self.min_key_refresh)
+            .field("key_refresh_interval", &self.key_refresh_interval)
+            .field("http_timeout", &self.http_timeout)
+            .field("validated_cache_capacity", &self.validated_cache_capacity)
+            .field("policy", &self.policy)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl OboConfig {
+    /// Starts a builder with every default.
+    pub fn builder() -> OboConfigBuilder {
+        OboConfigBuilder::default()
+    }
+
+    /// Reads the configuration from the process environment (see
+    /// [`OboConfigBuilder::from_env`]) and validates it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        OboConfigBuilder::from_env()?.build()
+    }
+
+    /// The home tenant (GUID).
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    /// This API's application (client) id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The authority host, without a trailing slash.
+    pub fn authority_host(&self) -> &str {
+        &self.authority_host
+    }
+
+    /// Tenants whose tokens are admitted.
+    pub fn allowed_tenants(&self) -> impl Iterator<Item = &str> {
+        self.allowed_tenants.iter().map(String::as_str)
+    }
+
+    /// Accepted `aud` values.
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        self.audiences.iter().map(String::as_str)
+    }
+
+    /// Allowed clock skew for `exp` and `nbf`.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+}
+
+/// Builder for [`OboConfig`]. Setters never fail; [`build`](Self::build) checks
+/// everything and names the first field at fault.
+#[must_use]
+#[derive(Clone)]
+pub struct OboConfigBuilder {
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    authority_host: String,
+    extra_tenants: Vec<String>,
+    audiences: Option<Vec<String>>,
+    leeway: Duration,
+    min_key_refresh: Duration,
+    key_refresh_interval: Duration,
+    http_timeout: Duration,
+    validated_cache_capacity: u64,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for OboConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OboConfigBuilder")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("authority_host", &self.authority_host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for OboConfigBuilder {
+    fn default() -> Self {
+        Self {
+            tenant_id: None,
+            client_id: None,
+            authority_host: DEFAULT_AUTHORITY_HOST.to_owned(),
+            extra_tenants: Vec::new(),
+            audiences: None,
+            leeway: Duration::from_secs(60),
+            min_key_refresh: Duration::from_secs(10),
+            key_refresh_interval: Duration::from_secs(12 * 3600),
+            http_timeout: Duration::from_secs(10),
+            validated_cache_capacity: 10_000,
+            policy: Policy {
+                allow_app_only: true,
+                ..Policy::default()
+            },
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl OboConfigBuilder {
+    /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST` and
+    /// `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) from the
+    /// process environment. Missing required variables are reported by `build()`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with a custom variable lookup (handy in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut b = Self::default();
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        b.tenant_id = get("AZURE_TENANT_ID");
+        b.client_id = get("AZURE_CLIENT_ID");
+        if let Some(host) = get("AZURE_AUTHORITY_HOST") {
+            b.authority_host = host;
+        }
+        if let Some(list) = get("OBO_ALLOWED_TENANTS") {
+            b.extra_tenants = list
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+        }
+        if b.tenant_id.is_none() {
+            return Err(ConfigError::new("AZURE_TENANT_ID", "is not set"));
+        }
+        if b.client_id.is_none() {
+            return Err(ConfigError::new("AZURE_CLIENT_ID", "is not set"));
+        }
+        Ok(b)
+    }
+
+    /// The home tenant id (a GUID). Required.
+    pub fn tenant_id(mut self, tenant_id: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant_id.into());
+        self
+    }
+
+    /// This API's application (client) id (a GUID). Required.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The authority host, e.g. `https://login.microsoftonline.us`. Must be
+    /// `https://`, except on loopback (`127.0.0.0/8`, `::1`, `localhost`).
+    pub fn authority_host(mut self, host: impl Into<String>) -> Self {
+        self.authority_host = host.into();
+        self
+    }
+
+    /// Admits tokens from these tenants too (GUIDs), in addition to the home tenant.
+    pub fn allow_tenants<I, T>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.extra_tenants.extend(tenants.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replaces the accepted audiences (default: the client id and `api://{client id}`).
+    pub fn audiences<I, T>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allowed clock skew for `exp`/`nbf` (default 60 s, at most 5 minutes).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Minimum time between two key-set fetches for one tenant (default 10 s).
+    /// Bounds the fetches that tokens with unknown `kid`s can cause.
+    pub fn min_key_refresh(mut self, every: Duration) -> Self {
+        self.min_key_refresh = every;
+        self
+    }
+
+    /// Age after which the key set is refreshed in the background (default 12 h).
+    pub fn key_refresh_interval(mut self, every: Duration) -> Self {
+        self.key_refresh_interval = every;
+        self
+    }
+
+    /// Connect-and-total timeout for every call to the identity provider (default 10 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Capacity of the validated-token cache (default 10,000 tokens; `0` disables
+    /// it so that every request verifies the signature).
+    pub fn validated_cache_capacity(mut self, capacity: u64) -> Self {
+        self.validated_cache_capacity = capacity;
+        self
+    }
+
+    /// Delegated (user) tokens must carry at least one of these scopes, e.g.
+    /// `["access_as_user"]`. Failing requests get 403 `insufficient_scope`.
+    pub fn require_user_scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.policy.user_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// App-only tokens must carry at least one of these app roles.
+    pub fn require_app_roles<I, T>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.policy.app_roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether app-only (client-credentials) tokens are admitted (default `true`).
+    pub fn allow_app_only(mut self, allow: bool) -> Self {
+        self.policy.allow_app_only = allow;
+        self
+    }
+
+    /// Only these client applications (`azp` in v2, `appid` in v1) may call.
+    pub fn allowed_client_apps<I, T>(mut self, apps: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.policy.allowed_client_apps = Some(apps.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The clock used for `exp`/`nbf` and key-refresh timing (default: system time).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Validates everything and builds the configuration.
+    pub fn build(self) -> Result<OboConfig, ConfigError> {
+        let tenant_id = normalize_guid("tenant_id", self.tenant_id.as_deref())?;
+        let client_id = normalize_guid("client_id", self.client_id.as_deref())?;
+        let authority_host = validate_authority_host(&self.authority_host)?;
+        let mut allowed_tenants = BTreeSet::from([tenant_id.clone()]);
+        for t in &self.extra_tenants {
+            allowed_tenants.insert(normalize_guid("allowed_tenants", Some(t))?);
+        }
+        let audiences: BTreeSet<String> = match self.audiences {
+            None => BTreeSet::from([client_id.clone(), format!("api://{client_id}")]),
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(ConfigError::new("audiences", "must not be empty"));
+                }
+                for a in &list {
+                    if a.trim().is_empty() || a.trim() != a {
+                        return Err(ConfigError::new(
+                            "audiences",
+                            "entries must be non-empty and without surrounding spaces",
+                        ));
+                    }
+                }
+                list.into_iter().collect()
+            }
+        };
+        if self.leeway > Duration::from_secs(300) {
+            return Err(ConfigError::new("leeway", "must be at most 5 minutes"));
+        }
+        if self.key_refresh_interval < self.min_key_refresh {
+            return Err(ConfigError::new(
+                "key_refresh_interval",
+                "must not be shorter than min_key_refresh",
+            ));
+        }
+        if self.http_timeout.is_zero() {
+            return Err(ConfigError::new("http_timeout", "must be greater than zero"));
+        }
+        for (field, list) in [
+            ("require_user_scopes", &self.policy.user_scopes),
+            ("require_app_roles", &self.policy.app_roles),
+        ] {
+            if list.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+                return Err(ConfigError::new(field, "entries must be non-empty words"));
+            }
+        }
+        if let Some(apps) = &self.policy.allowed_client_apps {
+            if apps.is_empty() {
+                return Err(ConfigError::new(
+                    "allowed_client_apps",
+                    "an empty allow-list would refuse every caller",
+                ));
+            }
+        }
+        Ok(OboConfig {
+            tenant_id,
+            client_id,
+            authority_host,
+            allowed_tenants,
+            audiences,
+            leeway: self.leeway,
+            min_key_refresh: self.min_key_refresh,
+            key_refresh_interval: self.key_refresh_interval,
+            http_timeout: self.http_timeout,
+            validated_cache_capacity: self.validated_cache_capacity,
+            policy: self.policy,
+            clock: self.clock,
+        })
+    }
+}
+
+/// Whether `s` is a GUID in the 8-4-4-4-12 hex form.
+pub(crate) fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn normalize_guid(field: &'static str, value: Option<&str>) -> Result<String, ConfigError> {
+    let v = value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ConfigError::new(field, "is required"))?;
+    if !is_guid(v) {
+        return Err(ConfigError::new(
+            field,
+            "must be a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47",
+        ));
+    }
+    Ok(v.to_ascii_lowercase())
+}
+
+fn validate_authority_host(raw: &str) -> Result<String, ConfigError> {
+    const FIELD: &str = "authority_host";
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|e| ConfigError::new(FIELD, format!("is not a URL ({e})")))?;
+    if url.query().is_some() || url.fragment().is_some() || !matches!(url.path(), "" | "/") {
+        return Err(ConfigError::new(
+            FIELD,
+            "must be a bare scheme://host[:port] without path, query or fragment",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(FIELD, "must not contain credentials"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(ConfigError::new(
+                    FIELD,
+                    "must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)",
+                ));
+            }
+        }
+        other => {
+            return Err(ConfigError::new(
+                FIELD,
+                format!("unsupported scheme `{other}`; use https://"),
+            ))
+        }
+    }
+    if url.host().is_none() {
+        return Err(ConfigError::new(FIELD, "has no host"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "11111111-2222-3333-4444-555555555555";
+    const C: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+
+    fn base() -> OboConfigBuilder {
+        OboConfig::builder().tenant_id(T).client_id(C)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = base().build().unwrap();
+        assert_eq!(c.authority_host(), DEFAULT_AUTHORITY_HOST);
+        assert_eq!(c.allowed_tenants().collect::<Vec<_>>(), [T]);
+        let auds: Vec<_> = c.audiences().collect();
+        assert!(auds.contains(&C) && auds.contains(&format!("api://{C}").as_str()));
+        assert_eq!(c.leeway(), Duration::from_secs(60));
+        assert!(c.policy.allow_app_only);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (base().tenant_id("common"), "tenant_id"),
+            (base().tenant_id(""), "tenant_id"),
+            (OboConfig::builder().client_id(C), "tenant_id"),
+            (base().client_id(""), "client_id"),
+            (base().client_id("api://x"), "client_id"),
+            (base().authority_host("http://login.example.com"), "authority_host"),
+            (base().authority_host("ftp://127.0.0.1"), "authority_host"),
+            (base().authority_host("https://h/tenant"), "authority_host"),
+            (base().authority_host("not a url"), "authority_host"),
+            (base().allow_tenants(["nope"]), "allowed_tenants"),
+            (base().audiences(Vec::<String>::new()), "audiences"),
+            (base().leeway(Duration::from_secs(3600)), "leeway"),
+            (base().http_timeout(Duration::ZERO), "http_timeout"),
+            (base().require_user_scopes(["a b"]), "require_user_scopes"),
+            (base().allowed_client_apps(Vec::<String>::new()), "allowed_client_apps"),
+        ];
+        for (b, field) in cases {
+            let e = b.build().expect_err(field);
+            assert_eq!(e.field(), field, "{e}");
+            assert!(e.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn http_only_on_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:99",
+            "http://localhost:1",
+            "https://login.microsoftonline.us/",
+        ] {
+            let c = base().authority_host(ok).build().unwrap();
+            assert!(!c.authority_host().ends_with('/'), "{ok}");
+        }
+        for bad in ["http://10.0.0.1", "http://localhost.evil.com", "http://[::2]"] {
+            assert_eq!(
+                base().authority_host(bad).build().unwrap_err().field(),
+                "authority_host",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn guids_are_normalized() {
+        let c = base().tenant_id(T.to_uppercase()).build().unwrap();
+        assert_eq!(c.tenant_id(), T);
+    }
+
+    #[test]
+    fn from_lookup_reads_variables() {
+        let env = |k: &str| match k {
+            "AZURE_TENANT_ID" => Some(T.to_owned()),
+            "AZURE_CLIENT_ID" => Some(C.to_owned()),
+            "AZURE_AUTHORITY_HOST" => Some("http://127.0.0.1:9".to_owned()),
+            "OBO_ALLOWED_TENANTS" => Some(" 99999999-2222-3333-4444-555555555555 ,".to_owned()),
+            _ => None,
+        };
+        let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
+        assert_eq!(c.authority_host(), "http://127.0.0.1:9");
+        assert_eq!(c.allowed_tenants().count(), 2);
+        let missing = OboConfigBuilder::from_lookup(|_| None).unwrap_err();
+        assert_eq!(missing.field(), "AZURE_TENANT_ID");
+    }
+
+    #[test]
+    fn debug_shows_no_secrets_and_is_useful() {
+        let c = base().build().unwrap();
+        assert!(format!("{c:?}").contains(T));
+    }
+}

@@ -1,0 +1,314 @@
+//! `OboLayer`: bearer token → validation → policy → request extensions.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::response::{IntoResponse, Response};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request};
+use tower::{Layer, Service};
+use tracing::Instrument as _;
+
+use crate::config::{ConfigError, OboConfig};
+use crate::jwks::KeyError;
+use crate::rejection::AuthRejection;
+use crate::secret::BearerToken;
+use crate::validate::{Principal, ValidationError, Validator};
+
+/// State shared by every clone of the layer and service.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<OboConfig>,
+    pub(crate) validator: Validator,
+}
+
+/// What the layer leaves in the request extensions for the extractors.
+#[derive(Clone)]
+pub(crate) struct LayerContext {
+    #[allow(dead_code)] // read by the On-Behalf-Of extractor
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) auth: Option<Authenticated>,
+}
+
+/// A validated caller and the token that proved it.
+#[derive(Clone)]
+pub(crate) struct Authenticated {
+    pub(crate) principal: Principal,
+    #[allow(dead_code)] // the On-Behalf-Of assertion
+    pub(crate) token: BearerToken,
+}
+
+/// A tower [`Layer`] that admits only valid Microsoft Entra ID access tokens.
+///
+/// It validates `Authorization: Bearer …` (RS256 signature against the tenant's
+/// keys, issuer, tenant, audience, lifetime, token kind), applies the layer-wide
+/// policy of [`OboConfig`], and makes the caller available to handlers through the
+/// [`Principal`] and [`Require`](crate::Require) extractors. Refusals are RFC 6750
+/// responses (see [`AuthRejection`]); the inner service's errors pass through.
+///
+/// Cloning is cheap: all state is behind one `Arc`.
+#[derive(Clone)]
+pub struct OboLayer {
+    shared: Arc<Shared>,
+    allow_anonymous: bool,
+}
+
+impl fmt::Debug for OboLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OboLayer")
+            .field("config", &self.shared.config)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .finish()
+    }
+}
+
+impl OboLayer {
+    /// A layer for this configuration. Keys are fetched on first use; call
+    /// [`warm_up`](Self::warm_up) to fetch them at start-up instead.
+    pub fn new(config: OboConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.http_timeout)
+            .timeout(config.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let config = Arc::new(config);
+        let validator = Validator::new(Arc::clone(&config), http);
+        Self {
+            shared: Arc::new(Shared { config, validator }),
+            allow_anonymous: false,
+        }
+    }
+
+    /// [`OboConfig::from_env`] then [`OboLayer::new`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new(OboConfig::from_env()?))
+    }
+
+    /// Lets requests without any `Authorization` header through unauthenticated
+    /// (handlers then take `Option<Principal>`). Requests that do carry a token
+    /// are still validated and refused when it is bad.
+    #[must_use]
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.allow_anonymous = allow;
+        self
+    }
+
+    /// Fetches the signing keys of every allowed tenant now, so that the first
+    /// request does not wait for them and misconfiguration shows at start-up.
+    pub async fn warm_up(&self) -> Result<(), KeyError> {
+        self.shared.validator.keys().warm_up().await
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OboConfig {
+        &self.shared.config
+    }
+}
+
+impl<S> Layer<S> for OboLayer {
+    type Service = OboService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OboService {
+            inner,
+            shared: Arc::clone(&self.shared),
+            allow_anonymous: self.allow_anonymous,
+        }
+    }
+}
+
+/// The service produced by [`OboLayer`].
+#[derive(Clone)]
+pub struct OboService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    allow_anonymous: bool,
+}
+
+impl<S: fmt::Debug> fmt::Debug for OboService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OboService")
+            .field("inner", &self.inner)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for OboService<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The clone is not ready; keep the ready one for this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        let allow_anonymous = self.allow_anonymous;
+        ResponseFuture(Box::pin(async move {
+            match authenticate(&shared, req.headers(), allow_anonymous).await {
+                Ok(auth) => {
+                    req.extensions_mut().insert(LayerContext { shared, auth });
+                    inner.call(req).await.map(IntoResponse::into_response)
+                }
+                Err(rejection) => Ok(rejection.into_response()),
+            }
+        }))
+    }
+}
+
+/// Response future of [`OboService`].
+pub struct ResponseFuture<E>(Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>);
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    allow_anonymous: bool,
+) -> Result<Option<Authenticated>, AuthRejection> {
+    let token = match bearer_token(headers) {
+        Ok(Some(t)) => t,
+        Ok(None) if allow_anonymous => return Ok(None),
+        Ok(None) => {
+            tracing::debug!(outcome = "rejected", reason = "missing_token", "no bearer token");
+            return Err(AuthRejection::MissingToken);
+        }
+        Err(r) => {
+            tracing::debug!(outcome = "rejected", reason = "malformed_header", "{r}");
+            return Err(r);
+        }
+    };
+    let span = tracing::debug_span!(
+        "obo_validate",
+        tid = tracing::field::Empty,
+        oid = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
+    );
+    async {
+        let span = tracing::Span::current();
+        let principal = match shared.validator.validate(&token).await {
+            Ok(p) => p,
+            Err(e) => {
+                span.record("outcome", "rejected").record("reason", e.reason());
+                if let ValidationError::KeysUnavailable(cause) = &e {
+                    tracing::warn!(error = %cause, "cannot validate tokens: signing keys unavailable");
+                } else {
+                    tracing::debug!("token rejected: {e}");
+                }
+                return Err(AuthRejection::InvalidToken(e));
+            }
+        };
+        span.record("tid", principal.tid())
+            .record("oid", principal.oid());
+        if let Err(f) = shared.config.policy.check(&principal) {
+            span.record("outcome", "forbidden").record("reason", "policy");
+            tracing::debug!("request forbidden: {f}");
+            return Err(AuthRejection::Forbidden(f));
+        }
+        span.record("outcome", "accepted");
+        Ok(Some(Authenticated { principal, token }))
+    }
+    .instrument(span)
+    .await
+}
+
+/// The bearer token of the request: `Ok(None)` when there are no bearer
+/// credentials (no header, or another scheme such as `Basic`).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<BearerToken>, AuthRejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthRejection::InvalidRequest(
+            "the request has more than one Authorization header",
+        ));
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() < 6 || !bytes[..6].eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    let rest = &bytes[6..];
+    if !rest.is_empty() && rest[0] != b' ' {
+        return Ok(None); // another scheme that merely starts with "bearer"
+    }
+    let token = rest.trim_ascii();
+    if token.is_empty() {
+        return Err(AuthRejection::InvalidRequest("the bearer token is empty"));
+    }
+    if token.len() > crate::validate::MAX_TOKEN_LEN {
+        return Err(AuthRejection::InvalidToken(ValidationError::TooLarge));
+    }
+    // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body_end = token.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    let valid = body_end > 0
+        && token[..body_end]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+    if !valid {
+        return Err(AuthRejection::InvalidToken(ValidationError::Malformed));
+    }
+    // Only ASCII is left, so this cannot fail.
+    let token = std::str::from_utf8(token).map_err(|_| AuthRejection::InvalidToken(ValidationError::Malformed))?;
+    Ok(Some(BearerToken::new(token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn parse(values: &[&[u8]]) -> Result<Option<String>, u16> {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        bearer_token(&h)
+            .map(|t| t.map(|t| t.expose().to_owned()))
+            .map_err(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(parse(&[]), Ok(None));
+        assert_eq!(parse(&[b"Basic dXNlcjpwYXNz"]), Ok(None));
+        assert_eq!(parse(&[b"Bearerish x"]), Ok(None));
+        assert_eq!(parse(&[b"Bearer a.b.c"]), Ok(Some("a.b.c".into())));
+        assert_eq!(parse(&[b"bearer   a.b.c  "]), Ok(Some("a.b.c".into())));
+        assert_eq!(parse(&[b"Bearer"]), Err(400));
+        assert_eq!(parse(&[b"Bearer    "]), Err(400));
+        assert_eq!(parse(&[b"Bearer a", b"Bearer b"]), Err(400));
+        assert_eq!(parse(&[b"Bearer a b"]), Err(401));
+        assert_eq!(parse(&[b"Bearer \xff\xfe"]), Err(401));
+        assert_eq!(parse(&[b"Bearer ==="]), Err(401));
+        let big = [b"Bearer ".as_slice(), &vec![b'a'; 65536]].concat();
+        assert_eq!(parse(&[&big]), Err(401));
+    }
+}

@@ -1,0 +1,61 @@
+//! # axum-obo
+//!
+//! Validate Microsoft Entra ID access tokens in an axum (or any tower) API, and
+//! call Microsoft Graph or any downstream API *on behalf of* the signed-in user.
+//!
+//! [`OboLayer`] admits only valid Entra access tokens: RS256 signatures against
+//! the tenant's keys (OIDC discovery, refreshed when keys rotate), issuer, tenant,
+//! audience, lifetime, and the scopes or roles your policy requires. Refusals are
+//! RFC 6750 responses; handlers take the validated [`Principal`].
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use axum_obo::{OboConfig, OboLayer, Principal};
+//!
+//! async fn whoami(caller: Principal) -> String {
+//!     format!("{} ({})", caller.oid(), caller.kind().as_str())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = OboConfig::builder()
+//!     .tenant_id("72f988bf-86f1-41af-91ab-2d7cd011db47")
+//!     .client_id("8b9f1c52-3a5e-4c1a-9d8e-2f0a1b2c3d4e")
+//!     .require_user_scopes(["access_as_user"])
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/whoami", get(whoami))
+//!     .layer(OboLayer::new(config));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the `testing` feature, [`testing`] provides an offline Entra ID stand-in
+//! (discovery, JWKS with rotation, a token minter) for your own tests.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(unreachable_pub)]
+
+pub mod clock;
+mod config;
+mod digest;
+mod extractor;
+mod jwks;
+mod layer;
+mod policy;
+mod rejection;
+mod secret;
+mod validate;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST};
+pub use extractor::Require;
+pub use jwks::KeyError;
+pub use layer::{OboLayer, OboService, ResponseFuture};
+pub use policy::{Forbidden, Requirement};
+pub use rejection::AuthRejection;
+pub use secret::{BearerToken, SecretString};
+pub use validate::{Principal, TokenKind, TokenVersion, ValidationError};

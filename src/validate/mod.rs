@@ -1,0 +1,15 @@
+//! Access-token validation.
+//!
+//! - [`claims`]: the validated [`Principal`] and its kinds.
+//! - [`error`]: why a token is refused.
+//! - [`rules`]: the checks (signature, issuer, tenant, audience, lifetime, kind).
+//! - [`cache`]: successful validations by SHA-256 of the token, until `exp`.
+
+pub(crate) mod cache;
+pub(crate) mod claims;
+pub(crate) mod error;
+pub(crate) mod rules;
+
+pub use claims::{Principal, TokenKind, TokenVersion};
+pub use error::ValidationError;
+pub(crate) use rules::{Validator, MAX_TOKEN_LEN};

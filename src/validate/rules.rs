@@ -1,0 +1,318 @@
+//! The checks that make an Entra access token acceptable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::cache::ValidatedCache;
+use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
+use super::error::ValidationError;
+use crate::config::{is_guid, OboConfig};
+use crate::jwks::KeyStore;
+use crate::secret::BearerToken;
+
+/// Longest token considered. Entra access tokens are a few KB even with group
+/// claims (which overflow to a Graph link past 200 groups).
+pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Longest a validation is cached, whatever `exp` says (Entra tokens live at
+/// most about a day).
+const MAX_CACHE_TTL: i64 = 24 * 3600;
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// Validates inbound access tokens against the configuration and the tenants' keys.
+pub(crate) struct Validator {
+    config: Arc<OboConfig>,
+    keys: Arc<KeyStore>,
+    cache: Option<ValidatedCache>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("keys", &self.keys)
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validator {
+    pub(crate) fn new(config: Arc<OboConfig>, http: reqwest::Client) -> Self {
+        let keys = Arc::new(KeyStore::new(
+            http,
+            config.authority_host.clone(),
+            config.allowed_tenants.iter().cloned(),
+            config.http_timeout,
+            config.min_key_refresh,
+            config.key_refresh_interval,
+            Arc::clone(&config.clock),
+        ));
+        let cache = (config.validated_cache_capacity > 0)
+            .then(|| ValidatedCache::new(config.validated_cache_capacity));
+        Self {
+            config,
+            keys,
+            cache,
+        }
+    }
+
+    /// The key store (for warm-up and for the exchange's token endpoint).
+    pub(crate) fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Validates `token`, from the cache when it was validated before.
+    pub(crate) async fn validate(&self, token: &BearerToken) -> Result<Principal, ValidationError> {
+        let raw = token.expose();
+        if raw.len() > MAX_TOKEN_LEN {
+            return Err(ValidationError::TooLarge);
+        }
+        let leeway = self.config.leeway.as_secs() as i64;
+        let Some(cache) = &self.cache else {
+            return self.validate_uncached(raw).await;
+        };
+        let digest = token.sha256();
+        if let Some(p) = cache.get(&digest) {
+            if self.config.clock.now() <= p.expires_at().saturating_add(leeway) {
+                return Ok(p);
+            }
+            return Err(ValidationError::Expired);
+        }
+        let p = self.validate_uncached(raw).await?;
+        let ttl = (p.expires_at().saturating_add(leeway))
+            .saturating_sub(self.config.clock.now())
+            .clamp(0, MAX_CACHE_TTL);
+        cache.insert(digest, p.clone(), Duration::from_secs(ttl as u64));
+        Ok(p)
+    }
+
+    async fn validate_uncached(&self, token: &str) -> Result<Principal, ValidationError> {
+        let (message, signature) = token.rsplit_once('.').ok_or(ValidationError::Malformed)?;
+        let (header_b64, payload_b64) =
+            message.split_once('.').ok_or(ValidationError::Malformed)?;
+        if payload_b64.contains('.') || header_b64.is_empty() || payload_b64.is_empty() {
+            return Err(ValidationError::Malformed);
+        }
+        let header: JoseHeader = decode_segment(header_b64)?;
+        if header.alg != "RS256" {
+            return Err(ValidationError::Algorithm);
+        }
+        let claims: Map<String, Value> = decode_segment(payload_b64)?;
+
+        // The tenant picks the key set, so it is read before the signature is
+        // checked; nothing else is trusted until it is.
+        let tid = str_claim(&claims, "tid")?;
+        if !is_guid(tid) {
+            return Err(ValidationError::Claim("tid"));
+        }
+        let tid = tid.to_ascii_lowercase();
+        if !self.config.allowed_tenants.contains(&tid) {
+            return Err(ValidationError::TenantNotAllowed);
+        }
+        let kid = header
+            .kid
+            .filter(|k| !k.is_empty())
+            .ok_or(ValidationError::MissingKid)?;
+        let mut loaded = self
+            .keys
+            .keys(&tid)
+            .await
+            .map_err(ValidationError::KeysUnavailable)?;
+        if !loaded.keys.contains_key(&kid) {
+            loaded = self
+                .keys
+                .refresh_for_unknown_kid(&tid, &loaded)
+                .await
+                .map_err(ValidationError::KeysUnavailable)?;
+        }
+        let key = loaded.keys.get(&kid).ok_or(ValidationError::UnknownKey)?;
+        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, Algorithm::RS256) {
+            Ok(true) => {}
+            _ => return Err(ValidationError::Signature),
+        }
+
+        // Signed by Entra: now the claims.
+        let scp = match claims.get("scp") {
+            None => None,
+            Some(Value::String(s)) => Some(s.split_whitespace().map(str::to_owned).collect()),
+            Some(_) => return Err(ValidationError::Claim("scp")),
+        }
+        .filter(|v: &Vec<String>| !v.is_empty());
+        let roles = match claims.get("roles") {
+            None => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|r| r.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or(ValidationError::Claim("roles"))?,
+            ),
+            Some(_) => return Err(ValidationError::Claim("roles")),
+        }
+        .filter(|v| !v.is_empty());
+
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => self.config.audiences.contains(a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| self.config.audiences.contains(a))),
+            _ => false,
+        };
+        if scp.is_none() && roles.is_none() && (claims.contains_key("nonce") || !aud_ok) {
+            return Err(ValidationError::IdToken);
+        }
+        if !aud_ok {
+            return Err(ValidationError::Audience);
+        }
+
+        let iss = str_claim(&claims, "iss")?;
+        let meta = &loaded.metadata;
+        let version = if iss == meta.issuer_v2.replace("{tenantid}", &tid) {
+            TokenVersion::V2
+        } else if iss == meta.issuer_v1.replace("{tenantid}", &tid) {
+            TokenVersion::V1
+        } else {
+            return Err(ValidationError::Issuer);
+        };
+        if issuer_tenant(iss).is_none_or(|t| !t.eq_ignore_ascii_case(&tid)) {
+            return Err(ValidationError::Issuer);
+        }
+        match (claims.get("ver").and_then(Value::as_str), version) {
+            (None, _) | (Some("2.0"), TokenVersion::V2) | (Some("1.0"), TokenVersion::V1) => {}
+            _ => return Err(ValidationError::Claim("ver")),
+        }
+
+        let now = self.config.clock.now();
+        let leeway = self.config.leeway.as_secs() as i64;
+        let exp = time_claim(&claims, "exp")?.ok_or(ValidationError::Claim("exp"))?;
+        if now > exp.saturating_add(leeway) {
+            return Err(ValidationError::Expired);
+        }
+        if let Some(nbf) = time_claim(&claims, "nbf")? {
+            if nbf > now.saturating_add(leeway) {
+                return Err(ValidationError::NotYetValid);
+            }
+        }
+
+        let oid = str_claim(&claims, "oid")?.to_owned();
+        let sub = str_claim(&claims, "sub")?.to_owned();
+        let (scopes, roles) = match (scp, roles) {
+            (None, None) => return Err(ValidationError::NoScopesOrRoles),
+            (s, r) => (s.unwrap_or_default(), r.unwrap_or_default()),
+        };
+        let app_only = claims.get("idtyp").and_then(Value::as_str) == Some("app");
+        let kind = if app_only || scopes.is_empty() {
+            TokenKind::App
+        } else {
+            TokenKind::Delegated
+        };
+        let opt = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let client_app_id = match version {
+            TokenVersion::V2 => opt("azp").or_else(|| opt("appid")),
+            TokenVersion::V1 => opt("appid").or_else(|| opt("azp")),
+        };
+        let preferred_username = opt("preferred_username")
+            .or_else(|| opt("upn"))
+            .or_else(|| opt("unique_name"));
+        let name = opt("name");
+        Ok(Principal(Arc::new(PrincipalInner {
+            tid,
+            oid,
+            sub,
+            scopes,
+            roles,
+            client_app_id,
+            version,
+            kind,
+            name,
+            preferred_username,
+            expires_at: exp,
+            claims,
+        })))
+    }
+}
+
+fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, ValidationError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| ValidationError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| ValidationError::Malformed)
+}
+
+fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, ValidationError> {
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(ValidationError::Claim(name))
+}
+
+/// A NumericDate claim: absent is `None`; present but not a finite number in
+/// range is an error.
+fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, ValidationError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Some(i));
+            }
+            match n.as_f64() {
+                Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(Some(f as i64)),
+                _ => Err(ValidationError::Claim(name)),
+            }
+        }
+        Some(_) => Err(ValidationError::Claim(name)),
+    }
+}
+
+/// The tenant segment of an Entra issuer: the first path segment
+/// (`https://host/{tid}/v2.0`, `https://sts.windows.net/{tid}/`).
+fn issuer_tenant(iss: &str) -> Option<&str> {
+    let rest = iss.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    path.split('/').next().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_tenant_segment() {
+        let t = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        assert_eq!(issuer_tenant(&format!("https://login.microsoftonline.com/{t}/v2.0")), Some(t));
+        assert_eq!(issuer_tenant(&format!("https://sts.windows.net/{t}/")), Some(t));
+        assert_eq!(issuer_tenant("https://sts.windows.net/"), None);
+        assert_eq!(issuer_tenant("nonsense"), None);
+    }
+
+    #[test]
+    fn time_claims() {
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"a":5,"b":5.9,"c":"5","d":1e300,"e":-3}"#).unwrap();
+        assert_eq!(time_claim(&m, "a").unwrap(), Some(5));
+        assert_eq!(time_claim(&m, "b").unwrap(), Some(5));
+        assert!(time_claim(&m, "c").is_err());
+        assert!(time_claim(&m, "d").is_err());
+        assert_eq!(time_claim(&m, "e").unwrap(), Some(-3));
+        assert_eq!(time_claim(&m, "z").unwrap(), None);
+    }
+
+    #[test]
+    fn segments_are_strict() {
+        assert!(decode_segment::<Value>("e30").is_ok()); // {}
+        assert!(decode_segment::<Value>("e30=").is_err()); // padding
+        assert!(decode_segment::<Value>("!!").is_err());
+        assert!(decode_segment::<JoseHeader>("e30").is_err()); // no alg
+    }
+}
