@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::exchange::{CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile};
+use crate::secret::SecretString;
 
 /// The public-cloud authority host.
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
@@ -55,6 +57,24 @@ pub struct OboConfig {
     pub(crate) validated_cache_capacity: u64,
     pub(crate) policy: Policy,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) obo: OboSettings,
+}
+
+/// On-Behalf-Of settings.
+#[derive(Debug, Clone)]
+pub(crate) struct OboSettings {
+    /// How this API authenticates at the token endpoint (none: OBO refused as misconfigured).
+    pub(crate) credential: Option<ClientCredential>,
+    /// Re-exchange this long before a cached token expires (half the lifetime for short-lived tokens).
+    pub(crate) refresh_margin: Duration,
+    /// How long interaction/consent errors are remembered per user and scope set.
+    pub(crate) negative_ttl: Duration,
+    /// Bound of the token cache, in bytes.
+    pub(crate) cache_max_bytes: u64,
+    /// Retries of 429/5xx answers.
+    pub(crate) max_retries: usize,
+    /// Total time an exchange may spend retrying.
+    pub(crate) retry_budget: Duration,
 }
 
 /// Layer-wide access policy, checked on every request (also for cached tokens).
@@ -85,6 +105,7 @@ impl fmt::Debug for OboConfig {
             .field("validated_cache_capacity", &self.validated_cache_capacity)
             .field("policy", &self.policy)
             .field("clock", &self.clock)
+            .field("obo", &self.obo)
             .finish()
     }
 }
@@ -149,6 +170,15 @@ pub struct OboConfigBuilder {
     validated_cache_capacity: u64,
     policy: Policy,
     clock: Arc<dyn Clock>,
+    credential: Option<CredentialSpec>,
+    obo: OboSettings,
+}
+
+#[derive(Clone, Debug)]
+enum CredentialSpec {
+    Ready(ClientCredential),
+    CertificateFile(std::path::PathBuf),
+    FederatedFile(std::path::PathBuf),
 }
 
 impl fmt::Debug for OboConfigBuilder {
@@ -179,14 +209,28 @@ impl Default for OboConfigBuilder {
                 ..Policy::default()
             },
             clock: Arc::new(SystemClock),
+            credential: None,
+            obo: OboSettings {
+                credential: None,
+                refresh_margin: Duration::from_secs(300),
+                negative_ttl: Duration::from_secs(30),
+                cache_max_bytes: DEFAULT_OBO_CACHE_BYTES,
+                max_retries: 3,
+                retry_budget: Duration::from_secs(20),
+            },
         }
     }
 }
 
+/// Default bound of the On-Behalf-Of cache: room for 100,000 users with one
+/// Graph token each (about 3 KiB per entry).
+pub const DEFAULT_OBO_CACHE_BYTES: u64 = 100_000 * 3 * 1024;
+
 impl OboConfigBuilder {
-    /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST` and
-    /// `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) from the
-    /// process environment. Missing required variables are reported by `build()`.
+    /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
+    /// `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) and the
+    /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
+    /// else `AZURE_FEDERATED_TOKEN_FILE` — from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -206,6 +250,13 @@ impl OboConfigBuilder {
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty())
                 .collect();
+        }
+        if let Some(secret) = get("AZURE_CLIENT_SECRET") {
+            b.credential = Some(CredentialSpec::Ready(ClientCredential::Secret(SecretString::new(secret))));
+        } else if let Some(path) = get("AZURE_CLIENT_CERTIFICATE_PATH") {
+            b.credential = Some(CredentialSpec::CertificateFile(path.into()));
+        } else if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
+            b.credential = Some(CredentialSpec::FederatedFile(path.into()));
         }
         if b.tenant_id.is_none() {
             return Err(ConfigError::new("AZURE_TENANT_ID", "is not set"));
@@ -330,6 +381,68 @@ impl OboConfigBuilder {
         self
     }
 
+    /// Authenticates to the token endpoint with a client secret.
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        let secret: String = secret.into();
+        self.credential = Some(CredentialSpec::Ready(ClientCredential::Secret(SecretString::new(secret))));
+        self
+    }
+
+    /// Authenticates with a certificate (a signed client assertion).
+    pub fn client_certificate(mut self, certificate: CertificateCredential) -> Self {
+        self.credential = Some(CredentialSpec::Ready(ClientCredential::Certificate(certificate)));
+        self
+    }
+
+    /// Authenticates with a certificate read, at `build()`, from a PEM file
+    /// holding the certificate and its RSA private key.
+    pub fn client_certificate_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.credential = Some(CredentialSpec::CertificateFile(path.into()));
+        self
+    }
+
+    /// Authenticates with a federated token read from `path` at every exchange
+    /// (workload identity).
+    pub fn federated_token_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.credential = Some(CredentialSpec::FederatedFile(path.into()));
+        self
+    }
+
+    /// Authenticates with client assertions from your own source.
+    pub fn client_assertion(mut self, source: impl ClientAssertion) -> Self {
+        self.credential = Some(CredentialSpec::Ready(ClientCredential::Assertion(Arc::new(source))));
+        self
+    }
+
+    /// Re-exchange a cached downstream token this long before it expires
+    /// (default 5 minutes; tokens living less than twice this are re-exchanged
+    /// at half their lifetime).
+    pub fn obo_refresh_margin(mut self, margin: Duration) -> Self {
+        self.obo.refresh_margin = margin;
+        self
+    }
+
+    /// How long `interaction_required`/consent errors are remembered per user
+    /// and scope set (default 30 s).
+    pub fn obo_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.obo.negative_ttl = ttl;
+        self
+    }
+
+    /// Bound of the On-Behalf-Of cache in bytes (default [`DEFAULT_OBO_CACHE_BYTES`]).
+    pub fn obo_cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.obo.cache_max_bytes = bytes;
+        self
+    }
+
+    /// Retries of 429/5xx token-endpoint answers (default 3) and the total time
+    /// they may take (default 20 s).
+    pub fn obo_retries(mut self, max_retries: usize, budget: Duration) -> Self {
+        self.obo.max_retries = max_retries;
+        self.obo.retry_budget = budget;
+        self
+    }
+
     /// Validates everything and builds the configuration.
     pub fn build(self) -> Result<OboConfig, ConfigError> {
         let tenant_id = normalize_guid("tenant_id", self.tenant_id.as_deref())?;
@@ -384,6 +497,33 @@ impl OboConfigBuilder {
                 ));
             }
         }
+        let mut obo = self.obo;
+        obo.credential = match self.credential {
+            None => None,
+            Some(CredentialSpec::Ready(ClientCredential::Secret(s))) if s.expose().trim().is_empty() => {
+                return Err(ConfigError::new("client_secret", "is empty"));
+            }
+            Some(CredentialSpec::Ready(c)) => Some(c),
+            Some(CredentialSpec::CertificateFile(path)) => Some(ClientCredential::Certificate(
+                CertificateCredential::from_pem_file(&path)
+                    .map_err(|e| ConfigError::new("client_certificate", e.to_string()))?,
+            )),
+            Some(CredentialSpec::FederatedFile(path)) => {
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        "federated_token_file",
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+                Some(ClientCredential::FederatedTokenFile(FederatedTokenFile::new(path)))
+            }
+        };
+        if obo.cache_max_bytes < 64 * 1024 {
+            return Err(ConfigError::new("obo_cache_max_bytes", "must be at least 64 KiB"));
+        }
+        if obo.retry_budget > Duration::from_secs(120) {
+            return Err(ConfigError::new("obo_retries", "the retry budget must be at most 2 minutes"));
+        }
         Ok(OboConfig {
             tenant_id,
             client_id,
@@ -397,6 +537,7 @@ impl OboConfigBuilder {
             validated_cache_capacity: self.validated_cache_capacity,
             policy: self.policy,
             clock: self.clock,
+            obo,
         })
     }
 }

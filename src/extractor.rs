@@ -1,12 +1,17 @@
-//! Extractors: the validated [`Principal`] and the [`Require`] guard.
+//! Extractors: the validated [`Principal`], the [`Require`] guard, and the
+//! On-Behalf-Of [`OboToken`].
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
+use crate::exchange::cache::CachedToken;
 use crate::layer::LayerContext;
+use crate::scope::Scope;
+use crate::secret::BearerToken;
 use crate::policy::{check_requirement, Requirement};
 use crate::rejection::AuthRejection;
 use crate::validate::Principal;
@@ -88,5 +93,116 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
             AuthRejection::Forbidden(f)
         })?;
         Ok(Require(principal, PhantomData))
+    }
+}
+
+/// A downstream access token for the signed-in user, obtained with the
+/// On-Behalf-Of flow for the scopes of `S`, from the cache when possible.
+///
+/// The exchange runs only when a handler takes this extractor, at most once per
+/// request (memoized), and at most once per user, scope set and inbound token
+/// across requests (cached, single-flight). Failures are relayed as described in
+/// [`AuthRejection`].
+///
+/// ```
+/// use axum_obo::{GraphUserRead, OboToken};
+///
+/// async fn me(token: OboToken<GraphUserRead>) -> Result<String, axum_obo::AuthRejection> {
+///     let resp = token
+///         .request(reqwest::Method::GET, "https://graph.microsoft.com/v1.0/me")
+///         .send()
+///         .await;
+///     Ok(match resp {
+///         Ok(r) => r.status().to_string(),
+///         Err(_) => "graph unreachable".to_owned(),
+///     })
+/// }
+/// ```
+pub struct OboToken<S: Scope> {
+    token: Arc<CachedToken>,
+    http: reqwest::Client,
+    _scope: PhantomData<fn() -> S>,
+}
+
+impl<S: Scope> Clone for OboToken<S> {
+    fn clone(&self) -> Self {
+        Self {
+            token: Arc::clone(&self.token),
+            http: self.http.clone(),
+            _scope: PhantomData,
+        }
+    }
+}
+
+impl<S: Scope> OboToken<S> {
+    /// The downstream access token. Send it only to the downstream API; never
+    /// return it to the client or log it.
+    pub fn access_token(&self) -> &BearerToken {
+        &self.token.access_token
+    }
+
+    /// Expiry of the token, seconds since the Unix epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.token.expires_at
+    }
+
+    /// The scopes granted.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.token.scopes.iter().map(|s| &**s)
+    }
+
+    /// The crate's shared HTTP client (connection pools, TLS, timeouts).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A request on the shared client with `Authorization: Bearer <token>` set.
+    pub fn request(&self, method: reqwest::Method, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .bearer_auth(self.token.access_token.expose())
+    }
+}
+
+impl<S: Scope> fmt::Debug for OboToken<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OboToken")
+            .field("access_token", &self.token.access_token)
+            .field("expires_at", &self.token.expires_at)
+            .field("scopes", &self.token.scopes)
+            .finish()
+    }
+}
+
+/// Per-request memo of an exchanged token.
+struct Memo<S: Scope>(OboToken<S>);
+
+impl<S: Scope> Clone for Memo<S> {
+    fn clone(&self) -> Self {
+        Memo(self.0.clone())
+    }
+}
+
+impl<St: Send + Sync, S: Scope> FromRequestParts<St> for OboToken<S> {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, Self::Rejection> {
+        if let Some(Memo(t)) = parts.extensions.get::<Memo<S>>() {
+            return Ok(t.clone());
+        }
+        let ctx = context(parts)?;
+        let auth = ctx.auth.as_ref().ok_or(AuthRejection::MissingToken)?;
+        let shared = Arc::clone(&ctx.shared);
+        let token = shared
+            .exchanger
+            .token(&auth.principal, &auth.token, S::SCOPES)
+            .await?;
+        let t = OboToken {
+            token,
+            http: shared.http.clone(),
+            _scope: PhantomData,
+        };
+        parts.extensions.insert(Memo(t.clone()));
+        Ok(t)
     }
 }

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 use tracing::Instrument as _;
 
 use crate::config::{ConfigError, OboConfig};
+use crate::exchange::{Exchanger, OboStats};
 use crate::jwks::KeyError;
 use crate::rejection::AuthRejection;
 use crate::secret::BearerToken;
@@ -21,13 +22,14 @@ use crate::validate::{Principal, ValidationError, Validator};
 /// State shared by every clone of the layer and service.
 pub(crate) struct Shared {
     pub(crate) config: Arc<OboConfig>,
+    pub(crate) http: reqwest::Client,
     pub(crate) validator: Validator,
+    pub(crate) exchanger: Exchanger,
 }
 
 /// What the layer leaves in the request extensions for the extractors.
 #[derive(Clone)]
 pub(crate) struct LayerContext {
-    #[allow(dead_code)] // read by the On-Behalf-Of extractor
     pub(crate) shared: Arc<Shared>,
     pub(crate) auth: Option<Authenticated>,
 }
@@ -36,7 +38,6 @@ pub(crate) struct LayerContext {
 #[derive(Clone)]
 pub(crate) struct Authenticated {
     pub(crate) principal: Principal,
-    #[allow(dead_code)] // the On-Behalf-Of assertion
     pub(crate) token: BearerToken,
 }
 
@@ -75,9 +76,15 @@ impl OboLayer {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let config = Arc::new(config);
-        let validator = Validator::new(Arc::clone(&config), http);
+        let validator = Validator::new(Arc::clone(&config), http.clone());
+        let exchanger = Exchanger::new(Arc::clone(&config), http.clone());
         Self {
-            shared: Arc::new(Shared { config, validator }),
+            shared: Arc::new(Shared {
+                config,
+                http,
+                validator,
+                exchanger,
+            }),
             allow_anonymous: false,
         }
     }
@@ -105,6 +112,11 @@ impl OboLayer {
     /// The configuration.
     pub fn config(&self) -> &OboConfig {
         &self.shared.config
+    }
+
+    /// Counters of the On-Behalf-Of cache (hits, misses, exchanges, errors).
+    pub fn stats(&self) -> OboStats {
+        self.shared.exchanger.stats()
     }
 }
 

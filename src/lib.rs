@@ -40,19 +40,28 @@
 pub mod clock;
 mod config;
 mod digest;
+mod exchange;
 mod extractor;
 mod jwks;
 mod layer;
 mod policy;
 mod rejection;
+mod scope;
 mod secret;
 mod validate;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST};
-pub use extractor::Require;
+pub use config::{
+    ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST, DEFAULT_OBO_CACHE_BYTES,
+};
+pub use exchange::{
+    AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,
+    CredentialError, FederatedTokenFile, OboError, OboStats,
+};
+pub use extractor::{OboToken, Require};
+pub use scope::{GraphDefault, GraphUserRead, Scope};
 pub use jwks::KeyError;
 pub use layer::{OboLayer, OboService, ResponseFuture};
 pub use policy::{Forbidden, Requirement};

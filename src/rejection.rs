@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
+use crate::exchange::OboError;
 use crate::policy::Forbidden;
 use crate::validate::ValidationError;
 
@@ -17,6 +18,21 @@ use crate::validate::ValidationError;
 /// | [`InvalidToken`](Self::InvalidToken) | 401 (503 if keys are unavailable) | `Bearer error="invalid_token"` |
 /// | [`Forbidden`](Self::Forbidden) | 403 | `Bearer error="insufficient_scope"` |
 /// | [`MissingLayer`](Self::MissingLayer) | 500 | — |
+/// | [`Obo`](Self::Obo) | see below | see below |
+///
+/// On-Behalf-Of failures ([`OboError`]) are relayed as follows:
+///
+/// | token endpoint says | the API answers |
+/// |---|---|
+/// | `interaction_required` (MFA, Conditional Access) with `claims` | 401 `Bearer realm="", authorization_uri="…/common/oauth2/authorize", error="insufficient_claims", claims="<base64 claims>"` |
+/// | consent missing (AADSTS65001) | 403 `consent_required`, naming the scopes |
+/// | `invalid_grant` (assertion expired/invalid) | 401 `invalid_token` |
+/// | `invalid_client`, `unauthorized_client`, `invalid_scope` | 500 with a generic body (cause logged) |
+/// | 429 / 5xx after bounded retries | 503 with `Retry-After` |
+/// | timeout | 504 |
+/// | not the expected JSON | 502 |
+/// | (local) app-only inbound token | 403 `delegated_token_required` |
+/// | (local) inbound token about to expire | 401 `invalid_token` |
 ///
 /// Bodies are JSON `{"error": …, "error_description": …}` and never contain the token.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +50,9 @@ pub enum AuthRejection {
     /// The token is valid but may not do this.
     #[error(transparent)]
     Forbidden(#[from] Forbidden),
+    /// The On-Behalf-Of exchange failed.
+    #[error(transparent)]
+    Obo(#[from] OboError),
     /// An extractor ran on a route without `OboLayer`.
     #[error("the request was not authenticated: did you add `OboLayer` in front of this route?")]
     MissingLayer,
@@ -51,6 +70,16 @@ impl AuthRejection {
             AuthRejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             AuthRejection::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthRejection::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthRejection::Obo(e) => match e {
+                OboError::AppOnlyToken | OboError::ConsentRequired { .. } => StatusCode::FORBIDDEN,
+                OboError::InboundTokenExpiring
+                | OboError::InteractionRequired { .. }
+                | OboError::InvalidGrant => StatusCode::UNAUTHORIZED,
+                OboError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                OboError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                OboError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                OboError::BadResponse => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 
@@ -66,11 +95,30 @@ impl AuthRejection {
             AuthRejection::Forbidden(Forbidden::ClientApp) => "unauthorized_client",
             AuthRejection::Forbidden(_) => "insufficient_scope",
             AuthRejection::MissingLayer => "server_error",
+            AuthRejection::Obo(e) => match e {
+                OboError::AppOnlyToken => "delegated_token_required",
+                OboError::InboundTokenExpiring | OboError::InvalidGrant => "invalid_token",
+                OboError::InteractionRequired { .. } => "insufficient_claims",
+                OboError::ConsentRequired { .. } => "consent_required",
+                OboError::Misconfigured(_) => "server_error",
+                OboError::Unavailable { .. } | OboError::Timeout => "temporarily_unavailable",
+                OboError::BadResponse => "bad_gateway",
+            },
+        }
+    }
+
+    /// The client-facing description. Server-side causes are not disclosed.
+    fn description(&self) -> String {
+        match self {
+            AuthRejection::Obo(OboError::Misconfigured(_)) => {
+                "the server could not complete the request".to_owned()
+            }
+            other => other.to_string(),
         }
     }
 
     fn www_authenticate(&self) -> Option<String> {
-        let description = quoted(&self.to_string());
+        let description = quoted(&self.description());
         match self {
             AuthRejection::MissingToken => Some("Bearer".to_owned()),
             AuthRejection::InvalidRequest(_) => Some(format!(
@@ -92,6 +140,45 @@ impl AuthRejection {
                 ))
             }
             AuthRejection::MissingLayer => None,
+            AuthRejection::Obo(e) => match e {
+                OboError::AppOnlyToken => Some(format!(
+                    "Bearer error=\"insufficient_scope\", error_description=\"{description}\""
+                )),
+                OboError::ConsentRequired { scopes } => Some(format!(
+                    "Bearer error=\"insufficient_scope\", error_description=\"{description}\", scope=\"{}\"",
+                    quoted(&scopes.join(" "))
+                )),
+                OboError::InboundTokenExpiring | OboError::InvalidGrant => Some(format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{description}\""
+                )),
+                OboError::InteractionRequired {
+                    claims,
+                    authorization_uri,
+                } => {
+                    use base64::Engine as _;
+                    let claims = claims.as_deref().map_or(String::new(), |c| {
+                        format!(
+                            ", claims=\"{}\"",
+                            base64::engine::general_purpose::STANDARD.encode(c)
+                        )
+                    });
+                    Some(format!(
+                        "Bearer realm=\"\", authorization_uri=\"{}\", error=\"insufficient_claims\"{claims}",
+                        quoted(authorization_uri)
+                    ))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            AuthRejection::InvalidToken(ValidationError::KeysUnavailable(_)) => Some(10),
+            AuthRejection::Obo(OboError::Unavailable { retry_after }) => {
+                Some(retry_after.map_or(5, |d| d.as_secs().max(1)))
+            }
+            _ => None,
         }
     }
 }
@@ -129,12 +216,11 @@ impl IntoResponse for AuthRejection {
         let mut resp = json_error(
             self.status(),
             self.error_code(),
-            &self.to_string(),
+            &self.description(),
             self.www_authenticate().as_deref(),
         );
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("10"));
+        if let Some(secs) = self.retry_after() {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -171,5 +257,30 @@ mod tests {
         assert!(h.ends_with("scope=\"access_as_user\""), "{h}");
         let r = AuthRejection::MissingLayer.into_response();
         assert_eq!(r.status(), 500);
+    }
+
+    #[test]
+    fn claims_challenge_is_relayed_in_standard_base64() {
+        let claims = r#"{"access_token":{"capolids":{"essential":true,"values":["c1"]}}}"#;
+        let r = AuthRejection::Obo(OboError::InteractionRequired {
+            claims: Some(claims.into()),
+            authorization_uri: "https://login.microsoftonline.com/common/oauth2/authorize".into(),
+        })
+        .into_response();
+        assert_eq!(r.status(), 401);
+        let h = r.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(claims);
+        assert_eq!(
+            h,
+            format!("Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"{b64}\"")
+        );
+    }
+
+    #[test]
+    fn misconfiguration_is_not_disclosed() {
+        let r = AuthRejection::Obo(OboError::Misconfigured("AADSTS7000215 secret".into()));
+        assert_eq!(r.status(), 500);
+        assert!(!r.description().contains("AADSTS"));
     }
 }

@@ -1,0 +1,146 @@
+//! The On-Behalf-Of token cache: bounded by bytes, keyed by a digest of
+//! (tenant, user, normalized scopes, inbound token), single-flight per key, with
+//! a short negative cache for interaction/consent errors.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::error::OboError;
+use crate::secret::BearerToken;
+
+/// A cached downstream token.
+#[derive(Debug)]
+pub(crate) struct CachedToken {
+    pub(crate) access_token: BearerToken,
+    /// Expiry, clock seconds.
+    pub(crate) expires_at: i64,
+    /// Served from the cache until this time (clock seconds); then re-exchanged.
+    pub(crate) fresh_until: i64,
+    /// Scopes granted (the response's `scope`, else the requested ones).
+    pub(crate) scopes: Box<[Box<str>]>,
+    /// Real-time lifetime of the entry in the cache.
+    pub(crate) ttl: Duration,
+}
+
+impl CachedToken {
+    /// Bytes held by an entry, for the weigher (key, value and bookkeeping).
+    fn weight(&self) -> u32 {
+        let scopes: usize = self.scopes.iter().map(|s| s.len() + 16).sum();
+        (self.access_token.expose().len() + scopes + 32 + 160).min(u32::MAX as usize) as u32
+    }
+}
+
+/// Cache key: SHA-256 over tenant, user, normalized scopes and the SHA-256 of
+/// the inbound token, each length-prefixed. Holds no identifier or token in clear.
+pub(crate) type CacheKey = [u8; 32];
+
+pub(crate) fn cache_key(tid: &str, oid: &str, normalized_scopes: &str, assertion: &BearerToken) -> CacheKey {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [tid.as_bytes(), oid.as_bytes(), normalized_scopes.as_bytes()] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    ctx.update(&assertion.sha256());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+struct TokenExpiry;
+
+impl Expiry<CacheKey, Arc<CachedToken>> for TokenExpiry {
+    fn expire_after_create(&self, _: &CacheKey, v: &Arc<CachedToken>, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// Counters of the On-Behalf-Of cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OboStats {
+    /// Requests served from the cache.
+    pub hits: u64,
+    /// Requests that found no usable entry.
+    pub misses: u64,
+    /// Exchanges sent to the token endpoint (after single-flight).
+    pub exchanges: u64,
+    /// Exchanges that failed.
+    pub errors: u64,
+    /// Requests answered from the negative cache.
+    pub negative_hits: u64,
+    /// Requests refused before any network call (app-only or expiring token).
+    pub preflight_refusals: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) exchanges: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) negative_hits: AtomicU64,
+    pub(crate) preflight_refusals: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> OboStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        OboStats {
+            hits: l(&self.hits),
+            misses: l(&self.misses),
+            exchanges: l(&self.exchanges),
+            errors: l(&self.errors),
+            negative_hits: l(&self.negative_hits),
+            preflight_refusals: l(&self.preflight_refusals),
+        }
+    }
+}
+
+pub(crate) fn bump(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Positive and negative caches.
+pub(crate) struct OboCache {
+    pub(crate) tokens: Cache<CacheKey, Arc<CachedToken>>,
+    pub(crate) negative: Cache<CacheKey, OboError>,
+}
+
+impl OboCache {
+    pub(crate) fn new(max_bytes: u64, negative_ttl: Duration) -> Self {
+        Self {
+            tokens: Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_, v: &Arc<CachedToken>| v.weight())
+                .expire_after(TokenExpiry)
+                .build(),
+            negative: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(negative_ttl.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_every_component() {
+        let a = BearerToken::new("token-a");
+        let b = BearerToken::new("token-b");
+        let k = cache_key("t", "u", "s", &a);
+        assert_eq!(k, cache_key("t", "u", "s", &a));
+        assert_ne!(k, cache_key("t2", "u", "s", &a));
+        assert_ne!(k, cache_key("t", "u2", "s", &a));
+        assert_ne!(k, cache_key("t", "u", "s2", &a));
+        assert_ne!(k, cache_key("t", "u", "s", &b));
+        // Length prefixes: moving a boundary changes the key.
+        assert_ne!(cache_key("ab", "c", "s", &a), cache_key("a", "bc", "s", &a));
+    }
+}

@@ -1,0 +1,384 @@
+//! The token endpoint: the On-Behalf-Of request, its response and error shapes,
+//! and bounded retries of transient failures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable as _};
+use serde::Deserialize;
+
+use super::credential::{ClientCredential, CredentialForm};
+use super::error::OboError;
+use crate::config::OboConfig;
+use crate::secret::BearerToken;
+
+/// `grant_type` of the On-Behalf-Of request.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// `client_assertion_type` of assertion credentials.
+pub(crate) const CLIENT_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A successful exchange.
+pub(crate) struct Issued {
+    pub(crate) access_token: BearerToken,
+    pub(crate) expires_in: i64,
+    pub(crate) scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Success {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    expires_in: NumberOrString,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrString {
+    N(i64),
+    S(String),
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<i64>,
+    #[serde(default)]
+    suberror: Option<String>,
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+    #[serde(default)]
+    claims: Option<String>,
+}
+
+/// One attempt's failure: final, or transient (retry, maybe after `Retry-After`).
+enum Attempt {
+    Final(OboError),
+    Transient {
+        retry_after: Option<Duration>,
+        timeout: bool,
+    },
+}
+
+/// Client of `{authority}/{tid}/oauth2/v2.0/token`.
+pub(crate) struct TokenEndpoint {
+    http: reqwest::Client,
+    config: Arc<OboConfig>,
+}
+
+impl TokenEndpoint {
+    pub(crate) fn new(http: reqwest::Client, config: Arc<OboConfig>) -> Self {
+        Self { http, config }
+    }
+
+    /// The token endpoint of tenant `tid` (also the `aud` of client assertions).
+    pub(crate) fn url(&self, tid: &str) -> String {
+        format!("{}/{tid}/oauth2/v2.0/token", self.config.authority_host)
+    }
+
+    /// Exchanges `assertion` for a token for `scope` in tenant `tid`, retrying
+    /// 429/5xx at most `max_retries` times within `retry_budget`.
+    pub(crate) async fn exchange(
+        &self,
+        tid: &str,
+        assertion: &BearerToken,
+        scope: &str,
+        requested: &[&str],
+    ) -> Result<Issued, OboError> {
+        let credential = self
+            .config
+            .obo
+            .credential
+            .as_ref()
+            .ok_or_else(|| OboError::Misconfigured("no client credential is configured".into()))?;
+        let url = self.url(tid);
+        let settings = &self.config.obo;
+        let started = Instant::now();
+        let budget = settings.retry_budget;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(settings.max_retries)
+            .with_jitter();
+        let attempt = || self.attempt(&url, credential, assertion, scope, requested);
+        let result = attempt
+            .retry(backoff)
+            .when(|e| matches!(e, Attempt::Transient { timeout: false, .. }))
+            .adjust(|e, planned| {
+                // `planned` is None once the retries are used up.
+                let wait = match e {
+                    Attempt::Transient {
+                        retry_after: Some(ra),
+                        ..
+                    } => planned.map(|_| *ra),
+                    _ => planned,
+                }?;
+                // Give up rather than exceed the total budget.
+                (started.elapsed() + wait <= budget).then_some(wait)
+            })
+            .notify(|_, wait| tracing::debug!(?wait, "token endpoint busy; retrying"))
+            .await;
+        match result {
+            Ok(issued) => Ok(issued),
+            Err(Attempt::Final(e)) => Err(e),
+            Err(Attempt::Transient { timeout: true, .. }) => Err(OboError::Timeout),
+            Err(Attempt::Transient { retry_after, .. }) => Err(OboError::Unavailable { retry_after }),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        credential: &ClientCredential,
+        assertion: &BearerToken,
+        scope: &str,
+        requested: &[&str],
+    ) -> Result<Issued, Attempt> {
+        let config = &self.config;
+        let cred = credential
+            .form(&config.client_id, url, config.clock.now())
+            .await
+            .map_err(|e| {
+                tracing::error!(credential = credential.kind(), error = %e, "cannot produce the client credential");
+                Attempt::Final(OboError::Misconfigured(e.to_string()))
+            })?;
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", JWT_BEARER),
+            ("requested_token_use", "on_behalf_of"),
+            ("assertion", assertion.expose()),
+            ("scope", scope),
+            ("client_id", &config.client_id),
+            ("client_info", "1"),
+        ];
+        match &cred {
+            CredentialForm::Secret(s) => form.push(("client_secret", s.expose())),
+            CredentialForm::Assertion(a) => {
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+                form.push(("client_assertion", a.expose()));
+            }
+        }
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let send = self
+            .http
+            .post(url)
+            .header("client-request-id", &request_id)
+            .header("x-ms-lib-capability", "retry-after, h429")
+            .header(http::header::ACCEPT, "application/json")
+            .form(&form)
+            .send();
+        let timeout = config.http_timeout;
+        let response = match tokio::time::timeout(timeout, send).await {
+            Err(_) => return Err(timed_out(&request_id)),
+            Ok(Err(e)) if e.is_timeout() => return Err(timed_out(&request_id)),
+            Ok(Err(e)) => {
+                tracing::warn!(client_request_id = %request_id, connect = e.is_connect(), "token endpoint unreachable");
+                return Err(Attempt::Transient {
+                    retry_after: None,
+                    timeout: false,
+                });
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match tokio::time::timeout(timeout, response.bytes()).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if !e.is_timeout() => {
+                tracing::warn!(client_request_id = %request_id, %status, "token endpoint response cut short");
+                return Err(Attempt::Final(OboError::BadResponse));
+            }
+            _ => return Err(timed_out(&request_id)),
+        };
+        if status.is_success() {
+            return parse_success(&body).ok_or_else(|| {
+                tracing::error!(client_request_id = %request_id, %status, "token endpoint sent a success status without a valid token response");
+                Attempt::Final(OboError::BadResponse)
+            });
+        }
+        let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+        if status.as_u16() == 429 || status.is_server_error() {
+            let e = parsed.unwrap_or_default();
+            tracing::warn!(
+                client_request_id = %request_id,
+                status = status.as_u16(),
+                aadsts = aadsts(&e),
+                trace_id = e.trace_id.as_deref().unwrap_or(""),
+                correlation_id = e.correlation_id.as_deref().unwrap_or(""),
+                "token endpoint transient failure"
+            );
+            return Err(Attempt::Transient {
+                retry_after,
+                timeout: false,
+            });
+        }
+        let Some(e) = parsed.filter(|e| !e.error.is_empty()) else {
+            tracing::error!(client_request_id = %request_id, status = status.as_u16(), "token endpoint sent an error that is not OAuth JSON");
+            return Err(Attempt::Final(OboError::BadResponse));
+        };
+        let code = aadsts(&e);
+        let trace_id = e.trace_id.as_deref().unwrap_or("");
+        let correlation_id = e.correlation_id.as_deref().unwrap_or("");
+        let error = classify(&e, requested, &self.config.authority_host);
+        match &error {
+            OboError::Misconfigured(_) => tracing::error!(
+                client_request_id = %request_id, error = %e.error, aadsts = code, trace_id, correlation_id,
+                description = first_line(e.error_description.as_deref()),
+                "On-Behalf-Of refused: this API is misconfigured"
+            ),
+            _ => tracing::info!(
+                client_request_id = %request_id, error = %e.error, suberror = e.suberror.as_deref().unwrap_or(""),
+                aadsts = code, trace_id, correlation_id,
+                "On-Behalf-Of refused"
+            ),
+        }
+        if e.error == "temporarily_unavailable" {
+            return Err(Attempt::Transient {
+                retry_after,
+                timeout: false,
+            });
+        }
+        Err(Attempt::Final(error))
+    }
+}
+
+fn timed_out(request_id: &str) -> Attempt {
+    tracing::warn!(client_request_id = %request_id, "token endpoint timed out");
+    Attempt::Transient {
+        retry_after: None,
+        timeout: true,
+    }
+}
+
+fn parse_success(body: &[u8]) -> Option<Issued> {
+    let s: Success = serde_json::from_slice(body).ok()?;
+    if s.access_token.is_empty() || s.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
+        return None;
+    }
+    let expires_in = match s.expires_in {
+        NumberOrString::N(n) => n,
+        NumberOrString::S(s) => s.trim().parse().ok()?,
+    };
+    if expires_in <= 0 {
+        return None;
+    }
+    Some(Issued {
+        access_token: BearerToken::new(s.access_token),
+        expires_in,
+        scope: s.scope,
+    })
+}
+
+/// Maps an OAuth error response to an [`OboError`].
+fn classify(e: &ErrorBody, requested: &[&str], authority: &str) -> OboError {
+    let sub = e.suberror.as_deref().unwrap_or("");
+    let has = |code: i64| e.error_codes.contains(&code);
+    if e.error == "consent_required" || sub == "consent_required" || has(65001) {
+        return OboError::ConsentRequired {
+            scopes: requested.iter().map(|s| (*s).to_owned()).collect(),
+        };
+    }
+    if e.error == "interaction_required" || e.claims.is_some() {
+        return OboError::InteractionRequired {
+            claims: e.claims.clone().filter(|c| !c.is_empty()),
+            authorization_uri: format!("{authority}/common/oauth2/authorize"),
+        };
+    }
+    match e.error.as_str() {
+        "invalid_grant" => OboError::InvalidGrant,
+        "invalid_client" | "unauthorized_client" | "invalid_scope" | "invalid_request"
+        | "unsupported_grant_type" => OboError::Misconfigured(format!(
+            "the token endpoint answered `{}` ({})",
+            e.error,
+            aadsts(e)
+        )),
+        "temporarily_unavailable" => OboError::Unavailable { retry_after: None },
+        _ => OboError::BadResponse,
+    }
+}
+
+/// The AADSTS code of an error, e.g. `AADSTS50076`.
+fn aadsts(e: &ErrorBody) -> String {
+    if let Some(c) = e.error_codes.first() {
+        return format!("AADSTS{c}");
+    }
+    e.error_description
+        .as_deref()
+        .and_then(|d| d.split(':').next())
+        .filter(|c| c.starts_with("AADSTS") && c.len() < 20)
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn first_line(s: Option<&str>) -> &str {
+    let s = s.unwrap_or("");
+    let line = s.lines().next().unwrap_or("");
+    match line.char_indices().nth(200) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> ErrorBody {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn classification() {
+        let s = ["https://graph.microsoft.com/User.Read"];
+        assert!(matches!(
+            classify(&body(r#"{"error":"interaction_required","error_codes":[50076],"claims":"{\"access_token\":{}}"}"#), &s, "https://a"),
+            OboError::InteractionRequired { claims: Some(_), .. }
+        ));
+        assert!(matches!(
+            classify(&body(r#"{"error":"invalid_grant","suberror":"consent_required","error_codes":[65001]}"#), &s, "https://a"),
+            OboError::ConsentRequired { .. }
+        ));
+        assert!(matches!(
+            classify(&body(r#"{"error":"invalid_grant","error_codes":[500133]}"#), &s, "https://a"),
+            OboError::InvalidGrant
+        ));
+        for e in ["invalid_client", "unauthorized_client", "invalid_scope"] {
+            assert!(matches!(
+                classify(&body(&format!(r#"{{"error":"{e}"}}"#)), &s, "https://a"),
+                OboError::Misconfigured(_)
+            ));
+        }
+        assert!(matches!(classify(&body(r#"{"error":"weird"}"#), &s, "https://a"), OboError::BadResponse));
+    }
+
+    #[test]
+    fn success_shapes() {
+        let ok = parse_success(br#"{"token_type":"Bearer","expires_in":3599,"access_token":"x","scope":"a"}"#).unwrap();
+        assert_eq!(ok.expires_in, 3599);
+        assert_eq!(parse_success(br#"{"expires_in":"60","access_token":"x"}"#).unwrap().expires_in, 60);
+        assert!(parse_success(br#"{"expires_in":60,"access_token":""}"#).is_none());
+        assert!(parse_success(br#"{"expires_in":0,"access_token":"x"}"#).is_none());
+        assert!(parse_success(br#"{"token_type":"pop","expires_in":5,"access_token":"x"}"#).is_none());
+        assert!(parse_success(b"<html>").is_none());
+    }
+
+    #[test]
+    fn aadsts_codes() {
+        assert_eq!(aadsts(&body(r#"{"error":"x","error_codes":[50076]}"#)), "AADSTS50076");
+        assert_eq!(aadsts(&body(r#"{"error":"x","error_description":"AADSTS7000215: Invalid client secret"}"#)), "AADSTS7000215");
+        assert_eq!(aadsts(&body(r#"{"error":"x"}"#)), "");
+    }
+}

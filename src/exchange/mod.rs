@@ -1,0 +1,145 @@
+//! The On-Behalf-Of exchange.
+//!
+//! - [`credential`]: how this API authenticates (secret, certificate, federated file, custom).
+//! - [`endpoint`]: the token request, response/error parsing, bounded retries.
+//! - [`cache`]: the token cache (single-flight, negative cache, counters).
+//! - [`error`]: why an exchange failed.
+
+pub(crate) mod cache;
+pub(crate) mod credential;
+pub(crate) mod endpoint;
+pub(crate) mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+pub use cache::OboStats;
+pub use credential::{
+    AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,
+    CredentialError, FederatedTokenFile,
+};
+pub use error::OboError;
+
+use cache::{bump, cache_key, CachedToken, Counters, OboCache};
+use endpoint::TokenEndpoint;
+
+use crate::config::OboConfig;
+use crate::scope::scope_strings;
+use crate::secret::BearerToken;
+use crate::validate::{Principal, TokenKind};
+
+/// Exchanges inbound user tokens for downstream tokens, through the cache.
+pub(crate) struct Exchanger {
+    config: Arc<OboConfig>,
+    endpoint: TokenEndpoint,
+    cache: OboCache,
+    counters: Counters,
+}
+
+impl Exchanger {
+    pub(crate) fn new(config: Arc<OboConfig>, http: reqwest::Client) -> Self {
+        let cache = OboCache::new(config.obo.cache_max_bytes, config.obo.negative_ttl);
+        Self {
+            endpoint: TokenEndpoint::new(http, Arc::clone(&config)),
+            config,
+            cache,
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> OboStats {
+        self.counters.snapshot()
+    }
+
+    /// A downstream token for `scopes` on behalf of `principal`, whose access
+    /// token is `assertion`.
+    pub(crate) async fn token(
+        &self,
+        principal: &Principal,
+        assertion: &BearerToken,
+        scopes: &'static [&'static str],
+    ) -> Result<Arc<CachedToken>, OboError> {
+        let now = self.config.clock.now();
+        // Local pre-flight refusals: no network.
+        if principal.kind() == TokenKind::App {
+            bump(&self.counters.preflight_refusals);
+            return Err(OboError::AppOnlyToken);
+        }
+        if principal.expires_at() - now <= self.config.leeway.as_secs() as i64 {
+            bump(&self.counters.preflight_refusals);
+            return Err(OboError::InboundTokenExpiring);
+        }
+        let (sent, normalized) = scope_strings(scopes);
+        let key = cache_key(principal.tid(), principal.oid(), &normalized, assertion);
+
+        if let Some(e) = self.cache.negative.get(&key).await {
+            bump(&self.counters.negative_hits);
+            tracing::debug!(tid = principal.tid(), oid = principal.oid(), "On-Behalf-Of answered from the negative cache");
+            return Err(e);
+        }
+        if let Some(t) = self.cache.tokens.get(&key).await {
+            if now < t.fresh_until {
+                bump(&self.counters.hits);
+                return Ok(t);
+            }
+            // Stale by the injected clock: drop this entry (only this one).
+            let stale = t;
+            self.cache
+                .tokens
+                .entry(key)
+                .and_compute_with(|e| {
+                    let op = match e {
+                        Some(e) if Arc::ptr_eq(e.value(), &stale) => moka::ops::compute::Op::Remove,
+                        _ => moka::ops::compute::Op::Nop,
+                    };
+                    std::future::ready(op)
+                })
+                .await;
+        }
+        bump(&self.counters.misses);
+        let init = async {
+            bump(&self.counters.exchanges);
+            let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent);
+            let result = self
+                .endpoint
+                .exchange(principal.tid(), assertion, &sent, scopes)
+                .instrument(span)
+                .await;
+            match result {
+                Ok(issued) => {
+                    let now = self.config.clock.now();
+                    let lifetime = issued.expires_in;
+                    let margin = self.config.obo.refresh_margin.as_secs() as i64;
+                    let margin = if lifetime > 2 * margin { margin } else { lifetime / 2 };
+                    let fresh_for = (lifetime - margin).max(0);
+                    let granted: Box<[Box<str>]> = match &issued.scope {
+                        Some(s) if !s.trim().is_empty() => s.split_whitespace().map(Box::from).collect(),
+                        _ => scopes.iter().map(|s| Box::from(*s)).collect(),
+                    };
+                    tracing::debug!(tid = principal.tid(), oid = principal.oid(), expires_in = lifetime, "On-Behalf-Of token obtained");
+                    Ok(Arc::new(CachedToken {
+                        access_token: issued.access_token,
+                        expires_at: now + lifetime,
+                        fresh_until: now + fresh_for,
+                        scopes: granted,
+                        ttl: Duration::from_secs(fresh_for as u64),
+                    }))
+                }
+                Err(e) => {
+                    bump(&self.counters.errors);
+                    if e.is_negative_cacheable() {
+                        self.cache.negative.insert(key, e.clone()).await;
+                    }
+                    Err(e)
+                }
+            }
+        };
+        self.cache
+            .tokens
+            .try_get_with(key, init)
+            .await
+            .map_err(|e: Arc<OboError>| (*e).clone())
+    }
+}

@@ -1,0 +1,163 @@
+//! The stand-in's HTTP side: routes, handlers, counters, faults and delays.
+//!
+//! Every handler counts the request on arrival, then waits out any injected delay, then
+//! answers an injected fault if one is set, and only then looks at the tenant segment.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::documents::{self, Tenant};
+use super::response::{self, Caching, EntraError, RequestIds};
+use super::state::{Endpoint, Shared};
+
+/// The routes of the stand-in. Tenant segments may be any GUID, `common`, `organizations` or
+/// `consumers`.
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration_v2),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(openid_configuration_v1),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(keys_v2))
+        .route("/{tenant}/discovery/keys", get(keys_v1))
+        .route("/{tenant}/discovery/instance", get(instance_discovery))
+        // Part 2: the OBO token endpoint, `POST /{tenant}/oauth2/v2.0/token`, is routed here.
+        .with_state(shared)
+}
+
+/// Serves `router` on `listener` until `shutdown` fires or its sender is dropped.
+pub(super) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: oneshot::Receiver<()>,
+) {
+    let addr = shared.addr;
+    let result = axum::serve(listener, router(shared))
+        .with_graceful_shutdown(async move {
+            // An error means the last handle was dropped: stop too.
+            let _ = shutdown.await;
+        })
+        .await;
+    match result {
+        Ok(()) => tracing::debug!(%addr, "Entra stand-in stopped"),
+        Err(error) => tracing::warn!(%addr, %error, "Entra stand-in server failed"),
+    }
+}
+
+/// Counts the request, waits out the injected delay, and returns the injected fault, if any.
+async fn arrive(shared: &Shared, endpoint: Endpoint, ids: &RequestIds) -> Option<Response> {
+    shared.counters.hit(endpoint);
+    if let Some(delay) = shared.faults.delay() {
+        tokio::time::sleep(delay).await;
+    }
+    let status = match endpoint {
+        Endpoint::Jwks => shared.faults.jwks_status(),
+        Endpoint::Discovery | Endpoint::InstanceDiscovery => shared.faults.discovery_status(),
+    };
+    if let Some(status) = status {
+        return Some(response::html_error(status, ids));
+    }
+    if endpoint == Endpoint::Jwks && shared.faults.garbage_jwks() {
+        return Some(response::garbage(ids));
+    }
+    None
+}
+
+/// Answers `document(tenant)` for a known tenant segment, AADSTS90002 otherwise.
+fn for_tenant(
+    shared: &Shared,
+    segment: &str,
+    ids: &RequestIds,
+    document: impl FnOnce(&Tenant) -> Value,
+) -> Response {
+    match Tenant::parse(segment) {
+        Some(tenant) => response::json(StatusCode::OK, &document(&tenant), ids, Caching::Day),
+        None => EntraError::invalid_tenant(segment).into_response(&shared.authority, ids),
+    }
+}
+
+async fn openid_configuration_v2(
+    State(shared): State<Arc<Shared>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ids = RequestIds::from_headers(&headers);
+    if let Some(fault) = arrive(&shared, Endpoint::Discovery, &ids).await {
+        return fault;
+    }
+    for_tenant(&shared, &segment, &ids, |tenant| {
+        documents::openid_configuration_v2(&shared, &segment, tenant)
+    })
+}
+
+async fn openid_configuration_v1(
+    State(shared): State<Arc<Shared>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ids = RequestIds::from_headers(&headers);
+    if let Some(fault) = arrive(&shared, Endpoint::Discovery, &ids).await {
+        return fault;
+    }
+    for_tenant(&shared, &segment, &ids, |tenant| {
+        documents::openid_configuration_v1(&shared, &segment, tenant)
+    })
+}
+
+async fn keys_v2(
+    State(shared): State<Arc<Shared>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ids = RequestIds::from_headers(&headers);
+    if let Some(fault) = arrive(&shared, Endpoint::Jwks, &ids).await {
+        return fault;
+    }
+    for_tenant(&shared, &segment, &ids, |tenant| {
+        documents::key_set_v2(&shared, tenant)
+    })
+}
+
+async fn keys_v1(
+    State(shared): State<Arc<Shared>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ids = RequestIds::from_headers(&headers);
+    if let Some(fault) = arrive(&shared, Endpoint::Jwks, &ids).await {
+        return fault;
+    }
+    for_tenant(&shared, &segment, &ids, |_| documents::key_set_v1(&shared))
+}
+
+async fn instance_discovery(
+    State(shared): State<Arc<Shared>>,
+    Path(segment): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let ids = RequestIds::from_headers(&headers);
+    if let Some(fault) = arrive(&shared, Endpoint::InstanceDiscovery, &ids).await {
+        return fault;
+    }
+    if Tenant::parse(&segment).is_none() {
+        return EntraError::invalid_tenant(&segment).into_response(&shared.authority, &ids);
+    }
+    match documents::instance_discovery(&shared, &query) {
+        Ok(answer) => response::json(StatusCode::OK, &answer, &ids, Caching::Day),
+        Err(error) => error.into_response(&shared.authority, &ids),
+    }
+}
