@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::exchange::{CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile};
+use crate::exchange::{
+    CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile,
+};
 use crate::secret::SecretString;
 
 /// The public-cloud authority host.
@@ -252,7 +254,9 @@ impl OboConfigBuilder {
                 .collect();
         }
         if let Some(secret) = get("AZURE_CLIENT_SECRET") {
-            b.credential = Some(CredentialSpec::Ready(ClientCredential::Secret(SecretString::new(secret))));
+            b.credential = Some(CredentialSpec::Ready(ClientCredential::Secret(
+                SecretString::new(secret),
+            )));
         } else if let Some(path) = get("AZURE_CLIENT_CERTIFICATE_PATH") {
             b.credential = Some(CredentialSpec::CertificateFile(path.into()));
         } else if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
@@ -292,7 +296,8 @@ impl OboConfigBuilder {
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.extra_tenants.extend(tenants.into_iter().map(Into::into));
+        self.extra_tenants
+            .extend(tenants.into_iter().map(Into::into));
         self
     }
 
@@ -384,13 +389,17 @@ impl OboConfigBuilder {
     /// Authenticates to the token endpoint with a client secret.
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
         let secret: String = secret.into();
-        self.credential = Some(CredentialSpec::Ready(ClientCredential::Secret(SecretString::new(secret))));
+        self.credential = Some(CredentialSpec::Ready(ClientCredential::Secret(
+            SecretString::new(secret),
+        )));
         self
     }
 
     /// Authenticates with a certificate (a signed client assertion).
     pub fn client_certificate(mut self, certificate: CertificateCredential) -> Self {
-        self.credential = Some(CredentialSpec::Ready(ClientCredential::Certificate(certificate)));
+        self.credential = Some(CredentialSpec::Ready(ClientCredential::Certificate(
+            certificate,
+        )));
         self
     }
 
@@ -410,7 +419,9 @@ impl OboConfigBuilder {
 
     /// Authenticates with client assertions from your own source.
     pub fn client_assertion(mut self, source: impl ClientAssertion) -> Self {
-        self.credential = Some(CredentialSpec::Ready(ClientCredential::Assertion(Arc::new(source))));
+        self.credential = Some(CredentialSpec::Ready(ClientCredential::Assertion(
+            Arc::new(source),
+        )));
         self
     }
 
@@ -479,13 +490,19 @@ impl OboConfigBuilder {
             ));
         }
         if self.http_timeout.is_zero() {
-            return Err(ConfigError::new("http_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "http_timeout",
+                "must be greater than zero",
+            ));
         }
         for (field, list) in [
             ("require_user_scopes", &self.policy.user_scopes),
             ("require_app_roles", &self.policy.app_roles),
         ] {
-            if list.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+            if list
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+            {
                 return Err(ConfigError::new(field, "entries must be non-empty words"));
             }
         }
@@ -500,7 +517,9 @@ impl OboConfigBuilder {
         let mut obo = self.obo;
         obo.credential = match self.credential {
             None => None,
-            Some(CredentialSpec::Ready(ClientCredential::Secret(s))) if s.expose().trim().is_empty() => {
+            Some(CredentialSpec::Ready(ClientCredential::Secret(s)))
+                if s.expose().trim().is_empty() =>
+            {
                 return Err(ConfigError::new("client_secret", "is empty"));
             }
             Some(CredentialSpec::Ready(c)) => Some(c),
@@ -515,14 +534,22 @@ impl OboConfigBuilder {
                         format!("{} is not a readable file", path.display()),
                     ));
                 }
-                Some(ClientCredential::FederatedTokenFile(FederatedTokenFile::new(path)))
+                Some(ClientCredential::FederatedTokenFile(
+                    FederatedTokenFile::new(path),
+                ))
             }
         };
         if obo.cache_max_bytes < 64 * 1024 {
-            return Err(ConfigError::new("obo_cache_max_bytes", "must be at least 64 KiB"));
+            return Err(ConfigError::new(
+                "obo_cache_max_bytes",
+                "must be at least 64 KiB",
+            ));
         }
         if obo.retry_budget > Duration::from_secs(120) {
-            return Err(ConfigError::new("obo_retries", "the retry budget must be at most 2 minutes"));
+            return Err(ConfigError::new(
+                "obo_retries",
+                "the retry budget must be at most 2 minutes",
+            ));
         }
         Ok(OboConfig {
             tenant_id,
@@ -638,7 +665,10 @@ mod tests {
             (OboConfig::builder().client_id(C), "tenant_id"),
             (base().client_id(""), "client_id"),
             (base().client_id("api://x"), "client_id"),
-            (base().authority_host("http://login.example.com"), "authority_host"),
+            (
+                base().authority_host("http://login.example.com"),
+                "authority_host",
+            ),
             (base().authority_host("ftp://127.0.0.1"), "authority_host"),
             (base().authority_host("https://h/tenant"), "authority_host"),
             (base().authority_host("not a url"), "authority_host"),
@@ -647,7 +677,10 @@ mod tests {
             (base().leeway(Duration::from_secs(3600)), "leeway"),
             (base().http_timeout(Duration::ZERO), "http_timeout"),
             (base().require_user_scopes(["a b"]), "require_user_scopes"),
-            (base().allowed_client_apps(Vec::<String>::new()), "allowed_client_apps"),
+            (
+                base().allowed_client_apps(Vec::<String>::new()),
+                "allowed_client_apps",
+            ),
         ];
         for (b, field) in cases {
             let e = b.build().expect_err(field);
@@ -668,7 +701,11 @@ mod tests {
             let c = base().authority_host(ok).build().unwrap();
             assert!(!c.authority_host().ends_with('/'), "{ok}");
         }
-        for bad in ["http://10.0.0.1", "http://localhost.evil.com", "http://[::2]"] {
+        for bad in [
+            "http://10.0.0.1",
+            "http://localhost.evil.com",
+            "http://[::2]",
+        ] {
             assert_eq!(
                 base().authority_host(bad).build().unwrap_err().field(),
                 "authority_host",

@@ -10,10 +10,10 @@ use http::request::Parts;
 
 use crate::exchange::cache::CachedToken;
 use crate::layer::LayerContext;
-use crate::scope::Scope;
-use crate::secret::BearerToken;
 use crate::policy::{check_requirement, Requirement};
 use crate::rejection::AuthRejection;
+use crate::scope::Scope;
+use crate::secret::BearerToken;
 use crate::validate::Principal;
 
 fn context(parts: &Parts) -> Result<&LayerContext, AuthRejection> {
@@ -87,7 +87,8 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let principal = <Principal as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        let principal =
+            <Principal as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         check_requirement::<R>(&principal).map_err(|f| {
             tracing::debug!(oid = principal.oid(), "route requirement not met: {f}");
             AuthRejection::Forbidden(f)
@@ -157,7 +158,11 @@ impl<S: Scope> OboToken<S> {
     }
 
     /// A request on the shared client with `Authorization: Bearer <token>` set.
-    pub fn request(&self, method: reqwest::Method, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: impl reqwest::IntoUrl,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, url)
             .bearer_auth(self.token.access_token.expose())

@@ -208,7 +208,11 @@ async fn authenticate(
         Ok(Some(t)) => t,
         Ok(None) if allow_anonymous => return Ok(None),
         Ok(None) => {
-            tracing::debug!(outcome = "rejected", reason = "missing_token", "no bearer token");
+            tracing::debug!(
+                outcome = "rejected",
+                reason = "missing_token",
+                "no bearer token"
+            );
             return Err(AuthRejection::MissingToken);
         }
         Err(r) => {
@@ -281,14 +285,15 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<BearerToken>, A
     // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body_end = token.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
     let valid = body_end > 0
-        && token[..body_end]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+        && token[..body_end].iter().all(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
     if !valid {
         return Err(AuthRejection::InvalidToken(ValidationError::Malformed));
     }
     // Only ASCII is left, so this cannot fail.
-    let token = std::str::from_utf8(token).map_err(|_| AuthRejection::InvalidToken(ValidationError::Malformed))?;
+    let token = std::str::from_utf8(token)
+        .map_err(|_| AuthRejection::InvalidToken(ValidationError::Malformed))?;
     Ok(Some(BearerToken::new(token)))
 }
 

@@ -61,10 +61,10 @@ pub use exchange::{
     CredentialError, FederatedTokenFile, OboError, OboStats,
 };
 pub use extractor::{OboToken, Require};
-pub use scope::{GraphDefault, GraphUserRead, Scope};
 pub use jwks::KeyError;
 pub use layer::{OboLayer, OboService, ResponseFuture};
 pub use policy::{Forbidden, Requirement};
 pub use rejection::AuthRejection;
+pub use scope::{GraphDefault, GraphUserRead, Scope};
 pub use secret::{BearerToken, SecretString};
 pub use validate::{Principal, TokenKind, TokenVersion, ValidationError};

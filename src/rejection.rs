@@ -220,7 +220,8 @@ impl IntoResponse for AuthRejection {
             self.www_authenticate().as_deref(),
         );
         if let Some(secs) = self.retry_after() {
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -38,7 +38,12 @@ impl CachedToken {
 /// the inbound token, each length-prefixed. Holds no identifier or token in clear.
 pub(crate) type CacheKey = [u8; 32];
 
-pub(crate) fn cache_key(tid: &str, oid: &str, normalized_scopes: &str, assertion: &BearerToken) -> CacheKey {
+pub(crate) fn cache_key(
+    tid: &str,
+    oid: &str,
+    normalized_scopes: &str,
+    assertion: &BearerToken,
+) -> CacheKey {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in [tid.as_bytes(), oid.as_bytes(), normalized_scopes.as_bytes()] {
         ctx.update(&(part.len() as u64).to_be_bytes());
@@ -53,7 +58,12 @@ pub(crate) fn cache_key(tid: &str, oid: &str, normalized_scopes: &str, assertion
 struct TokenExpiry;
 
 impl Expiry<CacheKey, Arc<CachedToken>> for TokenExpiry {
-    fn expire_after_create(&self, _: &CacheKey, v: &Arc<CachedToken>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &CacheKey,
+        v: &Arc<CachedToken>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(v.ttl)
     }
 }

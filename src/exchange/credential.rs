@@ -85,7 +85,9 @@ impl CertificateCredential {
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
             _ => return Err(CredentialError::new("the private key must be an RSA key")),
         }
-        .map_err(|e| CredentialError::new(format!("the private key is not a usable RSA key ({e})")))?;
+        .map_err(|e| {
+            CredentialError::new(format!("the private key is not a usable RSA key ({e})"))
+        })?;
         let der = cert.as_ref();
         let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
         let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
@@ -169,7 +171,12 @@ impl CertificateCredential {
         );
         let mut signature = vec![0u8; self.key.public_modulus_len()];
         self.key
-            .sign(encoding, &SystemRandom::new(), message.as_bytes(), &mut signature)
+            .sign(
+                encoding,
+                &SystemRandom::new(),
+                message.as_bytes(),
+                &mut signature,
+            )
             .map_err(|_| CredentialError::new("signing the client assertion failed"))?;
         Ok(SecretString::new(format!(
             "{message}.{}",

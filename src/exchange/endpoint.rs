@@ -94,12 +94,10 @@ impl TokenEndpoint {
         scope: &str,
         requested: &[&str],
     ) -> Result<Issued, OboError> {
-        let credential = self
-            .config
-            .obo
-            .credential
-            .as_ref()
-            .ok_or_else(|| OboError::Misconfigured("no client credential is configured".into()))?;
+        let credential =
+            self.config.obo.credential.as_ref().ok_or_else(|| {
+                OboError::Misconfigured("no client credential is configured".into())
+            })?;
         let url = self.url(tid);
         let settings = &self.config.obo;
         let started = Instant::now();
@@ -131,7 +129,9 @@ impl TokenEndpoint {
             Ok(issued) => Ok(issued),
             Err(Attempt::Final(e)) => Err(e),
             Err(Attempt::Transient { timeout: true, .. }) => Err(OboError::Timeout),
-            Err(Attempt::Transient { retry_after, .. }) => Err(OboError::Unavailable { retry_after }),
+            Err(Attempt::Transient { retry_after, .. }) => {
+                Err(OboError::Unavailable { retry_after })
+            }
         }
     }
 
@@ -265,7 +265,11 @@ fn timed_out(request_id: &str) -> Attempt {
 
 fn parse_success(body: &[u8]) -> Option<Issued> {
     let s: Success = serde_json::from_slice(body).ok()?;
-    if s.access_token.is_empty() || s.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
+    if s.access_token.is_empty()
+        || s.token_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+    {
         return None;
     }
     let expires_in = match s.expires_in {
@@ -299,7 +303,10 @@ fn classify(e: &ErrorBody, requested: &[&str], authority: &str) -> OboError {
     }
     match e.error.as_str() {
         "invalid_grant" => OboError::InvalidGrant,
-        "invalid_client" | "unauthorized_client" | "invalid_scope" | "invalid_request"
+        "invalid_client"
+        | "unauthorized_client"
+        | "invalid_scope"
+        | "invalid_request"
         | "unsupported_grant_type" => OboError::Misconfigured(format!(
             "the token endpoint answered `{}` ({})",
             e.error,
@@ -344,15 +351,34 @@ mod tests {
     fn classification() {
         let s = ["https://graph.microsoft.com/User.Read"];
         assert!(matches!(
-            classify(&body(r#"{"error":"interaction_required","error_codes":[50076],"claims":"{\"access_token\":{}}"}"#), &s, "https://a"),
-            OboError::InteractionRequired { claims: Some(_), .. }
+            classify(
+                &body(
+                    r#"{"error":"interaction_required","error_codes":[50076],"claims":"{\"access_token\":{}}"}"#
+                ),
+                &s,
+                "https://a"
+            ),
+            OboError::InteractionRequired {
+                claims: Some(_),
+                ..
+            }
         ));
         assert!(matches!(
-            classify(&body(r#"{"error":"invalid_grant","suberror":"consent_required","error_codes":[65001]}"#), &s, "https://a"),
+            classify(
+                &body(
+                    r#"{"error":"invalid_grant","suberror":"consent_required","error_codes":[65001]}"#
+                ),
+                &s,
+                "https://a"
+            ),
             OboError::ConsentRequired { .. }
         ));
         assert!(matches!(
-            classify(&body(r#"{"error":"invalid_grant","error_codes":[500133]}"#), &s, "https://a"),
+            classify(
+                &body(r#"{"error":"invalid_grant","error_codes":[500133]}"#),
+                &s,
+                "https://a"
+            ),
             OboError::InvalidGrant
         ));
         for e in ["invalid_client", "unauthorized_client", "invalid_scope"] {
@@ -361,24 +387,45 @@ mod tests {
                 OboError::Misconfigured(_)
             ));
         }
-        assert!(matches!(classify(&body(r#"{"error":"weird"}"#), &s, "https://a"), OboError::BadResponse));
+        assert!(matches!(
+            classify(&body(r#"{"error":"weird"}"#), &s, "https://a"),
+            OboError::BadResponse
+        ));
     }
 
     #[test]
     fn success_shapes() {
-        let ok = parse_success(br#"{"token_type":"Bearer","expires_in":3599,"access_token":"x","scope":"a"}"#).unwrap();
+        let ok = parse_success(
+            br#"{"token_type":"Bearer","expires_in":3599,"access_token":"x","scope":"a"}"#,
+        )
+        .unwrap();
         assert_eq!(ok.expires_in, 3599);
-        assert_eq!(parse_success(br#"{"expires_in":"60","access_token":"x"}"#).unwrap().expires_in, 60);
+        assert_eq!(
+            parse_success(br#"{"expires_in":"60","access_token":"x"}"#)
+                .unwrap()
+                .expires_in,
+            60
+        );
         assert!(parse_success(br#"{"expires_in":60,"access_token":""}"#).is_none());
         assert!(parse_success(br#"{"expires_in":0,"access_token":"x"}"#).is_none());
-        assert!(parse_success(br#"{"token_type":"pop","expires_in":5,"access_token":"x"}"#).is_none());
+        assert!(
+            parse_success(br#"{"token_type":"pop","expires_in":5,"access_token":"x"}"#).is_none()
+        );
         assert!(parse_success(b"<html>").is_none());
     }
 
     #[test]
     fn aadsts_codes() {
-        assert_eq!(aadsts(&body(r#"{"error":"x","error_codes":[50076]}"#)), "AADSTS50076");
-        assert_eq!(aadsts(&body(r#"{"error":"x","error_description":"AADSTS7000215: Invalid client secret"}"#)), "AADSTS7000215");
+        assert_eq!(
+            aadsts(&body(r#"{"error":"x","error_codes":[50076]}"#)),
+            "AADSTS50076"
+        );
+        assert_eq!(
+            aadsts(&body(
+                r#"{"error":"x","error_description":"AADSTS7000215: Invalid client secret"}"#
+            )),
+            "AADSTS7000215"
+        );
         assert_eq!(aadsts(&body(r#"{"error":"x"}"#)), "");
     }
 }

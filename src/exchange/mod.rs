@@ -76,7 +76,11 @@ impl Exchanger {
 
         if let Some(e) = self.cache.negative.get(&key).await {
             bump(&self.counters.negative_hits);
-            tracing::debug!(tid = principal.tid(), oid = principal.oid(), "On-Behalf-Of answered from the negative cache");
+            tracing::debug!(
+                tid = principal.tid(),
+                oid = principal.oid(),
+                "On-Behalf-Of answered from the negative cache"
+            );
             return Err(e);
         }
         if let Some(t) = self.cache.tokens.get(&key).await {
@@ -112,13 +116,24 @@ impl Exchanger {
                     let now = self.config.clock.now();
                     let lifetime = issued.expires_in;
                     let margin = self.config.obo.refresh_margin.as_secs() as i64;
-                    let margin = if lifetime > 2 * margin { margin } else { lifetime / 2 };
+                    let margin = if lifetime > 2 * margin {
+                        margin
+                    } else {
+                        lifetime / 2
+                    };
                     let fresh_for = (lifetime - margin).max(0);
                     let granted: Box<[Box<str>]> = match &issued.scope {
-                        Some(s) if !s.trim().is_empty() => s.split_whitespace().map(Box::from).collect(),
+                        Some(s) if !s.trim().is_empty() => {
+                            s.split_whitespace().map(Box::from).collect()
+                        }
                         _ => scopes.iter().map(|s| Box::from(*s)).collect(),
                     };
-                    tracing::debug!(tid = principal.tid(), oid = principal.oid(), expires_in = lifetime, "On-Behalf-Of token obtained");
+                    tracing::debug!(
+                        tid = principal.tid(),
+                        oid = principal.oid(),
+                        expires_in = lifetime,
+                        "On-Behalf-Of token obtained"
+                    );
                     Ok(Arc::new(CachedToken {
                         access_token: issued.access_token,
                         expires_at: now + lifetime,

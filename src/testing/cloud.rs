@@ -131,7 +131,10 @@ mod tests {
             Cloud::for_authority("https://login.microsoftonline.us/"),
             US_GOVERNMENT
         );
-        assert_eq!(Cloud::for_authority("https://login.chinacloudapi.cn"), CHINA);
+        assert_eq!(
+            Cloud::for_authority("https://login.chinacloudapi.cn"),
+            CHINA
+        );
         assert_eq!(host_of("https://a.b:1/c/d?e"), "a.b:1");
         assert_eq!(host_of("a.b"), "a.b");
     }

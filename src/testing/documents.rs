@@ -188,7 +188,11 @@ pub(super) fn instance_discovery(
         .next()
         .filter(|t| !t.is_empty())
         .unwrap_or("common");
-    let v2 = if path.contains("/oauth2/v2.0/") { "/v2.0" } else { "" };
+    let v2 = if path.contains("/oauth2/v2.0/") {
+        "/v2.0"
+    } else {
+        ""
+    };
     Ok(json!({
         "tenant_discovery_endpoint":
             format!("{scheme}://{host}/{tenant}{v2}/.well-known/openid-configuration"),

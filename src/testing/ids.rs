@@ -156,7 +156,10 @@ mod tests {
 
     #[test]
     fn civil_time() {
-        assert_eq!(CivilTime::from_unix(0).entra_timestamp(), "1970-01-01 00:00:00Z");
+        assert_eq!(
+            CivilTime::from_unix(0).entra_timestamp(),
+            "1970-01-01 00:00:00Z"
+        );
         assert_eq!(
             CivilTime::from_unix(1_709_210_096).entra_timestamp(),
             "2024-02-29 12:34:56Z"

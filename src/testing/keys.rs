@@ -44,7 +44,9 @@ impl SigningKey {
     /// Generates a fresh key and its self-signed certificate (slow: ~100 ms).
     fn generate() -> Self {
         let pair = RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA-2048 key generation");
-        let pkcs8 = pair.as_der().expect("PKCS#8 encoding of a generated RSA key");
+        let pkcs8 = pair
+            .as_der()
+            .expect("PKCS#8 encoding of a generated RSA key");
         let cert_key = rcgen::KeyPair::try_from(pkcs8.as_ref())
             .expect("rcgen accepts an aws-lc-rs PKCS#8 RSA key");
 
@@ -289,9 +291,9 @@ mod tests {
         let v2 = key.jwk(Some(("microsoftonline.com", "https://x/{tenantid}/v2.0")));
         assert_eq!(v2["issuer"], "https://x/{tenantid}/v2.0");
         assert_eq!(v2["cloud_instance_name"], "microsoftonline.com");
-        assert!(key
-            .public_key_pem()
-            .starts_with("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"));
+        assert!(key.public_key_pem().starts_with(
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"
+        ));
     }
 
     #[test]

@@ -58,7 +58,12 @@ pub(super) enum Caching {
 }
 
 /// A JSON answer with Entra's content type and headers.
-pub(super) fn json(status: StatusCode, body: &Value, ids: &RequestIds, caching: Caching) -> Response {
+pub(super) fn json(
+    status: StatusCode,
+    body: &Value,
+    ids: &RequestIds,
+    caching: Caching,
+) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
@@ -74,7 +79,10 @@ pub(super) fn json(status: StatusCode, body: &Value, ids: &RequestIds, caching: 
             );
         }
         Caching::NoStore => {
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+            headers.insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("no-store, no-cache"),
+            );
             headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
         }
     }
@@ -165,7 +173,10 @@ pub(super) fn html_error(status: u16, ids: &RequestIds) -> Response {
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
     ids.apply(headers);
     response
 }

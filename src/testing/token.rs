@@ -427,7 +427,10 @@ impl TokenBuilder {
             short(&self.tenant)
         );
         claims.insert("oid".into(), oid.into());
-        claims.insert("sub".into(), pairwise_sub(oid, sub_app, &self.tenant).into());
+        claims.insert(
+            "sub".into(),
+            pairwise_sub(oid, sub_app, &self.tenant).into(),
+        );
         claims.insert("name".into(), format!("Test User {}", short(oid)).into());
         match self.version {
             Version::V2 => {

@@ -49,10 +49,4 @@ impl ValidatedCache {
             self.inner.insert(digest, Entry { principal, ttl });
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> u64 {
-        self.inner.run_pending_tasks();
-        self.inner.entry_count()
-    }
 }

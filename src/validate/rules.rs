@@ -163,9 +163,10 @@ impl Validator {
 
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => self.config.audiences.contains(a),
-            Some(Value::Array(list)) => list
-                .iter()
-                .any(|a| a.as_str().is_some_and(|a| self.config.audiences.contains(a))),
+            Some(Value::Array(list)) => list.iter().any(|a| {
+                a.as_str()
+                    .is_some_and(|a| self.config.audiences.contains(a))
+            }),
             _ => false,
         };
         if scp.is_none() && roles.is_none() && (claims.contains_key("nonce") || !aud_ok) {
@@ -249,7 +250,10 @@ fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, Va
     serde_json::from_slice(&bytes).map_err(|_| ValidationError::Malformed)
 }
 
-fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, ValidationError> {
+fn str_claim<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, ValidationError> {
     claims
         .get(name)
         .and_then(Value::as_str)
@@ -259,7 +263,10 @@ fn str_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&
 
 /// A NumericDate claim: absent is `None`; present but not a finite number in
 /// range is an error.
-fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, ValidationError> {
+fn time_claim(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, ValidationError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -290,8 +297,14 @@ mod tests {
     #[test]
     fn issuer_tenant_segment() {
         let t = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-        assert_eq!(issuer_tenant(&format!("https://login.microsoftonline.com/{t}/v2.0")), Some(t));
-        assert_eq!(issuer_tenant(&format!("https://sts.windows.net/{t}/")), Some(t));
+        assert_eq!(
+            issuer_tenant(&format!("https://login.microsoftonline.com/{t}/v2.0")),
+            Some(t)
+        );
+        assert_eq!(
+            issuer_tenant(&format!("https://sts.windows.net/{t}/")),
+            Some(t)
+        );
         assert_eq!(issuer_tenant("https://sts.windows.net/"), None);
         assert_eq!(issuer_tenant("nonsense"), None);
     }

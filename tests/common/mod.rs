@@ -1,0 +1,149 @@
+//! Shared test fixtures: a stand-in, a configuration against it, an app.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::{Json, Router};
+use axum_obo::clock::ManualClock;
+use axum_obo::testing::EntraStandIn;
+use axum_obo::{
+    GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal, Require, Requirement,
+};
+use http::{Request, Response, StatusCode};
+use tower::ServiceExt as _;
+
+/// Callers with the `Admin` app role.
+pub struct Admin;
+impl Requirement for Admin {
+    const ROLES: &'static [&'static str] = &["Admin"];
+}
+
+pub fn config(entra: &EntraStandIn) -> OboConfigBuilder {
+    OboConfig::builder()
+        .tenant_id(entra.home_tenant())
+        .client_id(entra.api_client_id())
+        .authority_host(entra.authority_host())
+        .http_timeout(Duration::from_secs(3))
+}
+
+pub fn app(layer: OboLayer) -> Router {
+    Router::new()
+        .route("/whoami", get(|p: Principal| async move { Json(p) }))
+        .route("/admin", get(|_: Require<Admin>| async { Json(serde_json::json!({"ok": true})) }))
+        .route(
+            "/maybe",
+            get(|p: Option<Principal>| async move {
+                p.map_or_else(|| "anonymous".to_owned(), |p| p.oid().to_owned())
+            }),
+        )
+        .route(
+            "/obo",
+            get(|t: OboToken<GraphUserRead>| async move { t.access_token().expose().len().to_string() }),
+        )
+        .layer(layer)
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub www_authenticate: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+pub async fn read(resp: Response<Body>) -> Reply {
+    let status = resp.status();
+    let (www_authenticate, retry_after) = {
+        let h = resp.headers();
+        let get = |n| {
+            h.get(n)
+                .map(|v: &http::HeaderValue| v.to_str().unwrap_or("<bin>").to_owned())
+        };
+        (
+            get(http::header::WWW_AUTHENTICATE),
+            get(http::header::RETRY_AFTER),
+        )
+    };
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        www_authenticate,
+        retry_after,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// GET `path` with an optional raw Authorization value.
+pub async fn call(app: &Router, path: &str, auth: Option<&[u8]>) -> Reply {
+    let mut req = Request::get(path);
+    if let Some(a) = auth {
+        req = req.header(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_bytes(a).unwrap(),
+        );
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    read(resp).await
+}
+
+pub async fn bearer(app: &Router, path: &str, token: &str) -> Reply {
+    call(app, path, Some(format!("Bearer {token}").as_bytes())).await
+}
+
+/// A clock at the current system time (tokens minted now are valid on it).
+pub fn clock() -> ManualClock {
+    ManualClock::now_system()
+}
+
+/// A writer collecting everything tracing prints, at every level.
+#[derive(Clone, Default)]
+pub struct LogCapture(pub Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Installs a capturing subscriber (TRACE, every target) for this thread.
+pub fn capture_logs() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+    let capture = LogCapture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    (capture, guard)
+}

@@ -1,0 +1,629 @@
+//! `OboLayer` against the Entra stand-in over loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use axum_obo::testing::{encode_unsigned, EntraStandIn};
+use axum_obo::OboLayer;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::*;
+use serde_json::json;
+
+const OTHER_TENANT: &str = "0b2f4d6e-1111-4222-8333-944455566677";
+
+fn description(r: &Reply) -> String {
+    r.json()["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn assert_invalid_token(r: &Reply, what: &str) {
+    assert_eq!(r.status, 401, "{what}: {}", r.body);
+    let h = r.www_authenticate.as_deref().unwrap_or_default();
+    assert!(
+        h.starts_with("Bearer error=\"invalid_token\""),
+        "{what}: {h}"
+    );
+    assert_eq!(r.json()["error"], "invalid_token", "{what}");
+}
+
+#[tokio::test]
+async fn valid_v2_and_v1_tokens_are_admitted() {
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()));
+
+    let v2 = entra
+        .token()
+        .user("5d1a0a8e-0000-4000-8000-000000000001")
+        .sign();
+    let r = bearer(&app, "/whoami", &v2).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let p = r.json();
+    assert_eq!(p["oid"], "5d1a0a8e-0000-4000-8000-000000000001");
+    assert_eq!(p["tid"], entra.home_tenant());
+    assert_eq!(p["kind"], "delegated");
+    assert_eq!(p["ver"], "2.0");
+    assert_eq!(p["scp"], json!(["access_as_user"]));
+    assert_eq!(p["client_app_id"], entra.client_app_id());
+
+    let v1 = entra.token().v1().sign();
+    let r = bearer(&app, "/whoami", &v1).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["ver"], "1.0");
+    assert_eq!(r.json()["client_app_id"], entra.client_app_id());
+
+    let app_only = entra.token().app_only().roles(&["Tasks.Read.All"]).sign();
+    let r = bearer(&app, "/whoami", &app_only).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "app");
+    assert_eq!(r.json()["roles"], json!(["Tasks.Read.All"]));
+    assert_eq!(r.json()["scp"], json!([]));
+}
+
+#[tokio::test]
+async fn malformed_requests_and_tokens_are_rejected() {
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()));
+
+    let r = call(&app, "/whoami", None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
+
+    let r = call(&app, "/whoami", Some(b"Basic dXNlcjpwYXNz")).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
+
+    let r = call(&app, "/whoami", Some(b"Bearer")).await;
+    assert_eq!(r.status, 400);
+    assert!(r
+        .www_authenticate
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_request\""));
+
+    for garbage in [
+        &b"Bearer garbage"[..],
+        b"Bearer a.b.c",
+        b"Bearer e30.e30.",
+        b"Bearer \xff\xfe\xfd",
+    ] {
+        let r = call(&app, "/whoami", Some(garbage)).await;
+        assert_invalid_token(&r, &String::from_utf8_lossy(garbage));
+    }
+
+    // 64 KB of header: refused, no panic.
+    let huge = format!("Bearer {}", "A".repeat(64 * 1024));
+    let r = call(&app, "/whoami", Some(huge.as_bytes())).await;
+    assert_invalid_token(&r, "64 KB header");
+}
+
+#[tokio::test]
+async fn forged_and_tampered_tokens_are_rejected() {
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()));
+    let good = entra.token().sign();
+    assert_eq!(bearer(&app, "/whoami", &good).await.status, 200);
+    let parts: Vec<&str> = good.split('.').collect();
+
+    // Tampered payload: same header and signature, one claim changed.
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["oid"] = json!("00000000-0000-0000-0000-00000000beef");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    let r = bearer(&app, "/whoami", &tampered).await;
+    assert_invalid_token(&r, "tampered");
+    assert!(description(&r).contains("signature"), "{}", r.body);
+
+    // Wrong signature: the signature of another valid token.
+    let other = entra
+        .token()
+        .user("5d1a0a8e-0000-4000-8000-000000000002")
+        .sign();
+    let wrong_sig = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        other.rsplit('.').next().unwrap()
+    );
+    assert_invalid_token(
+        &bearer(&app, "/whoami", &wrong_sig).await,
+        "wrong signature",
+    );
+
+    // Signed by a key Entra never published.
+    let rogue = entra.unpublished_key();
+    let r = bearer(&app, "/whoami", &entra.token().kid(&rogue).sign()).await;
+    assert_invalid_token(&r, "unpublished key");
+
+    // alg: none.
+    let kid = entra.current_kid();
+    let none = encode_unsigned(
+        &json!({"alg": "none", "typ": "JWT", "kid": kid}),
+        &claims_of(&good),
+        b"",
+    );
+    let r = bearer(&app, "/whoami", &none).await;
+    assert_invalid_token(&r, "alg none");
+    assert!(description(&r).contains("algorithm"), "{}", r.body);
+
+    // HS256 signed with the public key as the HMAC secret (key confusion).
+    for secret in [
+        entra.public_key_pem(&kid).into_bytes(),
+        entra.public_key_der(&kid),
+    ] {
+        let header = json!({"alg": "HS256", "typ": "JWT", "kid": kid});
+        let msg = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims_of(&good).to_string())
+        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &secret), msg.as_bytes());
+        let forged = format!("{msg}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        assert_invalid_token(
+            &bearer(&app, "/whoami", &forged).await,
+            "HS256 key confusion",
+        );
+    }
+
+    // RS256 header but no kid.
+    let no_kid = encode_unsigned(
+        &json!({"alg": "RS256", "typ": "JWT"}),
+        &claims_of(&good),
+        b"sig",
+    );
+    assert_invalid_token(&bearer(&app, "/whoami", &no_kid).await, "no kid");
+}
+
+fn claims_of(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn claims_are_checked() {
+    let entra = EntraStandIn::start().await;
+    let cfg = config(&entra)
+        .allow_tenants([OTHER_TENANT])
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let home = entra.home_tenant();
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "wrong aud",
+            entra.token().audience("api://someone-else").sign(),
+            "audience",
+        ),
+        (
+            "wrong iss",
+            entra
+                .token()
+                .issuer("https://evil.example.com/x/v2.0")
+                .sign(),
+            "issuer",
+        ),
+        (
+            "tid not allowed",
+            entra
+                .token()
+                .tenant("99999999-9999-4999-8999-999999999999")
+                .sign(),
+            "tenant",
+        ),
+        (
+            "tid differs from iss tenant",
+            entra.token().issuer(&entra.issuer_v2(OTHER_TENANT)).sign(),
+            "issuer",
+        ),
+        (
+            "iss of home tenant, tid of another allowed tenant",
+            entra
+                .token()
+                .tenant(OTHER_TENANT)
+                .issuer(&entra.issuer_v2(&home))
+                .sign(),
+            "issuer",
+        ),
+        ("expired", entra.token().expired().sign(), "expired"),
+        (
+            "not yet valid",
+            entra.token().not_yet_valid().sign(),
+            "not valid yet",
+        ),
+        (
+            "id token",
+            entra.token().id_token().sign(),
+            "this is an ID token; send an access token for this API",
+        ),
+        (
+            "no scp or roles",
+            entra.token().without_claim("scp").sign(),
+            "neither scopes",
+        ),
+        (
+            "tid not a guid",
+            entra.token().claim("tid", json!("common")).sign(),
+            "tid",
+        ),
+        ("no oid", entra.token().without_claim("oid").sign(), "oid"),
+        (
+            "scp wrong type",
+            entra.token().claim("scp", json!(["a"])).sign(),
+            "scp",
+        ),
+        (
+            "roles wrong type",
+            entra.token().claim("roles", json!("Admin")).sign(),
+            "roles",
+        ),
+        (
+            "exp wrong type",
+            entra.token().claim("exp", json!("soon")).sign(),
+            "exp",
+        ),
+        ("no exp", entra.token().without_claim("exp").sign(), "exp"),
+        (
+            "ver mismatch",
+            entra.token().claim("ver", json!("1.0")).sign(),
+            "ver",
+        ),
+    ];
+    for (what, token, needle) in cases {
+        let r = bearer(&app, "/whoami", &token).await;
+        assert_invalid_token(&r, what);
+        assert!(description(&r).contains(needle), "{what}: {}", r.body);
+        assert!(
+            !r.body.contains(&token) && !r.www_authenticate.clone().unwrap().contains(&token[..20])
+        );
+    }
+
+    // The other allowed tenant (a guest's resource tenant) is admitted with its own issuer.
+    let guest = entra.token().tenant(OTHER_TENANT).sign();
+    let r = bearer(&app, "/whoami", &guest).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["tid"], OTHER_TENANT);
+}
+
+#[tokio::test]
+async fn lifetime_uses_the_injected_clock_and_leeway() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .leeway(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let token = entra.token().lifetime(Duration::from_secs(600)).sign();
+    assert_eq!(bearer(&app, "/whoami", &token).await.status, 200);
+    // Within the leeway after exp: still fine (served from the validated cache).
+    clock.advance(Duration::from_secs(600 + 30));
+    assert_eq!(bearer(&app, "/whoami", &token).await.status, 200);
+    // Past exp + leeway: refused, even though the validation is cached.
+    clock.advance(Duration::from_secs(60));
+    let r = bearer(&app, "/whoami", &token).await;
+    assert_invalid_token(&r, "expired after caching");
+    assert!(description(&r).contains("expired"));
+}
+
+#[tokio::test]
+async fn policy_is_enforced_with_403() {
+    let entra = EntraStandIn::start().await;
+    let cfg = config(&entra)
+        .require_user_scopes(["access_as_user"])
+        .require_app_roles(["Tasks.Read.All"])
+        .allowed_client_apps([entra.client_app_id()])
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+
+    let r = bearer(
+        &app,
+        "/whoami",
+        &entra.token().scopes(&["other_scope"]).sign(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let h = r.www_authenticate.clone().unwrap();
+    assert!(h.starts_with("Bearer error=\"insufficient_scope\""), "{h}");
+    assert!(h.contains("scope=\"access_as_user\""), "{h}");
+    assert_eq!(r.json()["error"], "insufficient_scope");
+
+    let r = bearer(
+        &app,
+        "/whoami",
+        &entra.token().app_only().roles(&["Other"]).sign(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(description(&r).contains("Tasks.Read.All"));
+
+    let r = bearer(
+        &app,
+        "/whoami",
+        &entra
+            .token()
+            .client_app("a0a0a0a0-0000-4000-8000-000000000000")
+            .sign(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "unauthorized_client");
+
+    // The same token passes once it meets the policy; policy runs on cached tokens too.
+    let ok = entra.token().sign();
+    assert_eq!(bearer(&app, "/whoami", &ok).await.status, 200);
+    assert_eq!(bearer(&app, "/whoami", &ok).await.status, 200);
+
+    // Per-route requirement: the Admin role.
+    assert_eq!(bearer(&app, "/admin", &ok).await.status, 403);
+    let admin = entra.token().roles(&["Admin"]).sign();
+    let r = bearer(&app, "/admin", &admin).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"ok": true}));
+
+    let no_app_only = config(&entra).allow_app_only(false).build().unwrap();
+    let app2 = common::app(OboLayer::new(no_app_only));
+    let r = bearer(&app2, "/whoami", &entra.token().app_only().sign()).await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn anonymous_and_missing_layer() {
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()).allow_anonymous(true));
+    let r = call(&app, "/maybe", None).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "anonymous"));
+    let token = entra
+        .token()
+        .user("5d1a0a8e-0000-4000-8000-000000000009")
+        .sign();
+    let r = bearer(&app, "/maybe", &token).await;
+    assert_eq!(r.body, "5d1a0a8e-0000-4000-8000-000000000009");
+    // A bad token is still refused when anonymous access is allowed.
+    assert_eq!(
+        call(&app, "/maybe", Some(b"Bearer x.y.z")).await.status,
+        401
+    );
+    // A handler needing a principal says so.
+    assert_eq!(call(&app, "/whoami", None).await.status, 401);
+
+    let no_layer = axum::Router::new().route(
+        "/whoami",
+        axum::routing::get(|p: axum_obo::Principal| async move { p.oid().to_owned() }),
+    );
+    let r = call(&no_layer, "/whoami", None).await;
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("OboLayer"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_key_added_after_start_is_admitted_after_one_refresh() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .min_key_refresh(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    assert_eq!(
+        bearer(&app, "/whoami", &entra.token().sign()).await.status,
+        200
+    );
+    let before = entra.jwks_requests();
+
+    let old_kid = entra.current_kid();
+    let new_kid = entra.rotate_key();
+    let token = entra.token().sign();
+    // Right after the start-up fetch the refresh is rate-limited: refused, no fetch.
+    assert_invalid_token(
+        &bearer(&app, "/whoami", &token).await,
+        "rate-limited refresh",
+    );
+    assert_eq!(entra.jwks_requests(), before);
+    clock.advance(Duration::from_secs(11));
+    let r = bearer(&app, "/whoami", &token).await;
+    assert_eq!(r.status, 200, "new key {new_kid}: {}", r.body);
+    assert_eq!(entra.jwks_requests(), before + 1);
+    // Tokens of the old key, still published, keep working without a fetch.
+    assert_eq!(
+        bearer(&app, "/whoami", &entra.token().kid(&old_kid).sign())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(entra.jwks_requests(), before + 1);
+}
+
+#[tokio::test]
+async fn unknown_kids_cause_at_most_one_fetch_per_min_key_refresh() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .min_key_refresh(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    assert_eq!(
+        bearer(&app, "/whoami", &entra.token().sign()).await.status,
+        200
+    );
+    clock.advance(Duration::from_secs(11));
+    let before = entra.jwks_requests();
+
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let token = entra
+            .token()
+            .header_kid(&format!("unknown-kid-{i}-{}", rand_suffix(i)))
+            .sign();
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            bearer(&app, "/whoami", &token).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    assert_eq!(
+        entra.jwks_requests() - before,
+        1,
+        "one fetch for 200 unknown kids"
+    );
+
+    // The next window allows exactly one more.
+    clock.advance(Duration::from_secs(11));
+    for i in 0..20 {
+        let token = entra.token().header_kid(&format!("again-{i}")).sign();
+        assert_eq!(bearer(&app, "/whoami", &token).await.status, 401);
+    }
+    assert_eq!(entra.jwks_requests() - before, 2);
+}
+
+fn rand_suffix(i: u32) -> u32 {
+    i.wrapping_mul(2_654_435_761)
+}
+
+#[tokio::test]
+async fn known_keys_keep_working_when_the_jwks_fails_after_start() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra).clock(clock.clone()).build().unwrap();
+    let app = app(OboLayer::new(cfg));
+    assert_eq!(
+        bearer(&app, "/whoami", &entra.token().sign()).await.status,
+        200
+    );
+
+    entra.fail_jwks(Some(503));
+    entra.fail_discovery(Some(500));
+    clock.advance(Duration::from_secs(13 * 3600)); // past the refresh interval too
+    for i in 0..3 {
+        let fresh = entra
+            .token()
+            .issued_at(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(clock_now(&clock)))
+            .user(&format!("5d1a0a8e-0000-4000-8000-00000000000{i}"))
+            .sign();
+        let r = bearer(&app, "/whoami", &fresh).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // An unknown kid during the outage is a 401 (keys exist), not a 503.
+    let r = bearer(
+        &app,
+        "/whoami",
+        &entra
+            .token()
+            .header_kid("nope")
+            .issued_at(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(clock_now(&clock)))
+            .sign(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+}
+
+fn clock_now(c: &axum_obo::clock::ManualClock) -> u64 {
+    use axum_obo::clock::Clock as _;
+    c.now() as u64
+}
+
+#[tokio::test]
+async fn provider_down_at_start_is_503_then_recovers() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra).clock(clock.clone()).build().unwrap();
+    let layer = OboLayer::new(cfg);
+    let app = app(layer.clone());
+    entra.fail_jwks(Some(503));
+    let token = entra.token().sign();
+    let r = bearer(&app, "/whoami", &token).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.retry_after.is_some());
+    assert!(layer.warm_up().await.is_err());
+    // Garbage is no better than an outage.
+    entra.fail_jwks(None);
+    entra.garbage_jwks(true);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(bearer(&app, "/whoami", &token).await.status, 503);
+    // Recovery without a restart, once min_key_refresh has passed.
+    entra.garbage_jwks(false);
+    assert_eq!(
+        bearer(&app, "/whoami", &token).await.status,
+        503,
+        "rate-limited retry"
+    );
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(bearer(&app, "/whoami", &token).await.status, 200);
+}
+
+#[tokio::test]
+async fn hanging_provider_is_bounded_by_the_timeout() {
+    let entra = EntraStandIn::start().await;
+    entra.delay(Some(Duration::from_secs(30)));
+    let cfg = config(&entra)
+        .http_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let started = std::time::Instant::now();
+    let r = bearer(&app, "/whoami", &entra.token().sign()).await;
+    assert_eq!(r.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn validation_cache_can_be_disabled() {
+    let entra = EntraStandIn::start().await;
+    let cfg = config(&entra).validated_cache_capacity(0).build().unwrap();
+    let app = app(OboLayer::new(cfg));
+    let t = entra.token().sign();
+    for _ in 0..3 {
+        assert_eq!(bearer(&app, "/whoami", &t).await.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn logs_never_contain_tokens() {
+    let (logs, _guard) = capture_logs();
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(
+        config(&entra)
+            .require_user_scopes(["access_as_user"])
+            .build()
+            .unwrap(),
+    ));
+    let tokens = vec![
+        entra.token().sign(),
+        entra.token().expired().sign(),
+        entra.token().scopes(&["nope"]).sign(),
+        entra.token().audience("x").sign(),
+        entra.token().header_kid("unknown").sign(),
+        entra.token().id_token().sign(),
+    ];
+    for t in &tokens {
+        bearer(&app, "/whoami", t).await;
+    }
+    let text = logs.text();
+    assert!(text.contains("obo_validate"), "the capture works: {text}");
+    for t in &tokens {
+        for part in t.split('.') {
+            if part.len() > 16 {
+                assert!(!text.contains(part), "a token segment leaked into the logs");
+            }
+        }
+    }
+}
