@@ -16,6 +16,9 @@ use crate::secret::SecretString;
 /// The public-cloud authority host.
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
+/// The public-cloud Microsoft Graph root.
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
+
 /// A configuration value that could not be accepted. Names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid axum-obo configuration: `{field}`: {reason}")]
@@ -50,6 +53,7 @@ pub struct OboConfig {
     pub(crate) tenant_id: String,
     pub(crate) client_id: String,
     pub(crate) authority_host: String,
+    pub(crate) graph_url: String,
     pub(crate) allowed_tenants: BTreeSet<String>,
     pub(crate) audiences: BTreeSet<String>,
     pub(crate) leeway: Duration,
@@ -98,6 +102,7 @@ impl fmt::Debug for OboConfig {
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
             .field("authority_host", &self.authority_host)
+            .field("graph_url", &self.graph_url)
             .field("allowed_tenants", &self.allowed_tenants)
             .field("audiences", &self.audiences)
             .field("leeway", &self.leeway)
@@ -139,6 +144,12 @@ impl OboConfig {
         &self.authority_host
     }
 
+    /// The Microsoft Graph root (default `https://graph.microsoft.com`), without a
+    /// trailing slash; requests go to `{graph_url}/v1.0/…`.
+    pub fn graph_url(&self) -> &str {
+        &self.graph_url
+    }
+
     /// Tenants whose tokens are admitted.
     pub fn allowed_tenants(&self) -> impl Iterator<Item = &str> {
         self.allowed_tenants.iter().map(String::as_str)
@@ -163,6 +174,7 @@ pub struct OboConfigBuilder {
     tenant_id: Option<String>,
     client_id: Option<String>,
     authority_host: String,
+    graph_url: String,
     extra_tenants: Vec<String>,
     audiences: Option<Vec<String>>,
     leeway: Duration,
@@ -199,6 +211,7 @@ impl Default for OboConfigBuilder {
             tenant_id: None,
             client_id: None,
             authority_host: DEFAULT_AUTHORITY_HOST.to_owned(),
+            graph_url: DEFAULT_GRAPH_URL.to_owned(),
             extra_tenants: Vec::new(),
             audiences: None,
             leeway: Duration::from_secs(60),
@@ -230,7 +243,7 @@ pub const DEFAULT_OBO_CACHE_BYTES: u64 = 100_000 * 3 * 1024;
 
 impl OboConfigBuilder {
     /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
-    /// `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) and the
+    /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) and the
     /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
     /// else `AZURE_FEDERATED_TOKEN_FILE` — from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -245,6 +258,9 @@ impl OboConfigBuilder {
         b.client_id = get("AZURE_CLIENT_ID");
         if let Some(host) = get("AZURE_AUTHORITY_HOST") {
             b.authority_host = host;
+        }
+        if let Some(url) = get("OBO_GRAPH_URL") {
+            b.graph_url = url;
         }
         if let Some(list) = get("OBO_ALLOWED_TENANTS") {
             b.extra_tenants = list
@@ -287,6 +303,13 @@ impl OboConfigBuilder {
     /// `https://`, except on loopback (`127.0.0.0/8`, `::1`, `localhost`).
     pub fn authority_host(mut self, host: impl Into<String>) -> Self {
         self.authority_host = host.into();
+        self
+    }
+
+    /// The Microsoft Graph root for a national cloud, e.g.
+    /// `https://graph.microsoft.us` (same scheme rules as the authority host).
+    pub fn graph_url(mut self, url: impl Into<String>) -> Self {
+        self.graph_url = url.into();
         self
     }
 
@@ -458,7 +481,8 @@ impl OboConfigBuilder {
     pub fn build(self) -> Result<OboConfig, ConfigError> {
         let tenant_id = normalize_guid("tenant_id", self.tenant_id.as_deref())?;
         let client_id = normalize_guid("client_id", self.client_id.as_deref())?;
-        let authority_host = validate_authority_host(&self.authority_host)?;
+        let authority_host = validate_base_url("authority_host", &self.authority_host)?;
+        let graph_url = validate_base_url("graph_url", &self.graph_url)?;
         let mut allowed_tenants = BTreeSet::from([tenant_id.clone()]);
         for t in &self.extra_tenants {
             allowed_tenants.insert(normalize_guid("allowed_tenants", Some(t))?);
@@ -555,6 +579,7 @@ impl OboConfigBuilder {
             tenant_id,
             client_id,
             authority_host,
+            graph_url,
             allowed_tenants,
             audiences,
             leeway: self.leeway,
@@ -593,18 +618,18 @@ fn normalize_guid(field: &'static str, value: Option<&str>) -> Result<String, Co
     Ok(v.to_ascii_lowercase())
 }
 
-fn validate_authority_host(raw: &str) -> Result<String, ConfigError> {
-    const FIELD: &str = "authority_host";
+/// A bare `scheme://host[:port]`: https, or http on loopback only.
+fn validate_base_url(field: &'static str, raw: &str) -> Result<String, ConfigError> {
     let url = reqwest::Url::parse(raw.trim())
-        .map_err(|e| ConfigError::new(FIELD, format!("is not a URL ({e})")))?;
+        .map_err(|e| ConfigError::new(field, format!("is not a URL ({e})")))?;
     if url.query().is_some() || url.fragment().is_some() || !matches!(url.path(), "" | "/") {
         return Err(ConfigError::new(
-            FIELD,
+            field,
             "must be a bare scheme://host[:port] without path, query or fragment",
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new(FIELD, "must not contain credentials"));
+        return Err(ConfigError::new(field, "must not contain credentials"));
     }
     match url.scheme() {
         "https" => {}
@@ -617,20 +642,20 @@ fn validate_authority_host(raw: &str) -> Result<String, ConfigError> {
             };
             if !loopback {
                 return Err(ConfigError::new(
-                    FIELD,
+                    field,
                     "must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)",
                 ));
             }
         }
         other => {
             return Err(ConfigError::new(
-                FIELD,
+                field,
                 format!("unsupported scheme `{other}`; use https://"),
             ))
         }
     }
     if url.host().is_none() {
-        return Err(ConfigError::new(FIELD, "has no host"));
+        return Err(ConfigError::new(field, "has no host"));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }

@@ -54,7 +54,8 @@ mod validate;
 pub mod testing;
 
 pub use config::{
-    ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST, DEFAULT_OBO_CACHE_BYTES,
+    ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_URL,
+    DEFAULT_OBO_CACHE_BYTES,
 };
 pub use exchange::{
     AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,

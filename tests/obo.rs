@@ -1,0 +1,635 @@
+//! The On-Behalf-Of exchange end to end against the Entra stand-in's token endpoint.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use axum_obo::testing::{EntraStandIn, TokenFault};
+use axum_obo::{
+    AssertionAlgorithm, CertificateCredential, GraphUserRead, OboConfigBuilder, OboLayer, OboToken,
+    Principal,
+};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use common::*;
+use serde_json::Value;
+
+const GUEST_TENANT: &str = "0b2f4d6e-1111-4222-8333-944455566677";
+const USER_READ: &str = "https://graph.microsoft.com/User.Read";
+
+fn decode_jwt_part(token: &str, part: usize) -> Value {
+    let seg = token.split('.').nth(part).unwrap_or_default();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).unwrap_or_default()).unwrap_or(Value::Null)
+}
+
+/// `/obo`: the token's length; `/owner`: "caller-oid downstream-oid" (whose
+/// token was served); `/raw`: the token itself (test-only, to hunt for it in logs).
+fn obo_app(layer: OboLayer) -> Router {
+    Router::new()
+        .route(
+            "/obo",
+            get(|t: OboToken<GraphUserRead>| async move { t.access_token().expose().len().to_string() }),
+        )
+        .route(
+            "/owner",
+            get(|p: Principal, t: OboToken<GraphUserRead>, again: OboToken<GraphUserRead>| async move {
+                assert_eq!(t.access_token(), again.access_token(), "memoized per request");
+                let claims = decode_jwt_part(t.access_token().expose(), 1);
+                format!("{} {}", p.oid(), claims["oid"].as_str().unwrap_or("?"))
+            }),
+        )
+        .route(
+            "/raw",
+            get(|t: OboToken<GraphUserRead>| async move { t.access_token().expose().to_owned() }),
+        )
+        .route("/whoami", get(|p: Principal| async move { p.oid().to_owned() }))
+        .layer(layer)
+}
+
+fn with_secret(entra: &EntraStandIn) -> OboConfigBuilder {
+    config(entra).client_secret(entra.client_secret())
+}
+
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "axum-obo-{}-{}-{name}",
+        std::process::id(),
+        uuid_like()
+    ));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn uuid_like() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn secret_exchange_sends_exactly_the_obo_fields_and_caches() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap());
+    let app = obo_app(layer.clone());
+    let inbound = entra.token().sign();
+
+    let r = bearer(&app, "/obo", &inbound).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.parse::<usize>().unwrap() > 100);
+
+    let log = entra.token_request_log();
+    assert_eq!(log.len(), 1);
+    let req = &log[0];
+    assert_eq!(req.tenant, entra.home_tenant());
+    let fields: Vec<&str> = req.form.keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        [
+            "assertion",
+            "client_id",
+            "client_info",
+            "client_secret",
+            "grant_type",
+            "requested_token_use",
+            "scope"
+        ]
+    );
+    assert_eq!(
+        req.form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+    assert_eq!(req.form["requested_token_use"], "on_behalf_of");
+    assert_eq!(req.form["assertion"], inbound);
+    assert_eq!(req.form["scope"], USER_READ);
+    assert_eq!(req.form["client_id"], entra.api_client_id());
+    assert_eq!(req.form["client_secret"], entra.client_secret());
+    assert_eq!(req.form["client_info"], "1");
+    let rid = &req.headers["client-request-id"];
+    assert_eq!(rid.len(), 36, "a UUID: {rid}");
+    assert_eq!(req.status, 200);
+
+    // Second request: served from the cache.
+    assert_eq!(bearer(&app, "/obo", &inbound).await.status, 200);
+    assert_eq!(entra.token_requests(), 1);
+    let s = layer.stats();
+    assert_eq!((s.exchanges, s.hits, s.misses), (1, 1, 1));
+
+    // Another scope set or another inbound token of the same user is another exchange.
+    let same_user_new_token = entra
+        .token()
+        .user(
+            &decode_jwt_part(&inbound, 1)["oid"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+        .sign();
+    assert_eq!(bearer(&app, "/obo", &same_user_new_token).await.status, 200);
+    assert_eq!(entra.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn no_exchange_unless_a_handler_asks() {
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(with_secret(&entra).build().unwrap()));
+    assert_eq!(
+        bearer(&app, "/whoami", &entra.token().sign()).await.status,
+        200
+    );
+    assert_eq!(entra.token_requests(), 0);
+}
+
+fn certificate_pem() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["axum-obo-test".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn certificate_credential_signs_ps256_and_rs256_assertions() {
+    let entra = EntraStandIn::start().await;
+    let (cert, key) = certificate_pem();
+    entra.register_certificate(&cert);
+    let path = temp_file("cert.pem", &format!("{key}{cert}"));
+
+    // PS256 with x5t#S256 (the default), from the file.
+    let app = obo_app(OboLayer::new(
+        config(&entra)
+            .client_certificate_file(&path)
+            .build()
+            .unwrap(),
+    ));
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let req = entra.token_request_log().pop().unwrap();
+    assert!(!req.form.contains_key("client_secret"));
+    assert_eq!(
+        req.form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let assertion = &req.form["client_assertion"];
+    let header = decode_jwt_part(assertion, 0);
+    assert_eq!(header["alg"], "PS256");
+    assert!(header["x5t#S256"].as_str().unwrap().len() == 43);
+    let claims = decode_jwt_part(assertion, 1);
+    assert_eq!(
+        claims["aud"],
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            entra.authority_host(),
+            entra.home_tenant()
+        )
+    );
+    assert_eq!(claims["iss"], entra.api_client_id());
+    assert_eq!(claims["sub"], entra.api_client_id());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+
+    // A second user: a new assertion with a new jti.
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        200
+    );
+    let jti2 = decode_jwt_part(
+        &entra.token_request_log().pop().unwrap().form["client_assertion"],
+        1,
+    )["jti"]
+        .clone();
+    assert_ne!(jti2, jti.as_str());
+
+    // RS256 with x5t.
+    let pem = std::fs::read(&path).unwrap();
+    let rs = CertificateCredential::from_pem(&pem)
+        .unwrap()
+        .algorithm(AssertionAlgorithm::Rs256);
+    let app = obo_app(OboLayer::new(
+        config(&entra).client_certificate(rs).build().unwrap(),
+    ));
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let header = decode_jwt_part(
+        &entra.token_request_log().pop().unwrap().form["client_assertion"],
+        0,
+    );
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["x5t"].as_str().unwrap().len(), 27);
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn certificate_file_errors_name_the_field() {
+    let entra = EntraStandIn::start().await;
+    let e = config(&entra)
+        .client_certificate_file("/nonexistent/cert.pem")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "client_certificate");
+    let path = temp_file(
+        "bad.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    let e = config(&entra)
+        .client_certificate_file(&path)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "client_certificate");
+    let e = config(&entra)
+        .federated_token_file("/nonexistent/token")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "federated_token_file");
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn federated_token_file_is_reread_when_rotated() {
+    let entra = EntraStandIn::start().await;
+    let path = temp_file("federated", &entra.mint_federated_assertion());
+    let app = obo_app(OboLayer::new(
+        config(&entra).federated_token_file(&path).build().unwrap(),
+    ));
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = entra.token_request_log().pop().unwrap();
+    assert_eq!(
+        first.form["client_assertion"],
+        std::fs::read_to_string(&path).unwrap().trim()
+    );
+
+    // Rotated on disk to an expired assertion: the next exchange uses it (and fails).
+    let expired = entra.mint_federated_assertion_with_lifetime(Duration::ZERO);
+    std::fs::write(&path, &expired).unwrap();
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(
+        entra.token_request_log().pop().unwrap().form["client_assertion"],
+        expired
+    );
+
+    // Rotated again to a good one: works without a restart.
+    let fresh = entra.mint_federated_assertion();
+    std::fs::write(&path, &fresh).unwrap();
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        200
+    );
+    assert_eq!(
+        entra.token_request_log().pop().unwrap().form["client_assertion"],
+        fresh
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn guests_are_exchanged_in_their_token_tenant() {
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(
+        with_secret(&entra)
+            .allow_tenants([GUEST_TENANT])
+            .build()
+            .unwrap(),
+    ));
+    let r = bearer(&app, "/obo", &entra.token().tenant(GUEST_TENANT).sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let req = entra.token_request_log().pop().unwrap();
+    assert_eq!(req.tenant, GUEST_TENANT);
+}
+
+#[tokio::test]
+async fn a_new_exchange_happens_after_expiry() {
+    let entra = EntraStandIn::start().await;
+    entra.set_obo_token_lifetime(Duration::from_secs(3600));
+    let clock = clock();
+    let layer = OboLayer::new(with_secret(&entra).clock(clock.clone()).build().unwrap());
+    let app = obo_app(layer.clone());
+    let inbound = entra.token().lifetime(Duration::from_secs(3 * 3600)).sign();
+    assert_eq!(bearer(&app, "/obo", &inbound).await.status, 200);
+    clock.advance(Duration::from_secs(3600 - 300 - 10));
+    assert_eq!(bearer(&app, "/obo", &inbound).await.status, 200);
+    assert_eq!(
+        entra.token_requests(),
+        1,
+        "still fresh before the refresh margin"
+    );
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(bearer(&app, "/obo", &inbound).await.status, 200);
+    assert_eq!(
+        entra.token_requests(),
+        2,
+        "re-exchanged within the refresh margin"
+    );
+    assert_eq!(bearer(&app, "/obo", &inbound).await.status, 200);
+    assert_eq!(entra.token_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_first_requests_cause_one_exchange() {
+    let entra = EntraStandIn::start().await;
+    entra.inject_token_fault(TokenFault::Delay(Duration::from_millis(300)), Some(1));
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap());
+    let app = obo_app(layer.clone());
+    let inbound = Arc::new(entra.token().sign());
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (app, inbound) = (app.clone(), Arc::clone(&inbound));
+        tasks.push(tokio::spawn(async move {
+            bearer(&app, "/obo", &inbound).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(entra.token_requests(), 1);
+    assert_eq!(entra.tokens_issued(), 1);
+    assert_eq!(layer.stats().exchanges, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_users_twenty_requests_each_get_only_their_own_tokens() {
+    let entra = EntraStandIn::start().await;
+    entra.inject_token_fault(TokenFault::Delay(Duration::from_millis(50)), Some(50));
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap());
+    let app = obo_app(layer.clone());
+    let users: Vec<String> = (0..50).map(|_| entra.token().sign()).collect();
+    // Interleave users' requests: user i's j-th request is task j*50+i.
+    let mut tasks = Vec::new();
+    for round in 0..20 {
+        for (i, token) in users.iter().enumerate() {
+            let (app, token) = (app.clone(), token.clone());
+            let shuffle = (round * 7 + i * 13) % 3;
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..shuffle {
+                    tokio::task::yield_now().await;
+                }
+                bearer(&app, "/owner", &token).await
+            }));
+        }
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let (caller, owner) = r.body.split_once(' ').unwrap();
+        assert_eq!(caller, owner, "a user was served someone else's token");
+    }
+    assert_eq!(entra.tokens_issued(), 50);
+    assert_eq!(layer.stats().exchanges, 50);
+}
+
+async fn status_for(fault: TokenFault) -> (Reply, EntraStandIn, Duration) {
+    let entra = EntraStandIn::start().await;
+    entra.inject_token_fault(fault, None);
+    let cfg = with_secret(&entra)
+        .http_timeout(Duration::from_secs(1))
+        .obo_retries(3, Duration::from_secs(4))
+        .build()
+        .unwrap();
+    let app = obo_app(OboLayer::new(cfg));
+    let started = Instant::now();
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    (r, entra, started.elapsed())
+}
+
+#[tokio::test]
+async fn error_table_interaction_required_relays_the_claims_challenge() {
+    for how in ["fault", "mfa policy"] {
+        let entra = EntraStandIn::start().await;
+        let app = obo_app(OboLayer::new(with_secret(&entra).build().unwrap()));
+        let builder = entra.token();
+        let oid = builder.claims()["oid"].as_str().unwrap().to_owned();
+        match how {
+            "fault" => entra.inject_token_fault(TokenFault::InteractionRequired, None),
+            _ => entra.require_mfa(&oid),
+        }
+        let r = bearer(&app, "/obo", &builder.sign()).await;
+        assert_eq!(r.status, 401, "{how}: {}", r.body);
+        let h = r.www_authenticate.clone().unwrap();
+        let prefix = format!(
+            "Bearer realm=\"\", authorization_uri=\"{}/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"",
+            entra.authority_host()
+        );
+        assert!(h.starts_with(&prefix), "{how}: {h}");
+        let b64 = h[prefix.len()..].trim_end_matches('"');
+        let claims: Value = serde_json::from_slice(&STANDARD.decode(b64).unwrap()).unwrap();
+        assert!(claims["access_token"].is_object(), "{how}: {claims}");
+        assert_eq!(r.json()["error"], "insufficient_claims");
+    }
+    // An MFA'd token passes the policy.
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(with_secret(&entra).build().unwrap()));
+    let builder = entra
+        .token()
+        .claim("amr", serde_json::json!(["pwd", "mfa"]));
+    entra.require_mfa(builder.claims()["oid"].as_str().unwrap());
+    assert_eq!(bearer(&app, "/obo", &builder.sign()).await.status, 200);
+}
+
+#[tokio::test]
+async fn error_table_consent_required_names_the_scopes() {
+    for how in ["fault", "revoked"] {
+        let entra = EntraStandIn::start().await;
+        match how {
+            "fault" => entra.inject_token_fault(TokenFault::ConsentRequired, None),
+            _ => entra.revoke_consent(USER_READ),
+        }
+        let app = obo_app(OboLayer::new(with_secret(&entra).build().unwrap()));
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(r.status, 403, "{how}: {}", r.body);
+        assert_eq!(r.json()["error"], "consent_required");
+        assert!(r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains(USER_READ));
+    }
+}
+
+#[tokio::test]
+async fn error_table_invalid_grant_and_misconfiguration() {
+    let (r, _, _) = status_for(TokenFault::InvalidGrant).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r
+        .www_authenticate
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_token\""));
+    for fault in [
+        TokenFault::InvalidClient,
+        TokenFault::UnauthorizedClient,
+        TokenFault::InvalidScope,
+    ] {
+        let (r, _, _) = status_for(fault.clone()).await;
+        assert_eq!(r.status, 500, "{fault:?}: {}", r.body);
+        assert_eq!(r.json()["error"], "server_error");
+        assert!(!r.body.contains("AADSTS"), "no detail leaks: {}", r.body);
+    }
+    // A wrong secret (not an injected fault) is the same misconfiguration.
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(
+        config(&entra).client_secret("wrong").build().unwrap(),
+    ));
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        500
+    );
+    // No credential at all.
+    let app = obo_app(OboLayer::new(config(&entra).build().unwrap()));
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        500
+    );
+}
+
+#[tokio::test]
+async fn error_table_throttling_is_retried_then_503() {
+    // Two 429s with Retry-After: 1, then success.
+    let entra = EntraStandIn::start().await;
+    entra.inject_token_fault(
+        TokenFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        Some(2),
+    );
+    let app = obo_app(OboLayer::new(with_secret(&entra).build().unwrap()));
+    let started = Instant::now();
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(entra.token_requests(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After honoured"
+    );
+
+    for fault in [
+        TokenFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        TokenFault::TooManyRequests { retry_after: None },
+        TokenFault::ServiceUnavailable { retry_after: None },
+        TokenFault::InternalServerError,
+        TokenFault::HtmlErrorPage(502),
+    ] {
+        let (r, entra, elapsed) = status_for(fault.clone()).await;
+        assert_eq!(r.status, 503, "{fault:?}: {}", r.body);
+        assert!(r.retry_after.is_some(), "{fault:?}");
+        assert_eq!(entra.token_requests(), 4, "{fault:?}: 1 + 3 retries");
+        assert!(elapsed < Duration::from_secs(6), "{fault:?}: {elapsed:?}");
+    }
+    // Retry-After beyond the budget: give up at once.
+    let (r, entra, elapsed) = status_for(TokenFault::TooManyRequests {
+        retry_after: Some(3600),
+    })
+    .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(entra.token_requests(), 1);
+    assert!(elapsed < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn error_table_timeouts_and_bad_bodies() {
+    let (r, _, elapsed) = status_for(TokenFault::Hang).await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    for fault in [
+        TokenFault::Garbage,
+        TokenFault::Truncated,
+        TokenFault::HtmlErrorPage(400),
+    ] {
+        let (r, _, _) = status_for(fault.clone()).await;
+        assert_eq!(r.status, 502, "{fault:?}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn negative_cache_spares_entra_from_retry_loops() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(
+        with_secret(&entra)
+            .obo_negative_ttl(Duration::from_millis(400))
+            .build()
+            .unwrap(),
+    );
+    let app = obo_app(layer.clone());
+    let builder = entra.token();
+    entra.require_mfa(builder.claims()["oid"].as_str().unwrap());
+    let token = builder.sign();
+    for _ in 0..5 {
+        assert_eq!(bearer(&app, "/obo", &token).await.status, 401);
+    }
+    assert_eq!(entra.token_requests(), 1);
+    assert_eq!(layer.stats().negative_hits, 4);
+    // Other users are unaffected.
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(bearer(&app, "/obo", &token).await.status, 401);
+    assert_eq!(
+        entra.token_requests(),
+        3,
+        "asked again after the negative TTL"
+    );
+}
+
+#[tokio::test]
+async fn preflight_refusals_make_no_request() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let layer = OboLayer::new(with_secret(&entra).clock(clock.clone()).build().unwrap());
+    let app = obo_app(layer.clone());
+
+    let r = bearer(
+        &app,
+        "/obo",
+        &entra.token().app_only().roles(&["Tasks.Read.All"]).sign(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "delegated_token_required");
+    assert!(r.body.contains("delegated user token"));
+
+    let short = entra.token().lifetime(Duration::from_secs(600)).sign();
+    assert_eq!(bearer(&app, "/whoami", &short).await.status, 200);
+    clock.advance(Duration::from_secs(600 - 30)); // expires within the 60 s leeway
+    let r = bearer(&app, "/obo", &short).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.www_authenticate.unwrap().contains("invalid_token"));
+
+    assert_eq!(entra.token_requests(), 0);
+    assert_eq!(layer.stats().preflight_refusals, 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn logs_never_contain_tokens_assertions_or_secrets() {
+    let (logs, _guard) = capture_logs();
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(with_secret(&entra).build().unwrap()));
+    let inbound = entra.token().sign();
+    let r = bearer(&app, "/raw", &inbound).await;
+    assert_eq!(r.status, 200);
+    let downstream = r.body.clone();
+    entra.inject_token_fault(TokenFault::InvalidClient, Some(1));
+    let failing = entra.token().sign();
+    assert_eq!(bearer(&app, "/obo", &failing).await.status, 500);
+    entra.inject_token_fault(TokenFault::InteractionRequired, Some(1));
+    let mfa = entra.token().sign();
+    assert_eq!(bearer(&app, "/obo", &mfa).await.status, 401);
+
+    let text = logs.text();
+    assert!(
+        text.contains("AADSTS"),
+        "failures are logged with their code: {text}"
+    );
+    let secret = entra.client_secret();
+    assert!(!text.contains(&secret), "client secret leaked");
+    for t in [&inbound, &downstream, &failing, &mfa] {
+        for part in t.split('.').filter(|p| p.len() > 16) {
+            assert!(!text.contains(part), "a token leaked into the logs");
+        }
+    }
+}
