@@ -1,0 +1,65 @@
+//! The example server: `cargo run --example server`.
+//!
+//! Without `AZURE_CLIENT_ID` it starts an embedded Entra ID and Graph stand-in and
+//! prints `curl` lines with freshly minted tokens. With `AZURE_TENANT_ID`,
+//! `AZURE_CLIENT_ID` and a credential (`AZURE_CLIENT_SECRET`,
+//! `AZURE_CLIENT_CERTIFICATE_PATH` or `AZURE_FEDERATED_TOKEN_FILE`) it talks to real
+//! Entra ID and Graph (`AZURE_AUTHORITY_HOST`, `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS`
+//! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); logs to stderr, `RUST_LOG`.
+
+mod app;
+
+use axum_obo::{OboConfigBuilder, OboLayer};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let listen = std::env::var("OBO_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+
+    let embedded_mode = std::env::var("AZURE_CLIENT_ID").map_or(true, |v| v.trim().is_empty());
+    let (config, embedded) = if embedded_mode {
+        let embedded = app::Embedded::start().await;
+        (embedded.config(), Some(embedded))
+    } else {
+        (OboConfigBuilder::from_env()?, None)
+    };
+    let config = app::policy(config).build()?;
+    let layer = OboLayer::new(config);
+    if let Err(e) = layer.warm_up().await {
+        tracing::warn!(
+            "signing keys not loaded yet ({e}); requests will answer 503 until they are"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+
+    if let Some(e) = &embedded {
+        println!("Embedded Entra ID stand-in at {}", e.entra.authority_host());
+        println!("Embedded Graph stand-in at {}\n", e.graph.url());
+        println!("Your Graph profile, fetched on your behalf (On-Behalf-Of):");
+        println!(
+            "  curl -s -H 'Authorization: Bearer {}' http://{addr}/me\n",
+            e.user_token()
+        );
+        println!("The admin route (app role Admin):");
+        println!(
+            "  curl -s -H 'Authorization: Bearer {}' http://{addr}/admin\n",
+            e.admin_token()
+        );
+        println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
+        println!("Health:    curl -s http://{addr}/healthz\n");
+    }
+    axum::serve(listener, app::router(layer))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
