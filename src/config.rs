@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::downstream::DEFAULT_GRAPH_URL;
 use crate::exchange::{
     CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile,
 };
@@ -15,9 +16,6 @@ use crate::secret::SecretString;
 
 /// The public-cloud authority host.
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
-
-/// The public-cloud Microsoft Graph root.
-pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 
 /// A configuration value that could not be accepted. Names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
+use crate::downstream::{DownstreamClient, DownstreamError, GraphClient};
 use crate::exchange::cache::CachedToken;
-use crate::layer::LayerContext;
+use crate::layer::{LayerContext, Shared};
 use crate::policy::{check_requirement, Requirement};
 use crate::rejection::AuthRejection;
 use crate::scope::Scope;
@@ -109,19 +110,13 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
 /// use axum_obo::{GraphUserRead, OboToken};
 ///
 /// async fn me(token: OboToken<GraphUserRead>) -> Result<String, axum_obo::AuthRejection> {
-///     let resp = token
-///         .request(reqwest::Method::GET, "https://graph.microsoft.com/v1.0/me")
-///         .send()
-///         .await;
-///     Ok(match resp {
-///         Ok(r) => r.status().to_string(),
-///         Err(_) => "graph unreachable".to_owned(),
-///     })
+///     let me = token.graph()?.me().await?;
+///     Ok(me.display_name.unwrap_or_default())
 /// }
 /// ```
 pub struct OboToken<S: Scope> {
     token: Arc<CachedToken>,
-    http: reqwest::Client,
+    shared: Arc<Shared>,
     _scope: PhantomData<fn() -> S>,
 }
 
@@ -129,7 +124,7 @@ impl<S: Scope> Clone for OboToken<S> {
     fn clone(&self) -> Self {
         Self {
             token: Arc::clone(&self.token),
-            http: self.http.clone(),
+            shared: Arc::clone(&self.shared),
             _scope: PhantomData,
         }
     }
@@ -154,18 +149,41 @@ impl<S: Scope> OboToken<S> {
 
     /// The crate's shared HTTP client (connection pools, TLS, timeouts).
     pub fn http(&self) -> &reqwest::Client {
-        &self.http
+        &self.shared.http
     }
 
     /// A request on the shared client with `Authorization: Bearer <token>` set.
+    /// Prefer [`graph`](Self::graph) or [`downstream`](Self::downstream), which
+    /// retry throttling and refuse to send the token to another host.
     pub fn request(
         &self,
         method: reqwest::Method,
         url: impl reqwest::IntoUrl,
     ) -> reqwest::RequestBuilder {
-        self.http
+        self.shared
+            .http
             .request(method, url)
             .bearer_auth(self.token.access_token.expose())
+    }
+
+    /// A Microsoft Graph client (`{graph_url}/v1.0`) authenticated with this token.
+    pub fn graph(&self) -> Result<GraphClient, DownstreamError> {
+        GraphClient::new(
+            self.shared.http.clone(),
+            self.shared.config.graph_url(),
+            self.token.access_token.clone(),
+        )
+    }
+
+    /// A client for any other downstream API at `base_url` (e.g.
+    /// `https://api.contoso.com/v2`), authenticated with this token. Use a scope
+    /// type whose scopes belong to that API.
+    pub fn downstream(&self, base_url: &str) -> Result<DownstreamClient, DownstreamError> {
+        DownstreamClient::new(
+            self.shared.http.clone(),
+            base_url,
+            self.token.access_token.clone(),
+        )
     }
 }
 
@@ -204,7 +222,7 @@ impl<St: Send + Sync, S: Scope> FromRequestParts<St> for OboToken<S> {
             .await?;
         let t = OboToken {
             token,
-            http: shared.http.clone(),
+            shared,
             _scope: PhantomData,
         };
         parts.extensions.insert(Memo(t.clone()));

@@ -40,6 +40,7 @@
 pub mod clock;
 mod config;
 mod digest;
+mod downstream;
 mod exchange;
 mod extractor;
 mod jwks;
@@ -54,8 +55,11 @@ mod validate;
 pub mod testing;
 
 pub use config::{
-    ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_URL,
-    DEFAULT_OBO_CACHE_BYTES,
+    ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST, DEFAULT_OBO_CACHE_BYTES,
+};
+pub use downstream::{
+    BatchRequest, BatchResponse, DownstreamClient, DownstreamError, GraphClient, GraphUser, Paged,
+    RetryPolicy, DEFAULT_GRAPH_URL,
 };
 pub use exchange::{
     AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,

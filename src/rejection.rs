@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
+use crate::config::DEFAULT_AUTHORITY_HOST;
+use crate::downstream::DownstreamError;
 use crate::exchange::OboError;
 use crate::policy::Forbidden;
 use crate::validate::ValidationError;
@@ -53,6 +55,9 @@ pub enum AuthRejection {
     /// The On-Behalf-Of exchange failed.
     #[error(transparent)]
     Obo(#[from] OboError),
+    /// A call to Graph or another downstream API failed.
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
     /// An extractor ran on a route without `OboLayer`.
     #[error("the request was not authenticated: did you add `OboLayer` in front of this route?")]
     MissingLayer,
@@ -80,6 +85,7 @@ impl AuthRejection {
                 OboError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 OboError::BadResponse => StatusCode::BAD_GATEWAY,
             },
+            AuthRejection::Downstream(e) => e.status(),
         }
     }
 
@@ -104,6 +110,15 @@ impl AuthRejection {
                 OboError::Unavailable { .. } | OboError::Timeout => "temporarily_unavailable",
                 OboError::BadResponse => "bad_gateway",
             },
+            AuthRejection::Downstream(e) => match e.status().as_u16() {
+                401 => "insufficient_claims",
+                403 => "forbidden",
+                404 => "not_found",
+                503 => "temporarily_unavailable",
+                504 => "gateway_timeout",
+                500 => "server_error",
+                _ => "bad_gateway",
+            },
         }
     }
 
@@ -111,6 +126,9 @@ impl AuthRejection {
     fn description(&self) -> String {
         match self {
             AuthRejection::Obo(OboError::Misconfigured(_)) => {
+                "the server could not complete the request".to_owned()
+            }
+            AuthRejection::Downstream(e) if e.status().as_u16() == 500 => {
                 "the server could not complete the request".to_owned()
             }
             other => other.to_string(),
@@ -154,21 +172,17 @@ impl AuthRejection {
                 OboError::InteractionRequired {
                     claims,
                     authorization_uri,
-                } => {
-                    use base64::Engine as _;
-                    let claims = claims.as_deref().map_or(String::new(), |c| {
-                        format!(
-                            ", claims=\"{}\"",
-                            base64::engine::general_purpose::STANDARD.encode(c)
-                        )
-                    });
-                    Some(format!(
-                        "Bearer realm=\"\", authorization_uri=\"{}\", error=\"insufficient_claims\"{claims}",
-                        quoted(authorization_uri)
-                    ))
-                }
+                } => Some(claims_challenge(authorization_uri, claims.as_deref())),
                 _ => None,
             },
+            // The downstream API's own challenge names the public cloud's
+            // authority; relay the claims with it.
+            AuthRejection::Downstream(e) => e.claims().map(|claims| {
+                claims_challenge(
+                    &format!("{DEFAULT_AUTHORITY_HOST}/common/oauth2/authorize"),
+                    Some(claims),
+                )
+            }),
         }
     }
 
@@ -178,9 +192,28 @@ impl AuthRejection {
             AuthRejection::Obo(OboError::Unavailable { retry_after }) => {
                 Some(retry_after.map_or(5, |d| d.as_secs().max(1)))
             }
+            AuthRejection::Downstream(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                Some(e.retry_after().map_or(5, |d| d.as_secs().max(1)))
+            }
             _ => None,
         }
     }
+}
+
+/// The challenge that sends a client back to sign in with `claims`
+/// (Microsoft's OBO guidance for relaying `interaction_required`).
+fn claims_challenge(authorization_uri: &str, claims: Option<&str>) -> String {
+    use base64::Engine as _;
+    let claims = claims.map_or(String::new(), |c| {
+        format!(
+            ", claims=\"{}\"",
+            base64::engine::general_purpose::STANDARD.encode(c)
+        )
+    });
+    format!(
+        "Bearer realm=\"\", authorization_uri=\"{}\", error=\"insufficient_claims\"{claims}",
+        quoted(authorization_uri)
+    )
 }
 
 /// Makes `s` safe inside an RFC 7230 quoted-string.

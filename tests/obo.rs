@@ -117,15 +117,10 @@ async fn secret_exchange_sends_exactly_the_obo_fields_and_caches() {
     let s = layer.stats();
     assert_eq!((s.exchanges, s.hits, s.misses), (1, 1, 1));
 
-    // Another scope set or another inbound token of the same user is another exchange.
+    // Another inbound token of the same user is another exchange.
     let same_user_new_token = entra
         .token()
-        .user(
-            &decode_jwt_part(&inbound, 1)["oid"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        )
+        .user(decode_jwt_part(&inbound, 1)["oid"].as_str().unwrap())
         .sign();
     assert_eq!(bearer(&app, "/obo", &same_user_new_token).await.status, 200);
     assert_eq!(entra.token_requests(), 2);

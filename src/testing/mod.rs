@@ -11,8 +11,18 @@
 //! | `GET /{tenant}/discovery/v2.0/keys` | key set, each key with `issuer` |
 //! | `GET /{tenant}/discovery/keys` | v1.0 key set |
 //! | `GET /{tenant}/discovery/instance` | instance discovery (MSAL) |
+//! | `POST /{tenant}/oauth2/v2.0/token` | token endpoint: OBO, client credentials, refresh |
 //!
 //! Any other tenant segment gets Entra's `400 invalid_tenant` (AADSTS90002) JSON error.
+//!
+//! The token endpoint authenticates the API with its
+//! [client secret](EntraStandIn::client_secret) (form or HTTP Basic), a
+//! [registered certificate](EntraStandIn::register_certificate)'s client assertion or a
+//! [federated assertion](EntraStandIn::mint_federated_assertion), validates the user's
+//! assertion against the published keys, and answers v1.0 Graph-style tokens or Entra's JSON
+//! errors; [`TokenFault`]s script failures and [`EntraStandIn::token_request_log`] records
+//! what was sent.
+//!
 //! Keys are RSA-2048 with self-signed certificates; `kid` and `x5t` are the certificate's
 //! SHA-1 thumbprint, as at Entra. [`TokenBuilder`] mints v1.0 and v2.0 access tokens
 //! (delegated or app-only) and ID tokens with Entra's claim set. Keys can be rotated and
@@ -43,6 +53,7 @@
 
 mod cloud;
 mod documents;
+mod graph;
 mod ids;
 mod keys;
 mod response;
@@ -50,9 +61,12 @@ mod server;
 mod standin;
 mod state;
 mod token;
+mod token_endpoint;
 
+pub use graph::GraphStandIn;
 pub use standin::{EntraStandIn, EntraStandInBuilder};
 pub use token::{encode_unsigned, TokenBuilder};
+pub use token_endpoint::{TokenFault, TokenRequestRecord};
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::ids::{random_guid, unix_seconds, CivilTime};
 
-const JSON_UTF8: &str = "application/json; charset=utf-8";
+pub(super) const JSON_UTF8: &str = "application/json; charset=utf-8";
 const CLIENT_REQUEST_ID: &str = "client-request-id";
 const X_MS_REQUEST_ID: &str = "x-ms-request-id";
 
@@ -99,6 +99,8 @@ pub(super) struct EntraError {
     error: &'static str,
     code: u32,
     message: String,
+    suberror: Option<&'static str>,
+    claims: Option<String>,
 }
 
 impl EntraError {
@@ -115,7 +117,21 @@ impl EntraError {
             error,
             code,
             message: message.into(),
+            suberror: None,
+            claims: None,
         }
+    }
+
+    /// Adds `suberror` (e.g. `consent_required`).
+    pub(super) fn with_suberror(mut self, suberror: &'static str) -> Self {
+        self.suberror = Some(suberror);
+        self
+    }
+
+    /// Adds `claims`, a claims challenge: a JSON document sent as a string.
+    pub(super) fn with_claims(mut self, claims: String) -> Self {
+        self.claims = Some(claims);
+        self
     }
 
     /// AADSTS90002, the answer for a tenant segment that names no tenant.
@@ -134,12 +150,13 @@ impl EntraError {
     }
 
     /// The JSON body, as Entra words it; `authority` is the advertised host (for `error_uri`).
+    /// The description's trailer lines are separated by CRLF, as Entra separates them.
     pub(super) fn body(&self, authority: &str, ids: &RequestIds, now: SystemTime) -> Value {
         let timestamp = CivilTime::from_unix(unix_seconds(now)).entra_timestamp();
-        json!({
+        let mut body = json!({
             "error": self.error,
             "error_description": format!(
-                "AADSTS{}: {} Trace ID: {} Correlation ID: {} Timestamp: {}",
+                "AADSTS{}: {}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}",
                 self.code, self.message, ids.trace_id, ids.correlation_id, timestamp
             ),
             "error_codes": [self.code],
@@ -147,7 +164,16 @@ impl EntraError {
             "trace_id": ids.trace_id,
             "correlation_id": ids.correlation_id,
             "error_uri": format!("{authority}/error?code={}", self.code),
-        })
+        });
+        if let Some(map) = body.as_object_mut() {
+            if let Some(suberror) = self.suberror {
+                map.insert("suberror".into(), suberror.into());
+            }
+            if let Some(claims) = &self.claims {
+                map.insert("claims".into(), claims.clone().into());
+            }
+        }
+        body
     }
 
     /// The full answer.
@@ -177,6 +203,26 @@ pub(super) fn html_error(status: u16, ids: &RequestIds) -> Response {
         CACHE_CONTROL,
         HeaderValue::from_static("no-store, no-cache"),
     );
+    ids.apply(headers);
+    response
+}
+
+/// An answer with an arbitrary body and content type (injected faults), with Entra's ids and
+/// `no-store` caching headers.
+pub(super) fn raw(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    ids: &RequestIds,
+) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     ids.apply(headers);
     response
 }
@@ -220,6 +266,11 @@ mod tests {
         );
         let description = body["error_description"].as_str().unwrap_or_default();
         assert!(description.starts_with("AADSTS90002: Tenant 'nope' not found. "));
-        assert!(description.ends_with("Correlation ID: abc Timestamp: 1970-01-01 00:00:00Z"));
+        let trailer = format!(
+            ".\r\nTrace ID: {}\r\nCorrelation ID: abc\r\nTimestamp: 1970-01-01 00:00:00Z",
+            ids.trace_id
+        );
+        assert!(description.ends_with(&trailer));
+        assert!(body.get("suberror").is_none() && body.get("claims").is_none());
     }
 }

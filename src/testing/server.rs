@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use super::documents::{self, Tenant};
 use super::response::{self, Caching, EntraError, RequestIds};
 use super::state::{Endpoint, Shared};
+use super::token_endpoint;
 
 /// The routes of the stand-in. Tenant segments may be any GUID, `common`, `organizations` or
 /// `consumers`.
@@ -34,7 +35,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/{tenant}/discovery/v2.0/keys", get(keys_v2))
         .route("/{tenant}/discovery/keys", get(keys_v1))
         .route("/{tenant}/discovery/instance", get(instance_discovery))
-        // Part 2: the OBO token endpoint, `POST /{tenant}/oauth2/v2.0/token`, is routed here.
+        .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint::token))
         .with_state(shared)
 }
 
@@ -45,10 +46,13 @@ pub(super) async fn serve(
     shutdown: oneshot::Receiver<()>,
 ) {
     let addr = shared.addr;
+    let closing = Arc::clone(&shared);
     let result = axum::serve(listener, router(shared))
         .with_graceful_shutdown(async move {
             // An error means the last handle was dropped: stop too.
             let _ = shutdown.await;
+            // Release token requests held open by an injected hang.
+            closing.token_endpoint.close();
         })
         .await;
     match result {

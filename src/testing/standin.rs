@@ -13,6 +13,7 @@ use super::keys::{self, KeyRing};
 use super::server;
 use super::state::{Endpoint, Shared};
 use super::token::TokenBuilder;
+use super::token_endpoint;
 
 /// Handle to a running Entra ID stand-in on `127.0.0.1`.
 ///
@@ -25,7 +26,7 @@ use super::token::TokenBuilder;
 /// current-thread runtime.
 #[derive(Clone)]
 pub struct EntraStandIn {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// Dropping the last clone of the sender stops the server.
     _shutdown: Arc<oneshot::Sender<()>>,
 }
@@ -235,6 +236,7 @@ pub struct EntraStandInBuilder {
     client_app_id: Option<String>,
     advertised_host: Option<String>,
     concrete_key_issuer: bool,
+    client_secret: Option<String>,
 }
 
 impl EntraStandInBuilder {
@@ -278,6 +280,14 @@ impl EntraStandInBuilder {
         self
     }
 
+    /// The API's client secret, accepted by the token endpoint (default: a random secret
+    /// shaped like Entra's; read it with [`EntraStandIn::client_secret`]).
+    #[must_use]
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
     ///
     /// The first stand-in of a process generates an RSA key (~100 ms); later ones reuse the
@@ -311,6 +321,8 @@ impl EntraStandInBuilder {
             self.client_app_id.unwrap_or_else(random_guid),
             self.concrete_key_issuer,
             KeyRing::new(keys::pooled(0)),
+            self.client_secret
+                .unwrap_or_else(token_endpoint::random_secret),
         ));
         let (shutdown, stopped) = oneshot::channel();
         tokio::spawn(server::serve(listener, Arc::clone(&shared), stopped));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::cloud::Cloud;
 use super::keys::KeyRing;
+use super::token_endpoint::TokenEndpoint;
 
 /// Everything one stand-in knows. Handlers, the public handle and token builders hold it
 /// behind an `Arc`; only the handle keeps the server running.
@@ -34,8 +35,8 @@ pub(super) struct Shared {
     pub(super) faults: Faults,
     /// Requests received per endpoint.
     pub(super) counters: Counters,
-    // Part 2 (the OBO token endpoint, `POST /{tenant}/oauth2/v2.0/token`) adds its state here:
-    // registered confidential clients, issued tokens, scripted errors, its request counter.
+    /// The token endpoint's credentials, policies, faults, counters and log.
+    pub(super) token_endpoint: TokenEndpoint,
 }
 
 impl Shared {
@@ -49,8 +50,10 @@ impl Shared {
         client_app_id: String,
         concrete_key_issuer: bool,
         keys: KeyRing,
+        client_secret: String,
     ) -> Self {
         Shared {
+            token_endpoint: TokenEndpoint::new(&authority, client_secret),
             addr,
             loopback: format!("http://{addr}"),
             cloud: Cloud::for_authority(&authority),

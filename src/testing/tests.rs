@@ -259,3 +259,453 @@ async fn token_shapes() {
     let forged = encode_unsigned(&json!({"alg": "none"}), &claims, &[]);
     assert!(forged.ends_with('.'));
 }
+
+// ---- Token endpoint (part 2) ----
+
+const GRAPH_USER_READ: &str = "https://graph.microsoft.com/User.Read";
+const OTHER_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// Form fields of a token request.
+type Form = Vec<(&'static str, String)>;
+
+/// An OBO request as MSAL sends it, authenticated with the client secret.
+fn obo_form(entra: &EntraStandIn, assertion: &str, scope: &str) -> Form {
+    vec![
+        ("client_id", entra.api_client_id()),
+        ("client_secret", entra.client_secret()),
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned(),
+        ),
+        ("assertion", assertion.to_owned()),
+        ("requested_token_use", "on_behalf_of".to_owned()),
+        ("scope", scope.to_owned()),
+        ("client_info", "1".to_owned()),
+    ]
+}
+
+fn replace(mut form: Form, name: &'static str, value: Option<&str>) -> Form {
+    form.retain(|(n, _)| *n != name);
+    if let Some(value) = value {
+        form.push((name, value.to_owned()));
+    }
+    form
+}
+
+/// POSTs `form` to the stand-in's token endpoint for `tenant`: (status, headers, JSON body).
+async fn post_token(
+    entra: &EntraStandIn,
+    tenant: &str,
+    form: &[(&str, String)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = client()
+        .post(entra.token_endpoint(tenant))
+        .header("client-request-id", "0c1d2e3f-0000-4000-8000-000000000042")
+        .form(form)
+        .send()
+        .await
+        .expect("the stand-in answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+/// Asserts Entra's error shape: `error`, one AADSTS code, the CRLF trailer, the correlation id.
+#[track_caller]
+fn assert_entra_error(
+    answer: &(u16, reqwest::header::HeaderMap, Value),
+    status: u16,
+    error: &str,
+    code: u64,
+) {
+    let (got, headers, body) = answer;
+    assert_eq!(*got, status, "{body}");
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(body["error_codes"], json!([code]), "{body}");
+    assert_eq!(
+        body["correlation_id"],
+        "0c1d2e3f-0000-4000-8000-000000000042"
+    );
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(
+        description.starts_with(&format!("AADSTS{code}: ")),
+        "{description}"
+    );
+    assert!(description.contains("\r\nTrace ID: "), "{description}");
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json; charset=utf-8")
+    );
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn obo_exchange_issues_a_graph_token_that_verifies() {
+    let entra = EntraStandIn::start().await;
+    let tid = entra.home_tenant();
+    let user = entra.token();
+    let inbound = user.claims();
+    let answer = post_token(
+        &entra,
+        &tid,
+        &obo_form(&entra, &user.sign(), GRAPH_USER_READ),
+    )
+    .await;
+    let (status, headers, body) = &answer;
+    assert_eq!(*status, 200, "{body}");
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(header("cache-control"), Some("no-store, no-cache"));
+    assert_eq!(header("pragma"), Some("no-cache"));
+    assert_eq!(
+        header("client-request-id"),
+        Some("0c1d2e3f-0000-4000-8000-000000000042")
+    );
+    assert!(header("x-ms-request-id").is_some());
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], GRAPH_USER_READ);
+    assert_eq!(
+        (body["expires_in"].as_i64(), body["ext_expires_in"].as_i64()),
+        (Some(3599), Some(3599))
+    );
+    assert!(body.get("refresh_token").is_none());
+    assert!(body["client_info"].is_string());
+
+    let token = body["access_token"].as_str().unwrap_or_default();
+    let jwks_uri = format!("{}/{tid}/discovery/v2.0/keys", entra.authority_host());
+    let claims = verify(
+        token,
+        &jwks_uri,
+        "https://graph.microsoft.com",
+        &format!("https://sts.windows.net/{tid}/"),
+    )
+    .await
+    .expect("the issued token verifies against the published key");
+    assert_eq!(claims["scp"], "User.Read");
+    assert_eq!(claims["appid"], entra.api_client_id());
+    assert_eq!(claims["appidacr"], "1");
+    assert_eq!(claims["idtyp"], "user");
+    assert_eq!(claims["ver"], "1.0");
+    assert_eq!(claims["oid"], inbound["oid"]);
+    assert_eq!(claims["upn"], inbound["preferred_username"]);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap_or_default() - claims["iat"].as_i64().unwrap_or_default(),
+        3599
+    );
+
+    // Every exchange is a new token.
+    let again = post_token(
+        &entra,
+        &tid,
+        &obo_form(&entra, &entra.token().sign(), GRAPH_USER_READ),
+    )
+    .await;
+    assert_ne!(
+        claims_of(token)["uti"],
+        claims_of(again.2["access_token"].as_str().unwrap_or_default())["uti"]
+    );
+    assert_eq!((entra.token_requests(), entra.tokens_issued()), (2, 2));
+    let log = entra.token_request_log();
+    assert_eq!(log[0].tenant, tid);
+    assert_eq!(log[0].form["requested_token_use"], "on_behalf_of");
+    assert_eq!(
+        log[0].headers["client-request-id"],
+        "0c1d2e3f-0000-4000-8000-000000000042"
+    );
+    assert_eq!(log[0].status, 200);
+}
+
+#[tokio::test]
+async fn certificate_and_federated_client_assertions() {
+    use aws_lc_rs::signature::{RsaKeyPair, RSA_PSS_SHA256};
+
+    let entra = EntraStandIn::start().await;
+    let tid = entra.home_tenant();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("an RSA key");
+    let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|params| params.self_signed(&key))
+        .expect("a self-signed certificate");
+    let signer = RsaKeyPair::from_pkcs8(&key.serialize_der()).expect("a PKCS#8 key");
+    let thumbprint = ids::b64url(&ids::sha256(cert.der()));
+    let sign = |aud: &str| {
+        let now = ids::unix_seconds(std::time::SystemTime::now());
+        let header = json!({"alg": "PS256", "typ": "JWT", "x5t#S256": thumbprint});
+        let claims = json!({
+            "aud": aud, "iss": entra.api_client_id(), "sub": entra.api_client_id(),
+            "jti": ids::random_guid(), "iat": now, "nbf": now, "exp": now + 600,
+        });
+        let input = format!(
+            "{}.{}",
+            ids::b64url(header.to_string().as_bytes()),
+            ids::b64url(claims.to_string().as_bytes())
+        );
+        let mut signature = vec![0; signer.public_modulus_len()];
+        signer
+            .sign(
+                &RSA_PSS_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .expect("PS256 signing");
+        format!("{input}.{}", ids::b64url(&signature))
+    };
+    let with_assertion = |assertion: &str| {
+        let form = obo_form(&entra, &entra.token().sign(), GRAPH_USER_READ);
+        let form = replace(form, "client_secret", None);
+        let form = replace(
+            form,
+            "client_assertion_type",
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        );
+        replace(form, "client_assertion", Some(assertion))
+    };
+    let audience = entra.client_assertion_audience(&tid);
+
+    let unregistered = post_token(&entra, &tid, &with_assertion(&sign(&audience))).await;
+    assert_entra_error(&unregistered, 401, "invalid_client", 700_027);
+    entra.register_certificate(&cert.pem());
+    let assertion = sign(&audience);
+    let ok = post_token(&entra, &tid, &with_assertion(&assertion)).await;
+    assert_eq!(ok.0, 200, "{}", ok.2);
+    assert_eq!(
+        claims_of(ok.2["access_token"].as_str().unwrap_or_default())["appidacr"],
+        "2"
+    );
+    entra.refuse_assertion_replay(true);
+    let replayed = post_token(&entra, &tid, &with_assertion(&assertion)).await;
+    assert_entra_error(&replayed, 401, "invalid_client", 700_027);
+    let wrong_aud = post_token(
+        &entra,
+        &tid,
+        &with_assertion(&sign("https://example.com/token")),
+    )
+    .await;
+    assert_entra_error(&wrong_aud, 401, "invalid_client", 700_023);
+
+    let federated = post_token(
+        &entra,
+        &tid,
+        &with_assertion(&entra.mint_federated_assertion()),
+    )
+    .await;
+    assert_eq!(federated.0, 200, "{}", federated.2);
+    let expired = entra.mint_federated_assertion_with_lifetime(Duration::ZERO);
+    let expired = post_token(&entra, &tid, &with_assertion(&expired)).await;
+    assert_entra_error(&expired, 401, "invalid_client", 700_024);
+}
+
+#[tokio::test]
+async fn token_requests_are_validated_like_entra() {
+    let entra = EntraStandIn::start().await;
+    let tid = entra.home_tenant();
+    let good = obo_form(&entra, &entra.token().sign(), GRAPH_USER_READ);
+    let cases: Vec<(&str, Form, u16, &str, u64)> = vec![
+        ("common", good.clone(), 400, "invalid_request", 9_001_023),
+        (
+            &tid,
+            replace(good.clone(), "grant_type", Some("password")),
+            400,
+            "unsupported_grant_type",
+            70_003,
+        ),
+        (
+            &tid,
+            replace(good.clone(), "requested_token_use", None),
+            400,
+            "invalid_request",
+            900_144,
+        ),
+        (
+            &tid,
+            replace(good.clone(), "client_id", Some(OTHER_TENANT)),
+            400,
+            "unauthorized_client",
+            700_016,
+        ),
+        (
+            &tid,
+            replace(good.clone(), "client_secret", None),
+            401,
+            "invalid_client",
+            7_000_218,
+        ),
+        (
+            &tid,
+            replace(good.clone(), "client_secret", Some("wrong")),
+            401,
+            "invalid_client",
+            7_000_215,
+        ),
+        (
+            &tid,
+            replace(
+                good.clone(),
+                "assertion",
+                Some(&entra.token().expired().sign()),
+            ),
+            400,
+            "invalid_grant",
+            500_133,
+        ),
+        (
+            &tid,
+            replace(
+                good.clone(),
+                "assertion",
+                Some(&entra.token().app_only().sign()),
+            ),
+            400,
+            "invalid_grant",
+            50_013,
+        ),
+        (
+            &tid,
+            replace(
+                good.clone(),
+                "assertion",
+                Some(&entra.token().id_token().sign()),
+            ),
+            400,
+            "invalid_grant",
+            50_013,
+        ),
+        (
+            &tid,
+            replace(
+                good.clone(),
+                "assertion",
+                Some(&entra.token().tenant(OTHER_TENANT).sign()),
+            ),
+            400,
+            "invalid_grant",
+            50_013,
+        ),
+        (
+            &tid,
+            replace(good.clone(), "scope", Some("https://unknown.example/x")),
+            400,
+            "invalid_scope",
+            70_011,
+        ),
+        (
+            &tid,
+            replace(
+                good.clone(),
+                "scope",
+                Some(&format!("{GRAPH_USER_READ} api://{OTHER_TENANT}/x")),
+            ),
+            400,
+            "invalid_scope",
+            28_000,
+        ),
+    ];
+    for (tenant, form, status, error, code) in cases {
+        assert_entra_error(
+            &post_token(&entra, tenant, &form).await,
+            status,
+            error,
+            code,
+        );
+    }
+    // Guests are exchanged in their own tenant.
+    let guest = obo_form(
+        &entra,
+        &entra.token().tenant(OTHER_TENANT).sign(),
+        GRAPH_USER_READ,
+    );
+    let (status, _, body) = post_token(&entra, OTHER_TENANT, &guest).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims_of(body["access_token"].as_str().unwrap_or_default())["tid"],
+        OTHER_TENANT
+    );
+    assert_eq!(entra.tokens_issued(), 1);
+}
+
+#[tokio::test]
+async fn consent_mfa_and_injected_faults() {
+    let entra = EntraStandIn::start().await;
+    let tid = entra.home_tenant();
+    let user = entra.token();
+    let oid = user.claims()["oid"].as_str().unwrap_or_default().to_owned();
+
+    entra.revoke_consent("https://graph.microsoft.com/Mail.Read");
+    let consent = post_token(
+        &entra,
+        &tid,
+        &obo_form(
+            &entra,
+            &user.clone().sign(),
+            "https://graph.microsoft.com/Mail.Read",
+        ),
+    )
+    .await;
+    assert_entra_error(&consent, 400, "invalid_grant", 65_001);
+    assert_eq!(consent.2["suberror"], "consent_required");
+
+    entra.require_mfa(&oid);
+    let mfa = post_token(
+        &entra,
+        &tid,
+        &obo_form(&entra, &user.clone().sign(), GRAPH_USER_READ),
+    )
+    .await;
+    assert_entra_error(&mfa, 400, "interaction_required", 50_076);
+    let challenge: Value =
+        serde_json::from_str(mfa.2["claims"].as_str().unwrap_or_default()).unwrap_or(Value::Null);
+    assert_eq!(challenge["access_token"]["capolids"]["essential"], true);
+    let with_mfa = user.clone().claim("amr", json!(["pwd", "mfa"])).sign();
+    assert_eq!(
+        post_token(&entra, &tid, &obo_form(&entra, &with_mfa, GRAPH_USER_READ))
+            .await
+            .0,
+        200
+    );
+
+    let form = obo_form(&entra, &entra.token().sign(), GRAPH_USER_READ);
+    entra.inject_token_fault(
+        TokenFault::TooManyRequests {
+            retry_after: Some(3),
+        },
+        Some(1),
+    );
+    let throttled = post_token(&entra, &tid, &form).await;
+    assert_eq!(throttled.0, 429);
+    assert_eq!(
+        throttled.1.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
+    assert_eq!(post_token(&entra, &tid, &form).await.0, 200);
+    entra.inject_token_fault(TokenFault::HtmlErrorPage(502), None);
+    assert_eq!(post_token(&entra, &tid, &form).await.0, 502);
+    assert_eq!(post_token(&entra, &tid, &form).await.0, 502);
+    entra.clear_token_faults();
+    entra.inject_token_fault_for_user(&oid, TokenFault::InvalidGrant);
+    let faulted = post_token(&entra, &tid, &obo_form(&entra, &with_mfa, GRAPH_USER_READ)).await;
+    assert_entra_error(&faulted, 400, "invalid_grant", 500_133);
+    assert_eq!(post_token(&entra, &tid, &form).await.0, 200);
+    entra.inject_token_fault(TokenFault::Hang, Some(1));
+    let slow = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("a reqwest client");
+    assert!(slow
+        .post(entra.token_endpoint(&tid))
+        .form(&form)
+        .send()
+        .await
+        .is_err());
+    assert_eq!(entra.token_request_log().last().map(|r| r.status), Some(0));
+}

@@ -1,0 +1,655 @@
+//! [`DownstreamClient`]: bearer-authenticated JSON calls to one API, bounded retries
+//! of throttling, and the same-origin rule that keeps the token at that API.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable as _};
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, Method};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Serialize;
+use url::{Host, Url};
+
+use super::error::{from_response, DownstreamError};
+use crate::secret::BearerToken;
+
+/// The header that correlates a request with the API's logs (Graph echoes it).
+pub(crate) const CLIENT_REQUEST_ID: &str = "client-request-id";
+
+/// How long one attempt may take, unless [`DownstreamClient::with_timeout`] says otherwise.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How throttled calls are retried.
+///
+/// A call answered 429, 503 or 504 is retried at most `max_retries` times, after the
+/// API's `Retry-After` (seconds) or, without one, an exponential backoff (200 ms to 2 s,
+/// with jitter). If `Retry-After` asks for longer than `max_wait`, or the wait would
+/// take the call past `budget` (measured from its start, attempts included), the call
+/// gives up at once with [`DownstreamError::Throttled`] carrying that `Retry-After`, so
+/// your API can relay it. Other statuses, timeouts and connection errors are not retried.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum_obo::RetryPolicy;
+///
+/// let patient = RetryPolicy { max_retries: 5, ..RetryPolicy::default() };
+/// assert_eq!(patient.budget, Duration::from_secs(30));
+/// assert_eq!(RetryPolicy::none().max_retries, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 3).
+    pub max_retries: usize,
+    /// The longest `Retry-After` that is waited out (default 10 s).
+    pub max_wait: Duration,
+    /// Total time of a call, waits and attempts included (default 30 s).
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            max_wait: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries (the budget still bounds each call).
+    pub fn none() -> Self {
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The backoff used without `Retry-After`.
+    pub(crate) fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(self.max_retries)
+            .with_jitter()
+    }
+
+    /// The wait before the next attempt of a call that started at `started`, given the
+    /// API's `Retry-After` and the backoff's `planned` wait (`None` once the retries
+    /// are used up). `None`: give up.
+    pub(crate) fn next_wait(
+        &self,
+        started: Instant,
+        retry_after: Option<Duration>,
+        planned: Option<Duration>,
+    ) -> Option<Duration> {
+        let planned = planned?;
+        let wait = match retry_after {
+            Some(asked) if asked > self.max_wait => return None,
+            Some(asked) => asked,
+            None => planned.min(self.max_wait),
+        };
+        (started.elapsed() + wait <= self.budget).then_some(wait)
+    }
+}
+
+/// A client for one downstream API, calling it with one bearer token.
+///
+/// Built from your shared `reqwest::Client` (keep one per process: it holds the
+/// connection pools), a base URL and the token, e.g. the On-Behalf-Of token of
+/// [`OboToken`](crate::OboToken). Cheap to clone.
+///
+/// - Paths are relative to the base (`"me"` and `"/me"` both give `{base}/me`), or
+///   absolute URLs of the base's origin (scheme, host and port). Any other absolute
+///   URL is refused with [`DownstreamError::ForeignUrl`] before anything is sent, so
+///   the token never leaves the API it was issued for.
+/// - Every request carries `Authorization: Bearer …`, `Accept: application/json` and a
+///   fresh `client-request-id` (kept across retries of one call).
+/// - 429, 503 and 504 are retried as [`RetryPolicy`] says; errors are
+///   [`DownstreamError`]s.
+///
+/// ```no_run
+/// use axum_obo::{BearerToken, DownstreamClient, DownstreamError};
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Task { id: String, title: String }
+///
+/// # async fn run(http: reqwest::Client, token: BearerToken) -> Result<(), DownstreamError> {
+/// let api = DownstreamClient::new(http, "https://tasks.example.com/api", token)?;
+/// let task: Task = api.get("tasks/42").await?;
+/// let created: Task = api.post("tasks", &serde_json::json!({ "title": "write docs" })).await?;
+/// api.delete(&format!("tasks/{}", created.id)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DownstreamClient {
+    http: reqwest::Client,
+    base: Url,
+    token: BearerToken,
+    policy: RetryPolicy,
+    timeout: Duration,
+}
+
+impl fmt::Debug for DownstreamClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DownstreamClient")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token)
+            .field("policy", &self.policy)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response with a success status.
+pub(crate) struct Answer {
+    pub(crate) body: Vec<u8>,
+}
+
+/// One attempt's failure: final, or worth retrying.
+enum Attempt {
+    Final(DownstreamError),
+    Transient { retry_after: Option<Duration> },
+}
+
+impl DownstreamClient {
+    /// A client for the API at `base_url` (e.g. `https://graph.microsoft.com/v1.0`).
+    ///
+    /// The base must be `https`, or `http` on a loopback host (`127.0.0.0/8`, `::1`,
+    /// `localhost`) for tests, without credentials, query or fragment; otherwise
+    /// [`DownstreamError::InvalidRequest`].
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        token: BearerToken,
+    ) -> Result<Self, DownstreamError> {
+        let base = Url::parse(base_url.trim())
+            .map_err(|e| DownstreamError::InvalidRequest(format!("invalid base URL: {e}")))?;
+        check_base(&base)?;
+        Ok(Self {
+            http,
+            base,
+            token,
+            policy: RetryPolicy::default(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Sets how throttled calls are retried.
+    #[must_use]
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets how long one attempt (request and response body) may take (default 30 s;
+    /// never more than what is left of the retry budget). Then the call fails with
+    /// [`DownstreamError::Timeout`].
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// The URL a path resolves to: relative to the base, or an absolute URL of the
+    /// base's origin ([`DownstreamError::ForeignUrl`] otherwise).
+    pub fn url(&self, path: &str) -> Result<Url, DownstreamError> {
+        resolve(&self.base, path)
+    }
+
+    /// A request with the bearer token, `Accept` and `client-request-id` set, for
+    /// anything the other methods do not cover (no retries).
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, DownstreamError> {
+        let url = self.url(path)?;
+        Ok(self.authorized(method, url, &new_request_id()))
+    }
+
+    /// `GET path`, decoding the JSON body as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, DownstreamError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    /// `GET path` as a JSON value.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, DownstreamError> {
+        self.get(path).await
+    }
+
+    /// `POST path` with a JSON body, decoding the answer as `T`.
+    ///
+    /// An empty answer (`204 No Content`) decodes as JSON `null`: use `()`,
+    /// `Option<_>` or [`serde::de::IgnoredAny`] for `T` when the API may send nothing.
+    pub async fn post<B, T>(&self, path: &str, body: &B) -> Result<T, DownstreamError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// `PATCH path` with a JSON body (see [`post`](Self::post) for empty answers).
+    pub async fn patch<B, T>(&self, path: &str, body: &B) -> Result<T, DownstreamError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    /// `PUT path` with a JSON body (see [`post`](Self::post) for empty answers).
+    pub async fn put<B, T>(&self, path: &str, body: &B) -> Result<T, DownstreamError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// `DELETE path`; any answer body is ignored.
+    pub async fn delete(&self, path: &str) -> Result<(), DownstreamError> {
+        self.call::<(), IgnoredAny>(Method::DELETE, path, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn call<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, DownstreamError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let url = self.url(path)?;
+        let body = body.map(serde_json::to_vec).transpose().map_err(|e| {
+            DownstreamError::InvalidRequest(format!("the body cannot be serialized: {e}"))
+        })?;
+        let answer = self
+            .execute(method, &url, body.as_deref(), Instant::now())
+            .await?;
+        decode(&answer.body)
+    }
+
+    /// Sends `method url` with an optional JSON body, retrying throttling within the
+    /// policy's budget counted from `started`.
+    pub(crate) async fn execute(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&[u8]>,
+        started: Instant,
+    ) -> Result<Answer, DownstreamError> {
+        let request_id = new_request_id();
+        let policy = self.policy;
+        let attempt = || self.attempt(&method, url, body, started, &request_id);
+        let result = attempt
+            .retry(policy.backoff())
+            .when(|e| matches!(e, Attempt::Transient { .. }))
+            .adjust(|e, planned| {
+                let retry_after = match e {
+                    Attempt::Transient { retry_after } => *retry_after,
+                    Attempt::Final(_) => None,
+                };
+                policy.next_wait(started, retry_after, planned)
+            })
+            .notify(|_, wait| {
+                tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying");
+            })
+            .await;
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(Attempt::Final(e)) => Err(e),
+            Err(Attempt::Transient { retry_after }) => {
+                tracing::warn!(client_request_id = %request_id, ?retry_after, "downstream API still throttling; giving up");
+                Err(DownstreamError::Throttled { retry_after })
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+        started: Instant,
+        request_id: &str,
+    ) -> Result<Answer, Attempt> {
+        let timeout = self
+            .timeout
+            .min(self.policy.budget.saturating_sub(started.elapsed()));
+        let mut request = self.authorized(method.clone(), url.clone(), request_id);
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        let exchange = async {
+            let response = request.send().await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, body))
+        };
+        let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) if !e.is_timeout() => {
+                let e = describe(e);
+                tracing::warn!(client_request_id = %request_id, error = %e, "downstream API unreachable");
+                return Err(Attempt::Final(DownstreamError::Transport(e)));
+            }
+            _ => {
+                tracing::warn!(client_request_id = %request_id, ?timeout, "downstream API timed out");
+                return Err(Attempt::Final(DownstreamError::Timeout));
+            }
+        };
+        if status.is_success() {
+            return Ok(Answer {
+                body: Vec::from(body),
+            });
+        }
+        if is_retryable(status.as_u16()) {
+            let retry_after = retry_after(&headers);
+            tracing::debug!(client_request_id = %request_id, status = status.as_u16(), ?retry_after, "downstream API throttled the request");
+            return Err(Attempt::Transient { retry_after });
+        }
+        let error = from_response(
+            status.as_u16(),
+            headers
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            header_str(&headers, "request-id"),
+            &body,
+        );
+        tracing::debug!(client_request_id = %request_id, status = status.as_u16(), error = %error, "downstream API refused the request");
+        Err(Attempt::Final(error))
+    }
+
+    fn authorized(&self, method: Method, url: Url, request_id: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .bearer_auth(self.token.expose())
+            .header(CLIENT_REQUEST_ID, request_id)
+            .header(ACCEPT, "application/json")
+    }
+}
+
+/// 429 Too Many Requests, 503 Service Unavailable and 504 Gateway Timeout are retried.
+pub(crate) fn is_retryable(status: u16) -> bool {
+    matches!(status, 429 | 503 | 504)
+}
+
+/// A `Retry-After` in seconds (the form Graph sends); dates are ignored.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    header_str(headers, RETRY_AFTER.as_str()).and_then(parse_retry_after)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Decodes a JSON body; an empty body decodes as `null`.
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DownstreamError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"null".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| DownstreamError::Decode(e.to_string()))
+}
+
+/// A transport error and its causes, without the URL (it may carry secrets).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+fn check_base(base: &Url) -> Result<(), DownstreamError> {
+    let invalid = |why: &str| Err(DownstreamError::InvalidRequest(format!("base URL {why}")));
+    match base.scheme() {
+        "https" => {}
+        "http" if is_loopback(base) => {}
+        _ => return invalid("must use https (http only on a loopback host)"),
+    }
+    if base.cannot_be_a_base() || base.host().is_none() {
+        return invalid("must have a host");
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        return invalid("must not contain credentials");
+    }
+    if base.query().is_some() || base.fragment().is_some() {
+        return invalid("must not have a query or fragment");
+    }
+    Ok(())
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `scheme:` at the start of `s` (RFC 3986: a letter, then letters, digits, `+-.`).
+fn has_scheme(s: &str) -> bool {
+    let Some((scheme, _)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// Resolves `path` against `base`; the result must have the base's origin.
+pub(crate) fn resolve(base: &Url, path: &str) -> Result<Url, DownstreamError> {
+    let url = if has_scheme(path) || path.starts_with("//") || path.starts_with("\\\\") {
+        base.join(path)
+    } else {
+        let joined = format!(
+            "{}/{}",
+            base.as_str().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
+        Url::parse(&joined)
+    };
+    let url = url.map_err(|e| DownstreamError::InvalidRequest(format!("invalid path: {e}")))?;
+    if same_origin(base, &url) {
+        Ok(url)
+    } else {
+        tracing::warn!(
+            host = url.host_str().unwrap_or(""),
+            "refused to send the access token outside the downstream API's origin"
+        );
+        Err(DownstreamError::ForeignUrl)
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+        && b.username().is_empty()
+        && b.password().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://graph.microsoft.com/v1.0").unwrap()
+    }
+
+    #[test]
+    fn relative_paths_join_the_base() {
+        for p in ["me", "/me", "//me"] {
+            // "//me" is scheme-relative: host "me", a foreign origin.
+            if p == "//me" {
+                assert_eq!(resolve(&base(), p), Err(DownstreamError::ForeignUrl));
+                continue;
+            }
+            assert_eq!(
+                resolve(&base(), p).unwrap().as_str(),
+                "https://graph.microsoft.com/v1.0/me"
+            );
+        }
+        let u = resolve(&base(), "me/messages?$top=5&$select=subject").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://graph.microsoft.com/v1.0/me/messages?$top=5&$select=subject"
+        );
+        let slash = Url::parse("https://graph.microsoft.com/v1.0/").unwrap();
+        assert_eq!(
+            resolve(&slash, "/me").unwrap().as_str(),
+            "https://graph.microsoft.com/v1.0/me"
+        );
+        let root = Url::parse("https://api.example.com").unwrap();
+        assert_eq!(
+            resolve(&root, "items").unwrap().as_str(),
+            "https://api.example.com/items"
+        );
+        // OneDrive path syntax has colons after the first segment.
+        assert!(resolve(&base(), "me/drive/root:/a b.txt:/content").is_ok());
+    }
+
+    #[test]
+    fn absolute_urls_must_keep_the_origin() {
+        let ok = "https://graph.microsoft.com/v1.0/users?$skiptoken=abc";
+        assert_eq!(resolve(&base(), ok).unwrap().as_str(), ok);
+        assert!(resolve(&base(), "HTTPS://GRAPH.microsoft.com:443/beta/me").is_ok());
+        for foreign in [
+            "https://evil.example/v1.0/me",
+            "http://graph.microsoft.com/v1.0/me",
+            "https://graph.microsoft.com:8443/v1.0/me",
+            "https://graph.microsoft.com.evil.example/v1.0/me",
+            "https://graph.microsoft.com@evil.example/v1.0/me",
+            "https://user:pw@graph.microsoft.com/v1.0/me",
+            "//evil.example/me",
+            "\\\\evil.example/me",
+            "ftp://graph.microsoft.com/v1.0/me",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(
+                resolve(&base(), foreign),
+                Err(DownstreamError::ForeignUrl),
+                "{foreign}"
+            );
+        }
+        // Tricks inside relative paths stay on the base's host.
+        for tricky in ["@evil.example/me", "/\\evil.example/me", "..//evil.example"] {
+            let u = resolve(&base(), tricky).unwrap();
+            assert_eq!(u.host_str(), Some("graph.microsoft.com"), "{tricky}");
+        }
+    }
+
+    #[test]
+    fn base_must_be_https_or_loopback() {
+        let c = |b: &str| DownstreamClient::new(reqwest::Client::new(), b, BearerToken::new("t"));
+        for ok in [
+            "https://graph.microsoft.com/v1.0",
+            "http://127.0.0.1:8080/v1.0",
+            "http://127.9.9.9",
+            "http://[::1]:1/x",
+            "http://localhost:3000",
+        ] {
+            assert!(c(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://graph.microsoft.com/v1.0",
+            "http://10.0.0.1",
+            "http://localhost.evil.example",
+            "ftp://127.0.0.1",
+            "https://u:p@graph.microsoft.com",
+            "https://graph.microsoft.com/v1.0?x=1",
+            "data:text/plain,hi",
+            "not a url",
+        ] {
+            assert!(
+                matches!(c(bad), Err(DownstreamError::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let c = DownstreamClient::new(
+            reqwest::Client::new(),
+            "https://x.example",
+            BearerToken::new("secret-token"),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn waits_honour_retry_after_within_limits() {
+        let p = RetryPolicy::default();
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            p.next_wait(now, Some(ms(3000)), Some(ms(200))),
+            Some(ms(3000))
+        );
+        assert_eq!(p.next_wait(now, None, Some(ms(200))), Some(ms(200)));
+        // Retries used up.
+        assert_eq!(p.next_wait(now, Some(ms(1)), None), None);
+        // Asked for longer than max_wait: give up rather than retry early.
+        assert_eq!(
+            p.next_wait(now, Some(Duration::from_secs(11)), Some(ms(1))),
+            None
+        );
+        // Past the budget.
+        let tight = RetryPolicy {
+            budget: ms(500),
+            ..p
+        };
+        assert_eq!(tight.next_wait(now, Some(ms(600)), Some(ms(1))), None);
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn empty_bodies_decode_as_null() {
+        let () = decode(b"").unwrap();
+        assert_eq!(decode::<Option<u8>>(b" \n").unwrap(), None);
+        assert!(matches!(
+            decode::<u8>(b"<html>"),
+            Err(DownstreamError::Decode(_))
+        ));
+    }
+}

@@ -1,0 +1,276 @@
+//! `POST /{tenant}/oauth2/v2.0/token`: counting, logging and scripted faults around the
+//! grants (OBO, client credentials, refresh token).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+use super::super::documents::Tenant;
+use super::super::ids::unix_seconds;
+use super::super::response::{self, Caching, EntraError, RequestIds};
+use super::super::state::Shared;
+use super::client_auth::{authenticate, ClientAuth, Context};
+use super::errors;
+use super::faults::{self, mfa_claims, TokenFault};
+use super::form::Form;
+use super::issue::{self, Grant};
+use super::scopes::{self, ScopeRequest};
+use super::state::TokenRequestRecord;
+use super::user_assertion::{self, Subject};
+
+/// The OBO grant type (RFC 7523 JWT bearer).
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The token endpoint handler.
+pub(crate) async fn token(
+    State(shared): State<Arc<Shared>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let endpoint = &shared.token_endpoint;
+    endpoint.count_request();
+    let ids = RequestIds::from_headers(&headers);
+    let form = Form::parse(&headers, &body);
+    let record = |status: u16| TokenRequestRecord {
+        tenant: segment.clone(),
+        form: form.to_map(),
+        headers: header_map(&headers),
+        status,
+    };
+    if let Some(delay) = shared.faults.delay() {
+        tokio::time::sleep(delay).await;
+    }
+    let oid = form.get("assertion").and_then(user_assertion::peek_oid);
+    let response = match endpoint.take_fault(oid.as_deref()) {
+        Some(TokenFault::Hang) => {
+            endpoint.record(record(0));
+            endpoint.closed().await;
+            return response::html_error(StatusCode::SERVICE_UNAVAILABLE.as_u16(), &ids);
+        }
+        Some(TokenFault::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            answer(&shared, &segment, &form, &headers, &ids)
+        }
+        Some(fault) => {
+            let now = unix_seconds(SystemTime::now());
+            let tenant = segment.to_ascii_lowercase();
+            let api = &shared.api_client_id;
+            faults::answer(&fault, &shared.authority, api, &tenant, now, &ids)
+                .unwrap_or_else(|| answer(&shared, &segment, &form, &headers, &ids))
+        }
+        None => answer(&shared, &segment, &form, &headers, &ids),
+    };
+    endpoint.record(record(response.status().as_u16()));
+    response
+}
+
+/// Request headers for the log: lowercase names, repeated values joined.
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+/// Validates the request and answers a token or Entra's error.
+fn answer(
+    shared: &Shared,
+    segment: &str,
+    form: &Form,
+    headers: &HeaderMap,
+    ids: &RequestIds,
+) -> Response {
+    match grant(shared, segment, form, headers) {
+        Ok(body) => {
+            shared.token_endpoint.count_issued();
+            response::json(StatusCode::OK, &body, ids, Caching::NoStore)
+        }
+        Err(error) => error.into_response(&shared.authority, ids),
+    }
+}
+
+fn grant(
+    shared: &Shared,
+    segment: &str,
+    form: &Form,
+    headers: &HeaderMap,
+) -> Result<Value, EntraError> {
+    let now = unix_seconds(SystemTime::now());
+    let tenant = match Tenant::parse(segment) {
+        Some(Tenant::Id(tid)) => tid,
+        Some(Tenant::Common | Tenant::Consumers | Tenant::Organizations) => {
+            return Err(errors::tenant_required())
+        }
+        None => return Err(EntraError::invalid_tenant(segment)),
+    };
+    if let Some(name) = form.duplicate() {
+        return Err(errors::malformed(&format!(
+            "The request body contains the parameter '{name}' more than once."
+        )));
+    }
+    let cx = Context {
+        segment,
+        tenant: &tenant,
+        now,
+    };
+    match form.get("grant_type") {
+        None => Err(errors::missing_parameter("grant_type")),
+        Some(JWT_BEARER_GRANT) => on_behalf_of(shared, form, headers, &cx),
+        Some("client_credentials") => client_credentials(shared, form, headers, &cx),
+        Some("refresh_token") => refresh(shared, form, headers, &cx),
+        Some(other) => Err(errors::unsupported_grant_type(other)),
+    }
+}
+
+/// The OBO grant: `assertion` (the user's token to the API) for a token to `scope`.
+fn on_behalf_of(
+    shared: &Shared,
+    form: &Form,
+    headers: &HeaderMap,
+    cx: &Context<'_>,
+) -> Result<Value, EntraError> {
+    if form.get("requested_token_use") != Some("on_behalf_of") {
+        return Err(errors::missing_parameter("requested_token_use"));
+    }
+    let client = authenticate(shared, form, headers, cx)?;
+    let assertion = form
+        .get("assertion")
+        .ok_or_else(|| errors::missing_parameter("assertion"))?;
+    let subject = user_assertion::validate(shared, assertion, cx.tenant, cx.now)?;
+    let scope = form
+        .get("scope")
+        .ok_or_else(|| errors::missing_parameter("scope"))?;
+    let scopes = scopes::parse(shared, scope)?;
+    delegated(
+        shared,
+        form,
+        &subject,
+        &scopes,
+        client,
+        cx.now,
+        scopes.offline_access,
+    )
+}
+
+/// The refresh-token grant: a new access token (and refresh token) for the same user.
+fn refresh(
+    shared: &Shared,
+    form: &Form,
+    headers: &HeaderMap,
+    cx: &Context<'_>,
+) -> Result<Value, EntraError> {
+    let client = authenticate(shared, form, headers, cx)?;
+    let token = form
+        .get("refresh_token")
+        .ok_or_else(|| errors::missing_parameter("refresh_token"))?;
+    let subject = shared
+        .token_endpoint
+        .refresh_token(token)
+        .ok_or_else(|| errors::bad_refresh_token("The refresh token is not valid."))?;
+    if subject.tid != cx.tenant {
+        return Err(errors::bad_refresh_token(&format!(
+            "The refresh token was issued in tenant '{}', not '{}'.",
+            subject.tid, cx.tenant
+        )));
+    }
+    let scope = form
+        .get("scope")
+        .ok_or_else(|| errors::missing_parameter("scope"))?;
+    let scopes = scopes::parse(shared, scope)?;
+    delegated(shared, form, &subject, &scopes, client, cx.now, true)
+}
+
+/// Applies consent and Conditional Access, then issues a delegated token.
+fn delegated(
+    shared: &Shared,
+    form: &Form,
+    subject: &Subject,
+    scopes: &ScopeRequest,
+    client: ClientAuth,
+    now: i64,
+    with_refresh_token: bool,
+) -> Result<Value, EntraError> {
+    let endpoint = &shared.token_endpoint;
+    let granted = scopes.granted(shared);
+    let uri = &scopes.resource.uri;
+    if scopes
+        .names
+        .iter()
+        .chain(&granted)
+        .any(|name| endpoint.consent_revoked(uri, name))
+    {
+        return Err(errors::consent_required(&shared.api_client_id));
+    }
+    if endpoint.mfa_required(&subject.oid) && !subject.did_mfa() {
+        return Err(errors::mfa_required(
+            &scopes.resource.app_id,
+            mfa_claims(&subject.tid),
+        ));
+    }
+    let access_token = issue::access_token(
+        shared,
+        &Grant {
+            subject: Some(subject),
+            tid: &subject.tid,
+            resource: &scopes.resource,
+            scopes: granted,
+            client,
+            now,
+        },
+    );
+    let refresh_token = with_refresh_token.then(|| {
+        let token = issue::refresh_token();
+        endpoint.store_refresh_token(token.clone(), subject.clone());
+        token
+    });
+    let id_token = scopes.openid.then(|| issue::id_token(shared, subject, now));
+    let client_info = (form.get("client_info") == Some("1")).then(|| issue::client_info(subject));
+    Ok(issue::delegated_body(
+        shared,
+        scopes,
+        access_token,
+        refresh_token,
+        id_token,
+        client_info,
+    ))
+}
+
+/// The client-credentials grant: an app-only token for `{resource}/.default`.
+fn client_credentials(
+    shared: &Shared,
+    form: &Form,
+    headers: &HeaderMap,
+    cx: &Context<'_>,
+) -> Result<Value, EntraError> {
+    let client = authenticate(shared, form, headers, cx)?;
+    let scope = form
+        .get("scope")
+        .ok_or_else(|| errors::missing_parameter("scope"))?;
+    let resource = scopes::parse_app_only(shared, scope)?;
+    let access_token = issue::access_token(
+        shared,
+        &Grant {
+            subject: None,
+            tid: cx.tenant,
+            resource: &resource,
+            scopes: Vec::new(),
+            client,
+            now: cx.now,
+        },
+    );
+    Ok(issue::app_only_body(shared, access_token))
+}

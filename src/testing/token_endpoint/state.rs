@@ -1,0 +1,309 @@
+//! What the token endpoint remembers: the API's credentials, policies, scripted faults,
+//! counters, the request log, used assertion ids and issued refresh tokens.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::super::keys::SigningKey;
+use super::faults::TokenFault;
+use super::user_assertion::Subject;
+use super::x509::ClientCertificate;
+
+/// Default lifetime of issued access tokens (`expires_in`), in seconds.
+const DEFAULT_LIFETIME_SECS: u64 = 3599;
+/// The audience Entra requires of federated (workload identity) assertions.
+pub(super) const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// The Kubernetes service account of the default federated credential.
+pub(super) const WORKLOAD_SUBJECT: &str = "system:serviceaccount:default:workload";
+
+/// One request to the token endpoint, as received (test-only: it may hold secrets).
+#[derive(Debug, Clone)]
+pub struct TokenRequestRecord {
+    /// The tenant path segment, as sent.
+    pub tenant: String,
+    /// Every form field as received (the last value of a repeated field).
+    pub form: BTreeMap<String, String>,
+    /// Every request header, lowercase names (repeated headers joined with `", "`), e.g.
+    /// `client-request-id`, `x-ms-lib-capability`, `authorization`.
+    pub headers: BTreeMap<String, String>,
+    /// The status answered; `0` for a request held open by [`TokenFault::Hang`].
+    pub status: u16,
+}
+
+/// A federated identity credential of the API's app registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FederatedCredential {
+    pub(super) issuer: String,
+    pub(super) subject: String,
+    pub(super) audience: String,
+}
+
+/// Scripted faults: a queue of global ones, then per-user ones.
+#[derive(Debug, Default)]
+struct Faults {
+    /// `(fault, remaining)`; `None` remaining means until cleared.
+    global: VecDeque<(TokenFault, Option<usize>)>,
+    /// By lowercase `oid`.
+    per_user: HashMap<String, TokenFault>,
+}
+
+/// The token endpoint's state inside one stand-in.
+#[derive(Debug)]
+pub(crate) struct TokenEndpoint {
+    client_secret: String,
+    certificates: Mutex<Vec<ClientCertificate>>,
+    federation_issuer: String,
+    federation_key: OnceLock<Arc<SigningKey>>,
+    federated_credentials: Mutex<Vec<FederatedCredential>>,
+    lifetime_secs: AtomicU64,
+    refuse_replay: AtomicBool,
+    used_jtis: Mutex<HashSet<String>>,
+    mfa_users: Mutex<HashSet<String>>,
+    revoked_scopes: Mutex<HashSet<String>>,
+    default_scopes: Mutex<HashMap<String, Vec<String>>>,
+    extra_resources: Mutex<HashSet<String>>,
+    faults: Mutex<Faults>,
+    requests: AtomicUsize,
+    issued: AtomicUsize,
+    log: Mutex<Vec<TokenRequestRecord>>,
+    refresh_tokens: Mutex<HashMap<String, Subject>>,
+    closing: watch::Sender<bool>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TokenEndpoint {
+    /// The state of a fresh stand-in advertising `authority`, whose API has `client_secret`.
+    pub(crate) fn new(authority: &str, client_secret: String) -> Self {
+        let federation_issuer = format!("{authority}/federation");
+        TokenEndpoint {
+            client_secret,
+            certificates: Mutex::new(Vec::new()),
+            federated_credentials: Mutex::new(vec![FederatedCredential {
+                issuer: federation_issuer.clone(),
+                subject: WORKLOAD_SUBJECT.to_owned(),
+                audience: EXCHANGE_AUDIENCE.to_owned(),
+            }]),
+            federation_issuer,
+            federation_key: OnceLock::new(),
+            lifetime_secs: AtomicU64::new(DEFAULT_LIFETIME_SECS),
+            refuse_replay: AtomicBool::new(false),
+            used_jtis: Mutex::new(HashSet::new()),
+            mfa_users: Mutex::new(HashSet::new()),
+            revoked_scopes: Mutex::new(HashSet::new()),
+            default_scopes: Mutex::new(HashMap::new()),
+            extra_resources: Mutex::new(HashSet::new()),
+            faults: Mutex::new(Faults::default()),
+            requests: AtomicUsize::new(0),
+            issued: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
+            closing: watch::Sender::new(false),
+        }
+    }
+
+    /// The API's client secret.
+    pub(super) fn client_secret(&self) -> &str {
+        &self.client_secret
+    }
+
+    /// Trusts `certificates` for client assertions.
+    pub(super) fn register_certificates(&self, certificates: Vec<ClientCertificate>) {
+        lock(&self.certificates).extend(certificates);
+    }
+
+    /// The registered certificates.
+    pub(super) fn certificates(&self) -> Vec<ClientCertificate> {
+        lock(&self.certificates).clone()
+    }
+
+    /// The issuer of federated assertions minted by the stand-in.
+    pub(super) fn federation_issuer(&self) -> &str {
+        &self.federation_issuer
+    }
+
+    /// The federation issuer's signing key, created by `make` on first use.
+    pub(super) fn federation_key(&self, make: impl FnOnce() -> Arc<SigningKey>) -> Arc<SigningKey> {
+        Arc::clone(self.federation_key.get_or_init(make))
+    }
+
+    /// The federation issuer's key if one was ever created.
+    pub(super) fn existing_federation_key(&self) -> Option<Arc<SigningKey>> {
+        self.federation_key.get().cloned()
+    }
+
+    /// Adds a federated identity credential.
+    pub(super) fn add_federated_credential(&self, credential: FederatedCredential) {
+        let mut credentials = lock(&self.federated_credentials);
+        if !credentials.contains(&credential) {
+            credentials.push(credential);
+        }
+    }
+
+    /// The federated identity credentials.
+    pub(super) fn federated_credentials(&self) -> Vec<FederatedCredential> {
+        lock(&self.federated_credentials).clone()
+    }
+
+    /// Sets the lifetime of issued access tokens (whole seconds).
+    pub(super) fn set_lifetime(&self, lifetime: Duration) {
+        self.lifetime_secs
+            .store(lifetime.as_secs(), Ordering::SeqCst);
+    }
+
+    /// The lifetime of issued access tokens, seconds.
+    pub(super) fn lifetime_secs(&self) -> i64 {
+        i64::try_from(self.lifetime_secs.load(Ordering::SeqCst)).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Whether a certificate assertion's `jti` may be presented only once.
+    pub(super) fn set_refuse_replay(&self, on: bool) {
+        self.refuse_replay.store(on, Ordering::SeqCst);
+    }
+
+    /// Records a certificate assertion's `jti`; false if replay is refused and it was seen.
+    pub(super) fn use_jti(&self, jti: &str) -> bool {
+        let fresh = lock(&self.used_jtis).insert(jti.to_owned());
+        fresh || !self.refuse_replay.load(Ordering::SeqCst)
+    }
+
+    /// Requires MFA (`amr` containing `mfa`) of user `oid`.
+    pub(super) fn require_mfa(&self, oid: &str) {
+        lock(&self.mfa_users).insert(oid.to_ascii_lowercase());
+    }
+
+    /// Whether user `oid` must have done MFA.
+    pub(super) fn mfa_required(&self, oid: &str) -> bool {
+        lock(&self.mfa_users).contains(&oid.to_ascii_lowercase())
+    }
+
+    /// Revokes consent to the full scope URI `scope`.
+    pub(super) fn revoke_consent(&self, scope: &str) {
+        lock(&self.revoked_scopes).insert(scope.to_ascii_lowercase());
+    }
+
+    /// Whether consent to the full scope URI `scope` (or its resource's `.default`) was
+    /// revoked.
+    pub(super) fn consent_revoked(&self, resource: &str, name: &str) -> bool {
+        let revoked = lock(&self.revoked_scopes);
+        let resource = resource.to_ascii_lowercase();
+        revoked.contains(&format!("{resource}/{}", name.to_ascii_lowercase()))
+            || revoked.contains(&format!("{resource}/.default"))
+    }
+
+    /// Sets the scopes a `.default` request of `resource` is granted.
+    pub(super) fn set_default_scopes(&self, resource: &str, scopes: Vec<String>) {
+        lock(&self.default_scopes).insert(resource.to_ascii_lowercase(), scopes);
+    }
+
+    /// The scopes a `.default` request of `resource` is granted, if configured.
+    pub(super) fn default_scopes(&self, resource: &str) -> Option<Vec<String>> {
+        lock(&self.default_scopes)
+            .get(&resource.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// Makes `resource` (an `https://…` App ID URI) known.
+    pub(super) fn add_resource(&self, resource: &str) {
+        lock(&self.extra_resources).insert(resource.trim_end_matches('/').to_ascii_lowercase());
+    }
+
+    /// Whether `resource` was made known with [`add_resource`](Self::add_resource).
+    pub(super) fn is_extra_resource(&self, resource: &str) -> bool {
+        lock(&self.extra_resources).contains(&resource.to_ascii_lowercase())
+    }
+
+    /// Queues `fault` for the next `times` requests (`None`: until cleared).
+    pub(super) fn inject(&self, fault: TokenFault, times: Option<usize>) {
+        if times != Some(0) {
+            lock(&self.faults).global.push_back((fault, times));
+        }
+    }
+
+    /// Injects `fault` for every request whose assertion names user `oid`.
+    pub(super) fn inject_for_user(&self, oid: &str, fault: TokenFault) {
+        lock(&self.faults)
+            .per_user
+            .insert(oid.to_ascii_lowercase(), fault);
+    }
+
+    /// Removes every scripted fault.
+    pub(super) fn clear_faults(&self) {
+        *lock(&self.faults) = Faults::default();
+    }
+
+    /// The fault for a request whose assertion names `oid` (consuming one use of a global
+    /// one).
+    pub(super) fn take_fault(&self, oid: Option<&str>) -> Option<TokenFault> {
+        let mut faults = lock(&self.faults);
+        if let Some((fault, remaining)) = faults.global.front_mut() {
+            let fault = fault.clone();
+            if let Some(left) = remaining {
+                *left -= 1;
+                if *left == 0 {
+                    faults.global.pop_front();
+                }
+            }
+            return Some(fault);
+        }
+        oid.and_then(|oid| faults.per_user.get(&oid.to_ascii_lowercase()).cloned())
+    }
+
+    /// Counts a request on arrival.
+    pub(super) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Requests received.
+    pub(super) fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Counts a token issued.
+    pub(super) fn count_issued(&self) {
+        self.issued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Tokens issued.
+    pub(super) fn issued(&self) -> usize {
+        self.issued.load(Ordering::SeqCst)
+    }
+
+    /// Appends to the request log.
+    pub(super) fn record(&self, record: TokenRequestRecord) {
+        lock(&self.log).push(record);
+    }
+
+    /// The request log.
+    pub(super) fn log(&self) -> Vec<TokenRequestRecord> {
+        lock(&self.log).clone()
+    }
+
+    /// Remembers a refresh token issued to `subject`.
+    pub(super) fn store_refresh_token(&self, token: String, subject: Subject) {
+        lock(&self.refresh_tokens).insert(token, subject);
+    }
+
+    /// The user a refresh token was issued to.
+    pub(super) fn refresh_token(&self, token: &str) -> Option<Subject> {
+        lock(&self.refresh_tokens).get(token).cloned()
+    }
+
+    /// Releases requests held by [`TokenFault::Hang`]: the server is stopping.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Waits until [`close`](Self::close).
+    pub(super) async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        // An error means the sender is gone: closed too.
+        let _ = closing.wait_for(|closed| *closed).await;
+    }
+}
