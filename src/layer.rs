@@ -118,6 +118,12 @@ impl OboLayer {
     pub fn stats(&self) -> OboStats {
         self.shared.exchanger.stats()
     }
+
+    /// The On-Behalf-Of cache's size: `(entries, bytes)` as weighed against
+    /// `obo_cache_max_bytes`, after pending evictions have run.
+    pub async fn cache_usage(&self) -> (u64, u64) {
+        self.shared.exchanger.cache_usage().await
+    }
 }
 
 impl<S> Layer<S> for OboLayer {

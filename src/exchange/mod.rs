@@ -53,6 +53,15 @@ impl Exchanger {
         self.counters.snapshot()
     }
 
+    /// Entries and weighted bytes of the token cache, after pending evictions.
+    pub(crate) async fn cache_usage(&self) -> (u64, u64) {
+        self.cache.tokens.run_pending_tasks().await;
+        (
+            self.cache.tokens.entry_count(),
+            self.cache.tokens.weighted_size(),
+        )
+    }
+
     /// A downstream token for `scopes` on behalf of `principal`, whose access
     /// token is `assertion`.
     pub(crate) async fn token(
