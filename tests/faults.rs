@@ -10,6 +10,11 @@ use axum_obo::testing::{EntraStandIn, TokenFault};
 use axum_obo::{GraphUserRead, OboLayer, OboToken, Principal};
 use common::*;
 
+/// Every test here logs into one capture, checked at the end of each test.
+fn logs() -> &'static LogCapture {
+    capture_logs_global()
+}
+
 fn app(layer: OboLayer) -> Router {
     Router::new()
         .route(
@@ -22,6 +27,7 @@ fn app(layer: OboLayer) -> Router {
 
 #[tokio::test]
 async fn token_endpoint_refusing_connections_is_503_and_validation_goes_on() {
+    logs();
     let entra = EntraStandIn::start().await;
     let cfg = config(&entra)
         .client_secret(entra.client_secret())
@@ -45,10 +51,12 @@ async fn token_endpoint_refusing_connections_is_503_and_validation_goes_on() {
     );
     // Known keys keep validating while the provider is gone.
     assert_eq!(bearer(&app, "/whoami", &tokens[2]).await.status, 200);
+    assert_no_secrets_in(logs(), &[]);
 }
 
 #[tokio::test]
 async fn slow_token_endpoint_within_the_timeout_succeeds() {
+    logs();
     let entra = EntraStandIn::start().await;
     entra.inject_token_fault(TokenFault::Delay(Duration::from_millis(700)), Some(1));
     let cfg = config(&entra)
@@ -59,10 +67,12 @@ async fn slow_token_endpoint_within_the_timeout_succeeds() {
     let app = app(OboLayer::new(cfg));
     let r = bearer(&app, "/obo", &entra.token().sign()).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_no_secrets_in(logs(), &[&entra.client_secret()]);
 }
 
 #[tokio::test]
 async fn recovery_after_transient_failures_without_restart() {
+    logs();
     let entra = EntraStandIn::start().await;
     entra.inject_token_fault(
         TokenFault::ServiceUnavailable {
@@ -81,10 +91,12 @@ async fn recovery_after_transient_failures_without_restart() {
     entra.clear_token_faults();
     // Transient errors are not remembered: the next request exchanges again.
     assert_eq!(bearer(&app, "/obo", &token).await.status, 200);
+    assert_no_secrets_in(logs(), &[&entra.client_secret()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_keys_mid_load() {
+    logs();
     let entra = EntraStandIn::start().await;
     let clock = clock();
     let cfg = config(&entra).clock(clock.clone()).build().unwrap();

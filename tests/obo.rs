@@ -628,3 +628,50 @@ async fn logs_never_contain_tokens_assertions_or_secrets() {
         }
     }
 }
+
+#[tokio::test]
+async fn debug_of_config_credentials_and_tokens_redacts() {
+    let entra = EntraStandIn::start().await;
+    let secret = entra.client_secret();
+    let config = with_secret(&entra).build().unwrap();
+    let layer = OboLayer::new(config.clone());
+    for text in [format!("{config:?}"), format!("{layer:?}")] {
+        assert!(!text.contains(&secret), "{text}");
+        assert!(
+            text.contains(&entra.api_client_id()),
+            "useful Debug: {text}"
+        );
+    }
+    let (cert, key) = certificate_pem();
+    let cred = CertificateCredential::from_pem(format!("{key}{cert}").as_bytes()).unwrap();
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for text in [
+        format!("{cred:?}"),
+        format!(
+            "{:?}",
+            axum_obo::ClientCredential::Certificate(cred.clone())
+        ),
+        format!("{:?}", config_with_cert(&entra, cred)),
+    ] {
+        assert!(!text.contains(&key_body[..40]), "{text}");
+    }
+
+    // OboToken, BearerToken and the validated principal.
+    let app = Router::new()
+        .route(
+            "/debug",
+            get(|p: Principal, t: OboToken<GraphUserRead>| async move {
+                let token = t.access_token().expose().to_owned();
+                let text = format!("{t:?} {:?} {} {p:?}", t.access_token(), t.access_token());
+                (!text.contains(&token[..40])).to_string()
+            }),
+        )
+        .layer(layer);
+    let inbound = entra.token().sign();
+    let r = bearer(&app, "/debug", &inbound).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "true"));
+}
+
+fn config_with_cert(entra: &EntraStandIn, cred: CertificateCredential) -> axum_obo::OboConfig {
+    config(entra).client_certificate(cred).build().unwrap()
+}

@@ -34,6 +34,7 @@ enum Kind {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_users_stay_isolated_and_bounded() {
+    let logs = capture_logs_global();
     let users = env_usize("OBO_SOAK_USERS", 1500);
     let rounds = env_usize("OBO_SOAK_ROUNDS", 3);
     // A cache far smaller than the user count: eviction must keep it bounded.
@@ -111,6 +112,10 @@ async fn thousands_of_users_stay_isolated_and_bounded() {
     eprintln!(
         "soak (512 KiB cache): {elapsed:?}; {issued} exchanges; cache {entries} entries / {bytes} bytes; {stats:?}"
     );
+
+    // Secrets hygiene over everything logged, at every level, by every crate.
+    assert_no_secrets_in(logs, &[&e.entra.client_secret()]);
+    eprintln!("soak: {} bytes of logs searched", logs.text().len());
 }
 
 async fn drive(

@@ -147,3 +147,37 @@ pub fn capture_logs() -> (LogCapture, tracing::subscriber::DefaultGuard) {
     let guard = tracing::subscriber::set_default(subscriber);
     (capture, guard)
 }
+
+/// Installs a capturing subscriber (TRACE, every target) for the whole test
+/// binary, once, and returns the capture.
+pub fn capture_logs_global() -> &'static LogCapture {
+    static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = LogCapture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        capture
+    })
+}
+
+/// Asserts that captured logs hold no JWT (every token, assertion and ID token
+/// starts `eyJ`, the base64url of `{"`) and none of `secrets`.
+pub fn assert_no_secrets_in(logs: &LogCapture, secrets: &[&str]) {
+    let text = logs.text();
+    assert!(
+        text.len() > 1000,
+        "the capture works ({} bytes)",
+        text.len()
+    );
+    if let Some(at) = text.find("eyJ") {
+        let line = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        panic!("a JWT appears in the logs: {:.200}", &text[line..]);
+    }
+    for s in secrets {
+        assert!(!text.contains(s), "a secret appears in the logs");
+    }
+}
