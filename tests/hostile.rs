@@ -183,3 +183,254 @@ fn duplicate_claims_and_huge_numbers_are_handled() {
         assert_eq!(status, 401, "{payload:.40}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Upstream answers: whatever the token endpoint or Graph send back, the API
+// answers as documented (200/401/403/500 only for misconfiguration/502/503/504).
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum_obo::{DownstreamClient, GraphUserRead, OboToken, RetryPolicy};
+
+/// A scripted upstream: POSTs get the scripted answer; GETs are proxied to the
+/// Entra stand-in (discovery and keys), or scripted too when `script_gets`.
+#[derive(Clone)]
+struct Scripted {
+    answer: Arc<Mutex<(u16, String, Vec<u8>, Option<String>)>>,
+    entra: String,
+    script_gets: bool,
+}
+
+async fn scripted(State(s): State<Scripted>, req: Request) -> Response {
+    if req.method() == http::Method::GET && !s.script_gets {
+        let url = format!("{}{}", s.entra, req.uri());
+        let r = reqwest::get(url).await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.bytes().await.unwrap();
+        return (http::StatusCode::from_u16(status).unwrap(), body).into_response();
+    }
+    let (status, content_type, body, www) = s.answer.lock().unwrap().clone();
+    let mut resp = (
+        http::StatusCode::from_u16(status).unwrap(),
+        [(http::header::CONTENT_TYPE, content_type)],
+        Bytes::from(body),
+    )
+        .into_response();
+    if let Some(v) = www.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+async fn start_scripted(entra: String, script_gets: bool) -> (Scripted, String) {
+    let s = Scripted {
+        answer: Arc::new(Mutex::new((
+            200,
+            "application/json".into(),
+            b"{}".to_vec(),
+            None,
+        ))),
+        entra,
+        script_gets,
+    };
+    let app = axum::Router::new().fallback(scripted).with_state(s.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (s, url)
+}
+
+struct UpstreamFixture {
+    rt: tokio::runtime::Runtime,
+    entra: EntraStandIn,
+    token_endpoint: Scripted,
+    app: Router,
+    graph: Scripted,
+    graph_url: String,
+}
+
+fn upstream() -> &'static UpstreamFixture {
+    static F: OnceLock<UpstreamFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let f = rt.block_on(async {
+            let entra = EntraStandIn::start().await;
+            let (token_endpoint, proxy) = start_scripted(entra.authority_host(), false).await;
+            let cfg = config(&entra)
+                .authority_host(&proxy)
+                .client_secret(entra.client_secret())
+                .obo_retries(0, std::time::Duration::from_secs(1))
+                .http_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let app = axum::Router::new()
+                .route(
+                    "/obo",
+                    axum::routing::get(|t: OboToken<GraphUserRead>| async move {
+                        t.access_token().expose().len().to_string()
+                    }),
+                )
+                .layer(OboLayer::new(cfg));
+            let (graph, graph_url) = start_scripted(String::new(), true).await;
+            (entra, token_endpoint, app, graph, graph_url)
+        });
+        UpstreamFixture {
+            rt,
+            entra: f.0,
+            token_endpoint: f.1,
+            app: f.2,
+            graph: f.3,
+            graph_url: f.4,
+        }
+    })
+}
+
+/// Bodies a token endpoint might send: valid and broken JSON of every shape.
+fn token_body() -> impl Strategy<Value = Vec<u8>> {
+    let error = prop_oneof![
+        Just("interaction_required"),
+        Just("invalid_grant"),
+        Just("consent_required"),
+        Just("invalid_client"),
+        Just("unauthorized_client"),
+        Just("invalid_scope"),
+        Just("temporarily_unavailable"),
+        Just("server_error"),
+        Just(""),
+        Just("x"),
+    ];
+    prop_oneof![
+        any_json().prop_map(|v| v.to_string().into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..200),
+        (error, any_json(), any_json(), any_json()).prop_map(|(e, codes, claims, suberror)| {
+            json!({"error": e, "error_codes": codes, "claims": claims, "suberror": suberror,
+                   "error_description": "AADSTS50000: x"})
+            .to_string()
+            .into_bytes()
+        }),
+        (any_json(), any_json(), any_json()).prop_map(|(tok, exp, ty)| {
+            json!({"access_token": tok, "expires_in": exp, "token_type": ty})
+                .to_string()
+                .into_bytes()
+        }),
+        (".{0,60}", -5i64..100_000).prop_map(|(tok, exp)| {
+            json!({"access_token": tok, "expires_in": exp, "token_type": "Bearer"})
+                .to_string()
+                .into_bytes()
+        }),
+    ]
+}
+
+fn upstream_status() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        Just(200u16),
+        Just(400),
+        Just(401),
+        Just(403),
+        Just(404),
+        Just(429),
+        Just(500),
+        Just(502),
+        Just(503),
+        200u16..600
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_token_endpoint_answer_is_relayed_as_documented(
+        status in upstream_status(), body in token_body(),
+        content_type in prop_oneof![Just("application/json"), Just("text/html"), Just("")],
+    ) {
+        let f = upstream();
+        *f.token_endpoint.answer.lock().unwrap() = (status, content_type.to_owned(), body.clone(), None);
+        let token = f.entra.token().sign(); // a new user: a cache miss, so a new exchange
+        let r = f.rt.block_on(bearer(&f.app, "/obo", &token));
+        let code = r.status.as_u16();
+        prop_assert!(matches!(code, 200 | 401 | 403 | 500 | 502 | 503 | 504), "{code}: {}", r.body);
+        if code == 500 {
+            // Only our own misconfiguration, as the token endpoint said.
+            let e: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let err = e["error"].as_str().unwrap_or("");
+            prop_assert!(matches!(err, "invalid_client" | "unauthorized_client" | "invalid_scope" | "invalid_request" | "unsupported_grant_type"),
+                "500 for {status} {}", String::from_utf8_lossy(&body));
+            let json = r.json();
+            prop_assert_eq!(json["error"].as_str(), Some("server_error"));
+        }
+        if code == 200 {
+            prop_assert!((200..300).contains(&status));
+        }
+        prop_assert!(!r.body.contains(&token));
+    }
+
+    #[test]
+    fn any_graph_answer_is_a_documented_error_or_data(
+        status in upstream_status(), body in prop_oneof![
+            any_json().prop_map(|v| v.to_string().into_bytes()),
+            prop::collection::vec(any::<u8>(), 0..200),
+            (".{0,20}", ".{0,40}").prop_map(|(c, m)| json!({"error": {"code": c, "message": m}}).to_string().into_bytes()),
+        ],
+        www in prop_oneof![
+            Just(None),
+            ".{0,80}".prop_map(Some),
+            any_json().prop_map(|c| Some(format!("Bearer realm=\"\", error=\"insufficient_claims\", claims=\"{}\"",
+                base64::engine::general_purpose::STANDARD.encode(c.to_string())))),
+        ],
+    ) {
+        let f = upstream();
+        *f.graph.answer.lock().unwrap() = (status, "application/json".to_owned(), body, www);
+        let result = f.rt.block_on(async {
+            let client = DownstreamClient::new(reqwest::Client::new(), &f.graph_url, axum_obo::BearerToken::new("t"))
+                .unwrap()
+                .with_retry(RetryPolicy::none());
+            client.get_json("/v1.0/me").await
+        });
+        match result {
+            Ok(_) => prop_assert!((200..300).contains(&status)),
+            Err(e) => {
+                let code = e.status().as_u16();
+                prop_assert!(matches!(code, 401 | 403 | 404 | 500 | 502 | 503 | 504), "{code} for {status}: {e}");
+                prop_assert!(!e.to_string().contains("Bearer t"));
+            }
+        }
+    }
+}
+
+#[test]
+fn scripted_token_endpoint_really_answers_the_exchange() {
+    let f = upstream();
+    let cases: [(u16, &[u8], u16); 4] = [
+        (
+            200,
+            br#"{"token_type":"Bearer","expires_in":3600,"access_token":"opaque-token-value"}"#,
+            200,
+        ),
+        (200, b"<html>oops</html>", 502),
+        (
+            400,
+            br#"{"error":"invalid_client","error_codes":[7000215]}"#,
+            500,
+        ),
+        (
+            400,
+            br#"{"error":"interaction_required","claims":"{\"access_token\":{}}"}"#,
+            401,
+        ),
+    ];
+    for (status, body, expected) in cases {
+        *f.token_endpoint.answer.lock().unwrap() =
+            (status, "application/json".into(), body.to_vec(), None);
+        let r =
+            f.rt.block_on(bearer(&f.app, "/obo", &f.entra.token().sign()));
+        assert_eq!(r.status, expected, "{}", String::from_utf8_lossy(body));
+    }
+}
