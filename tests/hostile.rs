@@ -197,9 +197,12 @@ use axum_obo::{DownstreamClient, GraphUserRead, OboToken, RetryPolicy};
 
 /// A scripted upstream: POSTs get the scripted answer; GETs are proxied to the
 /// Entra stand-in (discovery and keys), or scripted too when `script_gets`.
+/// Status, content type, body, `WWW-Authenticate`.
+type Answer = (u16, String, Vec<u8>, Option<String>);
+
 #[derive(Clone)]
 struct Scripted {
-    answer: Arc<Mutex<(u16, String, Vec<u8>, Option<String>)>>,
+    answer: Arc<Mutex<Answer>>,
     entra: String,
     script_gets: bool,
 }
