@@ -437,3 +437,115 @@ fn scripted_token_endpoint_really_answers_the_exchange() {
         assert_eq!(r.status, expected, "{}", String::from_utf8_lossy(body));
     }
 }
+
+/// Inputs under `fuzz/regressions/<target>/` (crashes found by `fuzz/run.sh`, and
+/// seeds), replayed with the same rules as the fuzz targets.
+#[test]
+fn fuzz_regressions_replay() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let read = |target: &str| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(target))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect()
+    };
+    let mut replayed = 0;
+    for (name, data) in read("authorization_header") {
+        if let Ok(v) = http::HeaderValue::from_bytes(&data) {
+            let status = status_of(v.as_bytes());
+            assert!(matches!(status, 400 | 401), "{name}: {status}");
+        }
+        replayed += 1;
+    }
+    for (name, data) in read("jwt") {
+        let f = fixture();
+        let (cut, rest) = data
+            .split_first()
+            .map_or((0, &data[..]), |(c, r)| (*c as usize, r));
+        let (header, payload) = rest.split_at(cut.min(rest.len()));
+        let header = if header.is_empty() {
+            format!(
+                r#"{{"alg":"RS256","typ":"JWT","kid":"{}"}}"#,
+                f.entra.current_kid()
+            )
+            .into_bytes()
+        } else {
+            header.to_vec()
+        };
+        let token = format!(
+            "{}.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        assert_eq!(status_of_token(&token).0, 401, "{name}");
+        replayed += 1;
+    }
+    const TOKEN_STATUSES: [u16; 8] = [200, 400, 401, 403, 429, 500, 502, 503];
+    for (name, data) in read("token_response") {
+        let f = upstream();
+        let (pick, body) = data
+            .split_first()
+            .map_or((0, &data[..]), |(c, r)| (*c as usize, r));
+        *f.token_endpoint.answer.lock().unwrap() = (
+            TOKEN_STATUSES[pick % 8],
+            "application/json".into(),
+            body.to_vec(),
+            None,
+        );
+        let r =
+            f.rt.block_on(bearer(&f.app, "/obo", &f.entra.token().sign()));
+        assert!(
+            matches!(r.status.as_u16(), 200 | 401 | 403 | 500 | 502 | 503 | 504),
+            "{name}: {}",
+            r.status
+        );
+        replayed += 1;
+    }
+    const GRAPH_STATUSES: [u16; 9] = [200, 204, 400, 401, 403, 404, 429, 500, 503];
+    for (name, data) in read("graph_response") {
+        let f = upstream();
+        let (pick, rest) = data
+            .split_first()
+            .map_or((0, &data[..]), |(c, r)| (*c as usize, r));
+        let (www, body) = match rest.iter().position(|b| *b == 0) {
+            Some(i) => (
+                Some(String::from_utf8_lossy(&rest[..i]).into_owned()),
+                &rest[i + 1..],
+            ),
+            None => (None, rest),
+        };
+        *f.graph.answer.lock().unwrap() = (
+            GRAPH_STATUSES[pick % 9],
+            "application/json".into(),
+            body.to_vec(),
+            www,
+        );
+        let result = f.rt.block_on(async {
+            DownstreamClient::new(
+                reqwest::Client::new(),
+                &f.graph_url,
+                axum_obo::BearerToken::new("t"),
+            )
+            .unwrap()
+            .with_retry(RetryPolicy::none())
+            .get_json("/v1.0/me")
+            .await
+        });
+        if let Err(e) = result {
+            assert!(
+                matches!(e.status().as_u16(), 401 | 403 | 404 | 500 | 502 | 503 | 504),
+                "{name}: {e}"
+            );
+        }
+        replayed += 1;
+    }
+    assert!(
+        replayed >= 17,
+        "the regression inputs were found ({replayed})"
+    );
+}
