@@ -675,3 +675,66 @@ async fn debug_of_config_credentials_and_tokens_redacts() {
 fn config_with_cert(entra: &EntraStandIn, cred: CertificateCredential) -> axum_obo::OboConfig {
     config(entra).client_certificate(cred).build().unwrap()
 }
+
+/// A custom assertion source (e.g. a key vault or managed identity).
+#[derive(Debug)]
+struct FromStandIn {
+    entra: EntraStandIn,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl axum_obo::ClientAssertion for FromStandIn {
+    fn assertion<'a>(
+        &'a self,
+        client_id: &'a str,
+        token_endpoint: &'a str,
+    ) -> axum_obo::AssertionFuture<'a> {
+        Box::pin(async move {
+            assert_eq!(client_id, self.entra.api_client_id());
+            assert!(
+                token_endpoint.ends_with("/oauth2/v2.0/token"),
+                "{token_endpoint}"
+            );
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(axum_obo::SecretString::new(
+                self.entra.mint_federated_assertion(),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_custom_client_assertion_source_is_used() {
+    let entra = EntraStandIn::start().await;
+    let source = Arc::new(FromStandIn {
+        entra: entra.clone(),
+        calls: Default::default(),
+    });
+    let cfg = config(&entra)
+        .client_assertion(ArcSource(Arc::clone(&source)))
+        .build()
+        .unwrap();
+    let app = obo_app(OboLayer::new(cfg));
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(source.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let req = entra.token_request_log().pop().unwrap();
+    assert_eq!(
+        req.form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert!(!req.form.contains_key("client_secret"));
+}
+
+#[derive(Debug)]
+struct ArcSource(Arc<FromStandIn>);
+
+impl axum_obo::ClientAssertion for ArcSource {
+    fn assertion<'a>(
+        &'a self,
+        client_id: &'a str,
+        token_endpoint: &'a str,
+    ) -> axum_obo::AssertionFuture<'a> {
+        self.0.assertion(client_id, token_endpoint)
+    }
+}
