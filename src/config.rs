@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::downstream::DEFAULT_GRAPH_URL;
+#[cfg(feature = "redis")]
+use crate::exchange::l2::L2Key;
 use crate::exchange::{
     CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile,
 };
@@ -79,7 +81,66 @@ pub(crate) struct OboSettings {
     pub(crate) max_retries: usize,
     /// Total time an exchange may spend retrying.
     pub(crate) retry_budget: Duration,
+    /// The Redis L2 under the in-memory cache, if configured.
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<L2Settings>,
 }
+
+/// Settings of the Redis L2 (validated).
+#[cfg(feature = "redis")]
+#[derive(Clone)]
+pub(crate) struct L2Settings {
+    /// `redis://` or `rediss://` URL; may hold a password, so kept as a secret.
+    pub(crate) url: SecretString,
+    /// Seals every value written.
+    pub(crate) key: L2Key,
+    /// Also accepted when reading (rotation).
+    pub(crate) old_keys: Vec<L2Key>,
+    /// Prepended to every Redis key.
+    pub(crate) prefix: String,
+    /// Bound of every Redis call.
+    pub(crate) timeout: Duration,
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Debug for L2Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL without its password (keys are redacted by their own Debug).
+        let url = url::Url::parse(self.url.expose())
+            .map(|mut u| {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("[redacted]"));
+                }
+                u.to_string()
+            })
+            .unwrap_or_else(|_| "[unparsable]".to_owned());
+        f.debug_struct("L2Settings")
+            .field("url", &url)
+            .field("key", &self.key)
+            .field("old_keys", &self.old_keys)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The Redis L2 settings as given to the builder (checked by `build()`).
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug)]
+struct L2Spec {
+    url: Option<SecretString>,
+    key: Option<SecretString>,
+    old_keys: Vec<SecretString>,
+    prefix: String,
+    timeout: Duration,
+}
+
+/// Default prefix of the Redis L2's keys.
+#[cfg(feature = "redis")]
+const DEFAULT_REDIS_PREFIX: &str = "axum-obo:";
+/// Default bound of every Redis L2 call.
+#[cfg(feature = "redis")]
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Layer-wide access policy, checked on every request (also for cached tokens).
 #[derive(Debug, Clone, Default)]
@@ -184,6 +245,8 @@ pub struct OboConfigBuilder {
     clock: Arc<dyn Clock>,
     credential: Option<CredentialSpec>,
     obo: OboSettings,
+    #[cfg(feature = "redis")]
+    l2: L2Spec,
 }
 
 #[derive(Clone, Debug)]
@@ -230,6 +293,16 @@ impl Default for OboConfigBuilder {
                 cache_max_bytes: DEFAULT_OBO_CACHE_BYTES,
                 max_retries: 3,
                 retry_budget: Duration::from_secs(20),
+                #[cfg(feature = "redis")]
+                l2: None,
+            },
+            #[cfg(feature = "redis")]
+            l2: L2Spec {
+                url: None,
+                key: None,
+                old_keys: Vec::new(),
+                prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+                timeout: DEFAULT_REDIS_TIMEOUT,
             },
         }
     }
@@ -244,6 +317,12 @@ impl OboConfigBuilder {
     /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) and the
     /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
     /// else `AZURE_FEDERATED_TOKEN_FILE` — from the process environment.
+    ///
+    /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL`, `OBO_CACHE_KEY`,
+    /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX` and
+    /// `OBO_REDIS_TIMEOUT_MS` (see [`obo_redis_url`](Self::obo_redis_url)). Without
+    /// the feature, setting `OBO_REDIS_URL` or `OBO_CACHE_KEY` is an error rather
+    /// than silently running without the shared cache.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -276,6 +355,7 @@ impl OboConfigBuilder {
         } else if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
             b.credential = Some(CredentialSpec::FederatedFile(path.into()));
         }
+        b.read_l2_variables(&get)?;
         if b.tenant_id.is_none() {
             return Err(ConfigError::new("AZURE_TENANT_ID", "is not set"));
         }
@@ -283,6 +363,52 @@ impl OboConfigBuilder {
             return Err(ConfigError::new("AZURE_CLIENT_ID", "is not set"));
         }
         Ok(b)
+    }
+
+    #[cfg(feature = "redis")]
+    fn read_l2_variables(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        self.l2.url = get("OBO_REDIS_URL").map(SecretString::new);
+        self.l2.key = get("OBO_CACHE_KEY").map(SecretString::new);
+        if let Some(list) = get("OBO_CACHE_OLD_KEYS") {
+            self.l2.old_keys = list
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(SecretString::new)
+                .collect();
+        }
+        if let Some(prefix) = get("OBO_REDIS_PREFIX") {
+            self.l2.prefix = prefix;
+        }
+        if let Some(ms) = get("OBO_REDIS_TIMEOUT_MS") {
+            let ms: u64 = ms.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "OBO_REDIS_TIMEOUT_MS",
+                    "must be a whole number of milliseconds",
+                )
+            })?;
+            self.l2.timeout = Duration::from_millis(ms);
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn read_l2_variables(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for name in ["OBO_REDIS_URL", "OBO_CACHE_KEY"] {
+            if get(name).is_some() {
+                return Err(ConfigError::new(
+                    name,
+                    "is set, but axum-obo was built without its `redis` feature",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The home tenant id (a GUID). Required.
@@ -475,6 +601,60 @@ impl OboConfigBuilder {
         self
     }
 
+    /// Shares downstream tokens between replicas through Redis (feature `redis`):
+    /// an encrypted L2 under the in-memory cache, read on an in-memory miss before
+    /// exchanging, written after each exchange. `redis://host:port[/db]` or
+    /// `rediss://` (TLS); a password goes in the URL (`redis://:password@host`).
+    /// Requires [`obo_cache_key`](Self::obo_cache_key). Nothing connects at build
+    /// time, and Redis failures never fail a request (they fall back to the
+    /// in-memory cache and the exchange). Environment: `OBO_REDIS_URL`.
+    #[cfg(feature = "redis")]
+    pub fn obo_redis_url(mut self, url: impl Into<String>) -> Self {
+        self.l2.url = Some(SecretString::new(url.into()));
+        self
+    }
+
+    /// The key sealing every L2 value (AES-256-GCM): 32 bytes in standard base64,
+    /// e.g. from `openssl rand -base64 32`. The same on every replica; keep it in
+    /// your secret store. Environment: `OBO_CACHE_KEY`.
+    #[cfg(feature = "redis")]
+    pub fn obo_cache_key(mut self, base64_key: impl Into<String>) -> Self {
+        self.l2.key = Some(SecretString::new(base64_key.into()));
+        self
+    }
+
+    /// Former cache keys (base64, like [`obo_cache_key`](Self::obo_cache_key)),
+    /// still accepted for reading while entries sealed under them expire (key
+    /// rotation). Environment: `OBO_CACHE_OLD_KEYS`, comma-separated.
+    #[cfg(feature = "redis")]
+    pub fn obo_cache_old_keys<I, T>(mut self, base64_keys: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.l2.old_keys = base64_keys
+            .into_iter()
+            .map(|k| SecretString::new(k.into()))
+            .collect();
+        self
+    }
+
+    /// Prefix of the L2's Redis keys (default `axum-obo:`), e.g. to share one
+    /// Redis between several APIs or environments. Environment: `OBO_REDIS_PREFIX`.
+    #[cfg(feature = "redis")]
+    pub fn obo_redis_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.l2.prefix = prefix.into();
+        self
+    }
+
+    /// Bound of every Redis call (default 100 ms, at most 10 s); past it the
+    /// request goes on without the L2. Environment: `OBO_REDIS_TIMEOUT_MS`.
+    #[cfg(feature = "redis")]
+    pub fn obo_redis_timeout(mut self, timeout: Duration) -> Self {
+        self.l2.timeout = timeout;
+        self
+    }
+
     /// Validates everything and builds the configuration.
     pub fn build(self) -> Result<OboConfig, ConfigError> {
         let tenant_id = normalize_guid("tenant_id", self.tenant_id.as_deref())?;
@@ -573,6 +753,10 @@ impl OboConfigBuilder {
                 "the retry budget must be at most 2 minutes",
             ));
         }
+        #[cfg(feature = "redis")]
+        {
+            obo.l2 = self.l2.build()?;
+        }
         Ok(OboConfig {
             tenant_id,
             client_id,
@@ -589,6 +773,78 @@ impl OboConfigBuilder {
             clock: self.clock,
             obo,
         })
+    }
+}
+
+#[cfg(feature = "redis")]
+impl L2Spec {
+    /// The L2 settings, `None` when no Redis URL is configured.
+    fn build(self) -> Result<Option<L2Settings>, ConfigError> {
+        let Some(url) = self.url else {
+            if self.key.is_some() || !self.old_keys.is_empty() {
+                return Err(ConfigError::new(
+                    "obo_redis_url",
+                    "is required when a cache key is set (or unset OBO_CACHE_KEY)",
+                ));
+            }
+            return Ok(None);
+        };
+        let raw = url.expose().trim();
+        let parsed =
+            url::Url::parse(raw).map_err(|_| ConfigError::new("obo_redis_url", "is not a URL"))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(ConfigError::new(
+                "obo_redis_url",
+                format!(
+                    "must start with redis:// or rediss://, not {}://",
+                    parsed.scheme()
+                ),
+            ));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError::new("obo_redis_url", "has no host"));
+        }
+        // The client's own parsing (database, TLS support); connects to nothing.
+        redis::Client::open(raw)
+            .map_err(|e| ConfigError::new("obo_redis_url", format!("is not usable: {e}")))?;
+        let key = self.key.ok_or_else(|| {
+            ConfigError::new(
+                "obo_cache_key",
+                "is required with a Redis URL: L2 values are always encrypted",
+            )
+        })?;
+        let key = L2Key::from_base64(key.expose())
+            .map_err(|reason| ConfigError::new("obo_cache_key", reason))?;
+        let old_keys = self
+            .old_keys
+            .iter()
+            .map(|k| L2Key::from_base64(k.expose()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| ConfigError::new("obo_cache_old_keys", reason))?;
+        if self.prefix.len() > 128
+            || self
+                .prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "obo_redis_prefix",
+                "must be at most 128 characters, without spaces or control characters",
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(10) {
+            return Err(ConfigError::new(
+                "obo_redis_timeout",
+                "must be greater than zero and at most 10 s",
+            ));
+        }
+        Ok(Some(L2Settings {
+            url: SecretString::new(raw),
+            key,
+            old_keys,
+            prefix: self.prefix,
+            timeout: self.timeout,
+        }))
     }
 }
 
@@ -757,6 +1013,135 @@ mod tests {
         assert_eq!(c.allowed_tenants().count(), 2);
         let missing = OboConfigBuilder::from_lookup(|_| None).unwrap_err();
         assert_eq!(missing.field(), "AZURE_TENANT_ID");
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn redis_variables_need_the_feature() {
+        let env = |k: &str| match k {
+            "AZURE_TENANT_ID" => Some(T.to_owned()),
+            "AZURE_CLIENT_ID" => Some(C.to_owned()),
+            "OBO_REDIS_URL" => Some("redis://127.0.0.1:6379".to_owned()),
+            _ => None,
+        };
+        let e = OboConfigBuilder::from_lookup(env).unwrap_err();
+        assert_eq!(e.field(), "OBO_REDIS_URL");
+        assert!(e.reason().contains("`redis` feature"), "{e}");
+    }
+
+    #[cfg(feature = "redis")]
+    mod redis_l2 {
+        use super::*;
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+
+        fn key(b: u8) -> String {
+            STANDARD.encode([b; 32])
+        }
+
+        fn with_redis() -> OboConfigBuilder {
+            base()
+                .obo_redis_url("redis://:hunter2@127.0.0.1:6379/2")
+                .obo_cache_key(key(1))
+        }
+
+        #[test]
+        fn settings_and_defaults() {
+            assert!(base().build().unwrap().obo.l2.is_none());
+            let c = with_redis()
+                .obo_cache_old_keys([key(2), key(3)])
+                .build()
+                .unwrap();
+            let l2 = c.obo.l2.as_ref().unwrap();
+            assert_eq!(l2.prefix, "axum-obo:");
+            assert_eq!(l2.timeout, Duration::from_millis(100));
+            assert_eq!(l2.old_keys.len(), 2);
+            assert!(with_redis()
+                .obo_redis_url("rediss://cache.example.com:6380")
+                .build()
+                .is_ok());
+        }
+
+        #[test]
+        fn errors_name_the_field() {
+            let cases = [
+                (base().obo_redis_url("redis://127.0.0.1"), "obo_cache_key"),
+                (base().obo_cache_key(key(1)), "obo_redis_url"),
+                (
+                    with_redis().obo_redis_url("http://127.0.0.1"),
+                    "obo_redis_url",
+                ),
+                (
+                    with_redis().obo_redis_url("127.0.0.1:6379"),
+                    "obo_redis_url",
+                ),
+                (with_redis().obo_redis_url("redis://"), "obo_redis_url"),
+                (with_redis().obo_cache_key("not base64!"), "obo_cache_key"),
+                (
+                    with_redis().obo_cache_key(STANDARD.encode([1u8; 16])),
+                    "obo_cache_key",
+                ),
+                (with_redis().obo_cache_key(""), "obo_cache_key"),
+                (
+                    with_redis().obo_cache_old_keys([key(2), "short".to_owned()]),
+                    "obo_cache_old_keys",
+                ),
+                (with_redis().obo_redis_prefix("a b"), "obo_redis_prefix"),
+                (
+                    with_redis().obo_redis_timeout(Duration::ZERO),
+                    "obo_redis_timeout",
+                ),
+                (
+                    with_redis().obo_redis_timeout(Duration::from_secs(60)),
+                    "obo_redis_timeout",
+                ),
+            ];
+            for (b, field) in cases {
+                let e = b.build().expect_err(field);
+                assert_eq!(e.field(), field, "{e}");
+                assert!(!e.to_string().contains("hunter2"), "{e}");
+            }
+        }
+
+        #[test]
+        fn from_lookup_reads_the_variables() {
+            let old = format!(" {} ,{},", key(2), key(3));
+            let env = |k: &str| match k {
+                "AZURE_TENANT_ID" => Some(T.to_owned()),
+                "AZURE_CLIENT_ID" => Some(C.to_owned()),
+                "OBO_REDIS_URL" => Some("redis://127.0.0.1:6379".to_owned()),
+                "OBO_CACHE_KEY" => Some(key(1)),
+                "OBO_CACHE_OLD_KEYS" => Some(old.clone()),
+                "OBO_REDIS_PREFIX" => Some("app1:".to_owned()),
+                "OBO_REDIS_TIMEOUT_MS" => Some("250".to_owned()),
+                _ => None,
+            };
+            let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
+            let l2 = c.obo.l2.as_ref().unwrap();
+            assert_eq!(l2.url.expose(), "redis://127.0.0.1:6379");
+            assert_eq!(l2.old_keys.len(), 2);
+            assert_eq!(l2.prefix, "app1:");
+            assert_eq!(l2.timeout, Duration::from_millis(250));
+
+            let bad = |k: &str| match k {
+                "OBO_REDIS_TIMEOUT_MS" => Some("soon".to_owned()),
+                other => env(other),
+            };
+            let e = OboConfigBuilder::from_lookup(bad).unwrap_err();
+            assert_eq!(e.field(), "OBO_REDIS_TIMEOUT_MS");
+        }
+
+        #[test]
+        fn debug_redacts_keys_and_the_redis_password() {
+            let c = with_redis().obo_cache_old_keys([key(2)]).build().unwrap();
+            let text = format!("{c:?}");
+            assert!(text.contains("127.0.0.1:6379"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+            for k in [key(1), key(2)] {
+                assert!(!text.contains(&k), "{text}");
+            }
+            assert!(text.contains("L2Key([redacted])"), "{text}");
+        }
     }
 
     #[test]

@@ -84,6 +84,19 @@ pub struct OboStats {
     pub negative_hits: u64,
     /// Requests refused before any network call (app-only or expiring token).
     pub preflight_refusals: u64,
+    /// L1 misses served by the Redis L2 (feature `redis`), without an exchange.
+    pub l2_hits: u64,
+    /// L2 lookups that found no entry, or one no longer fresh.
+    pub l2_misses: u64,
+    /// L2 values that failed to open (modified, moved to another key, unknown
+    /// key, malformed): treated as misses.
+    pub l2_rejected: u64,
+    /// L2 calls that failed or timed out (the request went on without L2).
+    pub l2_errors: u64,
+    /// L2 calls skipped because Redis failed within the last second.
+    pub l2_skipped: u64,
+    /// Tokens written through to the L2.
+    pub l2_writes: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +107,12 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     pub(crate) negative_hits: AtomicU64,
     pub(crate) preflight_refusals: AtomicU64,
+    pub(crate) l2_hits: AtomicU64,
+    pub(crate) l2_misses: AtomicU64,
+    pub(crate) l2_rejected: AtomicU64,
+    pub(crate) l2_errors: AtomicU64,
+    pub(crate) l2_skipped: AtomicU64,
+    pub(crate) l2_writes: AtomicU64,
 }
 
 impl Counters {
@@ -106,6 +125,12 @@ impl Counters {
             errors: l(&self.errors),
             negative_hits: l(&self.negative_hits),
             preflight_refusals: l(&self.preflight_refusals),
+            l2_hits: l(&self.l2_hits),
+            l2_misses: l(&self.l2_misses),
+            l2_rejected: l(&self.l2_rejected),
+            l2_errors: l(&self.l2_errors),
+            l2_skipped: l(&self.l2_skipped),
+            l2_writes: l(&self.l2_writes),
         }
     }
 }

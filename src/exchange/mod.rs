@@ -3,12 +3,15 @@
 //! - [`credential`]: how this API authenticates (secret, certificate, federated file, custom).
 //! - [`endpoint`]: the token request, response/error parsing, bounded retries.
 //! - [`cache`]: the token cache (single-flight, negative cache, counters).
+//! - `l2` (feature `redis`): the encrypted Redis L2 shared by replicas.
 //! - [`error`]: why an exchange failed.
 
 pub(crate) mod cache;
 pub(crate) mod credential;
 pub(crate) mod endpoint;
 pub(crate) mod error;
+#[cfg(feature = "redis")]
+pub(crate) mod l2;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,8 @@ pub(crate) struct Exchanger {
     endpoint: TokenEndpoint,
     cache: OboCache,
     counters: Counters,
+    #[cfg(feature = "redis")]
+    l2: Option<l2::L2Cache>,
 }
 
 impl Exchanger {
@@ -43,10 +48,36 @@ impl Exchanger {
         let cache = OboCache::new(config.obo.cache_max_bytes, config.obo.negative_ttl);
         Self {
             endpoint: TokenEndpoint::new(http, Arc::clone(&config)),
+            #[cfg(feature = "redis")]
+            l2: config
+                .obo
+                .l2
+                .as_ref()
+                .and_then(|s| l2::L2Cache::new(s, &config.client_id)),
             config,
             cache,
             counters: Counters::default(),
         }
+    }
+
+    /// The L2's fresh entry for `key`, if there is an L2 and it has one.
+    async fn l2_get(&self, key: &cache::CacheKey) -> Option<CachedToken> {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.l2 {
+            let now = self.config.clock.now();
+            return l2.get(key, now, &self.counters).await;
+        }
+        let _ = key;
+        None
+    }
+
+    /// Writes a freshly exchanged token through to the L2, if there is one.
+    async fn l2_put(&self, key: &cache::CacheKey, token: &CachedToken) {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.l2 {
+            l2.put(key, token, &self.counters).await;
+        }
+        let _ = (key, token);
     }
 
     pub(crate) fn stats(&self) -> OboStats {
@@ -113,6 +144,10 @@ impl Exchanger {
         }
         bump(&self.counters.misses);
         let init = async {
+            // Another replica may have exchanged it: read through the L2 first.
+            if let Some(t) = self.l2_get(&key).await {
+                return Ok(Arc::new(t));
+            }
             bump(&self.counters.exchanges);
             let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent);
             let result = self
@@ -143,13 +178,15 @@ impl Exchanger {
                         expires_in = lifetime,
                         "On-Behalf-Of token obtained"
                     );
-                    Ok(Arc::new(CachedToken {
+                    let token = CachedToken {
                         access_token: issued.access_token,
                         expires_at: now + lifetime,
                         fresh_until: now + fresh_for,
                         scopes: granted,
                         ttl: Duration::from_secs(fresh_for as u64),
-                    }))
+                    };
+                    self.l2_put(&key, &token).await;
+                    Ok(Arc::new(token))
                 }
                 Err(e) => {
                     bump(&self.counters.errors);

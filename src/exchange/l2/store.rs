@@ -1,0 +1,198 @@
+//! The Redis connection of the L2: connected lazily, reconnecting, every call
+//! bounded by a short timeout, and skipped for a while after a failure.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::TcpSettings;
+use redis::IntoConnectionInfo as _;
+
+/// After a failure, L2 calls are skipped this long; then one call probes Redis.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What became of one L2 call.
+#[derive(Debug)]
+pub(crate) enum Outcome<T> {
+    /// Redis answered.
+    Done(T),
+    /// Not attempted: Redis failed recently.
+    Skipped,
+    /// Redis failed or did not answer in time.
+    Failed,
+}
+
+/// A Redis connection (shared by every request) with a timeout and a breaker.
+pub(crate) struct RedisStore {
+    client: redis::Client,
+    /// Created on first use, inside the runtime (the manager spawns tasks).
+    manager: OnceLock<Option<ConnectionManager>>,
+    timeout: Duration,
+    health: Health,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("timeout", &self.timeout)
+            .field("down", &self.health.down.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Never connects: the connection is made by the first call.
+    pub(crate) fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
+        // Small request/response exchanges: no Nagle delay.
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        Ok(Self {
+            client: redis::Client::open(info)?,
+            manager: OnceLock::new(),
+            timeout,
+            health: Health::new(),
+        })
+    }
+
+    /// `GET key`.
+    pub(crate) async fn get(&self, key: &str) -> Outcome<Option<Vec<u8>>> {
+        self.run("GET", redis::cmd("GET").arg(key)).await
+    }
+
+    /// `SET key value PX ttl`.
+    pub(crate) async fn set_px(&self, key: &str, value: &[u8], ttl: Duration) -> Outcome<()> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(
+            "SET",
+            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis),
+        )
+        .await
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, op: &str, cmd: &redis::Cmd) -> Outcome<T> {
+        if !self.health.admit() {
+            return Outcome::Skipped;
+        }
+        let Some(mut conn) = self.connection() else {
+            return Outcome::Failed;
+        };
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => {
+                self.health.succeeded();
+                Outcome::Done(v)
+            }
+            Ok(Err(e)) => {
+                self.health.failed(op, &e);
+                Outcome::Failed
+            }
+            Err(_) => {
+                self.health
+                    .failed(op, &format_args!("no answer within {:?}", self.timeout));
+                Outcome::Failed
+            }
+        }
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.manager
+            .get_or_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(self.timeout.max(Duration::from_secs(1))))
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(1));
+                // Fails only for push/resubscribe options, which are not set.
+                let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                    .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled"))
+                    .ok()?;
+                // Connect in the background, whatever the first call's timeout.
+                let mut warm = manager.clone();
+                tokio::spawn(async move {
+                    let _ = redis::cmd("PING").query_async::<()>(&mut warm).await;
+                });
+                Some(manager)
+            })
+            .clone()
+    }
+}
+
+/// A breaker: after a failure, calls are skipped for [`RETRY_AFTER`]; then one
+/// call at a time probes. Warns once per failure streak, not per request.
+struct Health {
+    epoch: Instant,
+    down: AtomicBool,
+    /// Milliseconds since `epoch` before which calls are skipped.
+    retry_at: AtomicU64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            down: AtomicBool::new(false),
+            retry_at: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn later(&self) -> u64 {
+        self.now_ms().saturating_add(RETRY_AFTER.as_millis() as u64)
+    }
+
+    /// Whether a call may go to Redis now.
+    fn admit(&self) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return true;
+        }
+        let at = self.retry_at.load(Ordering::Acquire);
+        // One prober per interval: whoever moves `retry_at` on.
+        self.now_ms() >= at
+            && self
+                .retry_at
+                .compare_exchange(at, self.later(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn failed(&self, op: &str, error: &dyn fmt::Display) {
+        self.retry_at.store(self.later(), Ordering::Release);
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                %error,
+                op,
+                "Redis L2 unavailable; serving from the in-memory cache and Entra, retrying every {RETRY_AFTER:?}"
+            );
+        } else {
+            tracing::debug!(%error, op, "Redis L2 still unavailable");
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!("Redis L2 available again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_skips_after_a_failure_then_lets_one_probe_through() {
+        let h = Health::new();
+        assert!(h.admit() && h.admit(), "healthy: every call goes through");
+        h.failed("GET", &"boom");
+        assert!(!h.admit(), "skipped right after a failure");
+        h.retry_at.store(0, Ordering::SeqCst);
+        assert!(h.admit(), "one probe once the interval is over");
+        assert!(!h.admit(), "and only one");
+        h.succeeded();
+        assert!(h.admit() && h.admit());
+    }
+}

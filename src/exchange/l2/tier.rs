@@ -1,0 +1,186 @@
+//! The L2 tier: where an entry lives in Redis, what is stored there, and how a
+//! stored value becomes a cached token again.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::seal::{Rejected, Sealer, VERSION};
+use super::store::{Outcome, RedisStore};
+use crate::config::L2Settings;
+use crate::exchange::cache::{bump, CacheKey, CachedToken, Counters};
+use crate::secret::BearerToken;
+
+/// Domain separator of everything the L2 derives from a cache key.
+const DOMAIN: &[u8] = b"axum-obo-l2";
+
+/// The distributed, encrypted second level of the On-Behalf-Of cache.
+#[derive(Debug)]
+pub(crate) struct L2Cache {
+    store: RedisStore,
+    sealer: Sealer,
+    prefix: String,
+    client_id: String,
+    /// Rejected values are logged at `warn` once, then at `debug`.
+    warned_rejected: AtomicBool,
+}
+
+/// The plaintext of a stored value.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    t: &'a str,
+    e: i64,
+    f: i64,
+    s: &'a [Box<str>],
+}
+
+#[derive(Deserialize)]
+struct EntryIn {
+    t: String,
+    e: i64,
+    f: i64,
+    s: Vec<String>,
+}
+
+impl L2Cache {
+    /// `None` (logged) if the settings cannot be used; `build()` checked them.
+    pub(crate) fn new(settings: &L2Settings, client_id: &str) -> Option<Self> {
+        let store = RedisStore::new(settings.url.expose(), settings.timeout)
+            .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled: bad URL"))
+            .ok()?;
+        let sealer = Sealer::new(&settings.key, &settings.old_keys)?;
+        Some(Self {
+            store,
+            sealer,
+            prefix: settings.prefix.clone(),
+            client_id: client_id.to_owned(),
+            warned_rejected: AtomicBool::new(false),
+        })
+    }
+
+    /// The Redis key of an entry: the prefix and a hex SHA-256 of the cache key
+    /// under a domain separator and this API's client id. Unlinkable to the L1
+    /// key, and holds no identifier or token.
+    fn redis_key(&self, key: &CacheKey) -> String {
+        let mut input = Vec::with_capacity(DOMAIN.len() + 8 + self.client_id.len() + key.len());
+        input.extend_from_slice(DOMAIN);
+        push_prefixed(&mut input, self.client_id.as_bytes());
+        input.extend_from_slice(key);
+        let digest = crate::digest::sha256(&input);
+        let mut out = String::with_capacity(self.prefix.len() + 64);
+        out.push_str(&self.prefix);
+        for b in digest {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    /// Associated data of an entry: format version, prefix, client id and the
+    /// cache key. A value moved under another entry's Redis key fails to open.
+    fn aad(&self, key: &CacheKey) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64 + self.prefix.len() + self.client_id.len());
+        aad.extend_from_slice(DOMAIN);
+        aad.push(VERSION);
+        push_prefixed(&mut aad, self.prefix.as_bytes());
+        push_prefixed(&mut aad, self.client_id.as_bytes());
+        aad.extend_from_slice(key);
+        aad
+    }
+
+    /// The entry for `key` if Redis has one that opens and is fresh at `now`
+    /// (clock seconds). Failures of any kind are a miss.
+    pub(crate) async fn get(
+        &self,
+        key: &CacheKey,
+        now: i64,
+        counters: &Counters,
+    ) -> Option<CachedToken> {
+        let sealed = match self.store.get(&self.redis_key(key)).await {
+            Outcome::Done(Some(v)) => v,
+            Outcome::Done(None) => {
+                bump(&counters.l2_misses);
+                return None;
+            }
+            Outcome::Skipped => {
+                bump(&counters.l2_skipped);
+                return None;
+            }
+            Outcome::Failed => {
+                bump(&counters.l2_errors);
+                return None;
+            }
+        };
+        let entry = match self.open(key, &sealed) {
+            Ok(e) => e,
+            Err(why) => {
+                bump(&counters.l2_rejected);
+                if self.warned_rejected.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(reason = %why, "Redis L2 value rejected; treated as a miss");
+                } else {
+                    tracing::warn!(
+                        reason = %why,
+                        "Redis L2 value rejected; treated as a miss (further rejections are logged at debug)"
+                    );
+                }
+                return None;
+            }
+        };
+        if now >= entry.f {
+            bump(&counters.l2_misses);
+            return None;
+        }
+        bump(&counters.l2_hits);
+        Some(CachedToken {
+            access_token: BearerToken::new(entry.t),
+            expires_at: entry.e,
+            fresh_until: entry.f,
+            scopes: entry.s.into_iter().map(Box::from).collect(),
+            ttl: Duration::from_secs(u64::try_from(entry.f - now).unwrap_or(0)),
+        })
+    }
+
+    fn open(&self, key: &CacheKey, sealed: &[u8]) -> Result<EntryIn, Rejected> {
+        let plain = self.sealer.open(&self.aad(key), sealed)?;
+        let entry: EntryIn = serde_json::from_slice(&plain).map_err(|_| Rejected::Malformed)?;
+        if entry.t.is_empty() || entry.f > entry.e {
+            return Err(Rejected::Malformed);
+        }
+        Ok(entry)
+    }
+
+    /// Writes `token` through to Redis, expiring when it stops being fresh.
+    pub(crate) async fn put(&self, key: &CacheKey, token: &CachedToken, counters: &Counters) {
+        if token.ttl.is_zero() {
+            return;
+        }
+        let plain = serde_json::to_vec(&EntryOut {
+            t: token.access_token.expose(),
+            e: token.expires_at,
+            f: token.fresh_until,
+            s: &token.scopes,
+        });
+        let Some(sealed) = plain
+            .ok()
+            .and_then(|p| self.sealer.seal(&self.aad(key), &p))
+        else {
+            bump(&counters.l2_errors);
+            return;
+        };
+        match self
+            .store
+            .set_px(&self.redis_key(key), &sealed, token.ttl)
+            .await
+        {
+            Outcome::Done(()) => bump(&counters.l2_writes),
+            Outcome::Skipped => bump(&counters.l2_skipped),
+            Outcome::Failed => bump(&counters.l2_errors),
+        }
+    }
+}
+
+fn push_prefixed(buf: &mut Vec<u8>, part: &[u8]) {
+    buf.extend_from_slice(&(part.len() as u64).to_be_bytes());
+    buf.extend_from_slice(part);
+}

@@ -1,0 +1,602 @@
+//! The Redis L2 (feature `redis`) against a real `redis-server` on loopback:
+//! sharing between replicas, encryption at rest, rotation, expiry, and Redis
+//! failing and coming back. Each test starts its own server on a free port and
+//! stops it; `redis-server` must be installed (`.ci/run` installs it).
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use axum_obo::testing::{EntraStandIn, TokenFault};
+use axum_obo::{GraphUserRead, OboConfigBuilder, OboLayer, OboToken, Principal};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use common::*;
+use redis::aio::MultiplexedConnection;
+
+/// A `redis-server` child process on 127.0.0.1, killed on drop.
+struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port and waits until it answers PING.
+    async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "axum-obo-redis-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(),
+                dir: dir.clone(),
+                child: None,
+            };
+            if server.spawn().await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// Spawns on `self.port`; false if the process exited (port taken meanwhile).
+    async fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "`redis-server` is not installed, and the Redis L2 tests need it: \
+                 `apt-get install -y redis-server` (.ci/run installs it)"
+            ),
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        self.child = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
+            if let Ok(mut c) = self.try_connect().await {
+                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+                if pong.is_ok() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server on port {} did not answer PING", self.port);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn try_connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    /// A client connection of the test itself (to look at and tamper with entries).
+    async fn client(&self) -> MultiplexedConnection {
+        self.try_connect().await.expect("test client connects")
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A new, empty server on the same port.
+    async fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn().await, "redis-server restarts on its port");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn key(b: u8) -> String {
+    STANDARD.encode([b; 32])
+}
+
+fn with_redis(entra: &EntraStandIn, redis_url: &str) -> OboConfigBuilder {
+    config(entra)
+        .client_secret(entra.client_secret())
+        .obo_redis_url(redis_url)
+        .obo_cache_key(key(1))
+}
+
+fn replica(builder: OboConfigBuilder) -> (OboLayer, Router) {
+    let layer = OboLayer::new(builder.build().unwrap());
+    (layer.clone(), app_l2(layer))
+}
+
+fn claims(token: &str) -> serde_json::Value {
+    let seg = token.split('.').nth(1).unwrap_or_default();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).unwrap_or_default())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// `/raw`: the downstream token (test only); `/owner`: "caller-oid token-oid".
+fn app_l2(layer: OboLayer) -> Router {
+    Router::new()
+        .route(
+            "/raw",
+            get(|t: OboToken<GraphUserRead>| async move { t.access_token().expose().to_owned() }),
+        )
+        .route(
+            "/owner",
+            get(|p: Principal, t: OboToken<GraphUserRead>| async move {
+                let c = claims(t.access_token().expose());
+                format!("{} {}", p.oid(), c["oid"].as_str().unwrap_or("?"))
+            }),
+        )
+        .layer(layer)
+}
+
+async fn raw(app: &Router, token: &str) -> String {
+    let r = bearer(app, "/raw", token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+async fn assert_own_token(app: &Router, token: &str) {
+    let r = bearer(app, "/owner", token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (caller, owner) = r.body.split_once(' ').unwrap();
+    assert_eq!(caller, owner, "a user was served someone else's token");
+}
+
+async fn keys(c: &mut MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(c).await.unwrap();
+    keys.sort();
+    keys
+}
+
+async fn value(c: &mut MultiplexedConnection, key: &str) -> Vec<u8> {
+    redis::cmd("GET").arg(key).query_async(c).await.unwrap()
+}
+
+async fn set_keep_ttl(c: &mut MultiplexedConnection, key: &str, value: &[u8]) {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("KEEPTTL")
+        .query_async::<()>(c)
+        .await
+        .unwrap();
+}
+
+async fn pttl(c: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(c).await.unwrap()
+}
+
+/// The one key in Redis that is not in `known`.
+async fn new_key(c: &mut MultiplexedConnection, known: &[String]) -> String {
+    let fresh: Vec<String> = keys(c)
+        .await
+        .into_iter()
+        .filter(|k| !known.contains(k))
+        .collect();
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    fresh[0].clone()
+}
+
+#[tokio::test]
+async fn a_token_exchanged_by_one_replica_is_served_by_another() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let (a, app_a) = replica(with_redis(&entra, &redis.url()));
+    let (b, app_b) = replica(with_redis(&entra, &redis.url()));
+    let builder = entra.token();
+    let (tid, oid) = {
+        let c = builder.claims();
+        (
+            c["tid"].as_str().unwrap().to_owned(),
+            c["oid"].as_str().unwrap().to_owned(),
+        )
+    };
+    let user = builder.sign();
+
+    let from_a = raw(&app_a, &user).await;
+    assert_eq!(entra.token_requests(), 1);
+    let from_b = raw(&app_b, &user).await;
+    assert_eq!(from_a, from_b, "B serves A's token");
+    assert_eq!(entra.token_requests(), 1, "no second exchange");
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!((sa.exchanges, sa.l2_misses, sa.l2_writes), (1, 1, 1));
+    assert_eq!((sb.exchanges, sb.l2_hits, sb.misses), (0, 1, 1));
+
+    // Now in B's memory: no Redis call for the next request.
+    assert_eq!(raw(&app_b, &user).await, from_a);
+    assert_eq!((b.stats().hits, b.stats().l2_hits), (1, 1));
+
+    // The other way round, for a second user.
+    let second = entra.token().sign();
+    assert_own_token(&app_b, &second).await;
+    assert_own_token(&app_a, &second).await;
+    assert_eq!(entra.token_requests(), 2);
+    assert_eq!(a.stats().l2_hits, 1);
+
+    // Redis holds digests and ciphertext only.
+    let mut c = redis.client().await;
+    let stored = keys(&mut c).await;
+    assert_eq!(stored.len(), 2);
+    for k in &stored {
+        let hex = k.strip_prefix("axum-obo:").expect("default prefix");
+        assert!(
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{k}"
+        );
+        let v = value(&mut c, k).await;
+        let text = String::from_utf8_lossy(&v);
+        for secret in [oid.as_str(), tid.as_str(), "User.Read"]
+            .into_iter()
+            .chain(from_a.split('.').filter(|p| p.len() > 16))
+            .chain(user.split('.').filter(|p| p.len() > 16))
+        {
+            assert!(
+                !k.contains(secret) && !text.contains(secret),
+                "{secret} in clear"
+            );
+        }
+        // The TTL is the entry's freshness: 3599 s lifetime - 300 s margin.
+        let ttl = pttl(&mut c, k).await;
+        assert!((3_290_000..=3_299_000).contains(&ttl), "PTTL {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn tampered_or_swapped_values_are_rejected_and_exchanged_again() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let cfg = || with_redis(&entra, &redis.url());
+    let (_, writer) = replica(cfg());
+    let mut c = redis.client().await;
+    let alice = entra.token().sign();
+    let bob = entra.token().sign();
+    assert_own_token(&writer, &alice).await;
+    let alice_key = new_key(&mut c, &[]).await;
+    assert_own_token(&writer, &bob).await;
+    let bob_key = new_key(&mut c, std::slice::from_ref(&alice_key)).await;
+    assert_eq!(entra.token_requests(), 2);
+
+    // One bit flipped, at the start, in the middle and at the end of the value.
+    for at in [0usize, 1, 20, usize::MAX] {
+        let good = value(&mut c, &alice_key).await;
+        let mut bad = good.clone();
+        let i = at.min(bad.len() - 1);
+        bad[i] ^= 0x01;
+        set_keep_ttl(&mut c, &alice_key, &bad).await;
+        let before = entra.token_requests();
+        let (reader, app) = replica(cfg());
+        assert_own_token(&app, &alice).await;
+        assert_eq!(
+            entra.token_requests(),
+            before + 1,
+            "byte {i}: exchanged again"
+        );
+        let s = reader.stats();
+        assert_eq!(
+            (s.l2_rejected, s.l2_hits, s.l2_writes),
+            (1, 0, 1),
+            "byte {i}"
+        );
+        assert_ne!(
+            value(&mut c, &alice_key).await,
+            bad,
+            "overwritten by the new exchange"
+        );
+    }
+    // Truncated, empty.
+    for bad in [value(&mut c, &alice_key).await[..30].to_vec(), Vec::new()] {
+        set_keep_ttl(&mut c, &alice_key, &bad).await;
+        let (reader, app) = replica(cfg());
+        assert_own_token(&app, &alice).await;
+        assert_eq!(reader.stats().l2_rejected, 1);
+    }
+
+    // Alice's value under Bob's key and Bob's under Alice's: both refused.
+    let (va, vb) = (
+        value(&mut c, &alice_key).await,
+        value(&mut c, &bob_key).await,
+    );
+    set_keep_ttl(&mut c, &alice_key, &vb).await;
+    set_keep_ttl(&mut c, &bob_key, &va).await;
+    let before = entra.token_requests();
+    let (reader, app) = replica(cfg());
+    assert_own_token(&app, &alice).await;
+    assert_own_token(&app, &bob).await;
+    assert_eq!(entra.token_requests(), before + 2);
+    let s = reader.stats();
+    assert_eq!((s.l2_rejected, s.l2_hits), (2, 0));
+
+    // The rewritten entries are good again.
+    let (reader, app) = replica(cfg());
+    assert_own_token(&app, &alice).await;
+    assert_own_token(&app, &bob).await;
+    assert_eq!(reader.stats().l2_hits, 2);
+    assert_eq!(entra.token_requests(), before + 2);
+}
+
+#[tokio::test]
+async fn rotated_keys_read_old_entries_and_write_new_ones() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let old_only = || with_redis(&entra, &redis.url());
+    let rotated = || {
+        with_redis(&entra, &redis.url())
+            .obo_cache_key(key(2))
+            .obo_cache_old_keys([key(1)])
+    };
+    let new_only = || with_redis(&entra, &redis.url()).obo_cache_key(key(2));
+    let user = entra.token().sign();
+
+    let (_, before_rotation) = replica(old_only());
+    let token = raw(&before_rotation, &user).await;
+    // A replica with the new key and the old one listed reads it.
+    let (r, app) = replica(rotated());
+    assert_eq!(raw(&app, &user).await, token);
+    assert_eq!((r.stats().l2_hits, entra.token_requests()), (1, 1));
+    // A replica that does not know the old key cannot.
+    let (r, app) = replica(new_only());
+    assert_ne!(raw(&app, &user).await, token);
+    assert_eq!((r.stats().l2_rejected, entra.token_requests()), (1, 2));
+    // It wrote under the new key: readable by rotated replicas, not by old ones.
+    let (r, app) = replica(rotated());
+    raw(&app, &user).await;
+    assert_eq!(r.stats().l2_hits, 1);
+    let (r, app) = replica(old_only());
+    raw(&app, &user).await;
+    assert_eq!(r.stats().l2_rejected, 1);
+    assert_eq!(entra.token_requests(), 3);
+
+    // A different prefix is a different cache.
+    let (r, app) = replica(old_only().obo_redis_prefix("other-app:"));
+    raw(&app, &user).await;
+    assert_eq!((r.stats().l2_misses, r.stats().l2_hits), (1, 0));
+}
+
+#[tokio::test]
+async fn entries_expire_with_the_tokens_freshness() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = || with_redis(&entra, &redis.url()).clock(clock.clone());
+    let user = entra.token().lifetime(Duration::from_secs(3 * 3600)).sign();
+    let mut c = redis.client().await;
+
+    let (_, a) = replica(cfg());
+    let first = raw(&a, &user).await;
+    let k = new_key(&mut c, &[]).await;
+    assert!(pttl(&mut c, &k).await > 3_290_000);
+
+    // Past the entry's freshness by the injected clock: a replica that misses in
+    // memory finds the Redis entry stale, exchanges, and writes the new one.
+    clock.advance(Duration::from_secs(3599 - 300));
+    let (b, app_b) = replica(cfg());
+    let second = raw(&app_b, &user).await;
+    assert_ne!(first, second);
+    assert_eq!(entra.token_requests(), 2);
+    let s = b.stats();
+    assert_eq!((s.l2_misses, s.l2_hits, s.l2_writes), (1, 0, 1));
+    let (c2, app_c) = replica(cfg());
+    assert_eq!(raw(&app_c, &user).await, second);
+    assert_eq!(c2.stats().l2_hits, 1);
+
+    // Redis drops entries itself when they stop being fresh (real time here).
+    let redis2 = RedisServer::start().await;
+    entra.set_obo_token_lifetime(Duration::from_secs(2));
+    let (_, short) = replica(with_redis(&entra, &redis2.url()));
+    raw(&short, &entra.token().sign()).await;
+    let mut c = redis2.client().await;
+    let k = new_key(&mut c, &[]).await;
+    let ttl = pttl(&mut c, &k).await;
+    assert!(
+        (1..=1000).contains(&ttl),
+        "fresh for 1 s of a 2 s token: PTTL {ttl}"
+    );
+    let started = Instant::now();
+    while !keys(&mut c).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "Redis expired the entry"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn requests_survive_redis_going_away_and_use_it_again_when_back() {
+    let (logs, _guard) = capture_logs();
+    let mut redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let (a, app_a) = replica(with_redis(&entra, &redis.url()));
+    let (b, app_b) = replica(with_redis(&entra, &redis.url()));
+    let first = entra.token().sign();
+    raw(&app_a, &first).await;
+
+    redis.kill();
+    let mut users = vec![first.clone()];
+    for _ in 0..5 {
+        let user = entra.token().sign();
+        for app in [&app_a, &app_b] {
+            let started = Instant::now();
+            assert_own_token(app, &user).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "no waiting on Redis"
+            );
+        }
+        users.push(user);
+    }
+    // B had never seen `first` and Redis is gone: it exchanges.
+    assert_own_token(&app_b, &first).await;
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(sa.l2_errors >= 1 && sb.l2_errors >= 1, "{sa:?} {sb:?}");
+    assert!(
+        sa.l2_skipped >= 1,
+        "later calls skip Redis for a while: {sa:?}"
+    );
+    assert_eq!(entra.token_requests(), 1 + 5 * 2 + 1);
+
+    // Back (empty): after at most a second or two, A writes to it again…
+    redis.restart().await;
+    let writes = a.stats().l2_writes;
+    let started = Instant::now();
+    let user = loop {
+        let user = entra.token().sign();
+        assert_own_token(&app_a, &user).await;
+        if a.stats().l2_writes > writes {
+            break user;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "L2 used again: {:?}",
+            a.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // …and B reads from it (once its own breaker lets it try).
+    let exchanges = entra.token_requests();
+    let started = Instant::now();
+    while b.stats().l2_hits == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            b.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = b.stats().l2_hits;
+        assert_own_token(&app_b, &user).await;
+        if b.stats().l2_hits > before {
+            break;
+        }
+    }
+    assert!(entra.token_requests() <= exchanges + 1);
+
+    let text = logs.text();
+    assert_eq!(
+        text.matches("Redis L2 unavailable").count(),
+        2,
+        "one warning per replica and failure streak: {text}"
+    );
+    assert!(text.contains("Redis L2 available again"), "{text}");
+    for t in &users {
+        for part in t.split('.').filter(|p| p.len() > 16) {
+            assert!(!text.contains(part), "a token leaked into the logs");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_or_silent_redis_never_blocks_requests() {
+    let entra = EntraStandIn::start().await;
+
+    // Nothing listens on the port.
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let (layer, app) = replica(with_redis(&entra, &closed));
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_own_token(&app, &entra.token().sign()).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    let s = layer.stats();
+    assert!(s.l2_errors >= 1, "{s:?}");
+    assert_eq!((s.exchanges, s.l2_hits, s.l2_writes), (3, 0, 0));
+
+    // Accepts connections and never answers: the timeout bounds the wait.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    let acceptor = tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            keep.lock().unwrap().push(socket);
+        }
+    });
+    let (layer, app) =
+        replica(with_redis(&entra, &url).obo_redis_timeout(Duration::from_millis(50)));
+    let started = Instant::now();
+    assert_own_token(&app, &entra.token().sign()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_own_token(&app, &entra.token().sign()).await;
+    let s = layer.stats();
+    assert!(s.l2_errors >= 1 && s.l2_skipped >= 1, "{s:?}");
+    acceptor.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_missing_at_once_exchange_at_most_twice() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    entra.inject_token_fault(TokenFault::Delay(Duration::from_millis(300)), Some(2));
+    let (_, app_a) = replica(with_redis(&entra, &redis.url()));
+    let (_, app_b) = replica(with_redis(&entra, &redis.url()));
+    let user = Arc::new(entra.token().sign());
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let app = if i % 2 == 0 {
+            app_a.clone()
+        } else {
+            app_b.clone()
+        };
+        let user = Arc::clone(&user);
+        tasks.push(tokio::spawn(async move {
+            assert_own_token(&app, &user).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = entra.token_requests();
+    assert!(
+        (1..=2).contains(&n),
+        "one exchange per replica at most: {n}"
+    );
+    // Whichever write won, a third replica is served from Redis.
+    let (c, app_c) = replica(with_redis(&entra, &redis.url()));
+    assert_own_token(&app_c, &user).await;
+    assert_eq!((c.stats().l2_hits, entra.token_requests()), (1, n));
+}
