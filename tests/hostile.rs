@@ -246,6 +246,13 @@ async fn start_scripted(entra: String, script_gets: bool) -> (Scripted, String) 
     (s, url)
 }
 
+/// The scripted upstreams are shared by tests that run in parallel: each case
+/// holds this while it scripts an answer and makes its call.
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct UpstreamFixture {
     rt: tokio::runtime::Runtime,
     entra: EntraStandIn,
@@ -355,6 +362,7 @@ proptest! {
         content_type in prop_oneof![Just("application/json"), Just("text/html"), Just("")],
     ) {
         let f = upstream();
+        let _one_at_a_time = exclusive();
         *f.token_endpoint.answer.lock().unwrap() = (status, content_type.to_owned(), body.clone(), None);
         let token = f.entra.token().sign(); // a new user: a cache miss, so a new exchange
         let r = f.rt.block_on(bearer(&f.app, "/obo", &token));
@@ -390,6 +398,7 @@ proptest! {
         ],
     ) {
         let f = upstream();
+        let _one_at_a_time = exclusive();
         *f.graph.answer.lock().unwrap() = (status, "application/json".to_owned(), body, www);
         let result = f.rt.block_on(async {
             let client = DownstreamClient::new(reqwest::Client::new(), &f.graph_url, axum_obo::BearerToken::new("t"))
@@ -411,6 +420,7 @@ proptest! {
 #[test]
 fn scripted_token_endpoint_really_answers_the_exchange() {
     let f = upstream();
+    let _one_at_a_time = exclusive();
     let cases: [(u16, &[u8], u16); 4] = [
         (
             200,
@@ -455,6 +465,7 @@ fn fuzz_regressions_replay() {
             .collect()
     };
     let mut replayed = 0;
+    let _one_at_a_time = exclusive();
     for (name, data) in read("authorization_header") {
         if let Ok(v) = http::HeaderValue::from_bytes(&data) {
             let status = status_of(v.as_bytes());
