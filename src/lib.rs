@@ -64,6 +64,10 @@ mod validate;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "__bench")]
+#[doc(hidden)]
+pub mod bench_support;
+
 pub use config::{
     ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST, DEFAULT_OBO_CACHE_BYTES,
 };

@@ -1,0 +1,235 @@
+//! The server side of the load benchmark (`benches/load.sh`): serves one variant on
+//! loopback next to an embedded Entra stand-in, and writes a token it accepts.
+//!
+//! ```text
+//! load_server serve VARIANT PORT INFO_FILE
+//! load_server idp INFO_FILE
+//! ```
+//!
+//! Variants (each answers `GET /` with a short body):
+//! - `bare`: a bare axum handler;
+//! - `jwt-floor`: a middleware calling `jsonwebtoken::decode` with the same key
+//!   and checks (RS256, iss, aud, exp, nbf) on every request;
+//! - `obo-uncached`: `OboLayer` with the validated-token cache disabled;
+//! - `obo-cached`: `OboLayer` with its validated-token cache (the default);
+//! - `obo-token`: `OboLayer` + `OboToken<GraphUserRead>` from the On-Behalf-Of
+//!   cache (the handler returns the token's length; no downstream call).
+//!
+//! `idp` runs only the stand-in, for the peer crate in `bench-peer/`.
+//!
+//! Before it writes INFO_FILE, the server sends one request through its own
+//! router (which warms the key set and, for `obo-token`, performs the one
+//! exchange), so the load generator measures the steady state. INFO_FILE holds
+//! `key=value` lines: `token`, `issuer`, `audience`, `jwks_url`.
+//!
+//! Run by `cargo bench` without arguments it only prints this usage.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use axum_obo::testing::EntraStandIn;
+use axum_obo::{GraphUserRead, OboLayer, OboToken, Principal};
+use common::{realistic_token, RawDecoder};
+use http::StatusCode;
+use tower::ServiceExt as _;
+
+const USAGE: &str = "usage: load_server serve VARIANT PORT INFO_FILE | load_server idp INFO_FILE
+variants: bare, jwt-floor, obo-uncached, obo-cached, obo-token (see benches/load.sh)";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let job = match args.as_slice() {
+        ["serve", variant, port, info] => {
+            let port: u16 = port
+                .parse()
+                .unwrap_or_else(|_| fail("PORT must be a number"));
+            Job::Serve {
+                variant: Variant::parse(variant),
+                port,
+                info: (*info).to_owned(),
+            }
+        }
+        ["idp", info] => Job::Idp {
+            info: (*info).to_owned(),
+        },
+        // `cargo bench` runs every bench target with `--bench`; `cargo test
+        // --benches` runs them with no argument: nothing to measure here.
+        [] | ["--bench", ..] => {
+            println!("load_server: run by benches/load.sh; {USAGE}");
+            return;
+        }
+        _ => fail(USAGE),
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
+        .block_on(job.run());
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("load_server: {message}");
+    std::process::exit(2)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Bare,
+    JwtFloor,
+    OboUncached,
+    OboCached,
+    OboToken,
+}
+
+impl Variant {
+    fn parse(name: &str) -> Self {
+        match name {
+            "bare" => Self::Bare,
+            "jwt-floor" => Self::JwtFloor,
+            "obo-uncached" => Self::OboUncached,
+            "obo-cached" => Self::OboCached,
+            "obo-token" => Self::OboToken,
+            other => fail(&format!("unknown variant {other:?}\n{USAGE}")),
+        }
+    }
+}
+
+enum Job {
+    Serve {
+        variant: Variant,
+        port: u16,
+        info: String,
+    },
+    Idp {
+        info: String,
+    },
+}
+
+impl Job {
+    async fn run(self) {
+        let entra = EntraStandIn::start().await;
+        common::assert_rsa_2048(&entra);
+        let token = realistic_token(&entra, "5f3a7c1e-9b2d-4e8f-a6c0-1d2e3f4a5b6c");
+        let (variant, port, info) = match self {
+            Job::Idp { info } => {
+                write_info(&entra, &token, &info);
+                // Serve the stand-in (keys for the peer) until killed.
+                std::future::pending::<()>().await;
+                return;
+            }
+            Job::Serve {
+                variant,
+                port,
+                info,
+            } => (variant, port, info),
+        };
+        let app = router(variant, &entra).await;
+        prime(&app, &token, variant).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| fail(&format!("binding 127.0.0.1:{port}: {e}")));
+        write_info(&entra, &token, &info);
+        axum::serve(listener, app)
+            .await
+            .unwrap_or_else(|e| fail(&format!("serving: {e}")));
+    }
+}
+
+async fn router(variant: Variant, entra: &EntraStandIn) -> Router {
+    let layer = |capacity: Option<u64>| {
+        let mut config = common::config(entra).client_secret(entra.client_secret());
+        if let Some(capacity) = capacity {
+            config = config.validated_cache_capacity(capacity);
+        }
+        OboLayer::new(config.build().unwrap_or_else(|e| fail(&e.to_string())))
+    };
+    match variant {
+        Variant::Bare => Router::new().route("/", get(|| async { "ok" })),
+        Variant::JwtFloor => {
+            let decoder = Arc::new(RawDecoder::new(entra).await);
+            Router::new()
+                .route("/", get(|| async { "ok" }))
+                .layer(middleware::from_fn_with_state(decoder, raw_decode))
+        }
+        Variant::OboUncached | Variant::OboCached => {
+            let capacity = (variant == Variant::OboUncached).then_some(0);
+            Router::new()
+                .route("/", get(principal_handler))
+                .layer(layer(capacity))
+        }
+        Variant::OboToken => Router::new()
+            .route(
+                "/",
+                get(|t: OboToken<GraphUserRead>| async move {
+                    t.access_token().expose().len().to_string()
+                }),
+            )
+            .layer(layer(None)),
+    }
+}
+
+/// What a handler behind `OboLayer` typically does first: take the caller.
+async fn principal_handler(caller: Principal) -> &'static str {
+    if caller.oid().is_empty() {
+        "?"
+    } else {
+        "ok"
+    }
+}
+
+/// The floor: verify and decode with `jsonwebtoken` directly.
+async fn raw_decode(State(decoder): State<Arc<RawDecoder>>, req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match token.map(|t| decoder.decode(t)) {
+        Some(Ok(_claims)) => next.run(req).await,
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+/// One request through the router before the load: keys fetched, and for
+/// `obo-token` the one exchange done, so that every measured request is served
+/// from the caches.
+async fn prime(app: &Router, token: &str, variant: Variant) {
+    let request = http::Request::get("/")
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("a request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap_or_default();
+    if status != StatusCode::OK {
+        fail(&format!(
+            "{variant:?}: the priming request got {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+}
+
+fn write_info(entra: &EntraStandIn, token: &str, path: &str) {
+    let tid = entra.home_tenant();
+    let info = format!(
+        "token={token}\nissuer={}\naudience={}\njwks_url={}/{tid}/discovery/v2.0/keys\n",
+        entra.issuer_v2(&tid),
+        entra.api_client_id(),
+        entra.authority_host(),
+    );
+    // Written whole, then renamed: the script polls for the file.
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, info)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .unwrap_or_else(|e| fail(&format!("writing {path}: {e}")));
+}

@@ -1,0 +1,139 @@
+//! Hooks for the benchmarks in `benches/` (cargo feature `__bench`): thin wrappers
+//! over crate-private parts, so that they can be measured alone. Not a public API:
+//! hidden from the docs and free to change with any release.
+//!
+//! Read-only with respect to the rest of the crate: each wrapper calls the code
+//! the layer and the extractor run, and nothing here is used by them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::OboConfig;
+use crate::exchange::cache::{self, CacheKey, CachedToken, OboCache};
+use crate::jwks::KeyError;
+use crate::scope::scope_strings;
+use crate::secret::BearerToken;
+use crate::validate::{Principal, ValidationError, Validator};
+
+/// The token validator the layer runs, with the layer's cache setting
+/// ([`OboConfigBuilder::validated_cache_capacity`](crate::OboConfigBuilder::validated_cache_capacity)).
+pub struct TokenValidator(Validator);
+
+impl fmt::Debug for TokenValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TokenValidator").field(&self.0).finish()
+    }
+}
+
+impl TokenValidator {
+    /// A validator for `config`, as [`OboLayer::new`](crate::OboLayer::new) builds it.
+    pub fn new(config: OboConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self(Validator::new(Arc::new(config), http))
+    }
+
+    /// Fetches the signing keys of every allowed tenant.
+    pub async fn warm_up(&self) -> Result<(), KeyError> {
+        self.0.keys().warm_up().await
+    }
+
+    /// Validates `token` exactly as the layer does (from the validated-token cache
+    /// when it is enabled and holds the token).
+    pub async fn validate(&self, token: &BearerToken) -> Result<Principal, ValidationError> {
+        self.0.validate(token).await
+    }
+}
+
+/// The On-Behalf-Of cache key of (tenant, user, normalized scopes, inbound token).
+pub fn cache_key(tid: &str, oid: &str, normalized_scopes: &str, inbound: &BearerToken) -> [u8; 32] {
+    cache::cache_key(tid, oid, normalized_scopes, inbound)
+}
+
+/// The key derivation of a cache lookup as the extractor runs it: scope
+/// normalization, then [`cache_key`].
+pub fn request_cache_key(tid: &str, oid: &str, scopes: &[&str], inbound: &BearerToken) -> [u8; 32] {
+    let (_sent, normalized) = scope_strings(scopes);
+    cache::cache_key(tid, oid, &normalized, inbound)
+}
+
+/// An On-Behalf-Of cache (the exchanger's, built the same way) filled with
+/// synthetic entries, one per user.
+pub struct FilledOboCache {
+    cache: OboCache,
+    keys: Vec<CacheKey>,
+}
+
+impl fmt::Debug for FilledOboCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilledOboCache")
+            .field("users", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FilledOboCache {
+    /// An empty cache bounded to `max_bytes` (the layer's default is
+    /// [`DEFAULT_OBO_CACHE_BYTES`](crate::DEFAULT_OBO_CACHE_BYTES)).
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            cache: OboCache::new(max_bytes, Duration::from_secs(30)),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Caches `access_token` for (`tid`, `oid`, `scopes`, `inbound`) for an hour, as a
+    /// successful exchange does, and returns its key.
+    pub async fn insert(
+        &mut self,
+        tid: &str,
+        oid: &str,
+        scopes: &[&str],
+        inbound: &BearerToken,
+        access_token: String,
+    ) -> [u8; 32] {
+        let key = request_cache_key(tid, oid, scopes, inbound);
+        let token = CachedToken {
+            access_token: BearerToken::new(access_token),
+            expires_at: i64::MAX,
+            fresh_until: i64::MAX,
+            scopes: scopes.iter().map(|s| Box::from(*s)).collect(),
+            ttl: Duration::from_secs(3600),
+        };
+        self.cache.tokens.insert(key, Arc::new(token)).await;
+        self.keys.push(key);
+        key
+    }
+
+    /// Runs the cache's pending maintenance (admission, eviction), so that
+    /// [`entry_count`](Self::entry_count) and memory use are settled.
+    pub async fn settle(&self) {
+        self.cache.tokens.run_pending_tasks().await;
+    }
+
+    /// Entries held.
+    pub fn entry_count(&self) -> u64 {
+        self.cache.tokens.entry_count()
+    }
+
+    /// Keys inserted, in order.
+    pub fn keys(&self) -> &[[u8; 32]] {
+        &self.keys
+    }
+
+    /// The cache hit path of the exchange: the negative cache, then the token
+    /// cache. Returns the cached token's length.
+    pub async fn lookup(&self, key: &[u8; 32]) -> Option<usize> {
+        if self.cache.negative.get(key).await.is_some() {
+            return None;
+        }
+        self.cache
+            .tokens
+            .get(key)
+            .await
+            .map(|t| t.access_token.expose().len())
+    }
+}
