@@ -1,19 +1,27 @@
 //! Types that hold credentials and never print them.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A bearer token (an inbound access token or a downstream token).
 ///
 /// `Debug` and `Display` print `[redacted]`; the only way to read the token is
 /// [`BearerToken::expose`], which makes every use greppable. Cloning is cheap.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(Arc<str>);
+#[derive(Clone)]
+pub struct BearerToken(Arc<str>, Arc<OnceLock<[u8; 32]>>);
+
+impl PartialEq for BearerToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for BearerToken {}
 
 impl BearerToken {
     /// Wraps a token string.
     pub fn new(token: impl Into<Arc<str>>) -> Self {
-        Self(token.into())
+        Self(token.into(), Arc::default())
     }
 
     /// Returns the token itself. Never log or return it to a client.
@@ -22,9 +30,11 @@ impl BearerToken {
     }
 
     /// The SHA-256 of the token, used wherever a token needs an identity
-    /// (cache keys) without being stored.
+    /// (cache keys) without being stored. Computed once per token (and its clones).
     pub fn sha256(&self) -> [u8; 32] {
-        crate::digest::sha256(self.0.as_bytes())
+        *self
+            .1
+            .get_or_init(|| crate::digest::sha256(self.0.as_bytes()))
     }
 }
 

@@ -114,16 +114,19 @@ impl Exchanger {
         let (sent, normalized) = scope_strings(scopes);
         let key = cache_key(principal.tid(), principal.oid(), &normalized, assertion);
 
-        if let Some(e) = self.cache.negative.get(&key).await {
-            bump(&self.counters.negative_hits);
-            tracing::debug!(
-                tid = principal.tid(),
-                oid = principal.oid(),
-                "On-Behalf-Of answered from the negative cache"
-            );
-            return Err(e);
+        let cached = self.cache.tokens.get(&key).await;
+        if cached.is_none() {
+            if let Some(e) = self.cache.negative.get(&key).await {
+                bump(&self.counters.negative_hits);
+                tracing::debug!(
+                    tid = principal.tid(),
+                    oid = principal.oid(),
+                    "On-Behalf-Of answered from the negative cache"
+                );
+                return Err(e);
+            }
         }
-        if let Some(t) = self.cache.tokens.get(&key).await {
+        if let Some(t) = cached {
             if now < t.fresh_until {
                 bump(&self.counters.hits);
                 return Ok(t);

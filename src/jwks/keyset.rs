@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use jsonwebtoken::DecodingKey;
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde::Deserialize;
 
 use super::KeyError;
@@ -26,7 +28,7 @@ struct RsaJwk {
 
 /// Usable keys of a JWKS by `kid`: RSA signing keys only. Keys of other types
 /// (or malformed entries) are skipped; a set with no usable key is an error.
-pub(crate) fn parse(jwks: serde_json::Value) -> Result<HashMap<String, DecodingKey>, KeyError> {
+pub(crate) fn parse(jwks: serde_json::Value) -> Result<HashMap<String, ParsedPublicKey>, KeyError> {
     let jwks: Jwks = serde_json::from_value(jwks).map_err(|_| KeyError::Invalid("JWKS"))?;
     let mut keys = HashMap::new();
     for raw in jwks.keys {
@@ -40,7 +42,7 @@ pub(crate) fn parse(jwks: serde_json::Value) -> Result<HashMap<String, DecodingK
         {
             continue;
         }
-        if let Ok(key) = DecodingKey::from_rsa_components(&k.n, &k.e) {
+        if let Some(key) = rs256_key(&k.n, &k.e) {
             keys.insert(k.kid, key);
         }
     }
@@ -48,6 +50,19 @@ pub(crate) fn parse(jwks: serde_json::Value) -> Result<HashMap<String, DecodingK
         return Err(KeyError::Invalid("JWKS (no usable RSA signing key)"));
     }
     Ok(keys)
+}
+
+/// An RS256 verification key from a JWK's `n` and `e` (base64url, big-endian),
+/// parsed once: verification then skips the per-call key set-up.
+fn rs256_key(n: &str, e: &str) -> Option<ParsedPublicKey> {
+    let n = URL_SAFE_NO_PAD.decode(n).ok()?;
+    let e = URL_SAFE_NO_PAD.decode(e).ok()?;
+    // aws-lc-rs wants no leading zero bytes; some key sets have one.
+    let trim = |b: &[u8]| b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    let (n, e) = (&n[trim(&n)..], &e[trim(&e)..]);
+    RsaPublicKeyComponents { n, e }
+        .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+        .ok()
 }
 
 #[cfg(test)]

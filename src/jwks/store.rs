@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use jsonwebtoken::DecodingKey;
+use aws_lc_rs::signature::ParsedPublicKey;
 
 use super::discovery::{discover, fetch_json, TenantMetadata};
 use super::{keyset, KeyError};
@@ -16,7 +16,7 @@ use crate::clock::Clock;
 /// A tenant's metadata and keys as of one successful fetch.
 pub(crate) struct Loaded {
     pub(crate) metadata: TenantMetadata,
-    pub(crate) keys: HashMap<String, DecodingKey>,
+    pub(crate) keys: HashMap<String, ParsedPublicKey>,
     /// Increases with every successful fetch; lets waiters see that someone
     /// else refreshed while they queued.
     pub(crate) generation: u64,
@@ -184,7 +184,7 @@ impl KeyStore {
     async fn fetch(
         &self,
         tenant: &str,
-    ) -> Result<(TenantMetadata, HashMap<String, DecodingKey>), KeyError> {
+    ) -> Result<(TenantMetadata, HashMap<String, ParsedPublicKey>), KeyError> {
         let metadata = discover(&self.http, &self.authority, tenant, self.timeout).await?;
         let jwks: serde_json::Value =
             fetch_json(&self.http, &metadata.jwks_uri, "JWKS", self.timeout).await?;
