@@ -124,16 +124,14 @@ impl FilledOboCache {
         &self.keys
     }
 
-    /// The cache hit path of the exchange: the negative cache, then the token
-    /// cache. Returns the cached token's length.
+    /// The cache hit path of the exchange: the token cache, then (on a miss)
+    /// the negative cache. Returns the cached token's length.
     pub async fn lookup(&self, key: &[u8; 32]) -> Option<usize> {
-        if self.cache.negative.get(key).await.is_some() {
-            return None;
+        if let Some(t) = self.cache.tokens.get(key).await {
+            return Some(t.access_token.expose().len());
         }
-        self.cache
-            .tokens
-            .get(key)
-            .await
-            .map(|t| t.access_token.expose().len())
+        // Only a miss consults the negative cache, as `Exchanger::token` does.
+        let _ = self.cache.negative.get(key).await;
+        None
     }
 }
