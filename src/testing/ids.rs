@@ -119,6 +119,14 @@ impl CivilTime {
         }
     }
 
+    /// The format of Graph's `innerError.date`: `2024-05-01T12:34:56`.
+    pub(super) fn graph_date(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
     /// The `timestamp` format of Entra's error bodies: `2024-05-01 12:34:56Z`.
     pub(super) fn entra_timestamp(&self) -> String {
         format!(
