@@ -137,38 +137,33 @@ impl AuthRejection {
 
     fn www_authenticate(&self) -> Option<String> {
         let description = quoted(&self.description());
+        // RFC 6750 §3: `Bearer error="…", error_description="…"[, scope="…"]`.
+        let bearer = |error: &str, scopes: &[String]| {
+            let scope = if scopes.is_empty() {
+                String::new()
+            } else {
+                format!(", scope=\"{}\"", quoted(&scopes.join(" ")))
+            };
+            Some(format!(
+                "Bearer error=\"{error}\", error_description=\"{description}\"{scope}"
+            ))
+        };
         match self {
             AuthRejection::MissingToken => Some("Bearer".to_owned()),
-            AuthRejection::InvalidRequest(_) => Some(format!(
-                "Bearer error=\"invalid_request\", error_description=\"{description}\""
-            )),
+            AuthRejection::InvalidRequest(_) => bearer("invalid_request", &[]),
             AuthRejection::InvalidToken(ValidationError::KeysUnavailable(_)) => None,
-            AuthRejection::InvalidToken(_) => Some(format!(
-                "Bearer error=\"invalid_token\", error_description=\"{description}\""
-            )),
-            AuthRejection::Forbidden(f) => {
-                let scope = match f {
-                    Forbidden::Insufficient { scopes, .. } if !scopes.is_empty() => {
-                        format!(", scope=\"{}\"", quoted(&scopes.join(" ")))
-                    }
-                    _ => String::new(),
-                };
-                Some(format!(
-                    "Bearer error=\"insufficient_scope\", error_description=\"{description}\"{scope}"
-                ))
+            AuthRejection::InvalidToken(_) => bearer("invalid_token", &[]),
+            AuthRejection::Forbidden(Forbidden::Insufficient { scopes, .. }) => {
+                bearer("insufficient_scope", scopes)
             }
+            AuthRejection::Forbidden(_) => bearer("insufficient_scope", &[]),
             AuthRejection::MissingLayer => None,
             AuthRejection::Obo(e) => match e {
-                OboError::AppOnlyToken => Some(format!(
-                    "Bearer error=\"insufficient_scope\", error_description=\"{description}\""
-                )),
-                OboError::ConsentRequired { scopes } => Some(format!(
-                    "Bearer error=\"insufficient_scope\", error_description=\"{description}\", scope=\"{}\"",
-                    quoted(&scopes.join(" "))
-                )),
-                OboError::InboundTokenExpiring | OboError::InvalidGrant => Some(format!(
-                    "Bearer error=\"invalid_token\", error_description=\"{description}\""
-                )),
+                OboError::AppOnlyToken => bearer("insufficient_scope", &[]),
+                OboError::ConsentRequired { scopes } => bearer("insufficient_scope", scopes),
+                OboError::InboundTokenExpiring | OboError::InvalidGrant => {
+                    bearer("invalid_token", &[])
+                }
                 OboError::InteractionRequired {
                     claims,
                     authorization_uri,
