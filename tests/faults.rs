@@ -98,13 +98,7 @@ async fn recovery_after_transient_failures_without_restart() {
 async fn rotating_keys_mid_load() {
     logs();
     let entra = EntraStandIn::start().await;
-    let clock = clock();
-    let cfg = config(&entra).clock(clock.clone()).build().unwrap();
-    let app = app(OboLayer::new(cfg));
-    assert_eq!(
-        bearer(&app, "/whoami", &entra.token().sign()).await.status,
-        200
-    );
+    let (clock, app) = keys_loaded(&entra, app).await;
     clock.advance(Duration::from_secs(11)); // a refresh is allowed from now on
 
     let old: Vec<String> = (0..100).map(|_| entra.token().sign()).collect();

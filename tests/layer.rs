@@ -409,17 +409,7 @@ async fn anonymous_and_missing_layer() {
 #[tokio::test]
 async fn a_key_added_after_start_is_admitted_after_one_refresh() {
     let entra = EntraStandIn::start().await;
-    let clock = clock();
-    let cfg = config(&entra)
-        .clock(clock.clone())
-        .min_key_refresh(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let app = app(OboLayer::new(cfg));
-    assert_eq!(
-        bearer(&app, "/whoami", &entra.token().sign()).await.status,
-        200
-    );
+    let (clock, app) = keys_loaded(&entra, app).await;
     let before = entra.jwks_requests();
 
     let old_kid = entra.current_kid();
@@ -448,17 +438,7 @@ async fn a_key_added_after_start_is_admitted_after_one_refresh() {
 #[tokio::test]
 async fn unknown_kids_cause_at_most_one_fetch_per_min_key_refresh() {
     let entra = EntraStandIn::start().await;
-    let clock = clock();
-    let cfg = config(&entra)
-        .clock(clock.clone())
-        .min_key_refresh(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let app = app(OboLayer::new(cfg));
-    assert_eq!(
-        bearer(&app, "/whoami", &entra.token().sign()).await.status,
-        200
-    );
+    let (clock, app) = keys_loaded(&entra, app).await;
     clock.advance(Duration::from_secs(11));
     let before = entra.jwks_requests();
 
@@ -498,13 +478,7 @@ fn rand_suffix(i: u32) -> u32 {
 #[tokio::test]
 async fn known_keys_keep_working_when_the_jwks_fails_after_start() {
     let entra = EntraStandIn::start().await;
-    let clock = clock();
-    let cfg = config(&entra).clock(clock.clone()).build().unwrap();
-    let app = app(OboLayer::new(cfg));
-    assert_eq!(
-        bearer(&app, "/whoami", &entra.token().sign()).await.status,
-        200
-    );
+    let (clock, app) = keys_loaded(&entra, app).await;
 
     entra.fail_jwks(Some(503));
     entra.fail_discovery(Some(500));

@@ -181,3 +181,18 @@ pub fn assert_no_secrets_in(logs: &LogCapture, secrets: &[&str]) {
         assert!(!text.contains(s), "a secret appears in the logs");
     }
 }
+
+/// An app (built by `make`) behind a layer on a manual clock, with the default
+/// `min_key_refresh` (10 s), whose signing keys are already loaded: one token
+/// has been admitted.
+pub async fn keys_loaded(
+    entra: &EntraStandIn,
+    make: impl Fn(OboLayer) -> Router,
+) -> (ManualClock, Router) {
+    let clock = clock();
+    let cfg = config(entra).clock(clock.clone()).build().unwrap();
+    let app = make(OboLayer::new(cfg));
+    let r = bearer(&app, "/whoami", &entra.token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    (clock, app)
+}
