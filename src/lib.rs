@@ -53,6 +53,7 @@ mod digest;
 mod downstream;
 mod exchange;
 mod extractor;
+mod http;
 mod jwks;
 mod layer;
 mod policy;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::KeyError;
+use crate::http::{read_capped, BodyError, MAX_DOCUMENT_BYTES};
 
 /// What we need from a tenant's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +83,12 @@ pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
                 status: status.as_u16(),
             });
         }
-        let body = resp
-            .bytes()
+        let body = read_capped(resp, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| KeyError::Unreachable(describe(&e)))?;
-        if body.len() > MAX_DOCUMENT {
-            return Err(KeyError::Invalid(what));
-        }
+            .map_err(|e| match e {
+                BodyError::TooLarge => KeyError::Invalid(what),
+                BodyError::Transport(e) => KeyError::Unreachable(describe(&e)),
+            })?;
         serde_json::from_slice(&body).map_err(|_| KeyError::Invalid(what))
     };
     match tokio::time::timeout(timeout, fut).await {
@@ -96,9 +96,6 @@ pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
         Err(_) => Err(KeyError::Unreachable(format!("{what}: timed out"))),
     }
 }
-
-/// Largest metadata or JWKS document accepted.
-const MAX_DOCUMENT: usize = 1 << 20;
 
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
