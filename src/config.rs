@@ -308,6 +308,10 @@ impl Default for OboConfigBuilder {
     }
 }
 
+/// The shortest accepted [`OboConfigBuilder::min_key_refresh`]: anything less would
+/// let tokens with made-up key ids turn every request into a key-set fetch.
+const MIN_KEY_REFRESH_FLOOR: Duration = Duration::from_secs(1);
+
 /// Default bound of the On-Behalf-Of cache: room for 100,000 users with one
 /// Graph token each (about 3 KiB per entry).
 pub const DEFAULT_OBO_CACHE_BYTES: u64 = 100_000 * 3 * 1024;
@@ -464,8 +468,8 @@ impl OboConfigBuilder {
         self
     }
 
-    /// Minimum time between two key-set fetches for one tenant (default 10 s).
-    /// Bounds the fetches that tokens with unknown `kid`s can cause.
+    /// Minimum time between two key-set fetches for one tenant (default 10 s, at
+    /// least 1 s). Bounds the fetches that tokens with unknown `kid`s can cause.
     pub fn min_key_refresh(mut self, every: Duration) -> Self {
         self.min_key_refresh = every;
         self
@@ -684,6 +688,12 @@ impl OboConfigBuilder {
         };
         if self.leeway > Duration::from_secs(300) {
             return Err(ConfigError::new("leeway", "must be at most 5 minutes"));
+        }
+        if self.min_key_refresh < MIN_KEY_REFRESH_FLOOR {
+            return Err(ConfigError::new(
+                "min_key_refresh",
+                "must be at least 1 second (it rate-limits key-set fetches caused by unknown key ids)",
+            ));
         }
         if self.key_refresh_interval < self.min_key_refresh {
             return Err(ConfigError::new(
@@ -955,6 +965,11 @@ mod tests {
             (base().audiences(Vec::<String>::new()), "audiences"),
             (base().leeway(Duration::from_secs(3600)), "leeway"),
             (base().http_timeout(Duration::ZERO), "http_timeout"),
+            (base().min_key_refresh(Duration::ZERO), "min_key_refresh"),
+            (
+                base().min_key_refresh(Duration::from_millis(999)),
+                "min_key_refresh",
+            ),
             (base().require_user_scopes(["a b"]), "require_user_scopes"),
             (
                 base().allowed_client_apps(Vec::<String>::new()),

@@ -217,7 +217,7 @@ async fn claims_are_checked() {
                 .token()
                 .tenant("99999999-9999-4999-8999-999999999999")
                 .sign(),
-            "tenant",
+            "not signed by a key this API trusts",
         ),
         (
             "tid differs from iss tenant",
@@ -600,4 +600,203 @@ async fn logs_never_contain_tokens() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn min_key_refresh_keeps_sub_second_precision() {
+    // 1.5 s must not become 1 s (or 0 s: no limit at all) on a whole-second clock.
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .min_key_refresh(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    assert_eq!(
+        bearer(&app, "/whoami", &entra.token().sign()).await.status,
+        200
+    );
+    let before = entra.jwks_requests();
+    clock.advance(Duration::from_secs(1));
+    let unknown = |i: u32| entra.token().header_kid(&format!("sub-second-{i}")).sign();
+    assert_eq!(bearer(&app, "/whoami", &unknown(1)).await.status, 401);
+    assert_eq!(entra.jwks_requests(), before, "1 s < 1.5 s: no fetch yet");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(bearer(&app, "/whoami", &unknown(2)).await.status, 401);
+    assert_eq!(entra.jwks_requests(), before + 1, "2 s >= 1.5 s: one fetch");
+}
+
+/// One registration as both sign-in client and API: Entra then issues ID tokens
+/// whose `aud` is this API, with the user's app `roles`, a `nonce` and no `azp`/`appid`.
+#[tokio::test]
+async fn id_tokens_are_never_admitted() {
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()));
+    let api = entra.api_client_id();
+    let id = || entra.token().id_token().client_app(&api);
+    let cases: Vec<(&str, String)> = vec![
+        ("v2, roles, aud = client id", id().roles(&["Admin"]).sign()),
+        (
+            "v1, roles, aud = client id",
+            id().v1().roles(&["Admin"]).sign(),
+        ),
+        (
+            "v2, roles, aud = api:// form",
+            id().roles(&["Admin"])
+                .audience(&format!("api://{api}"))
+                .sign(),
+        ),
+        (
+            "v1, roles, aud = api:// form",
+            id().v1()
+                .roles(&["Admin"])
+                .audience(&format!("api://{api}"))
+                .sign(),
+        ),
+        (
+            "v2, scp-like claim",
+            id().claim("scp", json!("access_as_user")).sign(),
+        ),
+        (
+            "v1, scp-like claim and roles",
+            id().v1()
+                .roles(&["Admin"])
+                .claim("scp", json!("access_as_user"))
+                .sign(),
+        ),
+        (
+            "v2, roles, no nonce",
+            id().roles(&["Admin"]).without_claim("nonce").sign(),
+        ),
+        (
+            "v1, roles, no nonce",
+            id().v1().roles(&["Admin"]).without_claim("nonce").sign(),
+        ),
+        (
+            "v2, roles and idtyp = app, no nonce",
+            id().roles(&["Admin"])
+                .without_claim("nonce")
+                .claim("idtyp", json!("app"))
+                .sign(),
+        ),
+        (
+            "ID token of another client app",
+            entra.token().id_token().roles(&["Admin"]).sign(),
+        ),
+    ];
+    for (what, token) in cases {
+        for path in ["/whoami", "/admin", "/obo"] {
+            let r = bearer(&app, path, &token).await;
+            assert_invalid_token(&r, &format!("{what} on {path}"));
+            assert_eq!(
+                description(&r),
+                "this is an ID token; send an access token for this API",
+                "{what} on {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn access_tokens_must_name_their_client_and_kind() {
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()));
+    // An access token without its client claim is indistinguishable from an ID token.
+    for (what, token) in [
+        ("v2 without azp", entra.token().without_claim("azp").sign()),
+        (
+            "v1 without appid",
+            entra.token().v1().without_claim("appid").sign(),
+        ),
+        (
+            "v2 app-only without azp",
+            entra.token().app_only().without_claim("azp").sign(),
+        ),
+        (
+            "v2 carrying appid instead of azp",
+            entra
+                .token()
+                .without_claim("azp")
+                .claim("appid", json!(entra.client_app_id()))
+                .sign(),
+        ),
+    ] {
+        let r = bearer(&app, "/admin", &token).await;
+        assert_invalid_token(&r, what);
+        assert!(description(&r).contains("ID token"), "{what}: {}", r.body);
+    }
+    // Neither cleanly delegated nor cleanly app-only: refused, not guessed.
+    for (what, token) in [
+        (
+            "idtyp = app with scp",
+            entra.token().app_only().scopes(&["access_as_user"]).sign(),
+        ),
+        (
+            "idtyp = user without scp",
+            entra
+                .token()
+                .without_claim("scp")
+                .roles(&["Admin"])
+                .claim("idtyp", json!("user"))
+                .sign(),
+        ),
+        (
+            "idtyp of another kind",
+            entra.token().claim("idtyp", json!("device")).sign(),
+        ),
+    ] {
+        let r = bearer(&app, "/whoami", &token).await;
+        assert_invalid_token(&r, what);
+        assert!(
+            description(&r).contains("neither a delegated nor an app-only"),
+            "{what}: {}",
+            r.body
+        );
+    }
+    // The clean shapes still pass, with their kind and client.
+    let r = bearer(&app, "/whoami", &entra.token().roles(&["Admin"]).sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "delegated");
+    let r = bearer(
+        &app,
+        "/whoami",
+        &entra.token().app_only().roles(&["Admin"]).sign(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "app");
+    assert_eq!(r.json()["client_app_id"], entra.client_app_id());
+    let no_idtyp = entra.token().app_only().without_claim("idtyp").sign();
+    let r = bearer(&app, "/whoami", &no_idtyp).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "app");
+    assert_eq!(
+        bearer(
+            &app,
+            "/admin",
+            &entra.token().app_only().roles(&["Admin"]).sign()
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn tenant_allow_list_is_no_oracle() {
+    // An unsigned probe must not tell an allowed tenant from another one.
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()));
+    let not_allowed = entra
+        .token()
+        .tenant("99999999-9999-4999-8999-999999999999")
+        .header_kid("made-up")
+        .sign();
+    let allowed = entra.token().header_kid("made-up").sign();
+    let a = bearer(&app, "/whoami", &not_allowed).await;
+    let b = bearer(&app, "/whoami", &allowed).await;
+    assert_eq!(a.status, b.status);
+    assert_eq!(a.body, b.body);
+    assert_eq!(a.www_authenticate, b.www_authenticate);
 }

@@ -43,7 +43,9 @@ pub(crate) struct KeyStore {
     http: reqwest::Client,
     authority: String,
     timeout: Duration,
-    min_refresh: i64,
+    /// Kept at full precision: the clock counts whole seconds, so 1.5 s means
+    /// "two clock seconds", never "one".
+    min_refresh: Duration,
     interval: i64,
     clock: Arc<dyn Clock>,
     tenants: HashMap<String, Arc<Tenant>>,
@@ -84,7 +86,7 @@ impl KeyStore {
             http,
             authority,
             timeout,
-            min_refresh: min_refresh.as_secs() as i64,
+            min_refresh,
             interval: interval.as_secs() as i64,
             clock,
             tenants,
@@ -156,7 +158,8 @@ impl KeyStore {
         }
         let now = self.clock.now();
         if let Some(last) = book.last_attempt {
-            if now - last < self.min_refresh {
+            let elapsed = Duration::from_secs(u64::try_from(now - last).unwrap_or(0));
+            if elapsed < self.min_refresh {
                 return current.ok_or(KeyError::Backoff);
             }
         }

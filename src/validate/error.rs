@@ -2,6 +2,9 @@
 
 use crate::jwks::KeyError;
 
+/// What a client is told when the tenant is not admitted or the key is unknown.
+const UNTRUSTED_SIGNER: &str = "the token is not signed by a key this API trusts";
+
 /// Why an access token was not accepted. Each variant has a short, stable,
 /// client-safe description (it never contains token content).
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +22,10 @@ pub enum ValidationError {
     /// The header names no `kid`.
     #[error("the token's header has no key id (kid)")]
     MissingKid,
-    /// No published key has this `kid`, even after a refresh.
-    #[error("the token is signed with an unknown key")]
+    /// No published key has this `kid`, even after a refresh. The description
+    /// is the same as [`TenantNotAllowed`](Self::TenantNotAllowed)'s, so that
+    /// unsigned probes cannot tell which tenants this API admits.
+    #[error("{UNTRUSTED_SIGNER}")]
     UnknownKey,
     /// The signature does not verify.
     #[error("the token's signature is invalid")]
@@ -28,8 +33,9 @@ pub enum ValidationError {
     /// A required claim is missing or of the wrong type.
     #[error("the token lacks a valid `{0}` claim")]
     Claim(&'static str),
-    /// `tid` is not in the allow-list.
-    #[error("tokens from this tenant are not accepted")]
+    /// `tid` is not in the allow-list (refused before any key lookup; described
+    /// like [`UnknownKey`](Self::UnknownKey)).
+    #[error("{UNTRUSTED_SIGNER}")]
     TenantNotAllowed,
     /// `iss` is not the discovered issuer for the token's `tid`.
     #[error("the token's issuer is not the expected Entra issuer for its tenant")]
@@ -46,6 +52,10 @@ pub enum ValidationError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// Neither cleanly delegated (`scp`) nor cleanly app-only (`idtyp = "app"`,
+    /// or `roles` without `scp`), e.g. `idtyp = "app"` with `scp`.
+    #[error("the token is neither a delegated nor an app-only access token")]
+    AmbiguousKind,
     /// Neither `scp` nor `roles`.
     #[error("the token carries neither scopes (scp) nor roles")]
     NoScopesOrRoles,
@@ -72,6 +82,7 @@ impl ValidationError {
             ValidationError::Expired => "expired",
             ValidationError::NotYetValid => "not_yet_valid",
             ValidationError::NoScopesOrRoles => "no_scp_or_roles",
+            ValidationError::AmbiguousKind => "ambiguous_kind",
             ValidationError::KeysUnavailable(_) => "keys_unavailable",
         }
     }

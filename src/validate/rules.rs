@@ -12,7 +12,7 @@ use super::cache::ValidatedCache;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
 use crate::config::{is_guid, OboConfig};
-use crate::jwks::KeyStore;
+use crate::jwks::{KeyStore, TenantMetadata};
 use crate::secret::BearerToken;
 
 /// Longest token considered. Entra access tokens are a few KB even with group
@@ -144,24 +144,24 @@ impl Validator {
         }
 
         // Signed by Entra: now the claims.
-        let scp = match claims.get("scp") {
-            None => None,
-            Some(Value::String(s)) => Some(s.split_whitespace().map(str::to_owned).collect()),
-            Some(_) => return Err(ValidationError::Claim("scp")),
-        }
-        .filter(|v: &Vec<String>| !v.is_empty());
-        let roles = match claims.get("roles") {
-            None => None,
-            Some(Value::Array(a)) => Some(
-                a.iter()
-                    .map(|r| r.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or(ValidationError::Claim("roles"))?,
-            ),
-            Some(_) => return Err(ValidationError::Claim("roles")),
-        }
-        .filter(|v| !v.is_empty());
+        self.check_claims(tid, claims, &loaded.metadata)
+    }
 
+    /// The checks on the claims of a token whose signature has been verified.
+    fn check_claims(
+        &self,
+        tid: String,
+        claims: Map<String, Value>,
+        meta: &TenantMetadata,
+    ) -> Result<Principal, ValidationError> {
+        let scopes = string_list(&claims, "scp")?;
+        let roles = string_list(&claims, "roles")?;
+
+        // ID tokens first, whatever their audience, so that the most common OBO
+        // mistake is named as such: a `nonce` is proof of an ID token.
+        if claims.contains_key("nonce") {
+            return Err(ValidationError::IdToken);
+        }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => self.config.audiences.contains(a),
             Some(Value::Array(list)) => list.iter().any(|a| {
@@ -170,7 +170,7 @@ impl Validator {
             }),
             _ => false,
         };
-        if scp.is_none() && roles.is_none() && (claims.contains_key("nonce") || !aud_ok) {
+        if scopes.is_none() && roles.is_none() && !aud_ok {
             return Err(ValidationError::IdToken);
         }
         if !aud_ok {
@@ -178,7 +178,6 @@ impl Validator {
         }
 
         let iss = str_claim(&claims, "iss")?;
-        let meta = &loaded.metadata;
         let version = if iss == meta.issuer_v2.replace("{tenantid}", &tid) {
             TokenVersion::V2
         } else if iss == meta.issuer_v1.replace("{tenantid}", &tid) {
@@ -193,36 +192,23 @@ impl Validator {
             (None, _) | (Some("2.0"), TokenVersion::V2) | (Some("1.0"), TokenVersion::V1) => {}
             _ => return Err(ValidationError::Claim("ver")),
         }
+        // Every Entra access token names the client it was issued to; ID tokens
+        // never do. Without it, a token with `roles` would pass as app-only.
+        let client_claim = match version {
+            TokenVersion::V2 => "azp",
+            TokenVersion::V1 => "appid",
+        };
+        let client_app_id = match claims.get(client_claim) {
+            Some(Value::String(c)) if !c.is_empty() => c.clone(),
+            None => return Err(ValidationError::IdToken),
+            Some(_) => return Err(ValidationError::Claim(client_claim)),
+        };
 
-        let now = self.config.clock.now();
-        let leeway = self.config.leeway.as_secs() as i64;
-        let exp = time_claim(&claims, "exp")?.ok_or(ValidationError::Claim("exp"))?;
-        if now > exp.saturating_add(leeway) {
-            return Err(ValidationError::Expired);
-        }
-        if let Some(nbf) = time_claim(&claims, "nbf")? {
-            if nbf > now.saturating_add(leeway) {
-                return Err(ValidationError::NotYetValid);
-            }
-        }
-
+        let exp = self.check_lifetime(&claims)?;
         let oid = str_claim(&claims, "oid")?.to_owned();
         let sub = str_claim(&claims, "sub")?.to_owned();
-        let (scopes, roles) = match (scp, roles) {
-            (None, None) => return Err(ValidationError::NoScopesOrRoles),
-            (s, r) => (s.unwrap_or_default(), r.unwrap_or_default()),
-        };
-        let app_only = claims.get("idtyp").and_then(Value::as_str) == Some("app");
-        let kind = if app_only || scopes.is_empty() {
-            TokenKind::App
-        } else {
-            TokenKind::Delegated
-        };
+        let kind = token_kind(&claims, scopes.is_some(), roles.is_some())?;
         let opt = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let client_app_id = match version {
-            TokenVersion::V2 => opt("azp").or_else(|| opt("appid")),
-            TokenVersion::V1 => opt("appid").or_else(|| opt("azp")),
-        };
         let preferred_username = opt("preferred_username")
             .or_else(|| opt("upn"))
             .or_else(|| opt("unique_name"));
@@ -231,9 +217,9 @@ impl Validator {
             tid,
             oid,
             sub,
-            scopes,
-            roles,
-            client_app_id,
+            scopes: scopes.unwrap_or_default(),
+            roles: roles.unwrap_or_default(),
+            client_app_id: Some(client_app_id),
             version,
             kind,
             name,
@@ -242,6 +228,62 @@ impl Validator {
             claims,
         })))
     }
+
+    /// `exp` (required) and `nbf` (optional) against the clock and leeway; returns `exp`.
+    fn check_lifetime(&self, claims: &Map<String, Value>) -> Result<i64, ValidationError> {
+        let now = self.config.clock.now();
+        let leeway = self.config.leeway.as_secs() as i64;
+        let exp = time_claim(claims, "exp")?.ok_or(ValidationError::Claim("exp"))?;
+        if now > exp.saturating_add(leeway) {
+            return Err(ValidationError::Expired);
+        }
+        if let Some(nbf) = time_claim(claims, "nbf")? {
+            if nbf > now.saturating_add(leeway) {
+                return Err(ValidationError::NotYetValid);
+            }
+        }
+        Ok(exp)
+    }
+}
+
+/// Delegated or app-only, as Microsoft.Identity.Web decides: `idtyp = "app"`
+/// when present, otherwise roles without scopes. A token that fits neither
+/// cleanly is refused rather than guessed.
+fn token_kind(
+    claims: &Map<String, Value>,
+    has_scopes: bool,
+    has_roles: bool,
+) -> Result<TokenKind, ValidationError> {
+    match (
+        claims.get("idtyp").map(Value::as_str),
+        has_scopes,
+        has_roles,
+    ) {
+        (_, false, false) => Err(ValidationError::NoScopesOrRoles),
+        (Some(Some("app")), false, true) => Ok(TokenKind::App),
+        (Some(Some("user")) | None, true, _) => Ok(TokenKind::Delegated),
+        (None, false, true) => Ok(TokenKind::App),
+        _ => Err(ValidationError::AmbiguousKind),
+    }
+}
+
+/// `scp` (a space-separated string) or `roles` (an array of strings): absent or
+/// empty is `None`, any other shape an error naming the claim.
+fn string_list(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<Vec<String>>, ValidationError> {
+    let list: Vec<String> = match (name, claims.get(name)) {
+        (_, None) => return Ok(None),
+        ("scp", Some(Value::String(s))) => s.split_whitespace().map(str::to_owned).collect(),
+        ("roles", Some(Value::Array(a))) => a
+            .iter()
+            .map(|r| r.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or(ValidationError::Claim(name))?,
+        _ => return Err(ValidationError::Claim(name)),
+    };
+    Ok(Some(list).filter(|l| !l.is_empty()))
 }
 
 fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, ValidationError> {
