@@ -29,10 +29,7 @@ impl fmt::Debug for TokenValidator {
 impl TokenValidator {
     /// A validator for `config`, as [`OboLayer::new`](crate::OboLayer::new) builds it.
     pub fn new(config: OboConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(config.http_timeout)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = config.http.clone();
         Self(Validator::new(Arc::new(config), http))
     }
 

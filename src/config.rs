@@ -64,6 +64,9 @@ pub struct OboConfig {
     pub(crate) policy: Policy,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) obo: OboSettings,
+    /// The one HTTP client of the layer (Entra and downstream calls), built with
+    /// the configuration so that a failure is reported by `build()`.
+    pub(crate) http: reqwest::Client,
 }
 
 /// On-Behalf-Of settings.
@@ -481,7 +484,9 @@ impl OboConfigBuilder {
         self
     }
 
-    /// Connect-and-total timeout for every call to the identity provider (default 10 s).
+    /// Connect timeout of every connection, and total timeout of every call to the
+    /// identity provider (default 10 s). Downstream calls have their own timeout
+    /// ([`DownstreamClient::with_timeout`](crate::DownstreamClient::with_timeout), default 30 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
@@ -767,7 +772,9 @@ impl OboConfigBuilder {
         {
             obo.l2 = self.l2.build()?;
         }
+        let http = shared_client(self.http_timeout)?;
         Ok(OboConfig {
+            http,
             tenant_id,
             client_id,
             authority_host,
@@ -784,6 +791,18 @@ impl OboConfigBuilder {
             obo,
         })
     }
+}
+
+/// The layer's HTTP client: no redirects (a token or assertion is never re-sent
+/// to where a redirect points), a connect timeout, and no total timeout: each
+/// call bounds itself (Entra calls by `http_timeout`, downstream calls by their
+/// own per-request timeout).
+fn shared_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ConfigError::new("http_client", format!("cannot be built: {e}")))
 }
 
 #[cfg(feature = "redis")]

@@ -69,12 +69,7 @@ impl OboLayer {
     /// A layer for this configuration. Keys are fetched on first use; call
     /// [`warm_up`](Self::warm_up) to fetch them at start-up instead.
     pub fn new(config: OboConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.http_timeout)
-            .timeout(config.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = config.http.clone();
         let config = Arc::new(config);
         let validator = Validator::new(Arc::clone(&config), http.clone());
         let exchanger = Exchanger::new(Arc::clone(&config), http.clone());

@@ -800,3 +800,162 @@ async fn tenant_allow_list_is_no_oracle() {
     assert_eq!(a.body, b.body);
     assert_eq!(a.www_authenticate, b.www_authenticate);
 }
+
+/// Serves `docs` (path → JSON) on `listener`; returns a counter of requests.
+fn serve_documents(
+    listener: tokio::net::TcpListener,
+    docs: Vec<(String, serde_json::Value)>,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use axum::response::IntoResponse as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let docs = std::sync::Arc::new(docs);
+    let app = axum::Router::new().fallback(move |uri: http::Uri| {
+        let docs = docs.clone();
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match docs.iter().find(|(p, _)| *p == uri.path()) {
+                Some((_, doc)) => axum::Json(doc.clone()).into_response(),
+                None => http::StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    hits
+}
+
+async fn loopback() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The stand-in's discovery documents and keys, re-served by another loopback
+/// authority after `tamper` edits the v2 document; a token of the stand-in is
+/// then sent through a layer configured with that authority.
+async fn status_with_discovery(
+    entra: &EntraStandIn,
+    tamper: impl FnOnce(&mut serde_json::Value, &str),
+) -> u16 {
+    let tid = entra.home_tenant();
+    let v2_path = format!("/{tid}/v2.0/.well-known/openid-configuration");
+    let v1_path = format!("/{tid}/.well-known/openid-configuration");
+    let keys_path = format!("/{tid}/discovery/v2.0/keys");
+    let mut v2 = get_json(&format!("{}{v2_path}", entra.authority_host())).await;
+    let v1 = get_json(&format!("{}{v1_path}", entra.authority_host())).await;
+    let jwks = get_json(v2["jwks_uri"].as_str().unwrap()).await;
+    let (listener, authority) = loopback().await;
+    v2["jwks_uri"] = json!(format!("{authority}{keys_path}"));
+    v2["token_endpoint"] = json!(format!("{authority}/{tid}/oauth2/v2.0/token"));
+    tamper(&mut v2, &authority);
+    serve_documents(
+        listener,
+        vec![(v2_path, v2), (v1_path, v1), (keys_path, jwks)],
+    );
+    let cfg = config(entra).authority_host(&authority).build().unwrap();
+    let app = common::app(OboLayer::new(cfg));
+    bearer(&app, "/whoami", &entra.token().sign())
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn discovery_cannot_send_us_elsewhere() {
+    use std::sync::atomic::Ordering;
+    let entra = EntraStandIn::start().await;
+    let tid = entra.home_tenant();
+    // A host that is not the authority serves the real keys and counts who asks.
+    let jwks = get_json(&format!(
+        "{}/{tid}/discovery/v2.0/keys",
+        entra.authority_host()
+    ))
+    .await;
+    let (listener, elsewhere) = loopback().await;
+    let elsewhere_hits = serve_documents(listener, vec![("/keys".to_owned(), jwks)]);
+
+    // Untampered documents through the other authority are accepted.
+    assert_eq!(status_with_discovery(&entra, |_, _| {}).await, 200);
+
+    let other_host = |authority: &str, path: &str| {
+        json!(format!("{authority}{path}").replace("127.0.0.1", "localhost"))
+    };
+    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value, &str)>)> = vec![
+        (
+            "jwks_uri on another port",
+            Box::new(|d, _| d["jwks_uri"] = json!(format!("{elsewhere}/keys"))),
+        ),
+        (
+            "jwks_uri on another host name",
+            Box::new(|d, a| d["jwks_uri"] = other_host(a, "/keys")),
+        ),
+        (
+            "token_endpoint on another port",
+            Box::new(|d, _| d["token_endpoint"] = json!(format!("{elsewhere}/token"))),
+        ),
+        (
+            "issuer of another tenant",
+            Box::new(|d, _| {
+                let iss = d["issuer"].as_str().unwrap().replace(&tid, OTHER_TENANT);
+                d["issuer"] = json!(iss);
+            }),
+        ),
+        (
+            "issuer without a tenant",
+            Box::new(|d, a| d["issuer"] = json!(format!("{a}/"))),
+        ),
+    ];
+    for (what, tamper) in cases {
+        assert_eq!(status_with_discovery(&entra, tamper).await, 503, "{what}");
+    }
+    assert_eq!(
+        elsewhere_hits.load(Ordering::SeqCst),
+        0,
+        "no fetch elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn downstream_calls_are_not_capped_at_the_entra_timeout() {
+    let entra = EntraStandIn::start().await;
+    // A downstream API that takes 1.5 s, longer than the 1 s Entra timeout.
+    let slow = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            axum::Json(json!({"ok": true}))
+        }),
+    );
+    let (listener, base) = loopback().await;
+    tokio::spawn(async move { axum::serve(listener, slow).await.unwrap() });
+    let cfg = config(&entra)
+        .client_secret(entra.client_secret())
+        .http_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            axum::routing::get(
+                move |t: axum_obo::OboToken<axum_obo::GraphUserRead>| async move {
+                    let api = t
+                        .downstream(&base)
+                        .unwrap()
+                        .with_timeout(Duration::from_secs(5));
+                    match api.get_json("slow").await {
+                        Ok(v) => v.to_string(),
+                        Err(e) => format!("error: {e:?}"),
+                    }
+                },
+            ),
+        )
+        .layer(OboLayer::new(cfg));
+    let r = bearer(&app, "/slow", &entra.token().sign()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, r#"{"ok":true}"#);
+}

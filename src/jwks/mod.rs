@@ -10,7 +10,7 @@ pub(crate) mod discovery;
 pub(crate) mod keyset;
 pub(crate) mod store;
 
-pub(crate) use discovery::TenantMetadata;
+pub(crate) use discovery::{issuer_tenant, TenantMetadata};
 pub(crate) use store::KeyStore;
 
 /// Why signing keys could not be obtained.

@@ -12,7 +12,7 @@ use super::cache::ValidatedCache;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
 use crate::config::{is_guid, OboConfig};
-use crate::jwks::{KeyStore, TenantMetadata};
+use crate::jwks::{issuer_tenant, KeyStore, TenantMetadata};
 use crate::secret::BearerToken;
 
 /// Longest token considered. Entra access tokens are a few KB even with group
@@ -325,32 +325,9 @@ fn time_claim(
     }
 }
 
-/// The tenant segment of an Entra issuer: the first path segment
-/// (`https://host/{tid}/v2.0`, `https://sts.windows.net/{tid}/`).
-fn issuer_tenant(iss: &str) -> Option<&str> {
-    let rest = iss.split_once("://")?.1;
-    let path = rest.split_once('/')?.1;
-    path.split('/').next().filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn issuer_tenant_segment() {
-        let t = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-        assert_eq!(
-            issuer_tenant(&format!("https://login.microsoftonline.com/{t}/v2.0")),
-            Some(t)
-        );
-        assert_eq!(
-            issuer_tenant(&format!("https://sts.windows.net/{t}/")),
-            Some(t)
-        );
-        assert_eq!(issuer_tenant("https://sts.windows.net/"), None);
-        assert_eq!(issuer_tenant("nonsense"), None);
-    }
 
     #[test]
     fn time_claims() {
