@@ -64,6 +64,13 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
 pub struct Require<R: Requirement>(pub Principal, PhantomData<fn() -> R>);
 
 impl<R: Requirement> Require<R> {
+    /// Evaluated when a handler takes `Require<R>`: a requirement that names no
+    /// scope and no role is a compile-time error, never an open door.
+    const NAMES_SOMETHING: () = assert!(
+        !(R::SCOPES.is_empty() && R::ROLES.is_empty()),
+        "a Requirement must name at least one scope (SCOPES) or role (ROLES)"
+    );
+
     /// The caller.
     pub fn into_inner(self) -> Principal {
         self.0
@@ -88,6 +95,8 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::NAMES_SOMETHING;
         let principal =
             <Principal as FromRequestParts<S>>::from_request_parts(parts, state).await?;
         check_requirement::<R>(&principal).map_err(|f| {

@@ -37,8 +37,24 @@ fn describe_insufficient(scopes: &[String], roles: &[String]) -> String {
 
 /// A per-route requirement stated as a type; use it with [`Require`](crate::Require).
 ///
-/// A token satisfies it when it has any of `SCOPES` or any of `ROLES`.
+/// A token satisfies it when it has any of `SCOPES` or any of `ROLES`. A
+/// requirement must name at least one of them: one that names nothing would guard
+/// nothing, so using it with [`Require`](crate::Require) does not compile:
+///
+/// ```compile_fail,E0080
+/// use axum::{routing::get, Router};
+/// use axum_obo::{Require, Requirement};
+///
+/// struct Admin;
+/// impl Requirement for Admin {} // forgot `ROLES`
+///
+/// async fn admin(_: Require<Admin>) -> &'static str { "ok" }
+/// let app: Router = Router::new().route("/admin", get(admin));
 /// ```
+///
+/// Naming a role makes the same code compile:
+/// ```
+/// use axum::{routing::get, Router};
 /// use axum_obo::{Require, Requirement};
 ///
 /// /// Callers with the `Admin` app role.
@@ -48,6 +64,7 @@ fn describe_insufficient(scopes: &[String], roles: &[String]) -> String {
 /// }
 ///
 /// async fn admin(_: Require<Admin>) -> &'static str { "ok" }
+/// let app: Router = Router::new().route("/admin", get(admin));
 /// ```
 pub trait Requirement: Send + Sync + 'static {
     /// Delegated scopes, any of which suffices.
@@ -57,9 +74,18 @@ pub trait Requirement: Send + Sync + 'static {
 }
 
 /// Checks a requirement against a principal.
+///
+/// A requirement naming nothing admits nobody ([`Require`](crate::Require) also
+/// refuses to compile with one): a forgotten `ROLES` is never an open door.
 pub(crate) fn check_requirement<R: Requirement>(p: &Principal) -> Result<(), Forbidden> {
+    if R::SCOPES.is_empty() && R::ROLES.is_empty() {
+        tracing::error!(
+            requirement = std::any::type_name::<R>(),
+            "a Requirement names no scope and no role; every request is refused"
+        );
+    }
     let ok = R::SCOPES.iter().any(|s| p.has_scope(s)) || R::ROLES.iter().any(|r| p.has_role(r));
-    if ok || (R::SCOPES.is_empty() && R::ROLES.is_empty()) {
+    if ok {
         Ok(())
     } else {
         Err(Forbidden::Insufficient {
@@ -100,5 +126,57 @@ impl Policy {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::validate::{PrincipalInner, TokenVersion};
+
+    fn principal(scopes: &[&str], roles: &[&str]) -> Principal {
+        let owned = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+        Principal(Arc::new(PrincipalInner {
+            tid: "t".into(),
+            oid: "o".into(),
+            sub: "s".into(),
+            scopes: owned(scopes),
+            roles: owned(roles),
+            client_app_id: Some("c".into()),
+            version: TokenVersion::V2,
+            kind: TokenKind::Delegated,
+            name: None,
+            preferred_username: None,
+            expires_at: 0,
+            claims: Default::default(),
+        }))
+    }
+
+    struct Nothing;
+    impl Requirement for Nothing {}
+
+    struct Reader;
+    impl Requirement for Reader {
+        const SCOPES: &'static [&'static str] = &["Tasks.Read"];
+        const ROLES: &'static [&'static str] = &["Tasks.Read.All"];
+    }
+
+    #[test]
+    fn a_requirement_naming_nothing_admits_nobody() {
+        for p in [
+            principal(&[], &[]),
+            principal(&["access_as_user"], &["Admin"]),
+        ] {
+            assert!(check_requirement::<Nothing>(&p).is_err());
+        }
+    }
+
+    #[test]
+    fn any_scope_or_role_suffices() {
+        assert!(check_requirement::<Reader>(&principal(&["Tasks.Read"], &[])).is_ok());
+        assert!(check_requirement::<Reader>(&principal(&[], &["Tasks.Read.All"])).is_ok());
+        assert!(check_requirement::<Reader>(&principal(&["Tasks.Write"], &["Admin"])).is_err());
     }
 }

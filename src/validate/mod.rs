@@ -10,6 +10,8 @@ pub(crate) mod claims;
 pub(crate) mod error;
 pub(crate) mod rules;
 
+#[cfg(test)]
+pub(crate) use claims::PrincipalInner;
 pub use claims::{Principal, TokenKind, TokenVersion};
 pub use error::ValidationError;
 pub(crate) use rules::{Validator, MAX_TOKEN_LEN};
