@@ -228,7 +228,15 @@ async fn scripted(State(s): State<Scripted>, req: Request) -> Response {
     resp
 }
 
-async fn start_scripted(entra: String, script_gets: bool) -> (Scripted, String) {
+/// A loopback listener and its URL.
+async fn loopback() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+/// Serves a scripted upstream on `listener`, proxying GETs to `entra` unless `script_gets`.
+fn serve_scripted(listener: tokio::net::TcpListener, entra: String, script_gets: bool) -> Scripted {
     let s = Scripted {
         answer: Arc::new(Mutex::new((
             200,
@@ -240,10 +248,8 @@ async fn start_scripted(entra: String, script_gets: bool) -> (Scripted, String) 
         script_gets,
     };
     let app = axum::Router::new().fallback(scripted).with_state(s.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (s, url)
+    s
 }
 
 /// The scripted upstreams are shared by tests that run in parallel: each case
@@ -271,8 +277,14 @@ fn upstream() -> &'static UpstreamFixture {
             .build()
             .unwrap();
         let f = rt.block_on(async {
-            let entra = EntraStandIn::start().await;
-            let (token_endpoint, proxy) = start_scripted(entra.authority_host(), false).await;
+            // The proxy is the authority: the stand-in advertises it in discovery
+            // and issuers, as Entra advertises its own host.
+            let (listener, proxy) = loopback().await;
+            let entra = EntraStandIn::builder()
+                .advertised_host(&proxy)
+                .start()
+                .await;
+            let token_endpoint = serve_scripted(listener, entra.authority_host(), false);
             let cfg = config(&entra)
                 .authority_host(&proxy)
                 .client_secret(entra.client_secret())
@@ -288,7 +300,8 @@ fn upstream() -> &'static UpstreamFixture {
                     }),
                 )
                 .layer(OboLayer::new(cfg));
-            let (graph, graph_url) = start_scripted(String::new(), true).await;
+            let (listener, graph_url) = loopback().await;
+            let graph = serve_scripted(listener, String::new(), true);
             (entra, token_endpoint, app, graph, graph_url)
         });
         UpstreamFixture {

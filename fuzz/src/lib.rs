@@ -46,17 +46,21 @@ async fn scripted(State(s): State<Scripted>, req: Request) -> Response {
     resp
 }
 
-async fn start_scripted(entra: String, script_gets: bool) -> (Scripted, String) {
+async fn loopback() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+fn serve_scripted(listener: tokio::net::TcpListener, entra: String, script_gets: bool) -> Scripted {
     let s = Scripted {
         answer: Arc::new(Mutex::new((200, b"{}".to_vec(), None))),
         entra,
         script_gets,
     };
     let app = Router::new().fallback(scripted).with_state(s.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (s, url)
+    s
 }
 
 /// Everything a target needs, built once per process.
@@ -78,8 +82,10 @@ pub fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         let (entra, app, token_endpoint, graph, graph_url) = rt.block_on(async {
-            let entra = EntraStandIn::start().await;
-            let (token_endpoint, proxy) = start_scripted(entra.authority_host(), false).await;
+            // The proxy is the authority, advertised by the stand-in as Entra's own host.
+            let (listener, proxy) = loopback().await;
+            let entra = EntraStandIn::builder().advertised_host(&proxy).start().await;
+            let token_endpoint = serve_scripted(listener, entra.authority_host(), false);
             let cfg = OboConfig::builder()
                 .tenant_id(entra.home_tenant())
                 .client_id(entra.api_client_id())
@@ -99,7 +105,8 @@ pub fn fixture() -> &'static Fixture {
                     }),
                 )
                 .layer(OboLayer::new(cfg));
-            let (graph, graph_url) = start_scripted(String::new(), true).await;
+            let (listener, graph_url) = loopback().await;
+            let graph = serve_scripted(listener, String::new(), true);
             (entra, app, token_endpoint, graph, graph_url)
         });
         Fixture { rt, entra, app, token_endpoint, graph, graph_url }
