@@ -510,7 +510,8 @@ async fn claims_challenge_is_parsed() {
     assert_eq!(
         e,
         DownstreamError::ClaimsChallenge {
-            claims: CLAIMS.into()
+            claims: CLAIMS.into(),
+            authorization_uri: "https://login.microsoftonline.com/common/oauth2/authorize".into(),
         }
     );
     assert_eq!(e.claims(), Some(CLAIMS));
