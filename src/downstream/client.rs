@@ -350,7 +350,10 @@ impl DownstreamClient {
     }
 
     /// `GET url` (already resolved), decoding the JSON body as `T`.
-    pub(crate) async fn get_url<T: DeserializeOwned>(&self, url: &Url) -> Result<T, DownstreamError> {
+    pub(crate) async fn get_url<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+    ) -> Result<T, DownstreamError> {
         let answer = self.execute(Method::GET, url, None, Instant::now()).await?;
         decode(&answer.body)
     }
@@ -696,7 +699,10 @@ mod tests {
         assert_eq!(u.host_str(), Some("graph.microsoft.com"));
         for tricky in ["/\\evil.example/me", "..//evil.example"] {
             assert!(
-                matches!(resolve(&base(), tricky), Err(DownstreamError::InvalidRequest(_))),
+                matches!(
+                    resolve(&base(), tricky),
+                    Err(DownstreamError::InvalidRequest(_))
+                ),
                 "{tricky}"
             );
         }
@@ -723,7 +729,10 @@ mod tests {
             "a\\b",
         ] {
             assert!(
-                matches!(resolve(&base, climbing), Err(DownstreamError::InvalidRequest(_))),
+                matches!(
+                    resolve(&base, climbing),
+                    Err(DownstreamError::InvalidRequest(_))
+                ),
                 "{climbing}: {:?}",
                 resolve(&base, climbing)
             );
@@ -744,7 +753,9 @@ mod tests {
         }
         // Absolute URLs of the origin may lie elsewhere on it (Graph's nextLinks).
         assert_eq!(
-            resolve(&base, "https://api.example.com/v2/tenant-b/x").unwrap().path(),
+            resolve(&base, "https://api.example.com/v2/tenant-b/x")
+                .unwrap()
+                .path(),
             "/v2/tenant-b/x"
         );
         // Through the public API too.
@@ -758,7 +769,10 @@ mod tests {
             c.request(Method::GET, "../tenant-b/x"),
             Err(DownstreamError::InvalidRequest(_))
         ));
-        assert!(matches!(c.url("a/../../x"), Err(DownstreamError::InvalidRequest(_))));
+        assert!(matches!(
+            c.url("a/../../x"),
+            Err(DownstreamError::InvalidRequest(_))
+        ));
     }
 
     #[test]

@@ -314,9 +314,11 @@ pub(crate) fn api_error(
             .filter(|c| !c.is_empty())
             .map(|c| redact_tokens(&shorten(&c)))
             .unwrap_or_else(|| reason.to_owned()),
-        message: message.map(|m| redact_tokens(&shorten(&m))).unwrap_or_else(|| {
-            format!("the downstream API answered {status} without a JSON error body")
-        }),
+        message: message
+            .map(|m| redact_tokens(&shorten(&m)))
+            .unwrap_or_else(|| {
+                format!("the downstream API answered {status} without a JSON error body")
+            }),
         request_id: inner_id
             .or_else(|| request_id_header.map(str::to_owned))
             .map(|id| redact_tokens(&shorten(&id))),
@@ -471,7 +473,12 @@ mod tests {
 
     #[test]
     fn only_plain_codes_are_shown() {
-        for ok in ["Request_ResourceNotFound", "invalid_request", "a.b-c_9", &"x".repeat(64)] {
+        for ok in [
+            "Request_ResourceNotFound",
+            "invalid_request",
+            "a.b-c_9",
+            &"x".repeat(64),
+        ] {
             assert_eq!(safe_code(ok), Some(ok), "{ok}");
         }
         for bad in [
@@ -487,8 +494,14 @@ mod tests {
             assert_eq!(safe_code(bad), None, "{bad}");
         }
         let e = api(400, r#"{"error":{"code":"Bad Code \"x\"","message":"m"}}"#);
-        assert_eq!(e.public_description(), "the downstream API answered an error (400)");
-        let e = api(404, r#"{"error":{"code":"Request_ResourceNotFound","message":"secret"}}"#);
+        assert_eq!(
+            e.public_description(),
+            "the downstream API answered an error (400)"
+        );
+        let e = api(
+            404,
+            r#"{"error":{"code":"Request_ResourceNotFound","message":"secret"}}"#,
+        );
         assert_eq!(
             e.public_description(),
             "the downstream API found no such resource (404 Request_ResourceNotFound)"

@@ -90,7 +90,10 @@ impl<T> Paged<T> {
         }
         let max_pages = self.client.max_pages();
         if self.visited.len() >= max_pages {
-            tracing::warn!(max_pages, "paged collection has more pages than allowed; stopping");
+            tracing::warn!(
+                max_pages,
+                "paged collection has more pages than allowed; stopping"
+            );
             return Next::Fail(DownstreamError::TooManyPages { max_pages });
         }
         Next::Fetch(url)
@@ -135,8 +138,9 @@ impl<T: DeserializeOwned + Send + 'static> Stream for Paged<T> {
                 Next::Fetch(url) => {
                     this.visited.insert(page_key(&url));
                     let client = this.client.clone();
-                    this.fetching =
-                        Some(Box::pin(async move { client.get_url::<Page<T>>(&url).await }));
+                    this.fetching = Some(Box::pin(
+                        async move { client.get_url::<Page<T>>(&url).await },
+                    ));
                 }
             }
         }
@@ -216,6 +220,9 @@ mod tests {
         ] {
             assert_eq!(key(same), a, "{same}");
         }
-        assert_ne!(key("https://graph.microsoft.com/v1.0/users?$skiptoken=b"), a);
+        assert_ne!(
+            key("https://graph.microsoft.com/v1.0/users?$skiptoken=b"),
+            a
+        );
     }
 }
