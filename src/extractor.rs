@@ -106,6 +106,22 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
 /// across requests (cached, single-flight). Failures are relayed as described in
 /// [`AuthRejection`].
 ///
+/// The token leaves the process only through [`graph`](Self::graph) and
+/// [`downstream`](Self::downstream), whose clients refuse URLs outside their base's
+/// origin; there is no way to attach it to an arbitrary URL:
+///
+/// ```compile_fail
+/// # fn f(t: axum_obo::OboToken<axum_obo::GraphUserRead>) {
+/// let _ = t.request(Default::default(), "https://evil.example/");
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # fn f(t: axum_obo::OboToken<axum_obo::GraphUserRead>) {
+/// let _ = t.http();
+/// # }
+/// ```
+///
 /// ```
 /// use axum_obo::{GraphUserRead, OboToken};
 ///
