@@ -115,6 +115,22 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
 /// across requests (cached, single-flight). Failures are relayed as described in
 /// [`AuthRejection`].
 ///
+/// The token leaves the process only through [`graph`](Self::graph) and
+/// [`downstream`](Self::downstream), whose clients refuse URLs outside their base's
+/// origin; there is no way to attach it to an arbitrary URL:
+///
+/// ```compile_fail
+/// # fn f(t: axum_obo::OboToken<axum_obo::GraphUserRead>) {
+/// let _ = t.request(Default::default(), "https://evil.example/");
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # fn f(t: axum_obo::OboToken<axum_obo::GraphUserRead>) {
+/// let _ = t.http();
+/// # }
+/// ```
+///
 /// ```
 /// use axum_obo::{GraphUserRead, OboToken};
 ///
@@ -156,43 +172,32 @@ impl<S: Scope> OboToken<S> {
         self.token.scopes.iter().map(|s| &**s)
     }
 
-    /// The crate's shared HTTP client (connection pools, TLS, timeouts).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.shared.http
-    }
-
-    /// A request on the shared client with `Authorization: Bearer <token>` set.
-    /// Prefer [`graph`](Self::graph) or [`downstream`](Self::downstream), which
-    /// retry throttling and refuse to send the token to another host.
-    pub fn request(
-        &self,
-        method: reqwest::Method,
-        url: impl reqwest::IntoUrl,
-    ) -> reqwest::RequestBuilder {
-        self.shared
-            .http
-            .request(method, url)
-            .bearer_auth(self.token.access_token.expose())
-    }
-
-    /// A Microsoft Graph client (`{graph_url}/v1.0`) authenticated with this token.
+    /// A Microsoft Graph client (`{graph_url}/v1.0`) authenticated with this token,
+    /// on the crate's shared HTTP client; its claims challenges name the configured
+    /// authority.
+    ///
+    /// This and [`downstream`](Self::downstream) are the only ways this extractor
+    /// sends the token anywhere: both refuse URLs outside their base's origin.
     pub fn graph(&self) -> Result<GraphClient, DownstreamError> {
-        GraphClient::new(
+        Ok(GraphClient::new(
             self.shared.http.clone(),
             self.shared.config.graph_url(),
             self.token.access_token.clone(),
-        )
+        )?
+        .with_authority(self.shared.config.authority_host()))
     }
 
     /// A client for any other downstream API at `base_url` (e.g.
-    /// `https://api.contoso.com/v2`), authenticated with this token. Use a scope
-    /// type whose scopes belong to that API.
+    /// `https://api.contoso.com/v2`), authenticated with this token, on the crate's
+    /// shared HTTP client; its claims challenges name the configured authority. Use a
+    /// scope type whose scopes belong to that API.
     pub fn downstream(&self, base_url: &str) -> Result<DownstreamClient, DownstreamError> {
-        DownstreamClient::new(
+        Ok(DownstreamClient::new(
             self.shared.http.clone(),
             base_url,
             self.token.access_token.clone(),
-        )
+        )?
+        .with_authority(self.shared.config.authority_host()))
     }
 }
 

@@ -74,7 +74,7 @@ pub use config::{
 };
 pub use downstream::{
     BatchRequest, BatchResponse, DownstreamClient, DownstreamError, GraphClient, GraphUser, Paged,
-    RetryPolicy, DEFAULT_GRAPH_URL,
+    RetryPolicy, DEFAULT_GRAPH_URL, DEFAULT_MAX_PAGES,
 };
 pub use exchange::{
     AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,

@@ -5,7 +5,6 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
-use crate::config::DEFAULT_AUTHORITY_HOST;
 use crate::downstream::DownstreamError;
 use crate::exchange::OboError;
 use crate::policy::Forbidden;
@@ -21,6 +20,7 @@ use crate::validate::ValidationError;
 /// | [`Forbidden`](Self::Forbidden) | 403 | `Bearer error="insufficient_scope"` |
 /// | [`MissingLayer`](Self::MissingLayer) | 500 | — |
 /// | [`Obo`](Self::Obo) | see below | see below |
+/// | [`Downstream`](Self::Downstream) | as [`DownstreamError`] answers itself | claims challenge only |
 ///
 /// On-Behalf-Of failures ([`OboError`]) are relayed as follows:
 ///
@@ -110,15 +110,7 @@ impl AuthRejection {
                 OboError::Unavailable { .. } | OboError::Timeout => "temporarily_unavailable",
                 OboError::BadResponse => "bad_gateway",
             },
-            AuthRejection::Downstream(e) => match e.status().as_u16() {
-                401 => "insufficient_claims",
-                403 => "forbidden",
-                404 => "not_found",
-                503 => "temporarily_unavailable",
-                504 => "gateway_timeout",
-                500 => "server_error",
-                _ => "bad_gateway",
-            },
+            AuthRejection::Downstream(e) => e.error_code(),
         }
     }
 
@@ -128,9 +120,7 @@ impl AuthRejection {
             AuthRejection::Obo(OboError::Misconfigured(_)) => {
                 "the server could not complete the request".to_owned()
             }
-            AuthRejection::Downstream(e) if e.status().as_u16() == 500 => {
-                "the server could not complete the request".to_owned()
-            }
+            AuthRejection::Downstream(e) => e.public_description(),
             other => other.to_string(),
         }
     }
@@ -170,14 +160,7 @@ impl AuthRejection {
                 } => Some(claims_challenge(authorization_uri, claims.as_deref())),
                 _ => None,
             },
-            // The downstream API's own challenge names the public cloud's
-            // authority; relay the claims with it.
-            AuthRejection::Downstream(e) => e.claims().map(|claims| {
-                claims_challenge(
-                    &format!("{DEFAULT_AUTHORITY_HOST}/common/oauth2/authorize"),
-                    Some(claims),
-                )
-            }),
+            AuthRejection::Downstream(e) => downstream_challenge(e),
         }
     }
 
@@ -187,12 +170,27 @@ impl AuthRejection {
             AuthRejection::Obo(OboError::Unavailable { retry_after }) => {
                 Some(retry_after.map_or(5, |d| d.as_secs().max(1)))
             }
-            AuthRejection::Downstream(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                Some(e.retry_after().map_or(5, |d| d.as_secs().max(1)))
-            }
+            AuthRejection::Downstream(e) => downstream_retry_after(e),
             _ => None,
         }
     }
+}
+
+/// The claims challenge relayed for a downstream API's, naming the client's authority.
+fn downstream_challenge(e: &DownstreamError) -> Option<String> {
+    match e {
+        DownstreamError::ClaimsChallenge {
+            claims,
+            authorization_uri,
+        } => Some(claims_challenge(authorization_uri, Some(claims))),
+        _ => None,
+    }
+}
+
+/// The `Retry-After` (seconds) of a throttled downstream call: the API's, else 5.
+fn downstream_retry_after(e: &DownstreamError) -> Option<u64> {
+    (e.status() == StatusCode::SERVICE_UNAVAILABLE)
+        .then(|| e.retry_after().map_or(5, |d| d.as_secs().max(1)))
 }
 
 /// The challenge that sends a client back to sign in with `claims`
@@ -239,8 +237,37 @@ pub(crate) fn json_error(
     resp
 }
 
+/// Answers the caller of your API for a failed downstream call, as the table on
+/// [`DownstreamError`] says: a fixed description (plus the API's error code when it
+/// is a plain identifier), the claims challenge for 401, `Retry-After` for 503. The
+/// details (the API's message, transport causes) are logged, not sent.
+impl IntoResponse for DownstreamError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self, "downstream call failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %self, "downstream call failed");
+        }
+        let mut resp = json_error(
+            status,
+            self.error_code(),
+            &self.public_description(),
+            downstream_challenge(&self).as_deref(),
+        );
+        if let Some(secs) = downstream_retry_after(&self) {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
+        if let AuthRejection::Downstream(e) = self {
+            return e.into_response();
+        }
         let mut resp = json_error(
             self.status(),
             self.error_code(),

@@ -86,8 +86,23 @@ async fn graph_failures_are_relayed() {
     );
     let r = bearer(&app, "/me", &user).await;
     assert_eq!(r.status, 401, "{}", r.body);
-    assert!(r
-        .www_authenticate
-        .unwrap()
-        .contains("error=\"insufficient_claims\", claims=\""));
+    let challenge = r.www_authenticate.clone().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_claims\", claims=\""),
+        "{challenge}"
+    );
+    // It names the configured authority (here the stand-in; a national cloud in
+    // production), not the public cloud.
+    assert!(
+        challenge.contains(&format!(
+            "authorization_uri=\"{}/common/oauth2/authorize\"",
+            e.entra.authority_host()
+        )),
+        "{challenge}"
+    );
+    assert!(
+        !challenge.contains("login.microsoftonline.com"),
+        "{challenge}"
+    );
+    assert_eq!(r.json()["error"], "insufficient_claims");
 }

@@ -1,6 +1,8 @@
 //! The downstream client against the Graph stand-in (and a few purpose-built servers).
 #![cfg(feature = "testing")]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -510,7 +512,8 @@ async fn claims_challenge_is_parsed() {
     assert_eq!(
         e,
         DownstreamError::ClaimsChallenge {
-            claims: CLAIMS.into()
+            claims: CLAIMS.into(),
+            authorization_uri: "https://login.microsoftonline.com/common/oauth2/authorize".into(),
         }
     );
     assert_eq!(e.claims(), Some(CLAIMS));
@@ -781,4 +784,434 @@ fn futures_and_streams_are_send() {
     send(c.collect_all::<Value>("users", 1));
     let g = GraphClient::new(http(), "https://graph.microsoft.com", token("x")).unwrap();
     send(g.me());
+}
+
+// ---------------------------------------------------------------- paging loops and caps
+
+/// An API whose pages are scripted by `page(path_and_query)`; counts the requests.
+async fn paging_server(
+    page: impl Fn(SocketAddr, &str) -> Value + Clone + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    let addr_cell = Arc::new(OnceLock::<SocketAddr>::new());
+    let cell = Arc::clone(&addr_cell);
+    let addr = serve(Router::new().fallback(move |uri: http::Uri| {
+        let (h, cell, page) = (Arc::clone(&h), Arc::clone(&cell), page.clone());
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let pq = uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
+            Json(page(*cell.get().unwrap(), &pq))
+        }
+    }))
+    .await;
+    addr_cell.set(addr).unwrap();
+    (addr, hits)
+}
+
+/// `A → B → A` with empty pages used to loop forever, sending the token each time.
+#[tokio::test]
+async fn a_next_link_cycle_ends_the_stream() {
+    let (addr, hits) = paging_server(|addr, pq| match pq {
+        "/api/a" => json!({"value": [], "@odata.nextLink": format!("http://{addr}/api/b")}),
+        // The same page as A, spelled differently.
+        _ => json!({"value": [], "@odata.nextLink": format!("HTTP://{addr}/api/x/../a#again")}),
+    })
+    .await;
+    let c = DownstreamClient::new(http(), &format!("http://{addr}/api"), token("x")).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), c.collect_all::<Value>("a", 10))
+        .await
+        .expect("the stream ends instead of looping");
+    assert_eq!(result, Err(DownstreamError::PagingLoop));
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "A and B, once each");
+    assert_eq!(DownstreamError::PagingLoop.status(), 502);
+
+    // A direct self-link, with items: they come first, then the error, then the end.
+    let (addr, hits) = paging_server(|addr, _| {
+        json!({"value": [1, 2], "@odata.nextLink": format!("http://{addr}/api/items?page=1")})
+    })
+    .await;
+    let c = DownstreamClient::new(http(), &format!("http://{addr}/api"), token("x")).unwrap();
+    let mut pages = c.paged::<u32>("items?page=1");
+    assert_eq!(pages.try_next().await.unwrap(), Some(1));
+    assert_eq!(pages.try_next().await.unwrap(), Some(2));
+    assert_eq!(pages.try_next().await, Err(DownstreamError::PagingLoop));
+    assert_eq!(pages.try_next().await, Ok(None));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+/// A collection with an endless supply of distinct, empty pages stops at the cap.
+#[tokio::test]
+async fn the_page_cap_bounds_the_requests() {
+    let (addr, hits) = paging_server(|addr, pq| {
+        let n: u64 = pq
+            .rsplit('=')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        json!({"value": [n], "@odata.nextLink": format!("http://{addr}/api/items?page={}", n + 1)})
+    })
+    .await;
+    let c = DownstreamClient::new(http(), &format!("http://{addr}/api"), token("x"))
+        .unwrap()
+        .with_max_pages(5);
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.collect_all::<u64>("items?page=0", usize::MAX),
+    )
+    .await
+    .expect("the stream ends");
+    assert_eq!(result, Err(DownstreamError::TooManyPages { max_pages: 5 }));
+    assert_eq!(hits.load(Ordering::SeqCst), 5);
+    // The items of the pages within the cap were yielded.
+    let items: Vec<Result<u64, DownstreamError>> =
+        futures_util::StreamExt::collect(c.paged::<u64>("items?page=0")).await;
+    assert_eq!(items.len(), 6);
+    assert_eq!(items[4], Ok(4));
+    assert_eq!(
+        items[5],
+        Err(DownstreamError::TooManyPages { max_pages: 5 })
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 10);
+    assert_eq!(items[5].clone().unwrap_err().status(), 502);
+
+    // The default is documented and sane; a collection within the cap is complete.
+    let c = DownstreamClient::new(http(), &format!("http://{addr}/api"), token("x")).unwrap();
+    assert_eq!(c.max_pages(), axum_obo::DEFAULT_MAX_PAGES);
+    assert_eq!(axum_obo::DEFAULT_MAX_PAGES, 1000);
+    let graph = graph().await;
+    let g = client(&graph, token("User.Read")).with_max_pages(5);
+    assert_eq!(
+        g.collect_all::<Value>("users", 100).await.unwrap().len(),
+        45
+    );
+    let g = client(&graph, token("User.Read")).with_max_pages(4);
+    assert_eq!(
+        g.collect_all::<Value>("users", 100).await,
+        Err(DownstreamError::TooManyPages { max_pages: 4 })
+    );
+}
+
+// ---------------------------------------------------------------- what the caller sees
+
+const ECHOED_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJl";
+
+/// Answers every request with `status` and `body`.
+async fn erring_server(status: u16, body: Value) -> SocketAddr {
+    serve(Router::new().fallback(move || {
+        let body = body.clone();
+        async move { (http::StatusCode::from_u16(status).unwrap(), Json(body)) }
+    }))
+    .await
+}
+
+/// Everything a response shows its receiver: status line, headers and body.
+async fn shown(resp: axum::response::Response) -> String {
+    let mut text = format!("{:?}\n", resp.status());
+    for (name, value) in resp.headers() {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("<bin>")));
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    text.push_str(&String::from_utf8_lossy(&body));
+    text
+}
+
+fn body_of(text: &str) -> Value {
+    serde_json::from_str(text.rsplit('\n').next().unwrap()).unwrap()
+}
+
+/// A downstream's error message may echo the request, even the token: the caller of
+/// our API never sees it, in the body or the headers, nor does the log.
+#[tokio::test]
+async fn downstream_error_text_never_reaches_the_caller() {
+    use axum::response::IntoResponse as _;
+    let (logs, _guard) = common::capture_logs();
+    let message = format!(
+        "Token {ECHOED_TOKEN} is not valid for GET /v1.0/users/alice@contoso.example?secret=hunter2"
+    );
+    let leaks = ["eyJ", "alice", "hunter2", "secret", "not valid"];
+    let cases = [
+        // An unsafe code: spaces, quotes, a token.
+        (
+            400,
+            json!({"error": {"code": format!("Bad \"code\" {ECHOED_TOKEN}"), "message": message}}),
+            502,
+            "bad_gateway",
+        ),
+        (
+            400,
+            json!({"error": {"code": ECHOED_TOKEN, "message": message}}),
+            502,
+            "bad_gateway",
+        ),
+        (
+            500,
+            json!({"error": {"code": "generalException", "message": message}}),
+            502,
+            "bad_gateway",
+        ),
+        (
+            404,
+            json!({"error": {"code": "Request_ResourceNotFound", "message": message}}),
+            404,
+            "not_found",
+        ),
+        (
+            403,
+            json!({"error": {"code": "Authorization_RequestDenied", "message": message}}),
+            403,
+            "forbidden",
+        ),
+        (
+            401,
+            json!({"error": {"code": "InvalidAuthenticationToken", "message": message}}),
+            502,
+            "bad_gateway",
+        ),
+        (
+            409,
+            json!({"error": "conflict", "error_description": message}),
+            502,
+            "bad_gateway",
+        ),
+    ];
+    for (status, body, expect, error) in cases {
+        let addr = erring_server(status, body.clone()).await;
+        let c = DownstreamClient::new(http(), &format!("http://{addr}/v1.0"), token("x"))
+            .unwrap()
+            .with_retry(RetryPolicy::none());
+        let e = c
+            .get_json("users/alice@contoso.example?secret=hunter2")
+            .await
+            .unwrap_err();
+        for resp in [
+            e.clone().into_response(),
+            axum_obo::AuthRejection::from(e.clone()).into_response(),
+        ] {
+            assert_eq!(resp.status().as_u16(), expect, "{status} {e:?}");
+            assert_eq!(resp.headers()["cache-control"], "no-store");
+            let text = shown(resp).await;
+            for leak in leaks {
+                assert!(!text.contains(leak), "{status}: `{leak}` shown:\n{text}");
+            }
+            let json = body_of(&text);
+            assert_eq!(json["error"], error, "{text}");
+            let description = json["error_description"].as_str().unwrap();
+            // A plain code may be named; an unsafe one never.
+            match body["error"]["code"].as_str() {
+                Some(code) if status != 401 && !code.contains(' ') && !code.contains("eyJ") => {
+                    assert!(description.contains(code), "{description}")
+                }
+                _ => assert!(!description.contains("Bad"), "{description}"),
+            }
+        }
+    }
+    // Transport causes stay in the log too.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = DownstreamClient::new(http(), &format!("http://{closed}"), token("x")).unwrap();
+    let e = c.get_json("x").await.unwrap_err();
+    assert!(matches!(e, DownstreamError::Transport(_)), "{e:?}");
+    let text = shown(e.into_response()).await;
+    assert!(text.starts_with("502"), "{text}");
+    assert_eq!(
+        body_of(&text)["error_description"],
+        "the downstream API could not be reached"
+    );
+    // Local errors: a generic 500.
+    let e = c.get_json("a/../../x").await.unwrap_err();
+    let text = shown(e.into_response()).await;
+    assert!(text.starts_with("500"), "{text}");
+    assert_eq!(
+        body_of(&text),
+        json!({"error": "server_error", "error_description": "the server could not complete the request"})
+    );
+    // The details were logged, without the token.
+    let logged = logs.text();
+    assert!(logged.contains("downstream call failed"), "{logged}");
+    assert!(logged.contains("[redacted]"), "{logged}");
+    assert!(!logged.contains("eyJ"), "{logged}");
+}
+
+/// The response table, including the relayed claims challenge and `Retry-After`.
+#[tokio::test]
+async fn downstream_errors_answer_as_documented() {
+    use axum::response::IntoResponse as _;
+    let graph = graph().await;
+    let g = client(&graph, token("User.Read")).with_authority("https://login.microsoftonline.us");
+    graph.inject_claims_challenge(1, CLAIMS);
+    let e = g.me().await.unwrap_err();
+    assert_eq!(
+        e.authorization_uri(),
+        Some("https://login.microsoftonline.us/common/oauth2/authorize")
+    );
+    let resp = e.into_response();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CLAIMS);
+    assert_eq!(
+        challenge,
+        format!("Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.us/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"{b64}\"")
+    );
+    assert_eq!(body_of(&shown(resp).await)["error"], "insufficient_claims");
+
+    let g = g.with_retry(RetryPolicy::none());
+    graph.inject_throttle(1, Some(7));
+    let resp = g.me().await.unwrap_err().into_response();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let resp = DownstreamError::Timeout.into_response();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(body_of(&shown(resp).await)["error"], "gateway_timeout");
+    for local in [
+        DownstreamError::ForeignUrl,
+        DownstreamError::InvalidRequest("detail".into()),
+        DownstreamError::TooManyItems { max_items: 3 },
+    ] {
+        let text = shown(local.into_response()).await;
+        assert!(text.starts_with("500"), "{text}");
+        assert!(!text.contains("detail") && !text.contains('3'), "{text}");
+    }
+}
+
+// ---------------------------------------------------------------- body cap
+
+/// A raw HTTP/1.1 server: answers every connection with `head` and then `body`
+/// bytes, repeated `repeat` times (endless with `usize::MAX`), counting bytes sent.
+async fn raw_server(
+    head: &'static str,
+    chunk: usize,
+    repeat: usize,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&sent);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let data = vec![b'a'; chunk];
+                for _ in 0..repeat {
+                    if socket.write_all(&data).await.is_err() {
+                        return;
+                    }
+                    s.fetch_add(chunk, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    (addr, sent)
+}
+
+#[tokio::test]
+async fn response_bodies_are_capped_while_they_stream() {
+    use axum::response::IntoResponse as _;
+    let capped = |addr: SocketAddr| {
+        DownstreamClient::new(http(), &format!("http://{addr}"), token("x"))
+            .unwrap()
+            .with_max_body_bytes(1024)
+            .with_timeout(Duration::from_secs(5))
+            .with_retry(RetryPolicy::none())
+    };
+    let too_large = DownstreamError::BodyTooLarge { max_bytes: 1024 };
+
+    // An honest Content-Length over the cap: refused before reading.
+    let big = serve(Router::new().fallback(|| async { "x".repeat(2048) })).await;
+    assert_eq!(capped(big).get_json("x").await, Err(too_large.clone()));
+    // Error bodies too.
+    let big_error = serve(
+        Router::new().fallback(|| async { (http::StatusCode::BAD_REQUEST, "x".repeat(2048)) }),
+    )
+    .await;
+    assert_eq!(
+        capped(big_error).get_json("x").await,
+        Err(too_large.clone())
+    );
+    // Exactly the cap is fine.
+    let fits =
+        serve(Router::new().fallback(|| async { format!("\"{}\"", "x".repeat(1022)) })).await;
+    assert_eq!(
+        capped(fits)
+            .get_json("x")
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .len(),
+        1022
+    );
+
+    // Chunked, endless: reading stops soon after the cap instead of running into the
+    // timeout (or out of memory).
+    let chunked = serve(Router::new().fallback(|| async {
+        let chunks = futures_util::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 512]))
+        });
+        axum::body::Body::from_stream(chunks)
+    }))
+    .await;
+    let started = Instant::now();
+    assert_eq!(capped(chunked).get_json("x").await, Err(too_large.clone()));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // No Content-Length, the body runs until the connection closes (never): same.
+    let (until_close, sent) = raw_server(
+        "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
+        512,
+        usize::MAX,
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(
+        capped(until_close).get_json("x").await,
+        Err(too_large.clone())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server could only push what the socket buffers held before we hung up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pushed = sent.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sent.load(Ordering::SeqCst),
+        pushed,
+        "the client stopped reading"
+    );
+
+    // A lying Content-Length (10 GB, a few bytes sent): refused at once.
+    let (liar, _) = raw_server(
+        "HTTP/1.1 200 OK\r\ncontent-length: 10000000000\r\n\r\n",
+        16,
+        1,
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(capped(liar).get_json("x").await, Err(too_large.clone()));
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    assert_eq!(too_large.status(), 502);
+    let text = shown(too_large.into_response()).await;
+    assert!(text.starts_with("502"), "{text}");
 }

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::client::{decode, is_retryable, parse_retry_after, resolve, DownstreamClient};
+use super::client::{
+    decode, is_retryable, parse_retry_after, public_cloud_authorize_endpoint, resolve,
+    DownstreamClient,
+};
 use super::error::{from_response, DownstreamError};
 
 /// The most requests one `$batch` call may carry (Microsoft Graph's limit).
@@ -140,6 +143,10 @@ impl BatchResponse {
     /// The error this answer stands for, if it is not a success: read like a direct
     /// answer (Graph's error JSON, claims challenge); still-throttled items are
     /// [`DownstreamError::Throttled`].
+    ///
+    /// An item's claims challenge names the public cloud's authority, as an answer
+    /// does not know its client; [`DownstreamClient::with_authority`] applies to
+    /// direct calls and to the `$batch` call itself.
     pub fn error(&self) -> Option<DownstreamError> {
         if self.is_success() {
             return None;
@@ -159,6 +166,7 @@ impl BatchResponse {
             self.header("www-authenticate"),
             self.header("request-id"),
             &body,
+            &public_cloud_authorize_endpoint(),
         ))
     }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use url::{Host, Url};
 
 use super::error::{from_response, DownstreamError};
+use crate::http::{read_capped, BodyError};
 use crate::secret::BearerToken;
 
 /// The header that correlates a request with the API's logs (Graph echoes it).
@@ -19,6 +20,14 @@ pub(crate) const CLIENT_REQUEST_ID: &str = "client-request-id";
 
 /// How long one attempt may take, unless [`DownstreamClient::with_timeout`] says otherwise.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many pages one [`paged`](DownstreamClient::paged) stream follows, unless
+/// [`DownstreamClient::with_max_pages`] says otherwise.
+pub const DEFAULT_MAX_PAGES: usize = 1000;
+
+/// The authority a relayed claims challenge names, unless
+/// [`DownstreamClient::with_authority`] says otherwise: the public cloud's.
+const PUBLIC_CLOUD_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 /// How throttled calls are retried.
 ///
@@ -106,8 +115,17 @@ impl RetryPolicy {
 ///   the token never leaves the API it was issued for.
 /// - Every request carries `Authorization: Bearer …`, `Accept: application/json` and a
 ///   fresh `client-request-id` (kept across retries of one call).
+/// - Relative paths must stay under the base path: a path with a `.` or `..` segment
+///   (also percent-encoded, `%2e%2e`) or a backslash is refused with
+///   [`DownstreamError::InvalidRequest`], so `../tenant-b/x` cannot leave
+///   `https://api.example.com/v2/tenant-a`. Absolute URLs of the base's origin are
+///   accepted anywhere on it (the origin is what the token is for; Graph's
+///   `@odata.nextLink`s are absolute).
 /// - 429, 503 and 504 are retried as [`RetryPolicy`] says; errors are
 ///   [`DownstreamError`]s.
+/// - Response bodies are read under a cap (16 MiB unless
+///   [`with_max_body_bytes`](Self::with_max_body_bytes) says otherwise): reading stops
+///   at the cap with [`DownstreamError::BodyTooLarge`].
 ///
 /// ```no_run
 /// use axum_obo::{BearerToken, DownstreamClient, DownstreamError};
@@ -130,6 +148,9 @@ pub struct DownstreamClient {
     token: BearerToken,
     policy: RetryPolicy,
     timeout: Duration,
+    max_pages: usize,
+    max_body_bytes: usize,
+    authorization_uri: String,
 }
 
 impl fmt::Debug for DownstreamClient {
@@ -139,6 +160,9 @@ impl fmt::Debug for DownstreamClient {
             .field("token", &self.token)
             .field("policy", &self.policy)
             .field("timeout", &self.timeout)
+            .field("max_pages", &self.max_pages)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("authorization_uri", &self.authorization_uri)
             .finish_non_exhaustive()
     }
 }
@@ -174,7 +198,45 @@ impl DownstreamClient {
             token,
             policy: RetryPolicy::default(),
             timeout: DEFAULT_TIMEOUT,
+            max_pages: DEFAULT_MAX_PAGES,
+            max_body_bytes: crate::http::MAX_DOWNSTREAM_BYTES,
+            authorization_uri: authorize_endpoint(PUBLIC_CLOUD_AUTHORITY),
         })
+    }
+
+    /// Sets the Entra authority host (e.g. `https://login.microsoftonline.us`) that a
+    /// relayed claims challenge sends the caller to:
+    /// [`DownstreamError::ClaimsChallenge`] carries `{authority_host}/common/oauth2/authorize`.
+    /// Default: the public cloud, `https://login.microsoftonline.com`. Clients made by
+    /// [`OboToken`](crate::OboToken) use the configured authority.
+    #[must_use]
+    pub fn with_authority(mut self, authority_host: &str) -> Self {
+        self.authorization_uri = authorize_endpoint(authority_host);
+        self
+    }
+
+    /// Sets how many pages one [`paged`](Self::paged) stream (or
+    /// [`collect_all`](Self::collect_all)) follows before it ends with
+    /// [`DownstreamError::TooManyPages`] (default [`DEFAULT_MAX_PAGES`], 1000; at
+    /// least 1). Each page is one request carrying the token.
+    #[must_use]
+    pub fn with_max_pages(mut self, max_pages: usize) -> Self {
+        self.max_pages = max_pages.max(1);
+        self
+    }
+
+    /// Sets the largest response body read, in bytes (default 16 MiB). A larger body
+    /// (announced or streamed) fails the call with [`DownstreamError::BodyTooLarge`]
+    /// as soon as the cap is passed.
+    #[must_use]
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    /// How many pages a [`paged`](Self::paged) stream follows.
+    pub fn max_pages(&self) -> usize {
+        self.max_pages
     }
 
     /// Sets how throttled calls are retried.
@@ -203,8 +265,8 @@ impl DownstreamClient {
         self.policy
     }
 
-    /// The URL a path resolves to: relative to the base, or an absolute URL of the
-    /// base's origin ([`DownstreamError::ForeignUrl`] otherwise).
+    /// The URL a path resolves to: relative to the base (and under its path), or an
+    /// absolute URL of the base's origin ([`DownstreamError::ForeignUrl`] otherwise).
     pub fn url(&self, path: &str) -> Result<Url, DownstreamError> {
         resolve(&self.base, path)
     }
@@ -287,6 +349,15 @@ impl DownstreamClient {
         decode(&answer.body)
     }
 
+    /// `GET url` (already resolved), decoding the JSON body as `T`.
+    pub(crate) async fn get_url<T: DeserializeOwned>(
+        &self,
+        url: &Url,
+    ) -> Result<T, DownstreamError> {
+        let answer = self.execute(Method::GET, url, None, Instant::now()).await?;
+        decode(&answer.body)
+    }
+
     /// Sends `method url` with an optional JSON body, retrying throttling within the
     /// policy's budget counted from `started`.
     pub(crate) async fn execute(
@@ -340,16 +411,23 @@ impl DownstreamClient {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_vec());
         }
+        let max_body_bytes = self.max_body_bytes;
         let exchange = async {
-            let response = request.send().await?;
+            let response = request.send().await.map_err(BodyError::Transport)?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, headers, body))
+            let body = read_capped(response, max_body_bytes).await?;
+            Ok::<_, BodyError>((status, headers, body))
         };
         let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e)) if !e.is_timeout() => {
+            Ok(Err(BodyError::TooLarge)) => {
+                tracing::warn!(client_request_id = %request_id, max_body_bytes, "downstream API answered a body over the cap");
+                return Err(Attempt::Final(DownstreamError::BodyTooLarge {
+                    max_bytes: max_body_bytes,
+                }));
+            }
+            Ok(Err(BodyError::Transport(e))) if !e.is_timeout() => {
                 let e = describe(e);
                 tracing::warn!(client_request_id = %request_id, error = %e, "downstream API unreachable");
                 return Err(Attempt::Final(DownstreamError::Transport(e)));
@@ -360,9 +438,7 @@ impl DownstreamClient {
             }
         };
         if status.is_success() {
-            return Ok(Answer {
-                body: Vec::from(body),
-            });
+            return Ok(Answer { body });
         }
         if is_retryable(status.as_u16()) {
             let retry_after = retry_after(&headers);
@@ -377,6 +453,7 @@ impl DownstreamClient {
                 .filter_map(|v| v.to_str().ok()),
             header_str(&headers, "request-id"),
             &body,
+            &self.authorization_uri,
         );
         tracing::debug!(client_request_id = %request_id, status = status.as_u16(), error = %error, "downstream API refused the request");
         Err(Attempt::Final(error))
@@ -407,6 +484,19 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The public cloud's authorize endpoint.
+pub(crate) fn public_cloud_authorize_endpoint() -> String {
+    authorize_endpoint(PUBLIC_CLOUD_AUTHORITY)
+}
+
+/// The authorize endpoint of `authority_host`, as a relayed claims challenge names it.
+fn authorize_endpoint(authority_host: &str) -> String {
+    format!(
+        "{}/common/oauth2/authorize",
+        authority_host.trim().trim_end_matches('/')
+    )
 }
 
 fn new_request_id() -> String {
@@ -474,11 +564,14 @@ fn has_scheme(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
-/// Resolves `path` against `base`; the result must have the base's origin.
+/// Resolves `path` against `base`; the result must have the base's origin, and a
+/// relative `path` must stay under the base's path.
 pub(crate) fn resolve(base: &Url, path: &str) -> Result<Url, DownstreamError> {
-    let url = if has_scheme(path) || path.starts_with("//") || path.starts_with("\\\\") {
+    let relative = !(has_scheme(path) || path.starts_with("//") || path.starts_with("\\\\"));
+    let url = if !relative {
         base.join(path)
     } else {
+        check_relative(path)?;
         let joined = format!(
             "{}/{}",
             base.as_str().trim_end_matches('/'),
@@ -487,6 +580,11 @@ pub(crate) fn resolve(base: &Url, path: &str) -> Result<Url, DownstreamError> {
         Url::parse(&joined)
     };
     let url = url.map_err(|e| DownstreamError::InvalidRequest(format!("invalid path: {e}")))?;
+    if relative && !under(base, &url) {
+        return Err(DownstreamError::InvalidRequest(
+            "a relative path must stay under the base path".into(),
+        ));
+    }
     if same_origin(base, &url) {
         Ok(url)
     } else {
@@ -496,6 +594,33 @@ pub(crate) fn resolve(base: &Url, path: &str) -> Result<Url, DownstreamError> {
         );
         Err(DownstreamError::ForeignUrl)
     }
+}
+
+/// Refuses a relative path that could climb out of the base path: a backslash (a
+/// separator for `http(s)` URLs) or a `.` / `..` segment, percent-encoded or not.
+fn check_relative(path: &str) -> Result<(), DownstreamError> {
+    let path_part = path.split(['?', '#']).next().unwrap_or("");
+    let climbs = path_part.contains('\\')
+        || path_part.split('/').any(|segment| {
+            // The URL standard reads `%2e` (any case) as a dot in these segments.
+            let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+            segment == "." || segment == ".."
+        });
+    if climbs {
+        tracing::warn!("refused a relative downstream path with a `.`/`..` segment or a backslash");
+        return Err(DownstreamError::InvalidRequest(
+            "a relative path must not contain `.` or `..` segments or backslashes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `url`'s path is the base's path or below it.
+fn under(base: &Url, url: &Url) -> bool {
+    let base_path = base.path().trim_end_matches('/');
+    url.path()
+        .strip_prefix(base_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -569,11 +694,106 @@ mod tests {
                 "{foreign}"
             );
         }
-        // Tricks inside relative paths stay on the base's host.
-        for tricky in ["@evil.example/me", "/\\evil.example/me", "..//evil.example"] {
-            let u = resolve(&base(), tricky).unwrap();
-            assert_eq!(u.host_str(), Some("graph.microsoft.com"), "{tricky}");
+        // Tricks inside relative paths stay on the base's host, or are refused.
+        let u = resolve(&base(), "@evil.example/me").unwrap();
+        assert_eq!(u.host_str(), Some("graph.microsoft.com"));
+        for tricky in ["/\\evil.example/me", "..//evil.example"] {
+            assert!(
+                matches!(
+                    resolve(&base(), tricky),
+                    Err(DownstreamError::InvalidRequest(_))
+                ),
+                "{tricky}"
+            );
         }
+    }
+
+    #[test]
+    fn relative_paths_stay_under_the_base_path() {
+        let base = Url::parse("https://api.example.com/v2/tenant-a").unwrap();
+        for climbing in [
+            "../tenant-b/x",
+            "/../tenant-b/x",
+            "a/../../x",
+            "a/../b",
+            "./x",
+            "x/.",
+            "..",
+            "%2e%2e/tenant-b/x",
+            "%2E%2e/tenant-b",
+            ".%2e/tenant-b",
+            "%2e/x",
+            "a/%2e%2E/%2e%2e/x",
+            "..\\tenant-b\\x",
+            "a\\..\\..\\x",
+            "a\\b",
+        ] {
+            assert!(
+                matches!(
+                    resolve(&base, climbing),
+                    Err(DownstreamError::InvalidRequest(_))
+                ),
+                "{climbing}: {:?}",
+                resolve(&base, climbing)
+            );
+        }
+        for fine in [
+            "x",
+            "/x/y",
+            "a..b/c",
+            "...",
+            "x?path=../../y",
+            "x?$filter=a\\b",
+            "me/drive/root:/a b.txt:/content",
+            "%2e%2ex",
+            "",
+        ] {
+            let u = resolve(&base, fine).unwrap();
+            assert!(u.path().starts_with("/v2/tenant-a"), "{fine}: {u}");
+        }
+        // Absolute URLs of the origin may lie elsewhere on it (Graph's nextLinks).
+        assert_eq!(
+            resolve(&base, "https://api.example.com/v2/tenant-b/x")
+                .unwrap()
+                .path(),
+            "/v2/tenant-b/x"
+        );
+        // Through the public API too.
+        let c = DownstreamClient::new(
+            reqwest::Client::new(),
+            "https://api.example.com/v2/tenant-a",
+            BearerToken::new("t"),
+        )
+        .unwrap();
+        assert!(matches!(
+            c.request(Method::GET, "../tenant-b/x"),
+            Err(DownstreamError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            c.url("a/../../x"),
+            Err(DownstreamError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn claims_challenges_name_the_clients_authority() {
+        let c = DownstreamClient::new(
+            reqwest::Client::new(),
+            "https://graph.microsoft.us/v1.0",
+            BearerToken::new("t"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.authorization_uri,
+            "https://login.microsoftonline.com/common/oauth2/authorize"
+        );
+        let c = c.with_authority("https://login.microsoftonline.us/");
+        assert_eq!(
+            c.authorization_uri,
+            "https://login.microsoftonline.us/common/oauth2/authorize"
+        );
+        assert_eq!(c.max_pages(), DEFAULT_MAX_PAGES);
+        assert_eq!(c.with_max_pages(0).max_pages(), 1);
     }
 
     #[test]

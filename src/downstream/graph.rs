@@ -69,6 +69,33 @@ impl GraphClient {
         }
     }
 
+    /// Sets the authority a relayed claims challenge names (see
+    /// [`DownstreamClient::with_authority`]).
+    #[must_use]
+    pub fn with_authority(self, authority_host: &str) -> Self {
+        Self {
+            client: self.client.with_authority(authority_host),
+        }
+    }
+
+    /// Sets how many pages a paged stream follows (see
+    /// [`DownstreamClient::with_max_pages`]).
+    #[must_use]
+    pub fn with_max_pages(self, max_pages: usize) -> Self {
+        Self {
+            client: self.client.with_max_pages(max_pages),
+        }
+    }
+
+    /// Sets the largest response body read (see
+    /// [`DownstreamClient::with_max_body_bytes`]).
+    #[must_use]
+    pub fn with_max_body_bytes(self, max_body_bytes: usize) -> Self {
+        Self {
+            client: self.client.with_max_body_bytes(max_body_bytes),
+        }
+    }
+
     /// The signed-in user's profile, `GET /me` (needs `User.Read`).
     pub async fn me(&self) -> Result<GraphUser, DownstreamError> {
         self.client.get("me").await

@@ -9,7 +9,14 @@
 //!
 //! The token is sent only to the base URL's origin: absolute URLs elsewhere, including
 //! an `@odata.nextLink` pointing elsewhere, are refused with
-//! [`DownstreamError::ForeignUrl`].
+//! [`DownstreamError::ForeignUrl`]; relative paths must stay under the base path
+//! (`..`, `%2e%2e` and backslashes are refused). A paged stream fetches no page twice
+//! and at most [`DEFAULT_MAX_PAGES`] pages (configurable), and response bodies are
+//! read under a size cap.
+//!
+//! Failures answer your caller through `impl IntoResponse for DownstreamError` (also
+//! used by [`AuthRejection::Downstream`](crate::AuthRejection::Downstream)): fixed
+//! texts, never the downstream's messages, which go to the log.
 //!
 //! - `client`: the client, its retry policy and the same-origin rule.
 //! - `paging`: `@odata.nextLink` paging as a stream.
@@ -25,7 +32,7 @@ pub(crate) mod graph;
 pub(crate) mod paging;
 
 pub use batch::{BatchRequest, BatchResponse};
-pub use client::{DownstreamClient, RetryPolicy};
+pub use client::{DownstreamClient, RetryPolicy, DEFAULT_MAX_PAGES};
 pub use error::DownstreamError;
 pub use graph::{GraphClient, GraphUser, DEFAULT_GRAPH_URL};
 pub use paging::Paged;
