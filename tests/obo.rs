@@ -738,3 +738,29 @@ impl axum_obo::ClientAssertion for ArcSource {
         self.0.assertion(client_id, token_endpoint)
     }
 }
+
+#[tokio::test]
+async fn invalid_grant_is_remembered_for_that_token_only() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap());
+    let app = obo_app(layer.clone());
+    let builder = entra.token();
+    let oid = builder.claims()["oid"].as_str().unwrap().to_owned();
+    entra.inject_token_fault_for_user(&oid, TokenFault::InvalidGrant);
+    let token = builder.sign();
+    for _ in 0..2 {
+        let r = bearer(&app, "/obo", &token).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.www_authenticate.unwrap().contains("invalid_token"));
+    }
+    assert_eq!(entra.token_requests(), 1, "the refusal was remembered");
+    assert_eq!(layer.stats().negative_hits, 1);
+    // Another token of the same user is another question for Entra.
+    let other = entra.token().user(&oid).sign();
+    assert_eq!(bearer(&app, "/obo", &other).await.status, 401);
+    assert_eq!(entra.token_requests(), 2);
+    entra.clear_token_faults();
+    let fresh = entra.token().user(&oid).sign();
+    assert_eq!(bearer(&app, "/obo", &fresh).await.status, 200);
+    assert_eq!(entra.token_requests(), 3);
+}
