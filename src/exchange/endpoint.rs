@@ -18,9 +18,17 @@ pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer
 pub(crate) const CLIENT_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// The longest lifetime believed of a downstream token: a larger `expires_in`
+/// is clamped to it. Entra's access tokens live 60-90 minutes by default and at
+/// most about 28 hours (long-lived tokens of CAE-capable clients), so 28 h is
+/// never shorter than a real token; it keeps `now + expires_in` (clock seconds),
+/// the cache TTL and the Redis `PX` within range whatever the endpoint sends.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(28 * 3600);
+
 /// A successful exchange.
 pub(crate) struct Issued {
     pub(crate) access_token: BearerToken,
+    /// Seconds, in `1..=MAX_TOKEN_LIFETIME`.
     pub(crate) expires_in: i64,
     pub(crate) scope: Option<String>,
 }
@@ -30,16 +38,9 @@ struct Success {
     access_token: String,
     #[serde(default)]
     token_type: Option<String>,
-    expires_in: NumberOrString,
+    expires_in: serde_json::Value,
     #[serde(default)]
     scope: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrString {
-    N(i64),
-    S(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -272,17 +273,39 @@ fn parse_success(body: &[u8]) -> Option<Issued> {
     {
         return None;
     }
-    let expires_in = match s.expires_in {
-        NumberOrString::N(n) => n,
-        NumberOrString::S(s) => s.trim().parse().ok()?,
-    };
-    if expires_in <= 0 {
-        return None;
-    }
     Some(Issued {
         access_token: BearerToken::new(s.access_token),
-        expires_in,
+        expires_in: lifetime(&s.expires_in)?,
         scope: s.scope,
+    })
+}
+
+/// `expires_in` in whole seconds, clamped to [`MAX_TOKEN_LIFETIME`]: a JSON
+/// number, or a string holding one (v1 endpoints send `"3599"`), of at least
+/// one second. Zero, negative, fractional below one, non-finite or non-numeric
+/// values are `None` (a bad response).
+fn lifetime(value: &serde_json::Value) -> Option<i64> {
+    let max = MAX_TOKEN_LIFETIME.as_secs() as i64;
+    let seconds = match value {
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => return (i > 0).then(|| i.min(max)),
+            // Beyond i64, or with a fraction or an exponent.
+            None => n.as_f64()?,
+        },
+        serde_json::Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(i) => return (i > 0).then(|| i.min(max)),
+            Err(_) => s.trim().parse::<f64>().ok()?,
+        },
+        _ => return None,
+    };
+    if !seconds.is_finite() || seconds < 1.0 {
+        return None;
+    }
+    // In range: the cast truncates the fraction.
+    Some(if seconds >= max as f64 {
+        max
+    } else {
+        seconds as i64
     })
 }
 
@@ -412,6 +435,52 @@ mod tests {
             parse_success(br#"{"token_type":"pop","expires_in":5,"access_token":"x"}"#).is_none()
         );
         assert!(parse_success(b"<html>").is_none());
+    }
+
+    #[test]
+    fn expires_in_is_clamped_and_must_be_a_positive_number() {
+        let max = MAX_TOKEN_LIFETIME.as_secs() as i64;
+        let expires_in = |v: &str| {
+            parse_success(
+                format!(r#"{{"token_type":"Bearer","expires_in":{v},"access_token":"x"}}"#)
+                    .as_bytes(),
+            )
+            .map(|i| i.expires_in)
+        };
+        for (v, want) in [
+            ("3599", Some(3599)),
+            ("\" 3599 \"", Some(3599)),
+            ("1", Some(1)),
+            ("59.9", Some(59)),
+            ("3.6e3", Some(3600)),
+            ("100800", Some(max)),
+            ("100801", Some(max)),
+            ("9223372036854775807", Some(max)),
+            ("\"9223372036854775807\"", Some(max)),
+            ("18446744073709551615", Some(max)),
+            ("123456789012345678901234567890", Some(max)),
+            ("1e30", Some(max)),
+            ("\"1e30\"", Some(max)),
+            ("1.7976931348623157e308", Some(max)),
+            ("0", None),
+            ("-1", None),
+            ("-9223372036854775808", None),
+            ("-1e30", None),
+            ("0.5", None),
+            ("\"0\"", None),
+            ("\"-5\"", None),
+            ("\"NaN\"", None),
+            ("\"inf\"", None),
+            ("\"\"", None),
+            ("\"soon\"", None),
+            ("null", None),
+            ("true", None),
+            ("[]", None),
+            ("{}", None),
+        ] {
+            assert_eq!(expires_in(v), want, "expires_in {v}");
+        }
+        assert!(parse_success(br#"{"access_token":"x"}"#).is_none(), "missing");
     }
 
     #[test]
