@@ -243,8 +243,13 @@ async fn scripted(State(s): State<Scripted>, req: Request) -> Response {
         BodyMode::Whole => axum::body::Body::from(body),
         BodyMode::Chunked | BodyMode::Endless => {
             let chunks: Vec<Bytes> = body.chunks(8192).map(Bytes::copy_from_slice).collect();
-            let spaces = futures_util::stream::repeat_with(|| Bytes::from(vec![b' '; 8192]))
-                .take(if mode == BodyMode::Endless { usize::MAX } else { 0 });
+            let spaces = futures_util::stream::repeat_with(|| Bytes::from(vec![b' '; 8192])).take(
+                if mode == BodyMode::Endless {
+                    usize::MAX
+                } else {
+                    0
+                },
+            );
             let stream = futures_util::stream::iter(chunks)
                 .chain(spaces)
                 .map(Ok::<_, std::convert::Infallible>);
@@ -326,9 +331,9 @@ fn obo_expiry_app(layer: OboLayer) -> Router {
         )
         .route(
             "/expires",
-            axum::routing::get(|t: OboToken<GraphUserRead>| async move {
-                t.expires_at().to_string()
-            }),
+            axum::routing::get(
+                |t: OboToken<GraphUserRead>| async move { t.expires_at().to_string() },
+            ),
         )
         .layer(layer)
 }
@@ -683,7 +688,12 @@ async fn huge_expires_in_is_clamped_to_the_longest_entra_lifetime() {
         "\"1e30\"",
         "100801",
     ] {
-        script(&te, 200, success_with_expires_in(expires_in), BodyMode::Whole);
+        script(
+            &te,
+            200,
+            success_with_expires_in(expires_in),
+            BodyMode::Whole,
+        );
         let token = inbound();
         let before = te.answered.load(Ordering::SeqCst);
         let r = bearer(&app, "/expires", &token).await;
@@ -709,7 +719,11 @@ async fn huge_expires_in_is_clamped_to_the_longest_entra_lifetime() {
     let after_first = te.answered.load(Ordering::SeqCst);
     clock.advance(Duration::from_secs((MAX_LIFETIME - 300 - 1) as u64));
     assert_eq!(bearer(&app, "/obo", &token).await.status, 200);
-    assert_eq!(te.answered.load(Ordering::SeqCst), after_first, "still fresh");
+    assert_eq!(
+        te.answered.load(Ordering::SeqCst),
+        after_first,
+        "still fresh"
+    );
     clock.advance(Duration::from_secs(1));
     assert_eq!(bearer(&app, "/obo", &token).await.status, 200);
     assert_eq!(
@@ -739,8 +753,44 @@ async fn non_positive_or_non_numeric_expires_in_is_a_bad_gateway() {
         "\"inf\"",
         "\"-5\"",
     ] {
-        script(&te, 200, success_with_expires_in(expires_in), BodyMode::Whole);
+        script(
+            &te,
+            200,
+            success_with_expires_in(expires_in),
+            BodyMode::Whole,
+        );
         let r = bearer(&app, "/obo", &entra.token().sign()).await;
         assert_eq!(r.status, 502, "{expires_in}: {}", r.body);
     }
+}
+
+#[tokio::test]
+async fn a_token_response_over_the_cap_is_a_bad_gateway_without_reading_it_all() {
+    let clock = ManualClock::now_system();
+    let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(5)).await;
+    let padded = format!(
+        r#"{{"token_type":"Bearer","expires_in":3600,"access_token":"opaque","pad":"{}"}}"#,
+        "a".repeat(300 * 1024)
+    );
+    for (mode, body) in [
+        (BodyMode::Whole, padded.clone()),
+        (BodyMode::Chunked, padded),
+        (BodyMode::Endless, success_with_expires_in("3600")),
+    ] {
+        script(&te, 200, body, mode);
+        let started = Instant::now();
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(r.status, 502, "{}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // An answer under the cap, chunked, is read.
+    script(&te, 200, success_with_expires_in("3600"), BodyMode::Chunked);
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        200
+    );
 }

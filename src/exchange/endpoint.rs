@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::credential::{ClientCredential, CredentialForm};
 use super::error::OboError;
 use crate::config::OboConfig;
+use crate::http::{read_capped, BodyError, MAX_TOKEN_RESPONSE_BYTES};
 use crate::secret::BearerToken;
 
 /// `grant_type` of the On-Behalf-Of request.
@@ -196,9 +197,18 @@ impl TokenEndpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match tokio::time::timeout(timeout, response.bytes()).await {
+        let body = match tokio::time::timeout(
+            timeout,
+            read_capped(response, MAX_TOKEN_RESPONSE_BYTES),
+        )
+        .await
+        {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) if !e.is_timeout() => {
+            Ok(Err(BodyError::TooLarge)) => {
+                tracing::error!(client_request_id = %request_id, %status, max_bytes = MAX_TOKEN_RESPONSE_BYTES, "token endpoint response too large; not read further");
+                return Err(Attempt::Final(OboError::BadResponse));
+            }
+            Ok(Err(BodyError::Transport(e))) if !e.is_timeout() => {
                 tracing::warn!(client_request_id = %request_id, %status, "token endpoint response cut short");
                 return Err(Attempt::Final(OboError::BadResponse));
             }
@@ -480,7 +490,10 @@ mod tests {
         ] {
             assert_eq!(expires_in(v), want, "expires_in {v}");
         }
-        assert!(parse_success(br#"{"access_token":"x"}"#).is_none(), "missing");
+        assert!(
+            parse_success(br#"{"access_token":"x"}"#).is_none(),
+            "missing"
+        );
     }
 
     #[test]
