@@ -765,6 +765,21 @@ async fn non_positive_or_non_numeric_expires_in_is_a_bad_gateway() {
 }
 
 #[tokio::test]
+async fn a_retry_after_beyond_any_duration_is_bounded() {
+    let clock = ManualClock::now_system();
+    let (entra, te, app) = scripted_exchange(&clock, 2, Duration::from_secs(2)).await;
+    script(&te, 429, "{}", BodyMode::Whole);
+    *te.retry_after.lock().unwrap() = Some(u64::MAX.to_string());
+    let started = Instant::now();
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let retry_after: u64 = r.retry_after.unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    assert_eq!(te.answered.load(Ordering::SeqCst), 1, "beyond the budget");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
 async fn a_token_response_over_the_cap_is_a_bad_gateway_without_reading_it_all() {
     let clock = ManualClock::now_system();
     let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(5)).await;
@@ -793,4 +808,40 @@ async fn a_token_response_over_the_cap_is_a_bad_gateway_without_reading_it_all()
         bearer(&app, "/obo", &entra.token().sign()).await.status,
         200
     );
+}
+
+#[tokio::test]
+async fn loop_detected_or_429_closes_the_tenant_for_every_user() {
+    for (status, body) in [
+        (
+            400,
+            r#"{"error":"invalid_request","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop.","error_codes":[50196]}"#,
+        ),
+        (
+            429,
+            r#"{"error":"temporarily_unavailable","error_codes":[50196]}"#,
+        ),
+        (429, "<html>Too Many Requests</html>"),
+    ] {
+        let clock = ManualClock::now_system();
+        let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(2)).await;
+        script(&te, status, body, BodyMode::Whole);
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(r.status, 503, "{status} {body}: {}", r.body);
+        // Entra would now answer, but the tenant is backing off.
+        script(&te, 200, success_with_expires_in("3600"), BodyMode::Whole);
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(
+            (r.status.as_u16(), r.retry_after.as_deref()),
+            (503, Some("1")),
+            "{status} {body}"
+        );
+        assert_eq!(te.answered.load(Ordering::SeqCst), 1, "{status} {body}");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            bearer(&app, "/obo", &entra.token().sign()).await.status,
+            200
+        );
+        assert_eq!(te.answered.load(Ordering::SeqCst), 2);
+    }
 }

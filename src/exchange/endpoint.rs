@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::credential::{ClientCredential, CredentialForm};
 use super::error::OboError;
+use super::throttle::{TenantBackoff, MAX_RETRY_AFTER};
 use crate::config::OboConfig;
 use crate::http::{read_capped, BodyError, MAX_TOKEN_RESPONSE_BYTES};
 use crate::secret::BearerToken;
@@ -62,12 +63,16 @@ struct ErrorBody {
     claims: Option<String>,
 }
 
-/// One attempt's failure: final, or transient (retry, maybe after `Retry-After`).
+/// One attempt's failure: final, an OAuth refusal (final too, and proof that
+/// Entra answers), or transient (retry, maybe after `Retry-After`).
 enum Attempt {
     Final(OboError),
+    Refused(OboError),
     Transient {
         retry_after: Option<Duration>,
         timeout: bool,
+        /// HTTP 429 or AADSTS50196: counts towards the tenant's backoff.
+        throttled: bool,
     },
 }
 
@@ -75,11 +80,16 @@ enum Attempt {
 pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
     config: Arc<OboConfig>,
+    backoff: TenantBackoff,
 }
 
 impl TokenEndpoint {
     pub(crate) fn new(http: reqwest::Client, config: Arc<OboConfig>) -> Self {
-        Self { http, config }
+        Self {
+            http,
+            config,
+            backoff: TenantBackoff::new(),
+        }
     }
 
     /// The token endpoint of tenant `tid` (also the `aud` of client assertions).
@@ -88,7 +98,9 @@ impl TokenEndpoint {
     }
 
     /// Exchanges `assertion` for a token for `scope` in tenant `tid`, retrying
-    /// 429/5xx at most `max_retries` times within `retry_budget`.
+    /// 429/5xx at most `max_retries` times within `retry_budget`. While `tid` is
+    /// backing off after throttling (see [`throttle`](super::throttle)), fails
+    /// at once with [`OboError::Unavailable`] and sends nothing.
     pub(crate) async fn exchange(
         &self,
         tid: &str,
@@ -100,6 +112,16 @@ impl TokenEndpoint {
             self.config.obo.credential.as_ref().ok_or_else(|| {
                 OboError::Misconfigured("no client credential is configured".into())
             })?;
+        if let Err(wait) = self.backoff.admit(tid, self.config.clock.now()) {
+            tracing::debug!(
+                tid,
+                ?wait,
+                "token endpoint throttled this tenant; failing fast"
+            );
+            return Err(OboError::Unavailable {
+                retry_after: Some(wait),
+            });
+        }
         let url = self.url(tid);
         let settings = &self.config.obo;
         let started = Instant::now();
@@ -123,14 +145,38 @@ impl TokenEndpoint {
                     _ => planned,
                 }?;
                 // Give up rather than exceed the total budget.
-                (started.elapsed() + wait <= budget).then_some(wait)
+                (started.elapsed().saturating_add(wait) <= budget).then_some(wait)
             })
             .notify(|_, wait| tracing::debug!(?wait, "token endpoint busy; retrying"))
             .await;
         match result {
-            Ok(issued) => Ok(issued),
+            Ok(issued) => {
+                self.backoff.answered(tid);
+                Ok(issued)
+            }
+            Err(Attempt::Refused(e)) => {
+                self.backoff.answered(tid);
+                Err(e)
+            }
             Err(Attempt::Final(e)) => Err(e),
             Err(Attempt::Transient { timeout: true, .. }) => Err(OboError::Timeout),
+            Err(Attempt::Transient {
+                retry_after,
+                throttled: true,
+                ..
+            }) => {
+                let wait = self
+                    .backoff
+                    .throttled(tid, self.config.clock.now(), retry_after);
+                tracing::warn!(
+                    tid,
+                    ?wait,
+                    "token endpoint throttling this tenant; every exchange for it waits"
+                );
+                Err(OboError::Unavailable {
+                    retry_after: Some(wait),
+                })
+            }
             Err(Attempt::Transient { retry_after, .. }) => {
                 Err(OboError::Unavailable { retry_after })
             }
@@ -186,6 +232,7 @@ impl TokenEndpoint {
                 return Err(Attempt::Transient {
                     retry_after: None,
                     timeout: false,
+                    throttled: false,
                 });
             }
             Ok(Ok(r)) => r,
@@ -196,7 +243,7 @@ impl TokenEndpoint {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let body = match tokio::time::timeout(
             timeout,
             read_capped(response, MAX_TOKEN_RESPONSE_BYTES),
@@ -221,11 +268,13 @@ impl TokenEndpoint {
             });
         }
         let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-        if status.as_u16() == 429 || status.is_server_error() {
+        let throttled = is_throttle(status, parsed.as_ref());
+        if throttled || status.is_server_error() {
             let e = parsed.unwrap_or_default();
             tracing::warn!(
                 client_request_id = %request_id,
                 status = status.as_u16(),
+                throttled,
                 aadsts = aadsts(&e),
                 trace_id = e.trace_id.as_deref().unwrap_or(""),
                 correlation_id = e.correlation_id.as_deref().unwrap_or(""),
@@ -234,6 +283,7 @@ impl TokenEndpoint {
             return Err(Attempt::Transient {
                 retry_after,
                 timeout: false,
+                throttled,
             });
         }
         let Some(e) = parsed.filter(|e| !e.error.is_empty()) else {
@@ -260,9 +310,10 @@ impl TokenEndpoint {
             return Err(Attempt::Transient {
                 retry_after,
                 timeout: false,
+                throttled: false,
             });
         }
-        Err(Attempt::Final(error))
+        Err(Attempt::Refused(error))
     }
 }
 
@@ -271,7 +322,26 @@ fn timed_out(request_id: &str) -> Attempt {
     Attempt::Transient {
         retry_after: None,
         timeout: true,
+        throttled: false,
     }
+}
+
+/// AADSTS50196: "The server terminated an operation because it encountered a
+/// client request loop" — Entra's throttling of a client asking the same thing
+/// too often.
+const LOOP_DETECTED: i64 = 50_196;
+
+/// Whether an answer is throttling: HTTP 429 whatever the body, or an OAuth
+/// error naming AADSTS50196 (in `error_codes`, or as the description's
+/// `AADSTS50196:` prefix when `error_codes` is missing) whatever the status.
+fn is_throttle(status: http::StatusCode, body: Option<&ErrorBody>) -> bool {
+    status == http::StatusCode::TOO_MANY_REQUESTS
+        || body.is_some_and(|e| {
+            e.error_codes.contains(&LOOP_DETECTED)
+                || e.error_description
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("AADSTS50196:"))
+        })
 }
 
 fn parse_success(body: &[u8]) -> Option<Issued> {
@@ -494,6 +564,28 @@ mod tests {
             parse_success(br#"{"access_token":"x"}"#).is_none(),
             "missing"
         );
+    }
+
+    #[test]
+    fn throttling_is_429_or_aadsts50196() {
+        use http::StatusCode as S;
+        let loop_body = body(r#"{"error":"invalid_request","error_codes":[50196]}"#);
+        let described = body(
+            r#"{"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop."}"#,
+        );
+        let other = body(r#"{"error":"temporarily_unavailable","error_codes":[90033]}"#);
+        assert!(is_throttle(S::TOO_MANY_REQUESTS, None));
+        assert!(is_throttle(S::TOO_MANY_REQUESTS, Some(&other)));
+        assert!(is_throttle(S::BAD_REQUEST, Some(&loop_body)));
+        assert!(is_throttle(S::SERVICE_UNAVAILABLE, Some(&described)));
+        assert!(!is_throttle(S::SERVICE_UNAVAILABLE, Some(&other)));
+        assert!(!is_throttle(S::SERVICE_UNAVAILABLE, None));
+        assert!(!is_throttle(
+            S::BAD_REQUEST,
+            Some(&body(
+                r#"{"error":"invalid_grant","error_codes":[500133],"error_description":"AADSTS500133: x AADSTS50196:"}"#
+            ))
+        ));
     }
 
     #[test]

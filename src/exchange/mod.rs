@@ -3,6 +3,7 @@
 //! - [`credential`]: how this API authenticates (secret, certificate, federated file, custom).
 //! - [`endpoint`]: the token request, response/error parsing, bounded retries.
 //! - [`cache`]: the token cache (single-flight, negative cache, counters).
+//! - [`throttle`]: the per-tenant backoff after the token endpoint throttles.
 //! - `l2` (feature `redis`): the encrypted Redis L2 shared by replicas.
 //! - [`error`]: why an exchange failed.
 
@@ -12,6 +13,7 @@ pub(crate) mod endpoint;
 pub(crate) mod error;
 #[cfg(feature = "redis")]
 pub(crate) mod l2;
+pub(crate) mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
