@@ -8,6 +8,8 @@ pub(crate) const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 pub(crate) const MAX_TOKEN_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// Largest downstream API answer accepted (a Graph page or `$batch` answer).
+// Not read yet: the downstream client moves to `read_capped` in its own change.
+#[allow(dead_code)]
 pub(crate) const MAX_DOWNSTREAM_BYTES: usize = 16 << 20;
 
 /// Why a body could not be read.
