@@ -5,7 +5,6 @@
 pub(crate) const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 
 /// Largest token-endpoint answer accepted (a token response is a few KB).
-#[allow(dead_code)] // for the token endpoint (exchange/), being moved to `read_capped`
 pub(crate) const MAX_TOKEN_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// Largest downstream API answer accepted (a Graph page or `$batch` answer).

@@ -188,12 +188,16 @@ fn duplicate_claims_and_huge_numbers_are_handled() {
 // Upstream answers: whatever the token endpoint or Graph send back, the API
 // answers as documented (200/401/403/500 only for misconfiguration/502/503/504).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum_obo::{DownstreamClient, GraphUserRead, OboToken, RetryPolicy};
+use axum_obo::clock::ManualClock;
+use axum_obo::{DownstreamClient, GraphUserRead, OboConfig, OboToken, RetryPolicy};
+use futures_util::StreamExt as _;
 
 /// A scripted upstream: POSTs get the scripted answer; GETs are proxied to the
 /// Entra stand-in (discovery and keys), or scripted too when `script_gets`.
@@ -205,6 +209,23 @@ struct Scripted {
     answer: Arc<Mutex<Answer>>,
     entra: String,
     script_gets: bool,
+    /// Scripted answers sent so far.
+    answered: Arc<AtomicUsize>,
+    /// A `Retry-After` header for scripted answers.
+    retry_after: Arc<Mutex<Option<String>>>,
+    /// How the scripted body is sent.
+    body_mode: Arc<Mutex<BodyMode>>,
+}
+
+/// How a scripted body goes on the wire.
+#[derive(Clone, Copy, PartialEq)]
+enum BodyMode {
+    /// In one piece, with a `Content-Length`.
+    Whole,
+    /// In 8 KiB chunks, without a `Content-Length` (chunked transfer encoding).
+    Chunked,
+    /// The body, then spaces for ever, chunked.
+    Endless,
 }
 
 async fn scripted(State(s): State<Scripted>, req: Request) -> Response {
@@ -215,15 +236,38 @@ async fn scripted(State(s): State<Scripted>, req: Request) -> Response {
         let body = r.bytes().await.unwrap();
         return (http::StatusCode::from_u16(status).unwrap(), body).into_response();
     }
+    s.answered.fetch_add(1, Ordering::SeqCst);
     let (status, content_type, body, www) = s.answer.lock().unwrap().clone();
+    let mode = *s.body_mode.lock().unwrap();
+    let body = match mode {
+        BodyMode::Whole => axum::body::Body::from(body),
+        BodyMode::Chunked | BodyMode::Endless => {
+            let chunks: Vec<Bytes> = body.chunks(8192).map(Bytes::copy_from_slice).collect();
+            let spaces = futures_util::stream::repeat_with(|| Bytes::from(vec![b' '; 8192])).take(
+                if mode == BodyMode::Endless {
+                    usize::MAX
+                } else {
+                    0
+                },
+            );
+            let stream = futures_util::stream::iter(chunks)
+                .chain(spaces)
+                .map(Ok::<_, std::convert::Infallible>);
+            axum::body::Body::from_stream(stream)
+        }
+    };
     let mut resp = (
         http::StatusCode::from_u16(status).unwrap(),
         [(http::header::CONTENT_TYPE, content_type)],
-        Bytes::from(body),
+        body,
     )
         .into_response();
     if let Some(v) = www.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
         resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    if let Some(v) = s.retry_after.lock().unwrap().clone() {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, v.parse().unwrap());
     }
     resp
 }
@@ -246,6 +290,9 @@ fn serve_scripted(listener: tokio::net::TcpListener, entra: String, script_gets:
         ))),
         entra,
         script_gets,
+        answered: Arc::default(),
+        retry_after: Arc::default(),
+        body_mode: Arc::new(Mutex::new(BodyMode::Whole)),
     };
     let app = axum::Router::new().fallback(scripted).with_state(s.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -263,9 +310,38 @@ struct UpstreamFixture {
     rt: tokio::runtime::Runtime,
     entra: EntraStandIn,
     token_endpoint: Scripted,
-    app: Router,
+    /// The configuration of the apps in front of `token_endpoint`.
+    cfg: OboConfig,
     graph: Scripted,
     graph_url: String,
+}
+
+impl UpstreamFixture {
+    /// A new app (a new layer, so nothing cached or backed off from earlier
+    /// cases: throttling answers close the tenant for a while) in front of the
+    /// scripted token endpoint.
+    fn app(&self) -> Router {
+        let _rt = self.rt.enter();
+        obo_expiry_app(OboLayer::new(self.cfg.clone()))
+    }
+}
+
+/// `/obo`: the downstream token's length; `/expires`: its `expires_at`.
+fn obo_expiry_app(layer: OboLayer) -> Router {
+    axum::Router::new()
+        .route(
+            "/obo",
+            axum::routing::get(|t: OboToken<GraphUserRead>| async move {
+                t.access_token().expose().len().to_string()
+            }),
+        )
+        .route(
+            "/expires",
+            axum::routing::get(
+                |t: OboToken<GraphUserRead>| async move { t.expires_at().to_string() },
+            ),
+        )
+        .layer(layer)
 }
 
 fn upstream() -> &'static UpstreamFixture {
@@ -292,23 +368,15 @@ fn upstream() -> &'static UpstreamFixture {
                 .http_timeout(std::time::Duration::from_secs(2))
                 .build()
                 .unwrap();
-            let app = axum::Router::new()
-                .route(
-                    "/obo",
-                    axum::routing::get(|t: OboToken<GraphUserRead>| async move {
-                        t.access_token().expose().len().to_string()
-                    }),
-                )
-                .layer(OboLayer::new(cfg));
             let (listener, graph_url) = loopback().await;
             let graph = serve_scripted(listener, String::new(), true);
-            (entra, token_endpoint, app, graph, graph_url)
+            (entra, token_endpoint, cfg, graph, graph_url)
         });
         UpstreamFixture {
             rt,
             entra: f.0,
             token_endpoint: f.1,
-            app: f.2,
+            cfg: f.2,
             graph: f.3,
             graph_url: f.4,
         }
@@ -378,7 +446,7 @@ proptest! {
         let _one_at_a_time = exclusive();
         *f.token_endpoint.answer.lock().unwrap() = (status, content_type.to_owned(), body.clone(), None);
         let token = f.entra.token().sign(); // a new user: a cache miss, so a new exchange
-        let r = f.rt.block_on(bearer(&f.app, "/obo", &token));
+        let r = f.rt.block_on(bearer(&f.app(), "/obo", &token));
         let code = r.status.as_u16();
         prop_assert!(matches!(code, 200 | 401 | 403 | 500 | 502 | 503 | 504), "{code}: {}", r.body);
         if code == 500 {
@@ -456,7 +524,7 @@ fn scripted_token_endpoint_really_answers_the_exchange() {
         *f.token_endpoint.answer.lock().unwrap() =
             (status, "application/json".into(), body.to_vec(), None);
         let r =
-            f.rt.block_on(bearer(&f.app, "/obo", &f.entra.token().sign()));
+            f.rt.block_on(bearer(&f.app(), "/obo", &f.entra.token().sign()));
         assert_eq!(r.status, expected, "{}", String::from_utf8_lossy(body));
     }
 }
@@ -522,7 +590,7 @@ fn fuzz_regressions_replay() {
             None,
         );
         let r =
-            f.rt.block_on(bearer(&f.app, "/obo", &f.entra.token().sign()));
+            f.rt.block_on(bearer(&f.app(), "/obo", &f.entra.token().sign()));
         assert!(
             matches!(r.status.as_u16(), 200 | 401 | 403 | 500 | 502 | 503 | 504),
             "{name}: {}",
@@ -572,4 +640,225 @@ fn fuzz_regressions_replay() {
         replayed >= 17,
         "the regression inputs were found ({replayed})"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Token-endpoint answers that used to overflow, buffer without bound, or be
+// re-sent by every user of a throttled tenant. Each test has its own stand-in,
+// scripted token endpoint and clock.
+
+/// The longest downstream-token lifetime the crate believes (28 h).
+const MAX_LIFETIME: i64 = 28 * 3600;
+
+/// A stand-in, a scripted token endpoint in front of it, and an app on `clock`
+/// exchanging there with `retries` retries and `timeout` per request.
+async fn scripted_exchange(
+    clock: &ManualClock,
+    retries: usize,
+    timeout: Duration,
+) -> (EntraStandIn, Scripted, Router) {
+    let (listener, proxy) = loopback().await;
+    let entra = EntraStandIn::builder()
+        .advertised_host(&proxy)
+        .start()
+        .await;
+    let token_endpoint = serve_scripted(listener, entra.authority_host(), false);
+    let cfg = config(&entra)
+        .authority_host(&proxy)
+        .client_secret(entra.client_secret())
+        .obo_retries(retries, Duration::from_secs(3))
+        .http_timeout(timeout)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (entra, token_endpoint, obo_expiry_app(OboLayer::new(cfg)))
+}
+
+fn script(s: &Scripted, status: u16, body: impl Into<Vec<u8>>, mode: BodyMode) {
+    *s.answer.lock().unwrap() = (status, "application/json".into(), body.into(), None);
+    *s.body_mode.lock().unwrap() = mode;
+}
+
+fn success_with_expires_in(expires_in: &str) -> String {
+    format!(r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"opaque-token"}}"#)
+}
+
+#[tokio::test]
+async fn huge_expires_in_is_clamped_to_the_longest_entra_lifetime() {
+    use axum_obo::clock::Clock as _;
+    let clock = ManualClock::now_system();
+    let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(2)).await;
+    // Inbound tokens outliving the clamp, so that the clock can pass it.
+    let inbound = || {
+        entra
+            .token()
+            .lifetime(Duration::from_secs(30 * 3600))
+            .sign()
+    };
+    for expires_in in [
+        "9223372036854775807",
+        "18446744073709551615",
+        "123456789012345678901234567890",
+        "1e30",
+        "1.7976931348623157e308",
+        "\"9223372036854775807\"",
+        "\"1e30\"",
+        "100801",
+    ] {
+        script(
+            &te,
+            200,
+            success_with_expires_in(expires_in),
+            BodyMode::Whole,
+        );
+        let token = inbound();
+        let before = te.answered.load(Ordering::SeqCst);
+        let r = bearer(&app, "/expires", &token).await;
+        assert_eq!(r.status, 200, "{expires_in}: {}", r.body);
+        let expires_at: i64 = r.body.parse().unwrap();
+        assert_eq!(expires_at - clock.now(), MAX_LIFETIME, "{expires_in}");
+        assert_eq!(bearer(&app, "/expires", &token).await.status, 200);
+        assert_eq!(
+            te.answered.load(Ordering::SeqCst) - before,
+            1,
+            "{expires_in}: cached"
+        );
+    }
+    // The entry is served until the clamp minus the refresh margin (300 s), no longer.
+    script(
+        &te,
+        200,
+        success_with_expires_in("9223372036854775807"),
+        BodyMode::Whole,
+    );
+    let token = inbound();
+    assert_eq!(bearer(&app, "/obo", &token).await.status, 200);
+    let after_first = te.answered.load(Ordering::SeqCst);
+    clock.advance(Duration::from_secs((MAX_LIFETIME - 300 - 1) as u64));
+    assert_eq!(bearer(&app, "/obo", &token).await.status, 200);
+    assert_eq!(
+        te.answered.load(Ordering::SeqCst),
+        after_first,
+        "still fresh"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(bearer(&app, "/obo", &token).await.status, 200);
+    assert_eq!(
+        te.answered.load(Ordering::SeqCst),
+        after_first + 1,
+        "exchanged again once the clamped lifetime is used up"
+    );
+}
+
+#[tokio::test]
+async fn non_positive_or_non_numeric_expires_in_is_a_bad_gateway() {
+    let clock = ManualClock::now_system();
+    let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(2)).await;
+    for expires_in in [
+        "0",
+        "-1",
+        "-9223372036854775808",
+        "-1e30",
+        "0.5",
+        "null",
+        "true",
+        "[]",
+        "{}",
+        "\"\"",
+        "\"soon\"",
+        "\"NaN\"",
+        "\"inf\"",
+        "\"-5\"",
+    ] {
+        script(
+            &te,
+            200,
+            success_with_expires_in(expires_in),
+            BodyMode::Whole,
+        );
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(r.status, 502, "{expires_in}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_any_duration_is_bounded() {
+    let clock = ManualClock::now_system();
+    let (entra, te, app) = scripted_exchange(&clock, 2, Duration::from_secs(2)).await;
+    script(&te, 429, "{}", BodyMode::Whole);
+    *te.retry_after.lock().unwrap() = Some(u64::MAX.to_string());
+    let started = Instant::now();
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let retry_after: u64 = r.retry_after.unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    assert_eq!(te.answered.load(Ordering::SeqCst), 1, "beyond the budget");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_token_response_over_the_cap_is_a_bad_gateway_without_reading_it_all() {
+    let clock = ManualClock::now_system();
+    let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(5)).await;
+    let padded = format!(
+        r#"{{"token_type":"Bearer","expires_in":3600,"access_token":"opaque","pad":"{}"}}"#,
+        "a".repeat(300 * 1024)
+    );
+    for (mode, body) in [
+        (BodyMode::Whole, padded.clone()),
+        (BodyMode::Chunked, padded),
+        (BodyMode::Endless, success_with_expires_in("3600")),
+    ] {
+        script(&te, 200, body, mode);
+        let started = Instant::now();
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(r.status, 502, "{}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // An answer under the cap, chunked, is read.
+    script(&te, 200, success_with_expires_in("3600"), BodyMode::Chunked);
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn loop_detected_or_429_closes_the_tenant_for_every_user() {
+    for (status, body) in [
+        (
+            400,
+            r#"{"error":"invalid_request","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop.","error_codes":[50196]}"#,
+        ),
+        (
+            429,
+            r#"{"error":"temporarily_unavailable","error_codes":[50196]}"#,
+        ),
+        (429, "<html>Too Many Requests</html>"),
+    ] {
+        let clock = ManualClock::now_system();
+        let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(2)).await;
+        script(&te, status, body, BodyMode::Whole);
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(r.status, 503, "{status} {body}: {}", r.body);
+        // Entra would now answer, but the tenant is backing off.
+        script(&te, 200, success_with_expires_in("3600"), BodyMode::Whole);
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(
+            (r.status.as_u16(), r.retry_after.as_deref()),
+            (503, Some("1")),
+            "{status} {body}"
+        );
+        assert_eq!(te.answered.load(Ordering::SeqCst), 1, "{status} {body}");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            bearer(&app, "/obo", &entra.token().sign()).await.status,
+            200
+        );
+        assert_eq!(te.answered.load(Ordering::SeqCst), 2);
+    }
 }

@@ -738,3 +738,138 @@ impl axum_obo::ClientAssertion for ArcSource {
         self.0.assertion(client_id, token_endpoint)
     }
 }
+
+#[tokio::test]
+async fn invalid_grant_is_remembered_for_that_token_only() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap());
+    let app = obo_app(layer.clone());
+    let builder = entra.token();
+    let oid = builder.claims()["oid"].as_str().unwrap().to_owned();
+    entra.inject_token_fault_for_user(&oid, TokenFault::InvalidGrant);
+    let token = builder.sign();
+    for _ in 0..2 {
+        let r = bearer(&app, "/obo", &token).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.www_authenticate.unwrap().contains("invalid_token"));
+    }
+    assert_eq!(entra.token_requests(), 1, "the refusal was remembered");
+    assert_eq!(layer.stats().negative_hits, 1);
+    // Another token of the same user is another question for Entra.
+    let other = entra.token().user(&oid).sign();
+    assert_eq!(bearer(&app, "/obo", &other).await.status, 401);
+    assert_eq!(entra.token_requests(), 2);
+    entra.clear_token_faults();
+    let fresh = entra.token().user(&oid).sign();
+    assert_eq!(bearer(&app, "/obo", &fresh).await.status, 200);
+    assert_eq!(entra.token_requests(), 3);
+}
+
+/// A user of the home tenant whose exchanges are answered `fault`, and their token.
+fn throttled_user(entra: &EntraStandIn, fault: TokenFault) -> String {
+    let builder = entra.token();
+    entra.inject_token_fault_for_user(builder.claims()["oid"].as_str().unwrap(), fault);
+    builder.sign()
+}
+
+#[tokio::test]
+async fn a_throttled_tenant_backs_off_for_every_user() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let layer = OboLayer::new(
+        with_secret(&entra)
+            .allow_tenants([GUEST_TENANT])
+            .clock(clock.clone())
+            .obo_retries(0, Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    );
+    let app = obo_app(layer.clone());
+    let throttled = throttled_user(&entra, TokenFault::TooManyRequests { retry_after: None });
+    let r = bearer(&app, "/obo", &throttled).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_eq!(entra.token_requests(), 1);
+
+    // Another user of the same tenant fails fast: Entra is not asked.
+    let started = Instant::now();
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.retry_after.as_deref(), Some("1"));
+    assert_eq!(entra.token_requests(), 1, "no request during the backoff");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Another tenant is unaffected.
+    let guest = entra.token().tenant(GUEST_TENANT).sign();
+    assert_eq!(bearer(&app, "/obo", &guest).await.status, 200);
+    assert_eq!(entra.token_requests(), 2);
+
+    // The backoff elapses: one exchange probes; throttled again, the backoff doubles.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(bearer(&app, "/obo", &throttled).await.status, 503);
+    assert_eq!(entra.token_requests(), 3);
+    let other = entra.token().sign();
+    let r = bearer(&app, "/obo", &other).await;
+    assert_eq!(
+        (r.status.as_u16(), r.retry_after.as_deref()),
+        (503, Some("2"))
+    );
+    clock.advance(Duration::from_secs(1));
+    let r = bearer(&app, "/obo", &other).await;
+    assert_eq!(
+        (r.status.as_u16(), r.retry_after.as_deref()),
+        (503, Some("1"))
+    );
+    assert_eq!(entra.token_requests(), 3);
+
+    // After the backoff, exchanges go through again; a success resets the streak.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(bearer(&app, "/obo", &other).await.status, 200);
+    assert_eq!(entra.token_requests(), 4);
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        200
+    );
+    assert_eq!(entra.token_requests(), 5);
+    let r = bearer(&app, "/obo", &throttled).await;
+    assert_eq!(
+        (r.status.as_u16(), r.retry_after.as_deref()),
+        (503, Some("1")),
+        "the streak starts over after a success"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_throttled_with_retry_after_waits_that_long() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let layer = OboLayer::new(
+        with_secret(&entra)
+            .clock(clock.clone())
+            .obo_retries(0, Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    );
+    let app = obo_app(layer.clone());
+    let throttled = throttled_user(
+        &entra,
+        TokenFault::TooManyRequests {
+            retry_after: Some(30),
+        },
+    );
+    let r = bearer(&app, "/obo", &throttled).await;
+    assert_eq!(
+        (r.status.as_u16(), r.retry_after.as_deref()),
+        (503, Some("30"))
+    );
+    let other = entra.token().sign();
+    clock.advance(Duration::from_secs(29));
+    let r = bearer(&app, "/obo", &other).await;
+    assert_eq!(
+        (r.status.as_u16(), r.retry_after.as_deref()),
+        (503, Some("1"))
+    );
+    assert_eq!(entra.token_requests(), 1);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(bearer(&app, "/obo", &other).await.status, 200);
+    assert_eq!(entra.token_requests(), 2);
+}

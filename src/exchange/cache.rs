@@ -1,6 +1,7 @@
 //! The On-Behalf-Of token cache: bounded by bytes, keyed by a digest of
 //! (tenant, user, normalized scopes, inbound token), single-flight per key, with
-//! a short negative cache for interaction/consent errors.
+//! a short negative cache for the refusals Entra would repeat (interaction or
+//! consent required, `invalid_grant`): see [`OboError::is_negative_cacheable`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

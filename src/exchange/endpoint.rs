@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use super::credential::{ClientCredential, CredentialForm};
 use super::error::OboError;
+use super::throttle::{TenantBackoff, MAX_RETRY_AFTER};
 use crate::config::OboConfig;
+use crate::http::{read_capped, BodyError, MAX_TOKEN_RESPONSE_BYTES};
 use crate::secret::BearerToken;
 
 /// `grant_type` of the On-Behalf-Of request.
@@ -18,9 +20,17 @@ pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer
 pub(crate) const CLIENT_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// The longest lifetime believed of a downstream token: a larger `expires_in`
+/// is clamped to it. Entra's access tokens live 60-90 minutes by default and at
+/// most about 28 hours (long-lived tokens of CAE-capable clients), so 28 h is
+/// never shorter than a real token; it keeps `now + expires_in` (clock seconds),
+/// the cache TTL and the Redis `PX` within range whatever the endpoint sends.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(28 * 3600);
+
 /// A successful exchange.
 pub(crate) struct Issued {
     pub(crate) access_token: BearerToken,
+    /// Seconds, in `1..=MAX_TOKEN_LIFETIME`.
     pub(crate) expires_in: i64,
     pub(crate) scope: Option<String>,
 }
@@ -30,16 +40,9 @@ struct Success {
     access_token: String,
     #[serde(default)]
     token_type: Option<String>,
-    expires_in: NumberOrString,
+    expires_in: serde_json::Value,
     #[serde(default)]
     scope: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrString {
-    N(i64),
-    S(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -60,12 +63,16 @@ struct ErrorBody {
     claims: Option<String>,
 }
 
-/// One attempt's failure: final, or transient (retry, maybe after `Retry-After`).
+/// One attempt's failure: final, an OAuth refusal (final too, and proof that
+/// Entra answers), or transient (retry, maybe after `Retry-After`).
 enum Attempt {
     Final(OboError),
+    Refused(OboError),
     Transient {
         retry_after: Option<Duration>,
         timeout: bool,
+        /// HTTP 429 or AADSTS50196: counts towards the tenant's backoff.
+        throttled: bool,
     },
 }
 
@@ -73,11 +80,16 @@ enum Attempt {
 pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
     config: Arc<OboConfig>,
+    backoff: TenantBackoff,
 }
 
 impl TokenEndpoint {
     pub(crate) fn new(http: reqwest::Client, config: Arc<OboConfig>) -> Self {
-        Self { http, config }
+        Self {
+            http,
+            config,
+            backoff: TenantBackoff::new(),
+        }
     }
 
     /// The token endpoint of tenant `tid` (also the `aud` of client assertions).
@@ -86,7 +98,9 @@ impl TokenEndpoint {
     }
 
     /// Exchanges `assertion` for a token for `scope` in tenant `tid`, retrying
-    /// 429/5xx at most `max_retries` times within `retry_budget`.
+    /// 429/5xx at most `max_retries` times within `retry_budget`. While `tid` is
+    /// backing off after throttling (see [`throttle`](super::throttle)), fails
+    /// at once with [`OboError::Unavailable`] and sends nothing.
     pub(crate) async fn exchange(
         &self,
         tid: &str,
@@ -98,6 +112,16 @@ impl TokenEndpoint {
             self.config.obo.credential.as_ref().ok_or_else(|| {
                 OboError::Misconfigured("no client credential is configured".into())
             })?;
+        if let Err(wait) = self.backoff.admit(tid, self.config.clock.now()) {
+            tracing::debug!(
+                tid,
+                ?wait,
+                "token endpoint throttled this tenant; failing fast"
+            );
+            return Err(OboError::Unavailable {
+                retry_after: Some(wait),
+            });
+        }
         let url = self.url(tid);
         let settings = &self.config.obo;
         let started = Instant::now();
@@ -121,14 +145,38 @@ impl TokenEndpoint {
                     _ => planned,
                 }?;
                 // Give up rather than exceed the total budget.
-                (started.elapsed() + wait <= budget).then_some(wait)
+                (started.elapsed().saturating_add(wait) <= budget).then_some(wait)
             })
             .notify(|_, wait| tracing::debug!(?wait, "token endpoint busy; retrying"))
             .await;
         match result {
-            Ok(issued) => Ok(issued),
+            Ok(issued) => {
+                self.backoff.answered(tid);
+                Ok(issued)
+            }
+            Err(Attempt::Refused(e)) => {
+                self.backoff.answered(tid);
+                Err(e)
+            }
             Err(Attempt::Final(e)) => Err(e),
             Err(Attempt::Transient { timeout: true, .. }) => Err(OboError::Timeout),
+            Err(Attempt::Transient {
+                retry_after,
+                throttled: true,
+                ..
+            }) => {
+                let wait = self
+                    .backoff
+                    .throttled(tid, self.config.clock.now(), retry_after);
+                tracing::warn!(
+                    tid,
+                    ?wait,
+                    "token endpoint throttling this tenant; every exchange for it waits"
+                );
+                Err(OboError::Unavailable {
+                    retry_after: Some(wait),
+                })
+            }
             Err(Attempt::Transient { retry_after, .. }) => {
                 Err(OboError::Unavailable { retry_after })
             }
@@ -184,6 +232,7 @@ impl TokenEndpoint {
                 return Err(Attempt::Transient {
                     retry_after: None,
                     timeout: false,
+                    throttled: false,
                 });
             }
             Ok(Ok(r)) => r,
@@ -194,10 +243,19 @@ impl TokenEndpoint {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = match tokio::time::timeout(timeout, response.bytes()).await {
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let body = match tokio::time::timeout(
+            timeout,
+            read_capped(response, MAX_TOKEN_RESPONSE_BYTES),
+        )
+        .await
+        {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) if !e.is_timeout() => {
+            Ok(Err(BodyError::TooLarge)) => {
+                tracing::error!(client_request_id = %request_id, %status, max_bytes = MAX_TOKEN_RESPONSE_BYTES, "token endpoint response too large; not read further");
+                return Err(Attempt::Final(OboError::BadResponse));
+            }
+            Ok(Err(BodyError::Transport(e))) if !e.is_timeout() => {
                 tracing::warn!(client_request_id = %request_id, %status, "token endpoint response cut short");
                 return Err(Attempt::Final(OboError::BadResponse));
             }
@@ -210,11 +268,13 @@ impl TokenEndpoint {
             });
         }
         let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-        if status.as_u16() == 429 || status.is_server_error() {
+        let throttled = is_throttle(status, parsed.as_ref());
+        if throttled || status.is_server_error() {
             let e = parsed.unwrap_or_default();
             tracing::warn!(
                 client_request_id = %request_id,
                 status = status.as_u16(),
+                throttled,
                 aadsts = aadsts(&e),
                 trace_id = e.trace_id.as_deref().unwrap_or(""),
                 correlation_id = e.correlation_id.as_deref().unwrap_or(""),
@@ -223,6 +283,7 @@ impl TokenEndpoint {
             return Err(Attempt::Transient {
                 retry_after,
                 timeout: false,
+                throttled,
             });
         }
         let Some(e) = parsed.filter(|e| !e.error.is_empty()) else {
@@ -249,9 +310,10 @@ impl TokenEndpoint {
             return Err(Attempt::Transient {
                 retry_after,
                 timeout: false,
+                throttled: false,
             });
         }
-        Err(Attempt::Final(error))
+        Err(Attempt::Refused(error))
     }
 }
 
@@ -260,7 +322,26 @@ fn timed_out(request_id: &str) -> Attempt {
     Attempt::Transient {
         retry_after: None,
         timeout: true,
+        throttled: false,
     }
+}
+
+/// AADSTS50196: "The server terminated an operation because it encountered a
+/// client request loop" — Entra's throttling of a client asking the same thing
+/// too often.
+const LOOP_DETECTED: i64 = 50_196;
+
+/// Whether an answer is throttling: HTTP 429 whatever the body, or an OAuth
+/// error naming AADSTS50196 (in `error_codes`, or as the description's
+/// `AADSTS50196:` prefix when `error_codes` is missing) whatever the status.
+fn is_throttle(status: http::StatusCode, body: Option<&ErrorBody>) -> bool {
+    status == http::StatusCode::TOO_MANY_REQUESTS
+        || body.is_some_and(|e| {
+            e.error_codes.contains(&LOOP_DETECTED)
+                || e.error_description
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("AADSTS50196:"))
+        })
 }
 
 fn parse_success(body: &[u8]) -> Option<Issued> {
@@ -272,17 +353,39 @@ fn parse_success(body: &[u8]) -> Option<Issued> {
     {
         return None;
     }
-    let expires_in = match s.expires_in {
-        NumberOrString::N(n) => n,
-        NumberOrString::S(s) => s.trim().parse().ok()?,
-    };
-    if expires_in <= 0 {
-        return None;
-    }
     Some(Issued {
         access_token: BearerToken::new(s.access_token),
-        expires_in,
+        expires_in: lifetime(&s.expires_in)?,
         scope: s.scope,
+    })
+}
+
+/// `expires_in` in whole seconds, clamped to [`MAX_TOKEN_LIFETIME`]: a JSON
+/// number, or a string holding one (v1 endpoints send `"3599"`), of at least
+/// one second. Zero, negative, fractional below one, non-finite or non-numeric
+/// values are `None` (a bad response).
+fn lifetime(value: &serde_json::Value) -> Option<i64> {
+    let max = MAX_TOKEN_LIFETIME.as_secs() as i64;
+    let seconds = match value {
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => return (i > 0).then(|| i.min(max)),
+            // Beyond i64, or with a fraction or an exponent.
+            None => n.as_f64()?,
+        },
+        serde_json::Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(i) => return (i > 0).then(|| i.min(max)),
+            Err(_) => s.trim().parse::<f64>().ok()?,
+        },
+        _ => return None,
+    };
+    if !seconds.is_finite() || seconds < 1.0 {
+        return None;
+    }
+    // In range: the cast truncates the fraction.
+    Some(if seconds >= max as f64 {
+        max
+    } else {
+        seconds as i64
     })
 }
 
@@ -412,6 +515,77 @@ mod tests {
             parse_success(br#"{"token_type":"pop","expires_in":5,"access_token":"x"}"#).is_none()
         );
         assert!(parse_success(b"<html>").is_none());
+    }
+
+    #[test]
+    fn expires_in_is_clamped_and_must_be_a_positive_number() {
+        let max = MAX_TOKEN_LIFETIME.as_secs() as i64;
+        let expires_in = |v: &str| {
+            parse_success(
+                format!(r#"{{"token_type":"Bearer","expires_in":{v},"access_token":"x"}}"#)
+                    .as_bytes(),
+            )
+            .map(|i| i.expires_in)
+        };
+        for (v, want) in [
+            ("3599", Some(3599)),
+            ("\" 3599 \"", Some(3599)),
+            ("1", Some(1)),
+            ("59.9", Some(59)),
+            ("3.6e3", Some(3600)),
+            ("100800", Some(max)),
+            ("100801", Some(max)),
+            ("9223372036854775807", Some(max)),
+            ("\"9223372036854775807\"", Some(max)),
+            ("18446744073709551615", Some(max)),
+            ("123456789012345678901234567890", Some(max)),
+            ("1e30", Some(max)),
+            ("\"1e30\"", Some(max)),
+            ("1.7976931348623157e308", Some(max)),
+            ("0", None),
+            ("-1", None),
+            ("-9223372036854775808", None),
+            ("-1e30", None),
+            ("0.5", None),
+            ("\"0\"", None),
+            ("\"-5\"", None),
+            ("\"NaN\"", None),
+            ("\"inf\"", None),
+            ("\"\"", None),
+            ("\"soon\"", None),
+            ("null", None),
+            ("true", None),
+            ("[]", None),
+            ("{}", None),
+        ] {
+            assert_eq!(expires_in(v), want, "expires_in {v}");
+        }
+        assert!(
+            parse_success(br#"{"access_token":"x"}"#).is_none(),
+            "missing"
+        );
+    }
+
+    #[test]
+    fn throttling_is_429_or_aadsts50196() {
+        use http::StatusCode as S;
+        let loop_body = body(r#"{"error":"invalid_request","error_codes":[50196]}"#);
+        let described = body(
+            r#"{"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop."}"#,
+        );
+        let other = body(r#"{"error":"temporarily_unavailable","error_codes":[90033]}"#);
+        assert!(is_throttle(S::TOO_MANY_REQUESTS, None));
+        assert!(is_throttle(S::TOO_MANY_REQUESTS, Some(&other)));
+        assert!(is_throttle(S::BAD_REQUEST, Some(&loop_body)));
+        assert!(is_throttle(S::SERVICE_UNAVAILABLE, Some(&described)));
+        assert!(!is_throttle(S::SERVICE_UNAVAILABLE, Some(&other)));
+        assert!(!is_throttle(S::SERVICE_UNAVAILABLE, None));
+        assert!(!is_throttle(
+            S::BAD_REQUEST,
+            Some(&body(
+                r#"{"error":"invalid_grant","error_codes":[500133],"error_description":"AADSTS500133: x AADSTS50196:"}"#
+            ))
+        ));
     }
 
     #[test]

@@ -49,12 +49,18 @@ pub enum OboError {
 }
 
 impl OboError {
-    /// Errors remembered for a short time per user and scope set, so that a
-    /// client retrying in a loop does not hammer Entra (AADSTS50196).
+    /// Refusals Entra would repeat for the same question, remembered for the
+    /// negative TTL per cache key (tenant, user, scopes and inbound token), so
+    /// that a client retrying in a loop does not hammer Entra (AADSTS50196).
+    /// `InvalidGrant` is about that inbound token (expired, revoked, malformed):
+    /// asking again with it gets the same answer, while a new token of the same
+    /// user is another key and is asked about.
     pub(crate) fn is_negative_cacheable(&self) -> bool {
         matches!(
             self,
-            OboError::InteractionRequired { .. } | OboError::ConsentRequired { .. }
+            OboError::InteractionRequired { .. }
+                | OboError::ConsentRequired { .. }
+                | OboError::InvalidGrant
         )
     }
 }

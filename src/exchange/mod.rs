@@ -3,6 +3,7 @@
 //! - [`credential`]: how this API authenticates (secret, certificate, federated file, custom).
 //! - [`endpoint`]: the token request, response/error parsing, bounded retries.
 //! - [`cache`]: the token cache (single-flight, negative cache, counters).
+//! - [`throttle`]: the per-tenant backoff after the token endpoint throttles.
 //! - `l2` (feature `redis`): the encrypted Redis L2 shared by replicas.
 //! - [`error`]: why an exchange failed.
 
@@ -12,6 +13,7 @@ pub(crate) mod endpoint;
 pub(crate) mod error;
 #[cfg(feature = "redis")]
 pub(crate) mod l2;
+pub(crate) mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,7 @@ pub use credential::{
 pub use error::OboError;
 
 use cache::{bump, cache_key, CachedToken, Counters, OboCache};
-use endpoint::TokenEndpoint;
+use endpoint::{Issued, TokenEndpoint};
 
 use crate::config::OboConfig;
 use crate::scope::scope_strings;
@@ -107,7 +109,8 @@ impl Exchanger {
             bump(&self.counters.preflight_refusals);
             return Err(OboError::AppOnlyToken);
         }
-        if principal.expires_at() - now <= self.config.leeway.as_secs() as i64 {
+        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
+        if principal.expires_at().saturating_sub(now) <= leeway {
             bump(&self.counters.preflight_refusals);
             return Err(OboError::InboundTokenExpiring);
         }
@@ -160,34 +163,14 @@ impl Exchanger {
                 .await;
             match result {
                 Ok(issued) => {
-                    let now = self.config.clock.now();
-                    let lifetime = issued.expires_in;
-                    let margin = self.config.obo.refresh_margin.as_secs() as i64;
-                    let margin = if lifetime > 2 * margin {
-                        margin
-                    } else {
-                        lifetime / 2
-                    };
-                    let fresh_for = (lifetime - margin).max(0);
-                    let granted: Box<[Box<str>]> = match &issued.scope {
-                        Some(s) if !s.trim().is_empty() => {
-                            s.split_whitespace().map(Box::from).collect()
-                        }
-                        _ => scopes.iter().map(|s| Box::from(*s)).collect(),
-                    };
                     tracing::debug!(
                         tid = principal.tid(),
                         oid = principal.oid(),
-                        expires_in = lifetime,
+                        expires_in = issued.expires_in,
                         "On-Behalf-Of token obtained"
                     );
-                    let token = CachedToken {
-                        access_token: issued.access_token,
-                        expires_at: now + lifetime,
-                        fresh_until: now + fresh_for,
-                        scopes: granted,
-                        ttl: Duration::from_secs(fresh_for as u64),
-                    };
+                    let now = self.config.clock.now();
+                    let token = cache_entry(issued, now, self.config.obo.refresh_margin, scopes);
                     self.l2_put(&key, &token).await;
                     Ok(Arc::new(token))
                 }
@@ -205,5 +188,76 @@ impl Exchanger {
             .try_get_with(key, init)
             .await
             .map_err(|e: Arc<OboError>| (*e).clone())
+    }
+}
+
+/// The cache entry of a token issued at `now` (clock seconds): fresh until
+/// `refresh_margin` before it expires (half its lifetime if that is shorter).
+/// `issued.expires_in` came from the network: every sum saturates.
+fn cache_entry(
+    issued: Issued,
+    now: i64,
+    refresh_margin: Duration,
+    requested: &[&str],
+) -> CachedToken {
+    let lifetime = issued
+        .expires_in
+        .clamp(0, endpoint::MAX_TOKEN_LIFETIME.as_secs() as i64);
+    let margin = i64::try_from(refresh_margin.as_secs()).unwrap_or(i64::MAX);
+    let margin = if lifetime > margin.saturating_mul(2) {
+        margin
+    } else {
+        lifetime / 2
+    };
+    let fresh_for = (lifetime - margin).max(0);
+    let scopes: Box<[Box<str>]> = match &issued.scope {
+        Some(s) if !s.trim().is_empty() => s.split_whitespace().map(Box::from).collect(),
+        _ => requested.iter().map(|s| Box::from(*s)).collect(),
+    };
+    CachedToken {
+        access_token: issued.access_token,
+        expires_at: now.saturating_add(lifetime),
+        fresh_until: now.saturating_add(fresh_for),
+        scopes,
+        ttl: Duration::from_secs(fresh_for.unsigned_abs()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(expires_in: i64) -> Issued {
+        Issued {
+            access_token: BearerToken::new("t"),
+            expires_in,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn cache_entries_stay_in_range_whatever_the_lifetime_and_clock() {
+        let max = endpoint::MAX_TOKEN_LIFETIME.as_secs() as i64;
+        let margin = Duration::from_secs(300);
+        let t = cache_entry(issued(3600), 1_000, margin, &["s"]);
+        assert_eq!((t.expires_at, t.fresh_until), (4_600, 4_300));
+        assert_eq!(t.ttl, Duration::from_secs(3_300));
+        assert_eq!(&*t.scopes, &[Box::<str>::from("s")]);
+        // Short lifetimes are fresh for half of it.
+        let t = cache_entry(issued(100), 0, margin, &[]);
+        assert_eq!((t.expires_at, t.fresh_until), (100, 50));
+        // Out-of-range lifetimes (not produced by the parser) are clamped.
+        for lifetime in [i64::MAX, max + 1] {
+            let t = cache_entry(issued(lifetime), 0, margin, &[]);
+            assert_eq!((t.expires_at, t.fresh_until), (max, max - 300));
+            assert_eq!(t.ttl, Duration::from_secs((max - 300) as u64));
+        }
+        let t = cache_entry(issued(i64::MIN), 0, margin, &[]);
+        assert_eq!((t.expires_at, t.fresh_until, t.ttl), (0, 0, Duration::ZERO));
+        // A clock at the end of time, a margin beyond i64: no overflow.
+        let t = cache_entry(issued(max), i64::MAX - 5, Duration::MAX, &[]);
+        assert_eq!(t.expires_at, i64::MAX);
+        assert!(t.fresh_until <= t.expires_at);
+        assert!(t.ttl <= endpoint::MAX_TOKEN_LIFETIME);
     }
 }

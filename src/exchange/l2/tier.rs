@@ -137,7 +137,7 @@ impl L2Cache {
             expires_at: entry.e,
             fresh_until: entry.f,
             scopes: entry.s.into_iter().map(Box::from).collect(),
-            ttl: Duration::from_secs(u64::try_from(entry.f - now).unwrap_or(0)),
+            ttl: Duration::from_secs(u64::try_from(entry.f.saturating_sub(now)).unwrap_or(0)),
         })
     }
 
