@@ -885,7 +885,8 @@ async fn discovery_cannot_send_us_elsewhere() {
     let other_host = |authority: &str, path: &str| {
         json!(format!("{authority}{path}").replace("127.0.0.1", "localhost"))
     };
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value, &str)>)> = vec![
+    type Tamper<'a> = Box<dyn FnOnce(&mut serde_json::Value, &str) + 'a>;
+    let cases: Vec<(&str, Tamper)> = vec![
         (
             "jwks_uri on another port",
             Box::new(|d, _| d["jwks_uri"] = json!(format!("{elsewhere}/keys"))),
