@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use axum_obo::testing::EntraStandIn;
+use axum_obo_testing::EntraStandIn;
 use axum_obo::{GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

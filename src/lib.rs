@@ -40,10 +40,10 @@
 //! # }
 //! ```
 //!
-//! With the `testing` feature, `axum_obo::testing` provides offline stand-ins for
-//! Entra ID (discovery, JWKS with rotation, a token minter, the OBO token endpoint
-//! with fault injection) and Microsoft Graph, for your own tests.
-#![forbid(unsafe_code)]
+//! The companion crate `axum-obo-testing` (a dev-dependency) provides offline
+//! stand-ins for Entra ID (discovery, JWKS with rotation, a token minter, the OBO
+//! token endpoint with fault injection) and Microsoft Graph, for your own tests.
+
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(unreachable_pub)]
 
@@ -61,9 +61,6 @@ mod rejection;
 mod scope;
 mod secret;
 mod validate;
-
-#[cfg(feature = "testing")]
-pub mod testing;
 
 #[cfg(feature = "__bench")]
 #[doc(hidden)]

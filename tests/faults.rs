@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use axum_obo::testing::{EntraStandIn, TokenFault};
+use axum_obo_testing::{EntraStandIn, TokenFault};
 use axum_obo::{GraphUserRead, OboLayer, OboToken, Principal};
 use common::*;
 

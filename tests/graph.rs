@@ -1,5 +1,4 @@
 //! The downstream client against the Graph stand-in (and a few purpose-built servers).
-#![cfg(feature = "testing")]
 
 mod common;
 
@@ -17,7 +16,7 @@ use futures_util::TryStreamExt as _;
 use http::HeaderMap;
 use serde_json::{json, Value};
 
-use axum_obo::testing::GraphStandIn;
+use axum_obo_testing::GraphStandIn;
 use axum_obo::{
     BatchRequest, BearerToken, DownstreamClient, DownstreamError, GraphClient, GraphUser,
     RetryPolicy,

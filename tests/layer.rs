@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use axum_obo::testing::{encode_unsigned, EntraStandIn};
+use axum_obo_testing::{encode_unsigned, EntraStandIn};
 use axum_obo::OboLayer;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -886,7 +886,7 @@ async fn discovery_cannot_send_us_elsewhere() {
         json!(format!("{authority}{path}").replace("127.0.0.1", "localhost"))
     };
     type Tamper<'a> = Box<dyn FnOnce(&mut serde_json::Value, &str) + 'a>;
-    let cases: Vec<(&str, Tamper)> = vec![
+    let cases: Vec<(&str, Tamper<'_>)> = vec![
         (
             "jwks_uri on another port",
             Box::new(|d, _| d["jwks_uri"] = json!(format!("{elsewhere}/keys"))),

@@ -12,7 +12,7 @@ mod app;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum_obo::testing::TokenFault;
+use axum_obo_testing::TokenFault;
 use axum_obo::OboLayer;
 use common::*;
 use tokio::sync::Semaphore;

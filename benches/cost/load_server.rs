@@ -34,7 +34,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use axum_obo::testing::EntraStandIn;
+use axum_obo_testing::EntraStandIn;
 use axum_obo::{GraphUserRead, OboLayer, OboToken, Principal};
 use common::{realistic_token, RawDecoder};
 use http::StatusCode;

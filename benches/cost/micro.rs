@@ -26,7 +26,7 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use axum_obo::bench_support::{self, FilledOboCache, TokenValidator};
-use axum_obo::testing::EntraStandIn;
+use axum_obo_testing::EntraStandIn;
 use axum_obo::{
     BearerToken, GraphUserRead, OboLayer, OboToken, Principal, DEFAULT_OBO_CACHE_BYTES,
 };

@@ -2,7 +2,7 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use axum_obo::testing::{EntraStandIn, GraphStandIn};
+use axum_obo_testing::{EntraStandIn, GraphStandIn};
 use axum_obo::{
     AuthRejection, GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal,
     Require, Requirement,

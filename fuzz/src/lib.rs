@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use axum_obo::testing::EntraStandIn;
+use axum_obo_testing::EntraStandIn;
 use axum_obo::{GraphUserRead, OboConfig, OboLayer, OboToken, Principal};
 use tower::ServiceExt as _;
 

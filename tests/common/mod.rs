@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_obo::clock::ManualClock;
-use axum_obo::testing::EntraStandIn;
+use axum_obo_testing::EntraStandIn;
 use axum_obo::{
     GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal, Require, Requirement,
 };

@@ -1,4 +1,7 @@
-//! An Entra ID stand-in for offline tests (cargo feature `testing`).
+//! `axum-obo-testing`: offline stand-ins for Microsoft Entra ID and Microsoft Graph, for
+//! the tests of `axum-obo` and of the APIs built with it.
+//!
+//! An Entra ID stand-in for offline tests.
 //!
 //! [`EntraStandIn`] serves, on `127.0.0.1`, what the Microsoft identity platform serves at
 //! `https://login.microsoftonline.com`, for any tenant GUID and for `common`,
@@ -29,11 +32,10 @@
 //! retired, and faults (error statuses, garbage key sets, delays) injected, while counters
 //! record what the code under test fetched.
 //!
-//! The stand-in is an independent simulation of Entra: it shares no code with the rest of
-//! this crate.
+//! The stand-in is an independent simulation of Entra: it shares no code with `axum-obo`.
 //!
 //! ```
-//! use axum_obo::testing::EntraStandIn;
+//! use axum_obo_testing::EntraStandIn;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -50,6 +52,9 @@
 //! entra.retire_key(&old);
 //! # }
 //! ```
+
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(unreachable_pub)]
 
 mod cloud;
 mod documents;

@@ -107,7 +107,7 @@ const JOB_TITLES: &[&str] = &[
 /// `.audience("https://graph.microsoft.com").scopes(&["User.Read"])`.
 ///
 /// ```no_run
-/// use axum_obo::testing::GraphStandIn;
+/// use axum_obo_testing::GraphStandIn;
 ///
 /// # async fn run(jwks_url: &str) {
 /// let graph = GraphStandIn::start(jwks_url).await;
