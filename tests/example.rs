@@ -6,6 +6,10 @@ mod common;
 #[allow(dead_code)]
 mod app;
 
+fn dev_cors() -> tower_http::cors::CorsLayer {
+    app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)])
+}
+
 use axum_obo::OboLayer;
 use common::*;
 use serde_json::Value;
@@ -14,7 +18,7 @@ async fn example() -> (app::Embedded, axum::Router, OboLayer) {
     let embedded = app::Embedded::start().await;
     let layer = OboLayer::new(app::policy(embedded.config()).build().unwrap());
     layer.warm_up().await.unwrap();
-    let router = app::router(layer.clone());
+    let router = app::router(layer.clone(), dev_cors());
     (embedded, router, layer)
 }
 
@@ -105,4 +109,80 @@ async fn graph_failures_are_relayed() {
         "{challenge}"
     );
     assert_eq!(r.json()["error"], "insufficient_claims");
+}
+
+/// Sends `req` through the example's router; returns the status and headers.
+async fn send(app: &axum::Router, req: http::Request<axum::body::Body>) -> (u16, http::HeaderMap) {
+    use tower::ServiceExt as _;
+    let resp = app.clone().oneshot(req).await.unwrap();
+    (resp.status().as_u16(), resp.headers().clone())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_production_stack_around_the_layer() {
+    use http::header::{
+        ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, AUTHORIZATION, ORIGIN,
+    };
+    let (logs, _guard) = capture_logs();
+    let (e, app, _) = example().await;
+    let get = |path: &str| http::Request::get(path).header(ORIGIN, app::DEV_ORIGIN);
+
+    // A browser preflight carries no token: CORS (outside OboLayer) answers it, never a 401.
+    let preflight = http::Request::options("/me")
+        .header(ORIGIN, app::DEV_ORIGIN)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, h) = send(&app, preflight).await;
+    assert_eq!(status, 200);
+    assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], app::DEV_ORIGIN);
+    assert!(h.get(http::header::WWW_AUTHENTICATE).is_none());
+
+    // A 401 can be read by the SPA: the challenge and Retry-After are exposed.
+    let (status, h) = send(&app, get("/me").body(axum::body::Body::empty()).unwrap()).await;
+    assert_eq!(status, 401);
+    assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], app::DEV_ORIGIN);
+    let exposed = h[ACCESS_CONTROL_EXPOSE_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["www-authenticate", "retry-after", "x-request-id"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+    assert!(
+        h.get("x-request-id").is_some(),
+        "request ids on every response"
+    );
+
+    // Another origin gets no CORS grant.
+    let (_, h) = send(
+        &app,
+        http::Request::get("/me")
+            .header(ORIGIN, "https://evil.example")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(h.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+
+    // route_layer: an unknown path is a 404, not a 401.
+    let (status, _) = send(&app, get("/nope").body(axum::body::Body::empty()).unwrap()).await;
+    assert_eq!(status, 404);
+
+    // With a token: 200, a request id, and the token in no log line.
+    let token = e.user_token();
+    let (status, h) = send(
+        &app,
+        get("/me")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = h["x-request-id"].to_str().unwrap().to_owned();
+    let text = logs.text();
+    assert!(text.contains(&id), "the request id is in the trace span");
+    assert!(!text.contains(&token[..40]), "no token in the logs");
 }

@@ -9,11 +9,15 @@ mod common;
 #[allow(dead_code)]
 mod app;
 
+fn dev_cors() -> tower_http::cors::CorsLayer {
+    app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)])
+}
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum_obo_testing::TokenFault;
 use axum_obo::OboLayer;
+use axum_obo_testing::TokenFault;
 use common::*;
 use tokio::sync::Semaphore;
 
@@ -48,7 +52,7 @@ async fn thousands_of_users_stay_isolated_and_bounded() {
         .unwrap();
     let layer = OboLayer::new(cfg);
     layer.warm_up().await.unwrap();
-    let router = app::router(layer.clone());
+    let router = app::router(layer.clone(), dev_cors());
 
     // Every 10th user's exchanges fail at the token endpoint (throttled for good).
     let mut plan = Vec::with_capacity(users);
@@ -80,7 +84,7 @@ async fn thousands_of_users_stay_isolated_and_bounded() {
             .unwrap(),
     );
     let valid_users = plan.iter().filter(|p| p.0 == Kind::Valid).count();
-    let elapsed = drive(app::router(roomy.clone()), &plan, rounds).await;
+    let elapsed = drive(app::router(roomy.clone(), dev_cors()), &plan, rounds).await;
     let stats = roomy.stats();
     assert_eq!(
         stats.exchanges - stats.errors,

@@ -1,13 +1,24 @@
 //! The example's router and its offline set-up, shared with `tests/example.rs`.
 
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
-use axum_obo_testing::{EntraStandIn, GraphStandIn};
 use axum_obo::{
     AuthRejection, GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal,
     Require, Requirement,
 };
+use axum_obo_testing::{EntraStandIn, GraphStandIn};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Value};
+use tower::ServiceBuilder;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 /// Callers holding the `Admin` app role.
 pub struct Admin;
@@ -42,16 +53,92 @@ pub fn policy(builder: OboConfigBuilder) -> OboConfigBuilder {
     builder.require_user_scopes(["access_as_user"])
 }
 
-/// The example's routes behind `layer` (`/healthz` stays public).
-pub fn router(layer: OboLayer) -> Router {
+/// The example's routes behind `layer` (`/healthz` stays public), in the stack a
+/// production axum service has. From the outside in:
+///
+/// 1. `SetSensitiveRequestHeadersLayer`: `Authorization` (and `Cookie`) are marked
+///    sensitive before anything can log them; `TraceLayer` then prints `Sensitive`.
+/// 2. `SetRequestIdLayer` / `PropagateRequestIdLayer`: an `x-request-id` on every
+///    request and response, recorded in the trace span.
+/// 3. `TraceLayer`: one span per request, with method, path and request id.
+/// 4. `TimeoutLayer`: 30 s for the whole request, OBO exchange and Graph call
+///    included (the crate bounds each call to Entra and Graph on its own too).
+/// 5. `CorsLayer` (see [`cors`]): **outside** `OboLayer`, so that browser preflights
+///    (`OPTIONS`, which carry no token) are answered here and never get a 401.
+/// 6. `OboLayer` with `route_layer`: only the routes above it are authenticated;
+///    unknown paths answer 404 (not 401), and routes added after it would be public.
+pub fn router(layer: OboLayer, cors: CorsLayer) -> Router {
     let protected = Router::new()
         .route("/whoami", get(whoami))
         .route("/me", get(me))
         .route("/admin", get(admin))
-        .layer(layer);
+        .route_layer(layer);
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    AUTHORIZATION,
+                    COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(30),
+                ))
+                .layer(cors),
+        )
+}
+
+/// The trace span of a request: method, path and request id (never headers).
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = id)
+}
+
+/// CORS for a browser front end at `origins` (e.g. a SPA on `http://localhost:5173`).
+///
+/// The browser may send `Authorization` and `Content-Type`, and may *read*
+/// `WWW-Authenticate` (the relayed claims challenge: the SPA must re-authenticate
+/// with those claims), `Retry-After` (503s) and `x-request-id`: without
+/// `expose_headers`, a browser hides them from the SPA's JavaScript.
+pub fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(origins.to_vec())
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+        .expose_headers([
+            WWW_AUTHENTICATE,
+            RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The default browser origin of the example: a Vite dev server.
+pub const DEV_ORIGIN: &str = "http://localhost:5173";
+
+/// The browser origins allowed by CORS: `OBO_CORS_ORIGINS` (comma-separated),
+/// default [`DEV_ORIGIN`].
+pub fn cors_origins_from_env() -> Result<Vec<HeaderValue>, String> {
+    let list = std::env::var("OBO_CORS_ORIGINS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEV_ORIGIN.to_owned());
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            HeaderValue::from_str(o).map_err(|_| format!("OBO_CORS_ORIGINS: invalid origin {o:?}"))
+        })
+        .collect()
 }
 
 /// The embedded identity provider and Graph, for running without Azure.

@@ -5,7 +5,9 @@
 //! `AZURE_CLIENT_ID` and a credential (`AZURE_CLIENT_SECRET`,
 //! `AZURE_CLIENT_CERTIFICATE_PATH` or `AZURE_FEDERATED_TOKEN_FILE`) it talks to real
 //! Entra ID and Graph (`AZURE_AUTHORITY_HOST`, `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS`
-//! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); logs to stderr, `RUST_LOG`.
+//! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); `OBO_CORS_ORIGINS` (browser
+//! origins allowed by CORS, comma-separated, default `http://localhost:5173`); logs to
+//! stderr, `RUST_LOG`.
 
 mod app;
 
@@ -56,7 +58,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
         println!("Health:    curl -s http://{addr}/healthz\n");
     }
-    axum::serve(listener, app::router(layer))
+    let cors = app::cors(&app::cors_origins_from_env()?);
+    axum::serve(listener, app::router(layer, cors))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
