@@ -486,7 +486,7 @@ impl OboConfigBuilder {
 
     /// Connect timeout of every connection, and total timeout of every call to the
     /// identity provider (default 10 s). Downstream calls have their own timeout
-    /// ([`DownstreamClient::with_timeout`](crate::DownstreamClient::with_timeout), default 30 s).
+    /// ([`DownstreamClient::with_timeout`](crate::downstream::DownstreamClient::with_timeout), default 30 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self

@@ -12,8 +12,8 @@ mod app;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum_obo_testing::TokenFault;
 use axum_obo::OboLayer;
+use axum_obo_testing::TokenFault;
 use common::*;
 use tokio::sync::Semaphore;
 
@@ -100,7 +100,8 @@ async fn thousands_of_users_stay_isolated_and_bounded() {
         issued <= valid_users * rounds,
         "{issued} exchanges for {valid_users} users × {rounds} rounds"
     );
-    let (entries, bytes) = layer.cache_usage().await;
+    let usage = layer.cache_usage().await;
+    let (entries, bytes) = (usage.entries, usage.bytes);
     assert!(
         bytes <= max_bytes,
         "cache holds {bytes} bytes > {max_bytes}"

@@ -2,11 +2,11 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use axum_obo_testing::{EntraStandIn, GraphStandIn};
 use axum_obo::{
     AuthRejection, GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal,
     Require, Requirement,
 };
+use axum_obo_testing::{EntraStandIn, GraphStandIn};
 use serde_json::{json, Value};
 
 /// Callers holding the `Admin` app role.
@@ -28,7 +28,7 @@ async fn whoami(caller: Principal) -> Json<Principal> {
 
 /// `GET /me`: the caller's Graph profile, fetched on their behalf.
 async fn me(token: OboToken<GraphUserRead>) -> Result<Json<Value>, AuthRejection> {
-    Ok(Json(token.graph()?.get_json("me").await?))
+    Ok(Json(token.graph().get_json("me").await?))
 }
 
 /// `GET /admin`: only for the `Admin` app role.
