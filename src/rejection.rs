@@ -69,6 +69,7 @@ pub use crate::validate::ValidationError;
 /// ```
 /// use axum::response::{IntoResponse, Response};
 /// use axum::{routing::get, Json, Router};
+/// use axum_obo::rejection::OboError;
 /// use axum_obo::{AuthRejection, GraphUserRead, OboToken};
 /// use serde_json::{json, Value};
 ///
@@ -106,13 +107,13 @@ pub use crate::validate::ValidationError;
 /// ) -> Result<Json<Value>, ApiError> {
 ///     let token = match token {
 ///         Ok(token) => token,
-///         // Handle one failure here (say, log consent problems for the admins)…
-///         Err(r) if r.error_code() == "consent_required" => {
-///             tracing::warn!("Graph consent missing: {r}");
+///         Err(r) => {
+///             // Look at the cause (here: tell the admins), then relay it.
+///             if let AuthRejection::Obo(OboError::ConsentRequired { scopes }) = &r {
+///                 tracing::warn!(?scopes, "admin consent to Graph is missing");
+///             }
 ///             return Err(r.into());
 ///         }
-///         // …and relay the others.
-///         Err(r) => return Err(r.into()),
 ///     };
 ///     let graph = token.graph();
 ///     let me = graph.me().await?; // DownstreamError -> ApiError
@@ -428,6 +429,53 @@ mod tests {
             h,
             format!("Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"{b64}\"")
         );
+    }
+
+    #[test]
+    fn accessors_say_what_the_response_says() {
+        let cases = [
+            AuthRejection::MissingToken,
+            AuthRejection::InvalidToken(ValidationError::Expired),
+            AuthRejection::InvalidToken(ValidationError::KeysUnavailable(KeyError::Backoff)),
+            AuthRejection::Obo(OboError::Unavailable {
+                retry_after: Some(Duration::from_secs(7)),
+            }),
+            AuthRejection::Obo(OboError::ConsentRequired {
+                scopes: vec!["https://graph.microsoft.com/Mail.Read".into()],
+            }),
+            AuthRejection::Downstream(DownstreamError::ForeignUrl),
+        ];
+        for r in cases {
+            let (status, headers) = (r.status(), r.headers());
+            let (code, description) = (r.error_code(), r.description());
+            let (challenge, retry) = (r.www_authenticate(), r.retry_after());
+            let resp = r.into_response();
+            assert_eq!(resp.status(), status);
+            for (name, value) in &headers {
+                assert_eq!(resp.headers().get(name), Some(value), "{name}");
+            }
+            assert_eq!(resp.headers().get(WWW_AUTHENTICATE), challenge.as_ref());
+            assert_eq!(
+                resp.headers().get(RETRY_AFTER),
+                retry.map(|d| HeaderValue::from(d.as_secs())).as_ref()
+            );
+            assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+            assert!(!code.is_empty() && !description.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_downstream_error_answers_as_its_rejection() {
+        let e = || DownstreamError::ClaimsChallenge {
+            claims: "{}".into(),
+            authorization_uri: "https://login.microsoftonline.com/common/oauth2/authorize".into(),
+        };
+        let (a, b) = (
+            e().into_response(),
+            AuthRejection::Downstream(e()).into_response(),
+        );
+        assert_eq!(a.status(), b.status());
+        assert_eq!(a.headers(), b.headers());
     }
 
     #[test]

@@ -17,3 +17,21 @@ pub struct CacheUsage {
     /// [`OboConfigBuilder::obo_cache_max_bytes`](crate::OboConfigBuilder::obo_cache_max_bytes).
     pub bytes: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_as_flat_objects() {
+        let usage = serde_json::to_value(CacheUsage {
+            entries: 2,
+            bytes: 900,
+        })
+        .unwrap();
+        assert_eq!(usage, serde_json::json!({ "entries": 2, "bytes": 900 }));
+        let stats = serde_json::to_value(OboStats::default()).unwrap();
+        assert_eq!(stats["hits"], 0);
+        assert_eq!(stats["l2_writes"], 0);
+    }
+}
