@@ -9,7 +9,7 @@
 //! RFC 6750 responses ([`AuthRejection`]); handlers take the validated
 //! [`Principal`]. [`OboToken<S>`](OboToken) exchanges the caller's token for a
 //! downstream token for the scopes of `S` (On-Behalf-Of), cached per tenant, user,
-//! scope set and inbound token, and hands out a ready [`GraphClient`].
+//! scope set and inbound token, and hands out a ready [`GraphClient`](downstream::GraphClient).
 //!
 //! ```no_run
 //! use axum::{routing::get, Json, Router};
