@@ -5,9 +5,9 @@
 //! extensions for the extractors. A refusal is an `Ok` response (an
 //! [`AuthRejection`]); the inner service's errors pass through untouched.
 //!
-//! The service answers with axum's [`Response`] and needs the inner service's
-//! response to implement axum's [`IntoResponse`]: it is meant for axum routers (or
-//! any tower stack whose responses axum can convert).
+//! The service answers with axum's [`Response`], and the service it wraps must
+//! answer with something that implements axum's [`IntoResponse`] (an axum `Router`
+//! or handler does; so does an `http::Response` with an ordinary body).
 
 use std::fmt;
 use std::future::Future;

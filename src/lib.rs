@@ -59,9 +59,10 @@
 //! - [`stats`]: cache counters and size for health and metrics endpoints;
 //! - [`clock`]: injectable time, for tests.
 //!
-//! The layer answers with axum's `Response` and needs the inner service's
-//! responses to implement axum's `IntoResponse`: it is an axum middleware, usable
-//! in any tower stack around an axum router.
+//! The layer is built on axum: it answers with axum's `Response`, and the service
+//! it wraps must answer with something that implements axum's `IntoResponse` (an
+//! axum `Router` or handler does; so does an `http::Response` with an ordinary
+//! body). Its extractors are axum extractors.
 //!
 //! The companion crate `axum-obo-testing` (a dev-dependency) provides offline
 //! stand-ins for Entra ID (discovery, JWKS with rotation, a token minter, the OBO
@@ -91,6 +92,7 @@ mod validate;
 #[doc(hidden)]
 pub mod bench_support;
 
+#[doc(inline)]
 pub use config::{ConfigError, OboConfig, OboConfigBuilder};
 // The credentials keep their root paths until `credential` lands (another branch).
 pub use exchange::{
@@ -98,8 +100,10 @@ pub use exchange::{
     CredentialError, FederatedTokenFile,
 };
 pub use extractor::{OboToken, Require};
+#[doc(inline)]
 pub use layer::OboLayer;
 pub use policy::Requirement;
+#[doc(inline)]
 pub use rejection::AuthRejection;
 pub use scope::{GraphDefault, GraphUserRead, Scope};
 pub use validate::Principal;
