@@ -74,7 +74,7 @@ impl fmt::Debug for FilledOboCache {
 
 impl FilledOboCache {
     /// An empty cache bounded to `max_bytes` (the layer's default is
-    /// [`DEFAULT_OBO_CACHE_BYTES`](crate::DEFAULT_OBO_CACHE_BYTES)).
+    /// [`DEFAULT_OBO_CACHE_BYTES`](crate::config::DEFAULT_OBO_CACHE_BYTES)).
     pub fn new(max_bytes: u64) -> Self {
         Self {
             cache: OboCache::new(max_bytes, Duration::from_secs(30)),

@@ -327,7 +327,7 @@ impl OboConfigBuilder {
     ///
     /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL`, `OBO_CACHE_KEY`,
     /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX` and
-    /// `OBO_REDIS_TIMEOUT_MS` (see [`obo_redis_url`](Self::obo_redis_url)). Without
+    /// `OBO_REDIS_TIMEOUT_MS` (see `obo_redis_url`, feature `redis`). Without
     /// the feature, setting `OBO_REDIS_URL` or `OBO_CACHE_KEY` is an error rather
     /// than silently running without the shared cache.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -486,7 +486,7 @@ impl OboConfigBuilder {
 
     /// Connect timeout of every connection, and total timeout of every call to the
     /// identity provider (default 10 s). Downstream calls have their own timeout
-    /// ([`DownstreamClient::with_timeout`](crate::DownstreamClient::with_timeout), default 30 s).
+    /// ([`DownstreamClient::with_timeout`](crate::downstream::DownstreamClient::with_timeout), default 30 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self

@@ -135,7 +135,7 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
 /// use axum_obo::{GraphUserRead, OboToken};
 ///
 /// async fn me(token: OboToken<GraphUserRead>) -> Result<String, axum_obo::AuthRejection> {
-///     let me = token.graph()?.me().await?;
+///     let me = token.graph().me().await?;
 ///     Ok(me.display_name.unwrap_or_default())
 /// }
 /// ```
@@ -174,17 +174,15 @@ impl<S: Scope> OboToken<S> {
 
     /// A Microsoft Graph client (`{graph_url}/v1.0`) authenticated with this token,
     /// on the crate's shared HTTP client; its claims challenges name the configured
-    /// authority.
+    /// authority. Infallible: `graph_url` was checked when the configuration was built.
     ///
     /// This and [`downstream`](Self::downstream) are the only ways this extractor
     /// sends the token anywhere: both refuse URLs outside their base's origin.
-    pub fn graph(&self) -> Result<GraphClient, DownstreamError> {
-        Ok(GraphClient::new(
-            self.shared.http.clone(),
-            self.shared.config.graph_url(),
-            self.token.access_token.clone(),
-        )?
-        .with_authority(self.shared.config.authority_host()))
+    pub fn graph(&self) -> GraphClient {
+        self.shared
+            .graph
+            .clone()
+            .with_token(self.token.access_token.clone())
     }
 
     /// A client for any other downstream API at `base_url` (e.g.

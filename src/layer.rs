@@ -1,4 +1,13 @@
-//! `OboLayer`: bearer token → validation → policy → request extensions.
+//! The middleware: [`OboLayer`], the [`OboService`] it wraps your routes in, and
+//! its [`ResponseFuture`], laid out as tower-http lays out each of its middlewares.
+//!
+//! Per request: the bearer token → validation → the layer-wide policy → request
+//! extensions for the extractors. A refusal is an `Ok` response (an
+//! [`AuthRejection`]); the inner service's errors pass through untouched.
+//!
+//! The service answers with axum's [`Response`], and the service it wraps must
+//! answer with something that implements axum's [`IntoResponse`] (an axum `Router`
+//! or handler does; so does an `http::Response` with an ordinary body).
 
 use std::fmt;
 use std::future::Future;
@@ -13,10 +22,12 @@ use tower::{Layer, Service};
 use tracing::Instrument as _;
 
 use crate::config::{ConfigError, OboConfig};
-use crate::exchange::{Exchanger, OboStats};
+use crate::downstream::GraphClient;
+use crate::exchange::Exchanger;
 use crate::jwks::KeyError;
 use crate::rejection::AuthRejection;
 use crate::secret::BearerToken;
+use crate::stats::{CacheUsage, OboStats};
 use crate::validate::{Principal, ValidationError, Validator};
 
 /// State shared by every clone of the layer and service.
@@ -25,6 +36,9 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) validator: Validator,
     pub(crate) exchanger: Exchanger,
+    /// The Graph client of the configured `graph_url` and authority, without a
+    /// token: [`OboToken::graph`](crate::OboToken::graph) clones it with one.
+    pub(crate) graph: GraphClient,
 }
 
 /// What the layer leaves in the request extensions for the extractors.
@@ -41,7 +55,8 @@ pub(crate) struct Authenticated {
     pub(crate) token: BearerToken,
 }
 
-/// A tower [`Layer`] that admits only valid Microsoft Entra ID access tokens.
+/// A tower [`Layer`] for axum routers that admits only valid Microsoft Entra ID
+/// access tokens.
 ///
 /// It validates `Authorization: Bearer …` (RS256 signature against the tenant's
 /// keys, issuer, tenant, audience, lifetime, token kind), applies the layer-wide
@@ -73,12 +88,18 @@ impl OboLayer {
         let config = Arc::new(config);
         let validator = Validator::new(Arc::clone(&config), http.clone());
         let exchanger = Exchanger::new(Arc::clone(&config), http.clone());
+        // `OboConfigBuilder::build` accepted `graph_url` only as a bare https (or
+        // loopback http) origin, which `GraphClient::new` always accepts.
+        let graph = GraphClient::new(http.clone(), config.graph_url(), BearerToken::new(""))
+            .expect("`graph_url` was validated by `OboConfigBuilder::build`")
+            .with_authority(config.authority_host());
         Self {
             shared: Arc::new(Shared {
                 config,
                 http,
                 validator,
                 exchanger,
+                graph,
             }),
             allow_anonymous: false,
         }
@@ -114,10 +135,11 @@ impl OboLayer {
         self.shared.exchanger.stats()
     }
 
-    /// The On-Behalf-Of cache's size: `(entries, bytes)` as weighed against
-    /// `obo_cache_max_bytes`, after pending evictions have run.
-    pub async fn cache_usage(&self) -> (u64, u64) {
-        self.shared.exchanger.cache_usage().await
+    /// The On-Behalf-Of cache's size (entries, and bytes as weighed against
+    /// `obo_cache_max_bytes`), after pending evictions have run.
+    pub async fn cache_usage(&self) -> CacheUsage {
+        let (entries, bytes) = self.shared.exchanger.cache_usage().await;
+        CacheUsage { entries, bytes }
     }
 }
 

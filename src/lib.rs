@@ -1,7 +1,7 @@
 //! # axum-obo
 //!
-//! Validate Microsoft Entra ID access tokens in an axum (or any tower) API, and
-//! call Microsoft Graph or any downstream API *on behalf of* the signed-in user.
+//! Validate Microsoft Entra ID access tokens in an axum API, and call Microsoft
+//! Graph or any downstream API *on behalf of* the signed-in user.
 //!
 //! [`OboLayer`] admits only valid Entra access tokens: RS256 signatures against
 //! the tenant's keys (OIDC discovery, refreshed when keys rotate), issuer, tenant,
@@ -9,7 +9,7 @@
 //! RFC 6750 responses ([`AuthRejection`]); handlers take the validated
 //! [`Principal`]. [`OboToken<S>`](OboToken) exchanges the caller's token for a
 //! downstream token for the scopes of `S` (On-Behalf-Of), cached per tenant, user,
-//! scope set and inbound token, and hands out a ready [`GraphClient`].
+//! scope set and inbound token, and hands out a ready [`GraphClient`](downstream::GraphClient).
 //!
 //! ```no_run
 //! use axum::{routing::get, Json, Router};
@@ -20,7 +20,7 @@
 //! }
 //!
 //! async fn me(token: OboToken<GraphUserRead>) -> Result<Json<serde_json::Value>, AuthRejection> {
-//!     Ok(Json(token.graph()?.get_json("/me").await?))
+//!     Ok(Json(token.graph().get_json("/me").await?))
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,6 +40,30 @@
 //! # }
 //! ```
 //!
+//! # Where things are
+//!
+//! The root holds what a first API needs: [`OboLayer`], its configuration
+//! ([`OboConfig`], [`OboConfigBuilder`], [`ConfigError`]), the extractors
+//! ([`Principal`], [`OboToken`], [`Require`] with a [`Requirement`]), downstream
+//! scopes as types ([`Scope`], [`scope!`], [`GraphUserRead`], [`GraphDefault`]) and
+//! the one error type of handlers, [`AuthRejection`]. The rest lives in modules:
+//!
+//! - [`downstream`]: the clients [`OboToken`] hands out (Graph and any other API),
+//!   paging, batching, retries, and [`DownstreamError`](downstream::DownstreamError);
+//! - [`rejection`]: [`AuthRejection`] and its causes, with the one HTTP mapping;
+//!   how to answer errors in your own JSON shape is on [`AuthRejection`];
+//! - [`principal`]: the kinds and versions of tokens behind a [`Principal`];
+//! - [`layer`]: the service and future behind [`OboLayer`];
+//! - [`config`]: the configuration and its defaults;
+//! - [`secret`]: tokens and secrets that never print themselves;
+//! - [`stats`]: cache counters and size for health and metrics endpoints;
+//! - [`clock`]: injectable time, for tests.
+//!
+//! The layer is built on axum: it answers with axum's `Response`, and the service
+//! it wraps must answer with something that implements axum's `IntoResponse` (an
+//! axum `Router` or handler does; so does an `http::Response` with an ordinary
+//! body). Its extractors are axum extractors.
+//!
 //! The companion crate `axum-obo-testing` (a dev-dependency) provides offline
 //! stand-ins for Entra ID (discovery, JWKS with rotation, a token minter, the OBO
 //! token endpoint with fault injection) and Microsoft Graph, for your own tests.
@@ -48,40 +72,38 @@
 #![deny(unreachable_pub)]
 
 pub mod clock;
-mod config;
+pub mod config;
 mod digest;
-mod downstream;
+pub mod downstream;
 mod exchange;
 mod extractor;
 mod http;
 mod jwks;
-mod layer;
+pub mod layer;
 mod policy;
-mod rejection;
+pub mod principal;
+pub mod rejection;
 mod scope;
-mod secret;
+pub mod secret;
+pub mod stats;
 mod validate;
 
 #[cfg(feature = "__bench")]
 #[doc(hidden)]
 pub mod bench_support;
 
-pub use config::{
-    ConfigError, OboConfig, OboConfigBuilder, DEFAULT_AUTHORITY_HOST, DEFAULT_OBO_CACHE_BYTES,
-};
-pub use downstream::{
-    BatchRequest, BatchResponse, DownstreamClient, DownstreamError, GraphClient, GraphUser, Paged,
-    RetryPolicy, DEFAULT_GRAPH_URL, DEFAULT_MAX_PAGES,
-};
+#[doc(inline)]
+pub use config::{ConfigError, OboConfig, OboConfigBuilder};
+// The credentials keep their root paths until `credential` lands (another branch).
 pub use exchange::{
     AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,
-    CredentialError, FederatedTokenFile, OboError, OboStats,
+    CredentialError, FederatedTokenFile,
 };
 pub use extractor::{OboToken, Require};
-pub use jwks::KeyError;
-pub use layer::{OboLayer, OboService, ResponseFuture};
-pub use policy::{Forbidden, Requirement};
+#[doc(inline)]
+pub use layer::OboLayer;
+pub use policy::Requirement;
+#[doc(inline)]
 pub use rejection::AuthRejection;
 pub use scope::{GraphDefault, GraphUserRead, Scope};
-pub use secret::{BearerToken, SecretString};
-pub use validate::{Principal, TokenKind, TokenVersion, ValidationError};
+pub use validate::Principal;

@@ -1,14 +1,31 @@
 //! Every way a request can be refused, and the one place that maps them to HTTP
-//! (RFC 6750 for bearer-token errors).
+//! (RFC 6750 for bearer-token errors), like axum's `extract::rejection`.
+//!
+//! [`AuthRejection`] is the one error type a handler deals with: the rejection of
+//! every extractor of this crate, convertible from each cause below (so `?` works
+//! in a handler returning `Result<_, AuthRejection>`), and readable piece by piece
+//! (status, error code, description, `WWW-Authenticate`, `Retry-After`) for APIs
+//! that answer errors in their own JSON shape. The causes:
+//!
+//! - [`ValidationError`]: why the access token was refused (its [`KeyError`] when
+//!   the signing keys could not be fetched);
+//! - [`Forbidden`]: why a valid token may not call this API or route;
+//! - [`OboError`]: why the On-Behalf-Of exchange produced no token;
+//! - [`DownstreamError`]: why a call to Graph or another API failed (it lives in
+//!   [`downstream`](crate::downstream), next to the clients, and answers with the same
+//!   mapping as `AuthRejection::Downstream`).
+
+use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::downstream::DownstreamError;
-use crate::exchange::OboError;
-use crate::policy::Forbidden;
-use crate::validate::ValidationError;
+pub use crate::exchange::OboError;
+pub use crate::jwks::KeyError;
+pub use crate::policy::Forbidden;
+pub use crate::validate::ValidationError;
 
 /// Why the layer or an extractor refused a request.
 ///
@@ -37,6 +54,84 @@ use crate::validate::ValidationError;
 /// | (local) inbound token about to expire | 401 `invalid_token` |
 ///
 /// Bodies are JSON `{"error": …, "error_description": …}` and never contain the token.
+///
+/// # In your own error type
+///
+/// Handlers may return `Result<_, AuthRejection>` and use `?` on every error of this
+/// crate ([`OboError`], [`DownstreamError`], [`ValidationError`], [`Forbidden`]). An
+/// API with its own error type needs one `From` impl, and can answer in its own JSON
+/// shape with [`status`](Self::status), [`error_code`](Self::error_code),
+/// [`description`](Self::description) and [`headers`](Self::headers) (the
+/// `WWW-Authenticate` challenge and `Retry-After` the client needs). To handle an
+/// On-Behalf-Of failure in the handler rather than let the extractor answer, take
+/// `Result<OboToken<S>, AuthRejection>`:
+///
+/// ```
+/// use axum::response::{IntoResponse, Response};
+/// use axum::{routing::get, Json, Router};
+/// use axum_obo::rejection::OboError;
+/// use axum_obo::{AuthRejection, GraphUserRead, OboToken};
+/// use serde_json::{json, Value};
+///
+/// /// The API's errors, answered as `{"code": …, "message": …}`.
+/// enum ApiError {
+///     Auth(AuthRejection),
+///     NoManager,
+/// }
+///
+/// // The one conversion: `?` works on every error of axum-obo.
+/// impl<E: Into<AuthRejection>> From<E> for ApiError {
+///     fn from(e: E) -> Self {
+///         ApiError::Auth(e.into())
+///     }
+/// }
+///
+/// impl IntoResponse for ApiError {
+///     fn into_response(self) -> Response {
+///         match self {
+///             // Our envelope, the crate's status and headers (challenge, Retry-After).
+///             ApiError::Auth(r) => {
+///                 let body = json!({ "code": r.error_code(), "message": r.description() });
+///                 (r.status(), r.headers(), Json(body)).into_response()
+///             }
+///             ApiError::NoManager => {
+///                 let body = json!({ "code": "no_manager", "message": "no manager on file" });
+///                 (http::StatusCode::NOT_FOUND, Json(body)).into_response()
+///             }
+///         }
+///     }
+/// }
+///
+/// async fn manager(
+///     token: Result<OboToken<GraphUserRead>, AuthRejection>,
+/// ) -> Result<Json<Value>, ApiError> {
+///     let token = match token {
+///         Ok(token) => token,
+///         Err(r) => {
+///             // Look at the cause (here: tell the admins), then relay it.
+///             if let AuthRejection::Obo(OboError::ConsentRequired { scopes }) = &r {
+///                 tracing::warn!(?scopes, "admin consent to Graph is missing");
+///             }
+///             return Err(r.into());
+///         }
+///     };
+///     let graph = token.graph();
+///     let me = graph.me().await?; // DownstreamError -> ApiError
+///     let manager: Value = graph.get("me/manager?$select=displayName").await?;
+///     if manager["displayName"].is_null() {
+///         return Err(ApiError::NoManager);
+///     }
+///     Ok(Json(json!({ "me": me.display_name, "manager": manager["displayName"] })))
+/// }
+///
+/// let app: Router = Router::new().route("/manager", get(manager));
+/// ```
+///
+/// The generic impl is the shape of axum's own `anyhow` example. Rust then refuses
+/// (E0119) other `From` impls of `ApiError` for *other crates'* error types; if you
+/// need those, write two plain impls instead, `From<AuthRejection>` and
+/// `From<DownstreamError>` ([`OboError`] never reaches a handler: the extractor has
+/// already made it an `AuthRejection`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthRejection {
@@ -114,8 +209,10 @@ impl AuthRejection {
         }
     }
 
-    /// The client-facing description. Server-side causes are not disclosed.
-    fn description(&self) -> String {
+    /// The client-facing description (the body's `error_description`). Server-side
+    /// causes (misconfiguration, a downstream API's own messages) are not disclosed;
+    /// the token never appears.
+    pub fn description(&self) -> String {
         match self {
             AuthRejection::Obo(OboError::Misconfigured(_)) => {
                 "the server could not complete the request".to_owned()
@@ -125,7 +222,15 @@ impl AuthRejection {
         }
     }
 
-    fn www_authenticate(&self) -> Option<String> {
+    /// The `WWW-Authenticate` challenge the response carries, if any: RFC 6750's
+    /// `Bearer error="…"` for token problems, or a claims challenge sending the
+    /// client back to sign in (MFA, Conditional Access).
+    pub fn www_authenticate(&self) -> Option<HeaderValue> {
+        self.challenge()
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+    }
+
+    fn challenge(&self) -> Option<String> {
         let description = quoted(&self.description());
         // RFC 6750 §3: `Bearer error="…", error_description="…"[, scope="…"]`.
         let bearer = |error: &str, scopes: &[String]| {
@@ -164,7 +269,13 @@ impl AuthRejection {
         }
     }
 
-    fn retry_after(&self) -> Option<u64> {
+    /// When the client may retry (whole seconds, the `Retry-After` header), for
+    /// the 503s of an unavailable identity provider or a throttled downstream API.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_secs().map(Duration::from_secs)
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
         match self {
             AuthRejection::InvalidToken(ValidationError::KeysUnavailable(_)) => Some(10),
             AuthRejection::Obo(OboError::Unavailable { retry_after }) => {
@@ -173,6 +284,22 @@ impl AuthRejection {
             AuthRejection::Downstream(e) => downstream_retry_after(e),
             _ => None,
         }
+    }
+
+    /// The headers the response carries: `Cache-Control: no-store`, and
+    /// [`WWW-Authenticate`](Self::www_authenticate) and
+    /// [`Retry-After`](Self::retry_after) when there are any. Answer with these
+    /// and [`status`](Self::status) to keep the protocol while choosing the body.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(v) = self.www_authenticate() {
+            headers.insert(WWW_AUTHENTICATE, v);
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        headers
     }
 }
 
@@ -220,64 +347,35 @@ pub(crate) fn quoted(s: &str) -> String {
         .collect()
 }
 
-/// A JSON error response with the given extra headers.
-pub(crate) fn json_error(
-    status: StatusCode,
-    error: &str,
-    description: &str,
-    www_authenticate: Option<&str>,
-) -> Response {
-    let body = serde_json::json!({ "error": error, "error_description": description });
-    let mut resp = (status, axum::Json(body)).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(v) = www_authenticate.and_then(|v| HeaderValue::from_str(v).ok()) {
-        headers.insert(WWW_AUTHENTICATE, v);
-    }
-    resp
-}
-
 /// Answers the caller of your API for a failed downstream call, as the table on
 /// [`DownstreamError`] says: a fixed description (plus the API's error code when it
 /// is a plain identifier), the claims challenge for 401, `Retry-After` for 503. The
-/// details (the API's message, transport causes) are logged, not sent.
+/// details (the API's message, transport causes) are logged, not sent. The same
+/// answer as [`AuthRejection::Downstream`].
 impl IntoResponse for DownstreamError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), error = %self, "downstream call failed");
-        } else {
-            tracing::debug!(status = status.as_u16(), error = %self, "downstream call failed");
-        }
-        let mut resp = json_error(
-            status,
-            self.error_code(),
-            &self.public_description(),
-            downstream_challenge(&self).as_deref(),
-        );
-        if let Some(secs) = downstream_retry_after(&self) {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
+        AuthRejection::Downstream(self).into_response()
     }
 }
 
+/// `{"error": …, "error_description": …}` with [`status`](AuthRejection::status)
+/// and [`headers`](AuthRejection::headers).
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        if let AuthRejection::Downstream(e) = self {
-            return e.into_response();
+        if let AuthRejection::Downstream(e) = &self {
+            let status = e.status();
+            if status.is_server_error() {
+                tracing::warn!(status = status.as_u16(), error = %e, "downstream call failed");
+            } else {
+                tracing::debug!(status = status.as_u16(), error = %e, "downstream call failed");
+            }
         }
-        let mut resp = json_error(
-            self.status(),
-            self.error_code(),
-            &self.description(),
-            self.www_authenticate().as_deref(),
-        );
-        if let Some(secs) = self.retry_after() {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
+        let body = serde_json::json!({
+            "error": self.error_code(),
+            "error_description": self.description(),
+        });
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        resp.headers_mut().extend(self.headers());
         resp
     }
 }
@@ -331,6 +429,53 @@ mod tests {
             h,
             format!("Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"{b64}\"")
         );
+    }
+
+    #[test]
+    fn accessors_say_what_the_response_says() {
+        let cases = [
+            AuthRejection::MissingToken,
+            AuthRejection::InvalidToken(ValidationError::Expired),
+            AuthRejection::InvalidToken(ValidationError::KeysUnavailable(KeyError::Backoff)),
+            AuthRejection::Obo(OboError::Unavailable {
+                retry_after: Some(Duration::from_secs(7)),
+            }),
+            AuthRejection::Obo(OboError::ConsentRequired {
+                scopes: vec!["https://graph.microsoft.com/Mail.Read".into()],
+            }),
+            AuthRejection::Downstream(DownstreamError::ForeignUrl),
+        ];
+        for r in cases {
+            let (status, headers) = (r.status(), r.headers());
+            let (code, description) = (r.error_code(), r.description());
+            let (challenge, retry) = (r.www_authenticate(), r.retry_after());
+            let resp = r.into_response();
+            assert_eq!(resp.status(), status);
+            for (name, value) in &headers {
+                assert_eq!(resp.headers().get(name), Some(value), "{name}");
+            }
+            assert_eq!(resp.headers().get(WWW_AUTHENTICATE), challenge.as_ref());
+            assert_eq!(
+                resp.headers().get(RETRY_AFTER),
+                retry.map(|d| HeaderValue::from(d.as_secs())).as_ref()
+            );
+            assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+            assert!(!code.is_empty() && !description.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_downstream_error_answers_as_its_rejection() {
+        let e = || DownstreamError::ClaimsChallenge {
+            claims: "{}".into(),
+            authorization_uri: "https://login.microsoftonline.com/common/oauth2/authorize".into(),
+        };
+        let (a, b) = (
+            e().into_response(),
+            AuthRejection::Downstream(e()).into_response(),
+        );
+        assert_eq!(a.status(), b.status());
+        assert_eq!(a.headers(), b.headers());
     }
 
     #[test]

@@ -16,10 +16,10 @@ use futures_util::TryStreamExt as _;
 use http::HeaderMap;
 use serde_json::{json, Value};
 
-use axum_obo::{
-    BatchRequest, BearerToken, DownstreamClient, DownstreamError, GraphClient, GraphUser,
-    RetryPolicy,
+use axum_obo::downstream::{
+    BatchRequest, DownstreamClient, DownstreamError, GraphClient, GraphUser, RetryPolicy,
 };
+use axum_obo::secret::BearerToken;
 use axum_obo_testing::GraphStandIn;
 
 const OID: &str = "5f2b1c3d-0a4e-4f6b-9c8d-7e6f5a4b3c2d";
@@ -534,7 +534,7 @@ fn mixed_requests(graph: &GraphStandIn, n: usize) -> Vec<BatchRequest> {
         .collect()
 }
 
-fn check_mixed(graph: &GraphStandIn, answers: &[axum_obo::BatchResponse]) {
+fn check_mixed(graph: &GraphStandIn, answers: &[axum_obo::downstream::BatchResponse]) {
     for (i, a) in answers.iter().enumerate() {
         assert_eq!(a.status, 200, "{i}: {a:?}");
         let body: Value = a.json().unwrap();
@@ -876,8 +876,8 @@ async fn the_page_cap_bounds_the_requests() {
 
     // The default is documented and sane; a collection within the cap is complete.
     let c = DownstreamClient::new(http(), &format!("http://{addr}/api"), token("x")).unwrap();
-    assert_eq!(c.max_pages(), axum_obo::DEFAULT_MAX_PAGES);
-    assert_eq!(axum_obo::DEFAULT_MAX_PAGES, 1000);
+    assert_eq!(c.max_pages(), axum_obo::downstream::DEFAULT_MAX_PAGES);
+    assert_eq!(axum_obo::downstream::DEFAULT_MAX_PAGES, 1000);
     let graph = graph().await;
     let g = client(&graph, token("User.Read")).with_max_pages(5);
     assert_eq!(

@@ -196,7 +196,8 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum_obo::clock::ManualClock;
-use axum_obo::{DownstreamClient, GraphUserRead, OboConfig, OboToken, RetryPolicy};
+use axum_obo::downstream::{DownstreamClient, RetryPolicy};
+use axum_obo::{GraphUserRead, OboConfig, OboToken};
 use futures_util::StreamExt as _;
 
 /// A scripted upstream: POSTs get the scripted answer; GETs are proxied to the
@@ -482,7 +483,7 @@ proptest! {
         let _one_at_a_time = exclusive();
         *f.graph.answer.lock().unwrap() = (status, "application/json".to_owned(), body, www);
         let result = f.rt.block_on(async {
-            let client = DownstreamClient::new(reqwest::Client::new(), &f.graph_url, axum_obo::BearerToken::new("t"))
+            let client = DownstreamClient::new(reqwest::Client::new(), &f.graph_url, axum_obo::secret::BearerToken::new("t"))
                 .unwrap()
                 .with_retry(RetryPolicy::none());
             client.get_json("/v1.0/me").await
@@ -621,7 +622,7 @@ fn fuzz_regressions_replay() {
             DownstreamClient::new(
                 reqwest::Client::new(),
                 &f.graph_url,
-                axum_obo::BearerToken::new("t"),
+                axum_obo::secret::BearerToken::new("t"),
             )
             .unwrap()
             .with_retry(RetryPolicy::none())

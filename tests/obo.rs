@@ -425,6 +425,67 @@ async fn error_table_interaction_required_relays_the_claims_challenge() {
     assert_eq!(bearer(&app, "/obo", &builder.sign()).await.status, 200);
 }
 
+/// A handler's own error type: `{"code", "message"}` bodies, the crate's status
+/// and headers, and `?` through one `From` impl.
+mod own_error {
+    use axum::response::{IntoResponse, Response};
+    use axum::Json;
+    use axum_obo::{AuthRejection, GraphUserRead, OboToken};
+
+    pub enum ApiError {
+        Auth(AuthRejection),
+    }
+
+    impl<E: Into<AuthRejection>> From<E> for ApiError {
+        fn from(e: E) -> Self {
+            ApiError::Auth(e.into())
+        }
+    }
+
+    impl IntoResponse for ApiError {
+        fn into_response(self) -> Response {
+            let ApiError::Auth(r) = self;
+            let body = serde_json::json!({ "code": r.error_code(), "message": r.description() });
+            (r.status(), r.headers(), Json(body)).into_response()
+        }
+    }
+
+    pub async fn handler(
+        token: Result<OboToken<GraphUserRead>, AuthRejection>,
+    ) -> Result<String, ApiError> {
+        let token = token?;
+        Ok(token.access_token().expose().len().to_string())
+    }
+}
+
+#[tokio::test]
+async fn a_handler_error_type_keeps_status_and_headers() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap());
+    let app = Router::new()
+        .route("/own", get(own_error::handler))
+        .route(
+            "/obo",
+            get(|_: OboToken<GraphUserRead>| async { "unreachable" }),
+        )
+        .layer(layer);
+    let token = entra.token().sign();
+    assert_eq!(bearer(&app, "/own", &token).await.status, 200);
+
+    entra.inject_token_fault(TokenFault::InteractionRequired, None);
+    let token = entra.token().sign();
+    let (theirs, ours) = (
+        bearer(&app, "/obo", &token).await,
+        bearer(&app, "/own", &token).await,
+    );
+    assert_eq!(ours.status, 401, "{}", ours.body);
+    assert_eq!(ours.status, theirs.status);
+    assert!(ours.www_authenticate.is_some());
+    assert_eq!(ours.www_authenticate, theirs.www_authenticate);
+    assert_eq!(ours.json()["code"], theirs.json()["error"]);
+    assert_eq!(ours.json()["message"], theirs.json()["error_description"]);
+}
+
 #[tokio::test]
 async fn error_table_consent_required_names_the_scopes() {
     for how in ["fault", "revoked"] {
@@ -696,7 +757,7 @@ impl axum_obo::ClientAssertion for FromStandIn {
                 "{token_endpoint}"
             );
             self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(axum_obo::SecretString::new(
+            Ok(axum_obo::secret::SecretString::new(
                 self.entra.mint_federated_assertion(),
             ))
         })

@@ -104,7 +104,8 @@ async fn thousands_of_users_stay_isolated_and_bounded() {
         issued <= valid_users * rounds,
         "{issued} exchanges for {valid_users} users × {rounds} rounds"
     );
-    let (entries, bytes) = layer.cache_usage().await;
+    let usage = layer.cache_usage().await;
+    let (entries, bytes) = (usage.entries, usage.bytes);
     assert!(
         bytes <= max_bytes,
         "cache holds {bytes} bytes > {max_bytes}"

@@ -39,7 +39,7 @@ async fn whoami(caller: Principal) -> Json<Principal> {
 
 /// `GET /me`: the caller's Graph profile, fetched on their behalf.
 async fn me(token: OboToken<GraphUserRead>) -> Result<Json<Value>, AuthRejection> {
-    Ok(Json(token.graph()?.get_json("me").await?))
+    Ok(Json(token.graph().get_json("me").await?))
 }
 
 /// `GET /admin`: only for the `Admin` app role.

@@ -2,7 +2,8 @@
 //! Any Graph answer (status, body, WWW-Authenticate): data or a documented
 //! error, never a panic.
 
-use axum_obo::{BearerToken, DownstreamClient, RetryPolicy};
+use axum_obo::downstream::{DownstreamClient, RetryPolicy};
+use axum_obo::secret::BearerToken;
 use libfuzzer_sys::fuzz_target;
 
 const STATUSES: [u16; 9] = [200, 204, 400, 401, 403, 404, 429, 500, 503];

@@ -27,7 +27,7 @@ pub(crate) const MAX_BATCH_ITEMS: usize = 20;
 /// absolute URL is accepted if it lies under the base URL.
 ///
 /// ```
-/// use axum_obo::BatchRequest;
+/// use axum_obo::downstream::BatchRequest;
 /// use serde_json::json;
 ///
 /// let requests = vec![
@@ -344,8 +344,8 @@ impl DownstreamClient {
     /// `$batch` request fails (after its own retries) or is answered nonsense.
     ///
     /// ```no_run
-    /// use axum_obo::{BatchRequest, GraphUser};
-    /// # async fn run(graph: axum_obo::GraphClient) -> Result<(), axum_obo::DownstreamError> {
+    /// use axum_obo::downstream::{BatchRequest, GraphUser};
+    /// # async fn run(graph: axum_obo::downstream::GraphClient) -> Result<(), axum_obo::downstream::DownstreamError> {
     /// let answers = graph
     ///     .batch(vec![BatchRequest::get("/me"), BatchRequest::get("/me/messages?$top=1")])
     ///     .await?;

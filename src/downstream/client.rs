@@ -40,7 +40,7 @@ const PUBLIC_CLOUD_AUTHORITY: &str = "https://login.microsoftonline.com";
 ///
 /// ```
 /// use std::time::Duration;
-/// use axum_obo::RetryPolicy;
+/// use axum_obo::downstream::RetryPolicy;
 ///
 /// let patient = RetryPolicy { max_retries: 5, ..RetryPolicy::default() };
 /// assert_eq!(patient.budget, Duration::from_secs(30));
@@ -128,7 +128,8 @@ impl RetryPolicy {
 ///   at the cap with [`DownstreamError::BodyTooLarge`].
 ///
 /// ```no_run
-/// use axum_obo::{BearerToken, DownstreamClient, DownstreamError};
+/// use axum_obo::downstream::{DownstreamClient, DownstreamError};
+/// use axum_obo::secret::BearerToken;
 /// use serde::Deserialize;
 ///
 /// #[derive(Deserialize)]
@@ -212,6 +213,12 @@ impl DownstreamClient {
     #[must_use]
     pub fn with_authority(mut self, authority_host: &str) -> Self {
         self.authorization_uri = authorize_endpoint(authority_host);
+        self
+    }
+
+    /// This client with another token (same base, policy and limits).
+    pub(crate) fn with_token(mut self, token: BearerToken) -> Self {
+        self.token = token;
         self
     }
 

@@ -21,7 +21,8 @@ pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 /// `batch`, …), with paths relative to `{graph_url}/v1.0`.
 ///
 /// ```no_run
-/// use axum_obo::{BearerToken, DownstreamError, GraphClient, DEFAULT_GRAPH_URL};
+/// use axum_obo::downstream::{DownstreamError, GraphClient, DEFAULT_GRAPH_URL};
+/// use axum_obo::secret::BearerToken;
 ///
 /// # async fn run(http: reqwest::Client, token: BearerToken) -> Result<(), DownstreamError> {
 /// // `token`: e.g. `OboToken::<GraphUserRead>::access_token()`.
@@ -51,6 +52,13 @@ impl GraphClient {
         Ok(Self {
             client: DownstreamClient::new(http, &graph_base(graph_url), token)?,
         })
+    }
+
+    /// This client with another token (same base, policy and limits).
+    pub(crate) fn with_token(self, token: BearerToken) -> Self {
+        Self {
+            client: self.client.with_token(token),
+        }
     }
 
     /// Sets how throttled calls are retried.

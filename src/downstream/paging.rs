@@ -164,7 +164,7 @@ impl DownstreamClient {
     ///
     /// ```no_run
     /// use futures_util::TryStreamExt as _;
-    /// # async fn run(graph: axum_obo::GraphClient) -> Result<(), axum_obo::DownstreamError> {
+    /// # async fn run(graph: axum_obo::downstream::GraphClient) -> Result<(), axum_obo::downstream::DownstreamError> {
     /// let mut users = graph.paged::<serde_json::Value>("users?$select=id,displayName&$top=100");
     /// while let Some(user) = users.try_next().await? {
     ///     println!("{}", user["displayName"]);

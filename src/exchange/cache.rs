@@ -69,8 +69,9 @@ impl Expiry<CacheKey, Arc<CachedToken>> for TokenExpiry {
     }
 }
 
-/// Counters of the On-Behalf-Of cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters of the On-Behalf-Of cache, since the layer was built. `Serialize`
+/// gives a flat JSON object for a health or metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct OboStats {
     /// Requests served from the cache.

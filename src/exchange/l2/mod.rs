@@ -44,7 +44,7 @@
 //! exchanged as without L2). After a failure the L2 is skipped for one second,
 //! then one call probes it; the connection manager reconnects in the background.
 //! A failure streak logs one warning, recovery one info line; counters are in
-//! [`OboStats`](crate::OboStats).
+//! [`OboStats`](crate::stats::OboStats).
 
 mod seal;
 mod store;
