@@ -123,7 +123,9 @@ async fn the_production_stack_around_the_layer() {
     use http::header::{
         ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, AUTHORIZATION, ORIGIN,
     };
-    let (logs, _guard) = capture_logs();
+    // One subscriber for the whole binary: a thread-local one can miss callsites
+    // whose interest another test thread cached first.
+    let logs = capture_logs_global();
     let (e, app, _) = example().await;
     let get = |path: &str| http::Request::get(path).header(ORIGIN, app::DEV_ORIGIN);
 
