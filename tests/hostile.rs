@@ -23,11 +23,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = scripted::runtime();
         let (entra, app) = rt.block_on(async {
             let entra = EntraStandIn::start().await;
             let cfg = config(&entra)
@@ -244,11 +240,7 @@ fn obo_expiry_app(layer: OboLayer) -> Router {
 fn upstream() -> &'static UpstreamFixture {
     static F: OnceLock<UpstreamFixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = scripted::runtime();
         let f = rt.block_on(async {
             let up = Upstreams::start().await;
             let cfg = config(&up.entra)

@@ -1,6 +1,7 @@
-#![no_main]
 //! Any Graph answer (status, body, WWW-Authenticate): data or a documented
 //! error, never a panic.
+
+#![no_main]
 
 use axum_obo::{BearerToken, DownstreamClient, RetryPolicy};
 use axum_obo_fuzz::scripted;
@@ -18,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
             .await
     });
     if let Err(e) = result {
-        assert!(matches!(e.status().as_u16(), 401 | 403 | 404 | 500 | 502 | 503 | 504));
+        assert!(matches!(
+            e.status().as_u16(),
+            401 | 403 | 404 | 500 | 502 | 503 | 504
+        ));
     }
 });

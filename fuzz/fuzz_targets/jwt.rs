@@ -1,5 +1,6 @@
-#![no_main]
 //! Any JOSE header and payload bytes, as a JWT with the real key id: 401.
+
+#![no_main]
 
 use axum_obo_fuzz::scripted;
 use libfuzzer_sys::fuzz_target;

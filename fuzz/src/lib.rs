@@ -31,11 +31,7 @@ pub struct Fixture {
 pub fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = scripted::runtime();
         let (up, app) = rt.block_on(async {
             let up = Upstreams::start().await;
             let cfg = OboConfig::builder()
@@ -49,7 +45,10 @@ pub fn fixture() -> &'static Fixture {
                 .build()
                 .unwrap();
             let app = Router::new()
-                .route("/whoami", get(|p: Principal| async move { p.oid().to_owned() }))
+                .route(
+                    "/whoami",
+                    get(|p: Principal| async move { p.oid().to_owned() }),
+                )
                 .route(
                     "/obo",
                     get(|t: OboToken<GraphUserRead>| async move {

@@ -11,4 +11,4 @@ mod upstream;
 pub use fuzz_input::{
     authorization_header, graph_response, jwt, token_response, GRAPH_STATUSES, TOKEN_STATUSES,
 };
-pub use upstream::{loopback, serve_scripted, Answer, BodyMode, Scripted, Upstreams};
+pub use upstream::{loopback, runtime, serve_scripted, Answer, BodyMode, Scripted, Upstreams};

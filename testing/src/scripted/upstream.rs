@@ -47,6 +47,20 @@ pub struct Scripted {
     script_gets: bool,
 }
 
+/// The runtime of a process-wide fixture (tests driving it from synchronous proptest or fuzz
+/// code with `block_on`): multi-threaded with one worker, so that its servers keep running
+/// between calls, every driver on.
+///
+/// # Panics
+/// If the runtime cannot be built.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime for a test fixture")
+}
+
 /// A loopback listener and its URL (`http://127.0.0.1:PORT`).
 ///
 /// # Panics
