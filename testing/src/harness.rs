@@ -19,9 +19,7 @@ use crate::{EntraStandIn, GraphStandIn};
 /// # async fn main() {
 /// let harness = Harness::start().await;
 /// let config = harness.config().build().unwrap();
-/// assert_eq!(config.graph_url(), harness.graph().url());
-/// let token = harness.entra().token().sign();
-/// # let _ = token;
+/// assert_eq!(config.tenant_id(), harness.entra().home_tenant());
 /// # }
 /// ```
 ///
@@ -64,5 +62,29 @@ impl Harness {
             .client_secret(self.entra.client_secret())
             .authority_host(self.entra.authority_host())
             .graph_url(self.graph.url())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The first `rust` code block of a Markdown text.
+    fn rust_block(markdown: &str) -> &str {
+        let start = markdown.find("```rust\n").expect("a rust code block") + "```rust\n".len();
+        let end = markdown[start..].find("```").expect("a closed code block");
+        &markdown[start..start + end]
+    }
+
+    /// The root README's "Testing your own app offline" snippet is the one the crate docs
+    /// compile and run (`testing/README.md`).
+    #[test]
+    fn the_root_readme_shows_the_tested_snippet() {
+        let root = include_str!("../../README.md");
+        let section = &root[root
+            .find("## Testing your own app offline")
+            .expect("the section")..];
+        assert_eq!(
+            rust_block(section),
+            rust_block(include_str!("../README.md"))
+        );
     }
 }
