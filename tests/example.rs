@@ -75,8 +75,12 @@ async fn graph_failures_are_relayed() {
     let (e, app, _) = example().await;
     let user = e.user_token();
     // Graph throttles past the retry budget → 503.
-    e.graph
-        .inject_fault(GraphFault::TooManyRequests { retry_after: Some(1) }, Some(100));
+    e.graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        Some(100),
+    );
     let r = bearer(&app, "/me", &user).await;
     assert_eq!(r.status, 503, "{}", r.body);
     // A claims challenge from Graph goes back to the client like Entra's.

@@ -16,11 +16,11 @@ use futures_util::TryStreamExt as _;
 use http::HeaderMap;
 use serde_json::{json, Value};
 
-use axum_obo_testing::{GraphFault, GraphStandIn};
 use axum_obo::{
     BatchRequest, BearerToken, DownstreamClient, DownstreamError, GraphClient, GraphUser,
     RetryPolicy,
 };
+use axum_obo_testing::{GraphFault, GraphStandIn};
 
 const OID: &str = "5f2b1c3d-0a4e-4f6b-9c8d-7e6f5a4b3c2d";
 /// The least privileged delegated scopes of the routes the collection and batch tests read:
@@ -433,7 +433,12 @@ async fn foreign_next_link_is_refused() {
 async fn throttling_is_retried_after_retry_after() {
     let graph = graph().await;
     let g = client(&graph, token("User.Read"));
-    graph.inject_fault(GraphFault::TooManyRequests { retry_after: Some(1) }, Some(2));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        Some(2),
+    );
     let started = Instant::now();
     g.me().await.unwrap();
     assert!(
@@ -461,7 +466,12 @@ async fn throttling_forever_gives_up_within_the_budget() {
         budget: Duration::from_millis(2500),
     };
     let g = client(&graph, token("User.Read")).with_retry(policy);
-    graph.inject_fault(GraphFault::TooManyRequests { retry_after: Some(1) }, Some(1000));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        Some(1000),
+    );
     let started = Instant::now();
     let e = g.me().await.unwrap_err();
     let elapsed = started.elapsed();
@@ -481,7 +491,12 @@ async fn throttling_forever_gives_up_within_the_budget() {
         ..RetryPolicy::default()
     });
     graph.clear_faults();
-    graph.inject_fault(GraphFault::TooManyRequests { retry_after: Some(0) }, Some(1000));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(0),
+        },
+        Some(1000),
+    );
     assert!(matches!(
         g.me().await,
         Err(DownstreamError::Throttled { .. })
@@ -490,7 +505,12 @@ async fn throttling_forever_gives_up_within_the_budget() {
 
     // A Retry-After beyond max_wait: give up at once, and relay it.
     graph.clear_faults();
-    graph.inject_fault(GraphFault::TooManyRequests { retry_after: Some(60) }, Some(1));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(60),
+        },
+        Some(1),
+    );
     let started = Instant::now();
     let e = g.me().await.unwrap_err();
     assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
@@ -1070,7 +1090,12 @@ async fn downstream_errors_answer_as_documented() {
     assert_eq!(body_of(&shown(resp).await)["error"], "insufficient_claims");
 
     let g = g.with_retry(RetryPolicy::none());
-    graph.inject_fault(GraphFault::TooManyRequests { retry_after: Some(7) }, Some(1));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(7),
+        },
+        Some(1),
+    );
     let resp = g.me().await.unwrap_err().into_response();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "7");

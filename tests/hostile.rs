@@ -6,8 +6,8 @@ mod common;
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum_obo_testing::{encode_unsigned, EntraStandIn};
 use axum_obo::OboLayer;
+use axum_obo_testing::{encode_unsigned, EntraStandIn};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::*;
@@ -189,8 +189,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum_obo::clock::ManualClock;
-use axum_obo_testing::scripted::{self, BodyMode, Scripted, Upstreams};
 use axum_obo::{DownstreamClient, GraphUserRead, OboConfig, OboToken, RetryPolicy};
+use axum_obo_testing::scripted::{self, BodyMode, Scripted, Upstreams};
 
 /// The scripted upstreams are shared by tests that run in parallel: each case
 /// holds this while it scripts an answer and makes its call.

@@ -756,7 +756,10 @@ async fn graph_demands_each_routes_permission() {
                 .await
                 .expect("the Graph stand-in answers");
             let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     let cases: [(&'static str, &[&str], u16); 8] = [
@@ -781,5 +784,7 @@ async fn graph_demands_each_routes_permission() {
         }
     }
     assert_eq!(harness.graph().requests(), cases.len());
-    assert!(harness.graph().request_log()[1].headers.contains_key("authorization"));
+    assert!(harness.graph().request_log()[1]
+        .headers
+        .contains_key("authorization"));
 }
