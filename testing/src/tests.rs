@@ -788,3 +788,35 @@ async fn graph_demands_each_routes_permission() {
         .headers
         .contains_key("authorization"));
 }
+
+/// Graph faults queue up like the token endpoint's and are answered before the token is
+/// looked at.
+#[tokio::test]
+async fn graph_faults_queue_up_before_the_token_is_checked() {
+    let harness = Harness::start().await;
+    let graph = harness.graph();
+    graph.inject_fault(GraphFault::Status(503), Some(2));
+    graph.inject_fault(GraphFault::Delay(Duration::from_millis(50)), Some(1));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(3),
+        },
+        None,
+    );
+    let url = format!("{}/v1.0/me", graph.url());
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = client().get(&url).send().await.expect("Graph answers");
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert_eq!(response.headers()["retry-after"], "3");
+        }
+    }
+    // The delayed request goes on to the token check: none here, so 401.
+    assert_eq!(statuses, [503, 503, 401, 429, 429]);
+    graph.clear_faults();
+    let response = client().get(&url).send().await.expect("Graph answers");
+    assert_eq!(response.status(), 401);
+    let logged: Vec<u16> = graph.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(logged, [503, 503, 401, 429, 429, 401]);
+}
