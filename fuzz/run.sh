@@ -2,7 +2,9 @@
 # Runs every fuzz target for a bounded time (FUZZ_SECONDS each, default 60).
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 enables them on stable.
 # A crash leaves its input in fuzz/artifacts/<target>/: copy it to
-# fuzz/regressions/<target>/ so that `cargo test` replays it (tests/fuzz_regressions.rs).
+# fuzz/regressions/<target>/ so that `cargo test --test hostile` replays it
+# (`fuzz_regressions_replay` in tests/hostile.rs, decoding it with the targets' own
+# decoders, axum_obo_testing::scripted).
 set -euo pipefail
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1

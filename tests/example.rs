@@ -11,6 +11,7 @@ fn dev_cors() -> tower_http::cors::CorsLayer {
 }
 
 use axum_obo::OboLayer;
+use axum_obo_testing::GraphFault;
 use common::*;
 use serde_json::Value;
 
@@ -78,15 +79,22 @@ async fn graph_failures_are_relayed() {
     let (e, app, _) = example().await;
     let user = e.user_token();
     // Graph throttles past the retry budget → 503.
-    e.graph.inject_throttle(100, Some(1));
+    e.graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        Some(100),
+    );
     let r = bearer(&app, "/me", &user).await;
     assert_eq!(r.status, 503, "{}", r.body);
     // A claims challenge from Graph goes back to the client like Entra's.
     let (e, app, _) = example().await;
     let user = e.user_token();
-    e.graph.inject_claims_challenge(
-        1,
-        r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#,
+    e.graph.inject_fault(
+        GraphFault::ClaimsChallenge(
+            r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#.into(),
+        ),
+        Some(1),
     );
     let r = bearer(&app, "/me", &user).await;
     assert_eq!(r.status, 401, "{}", r.body);

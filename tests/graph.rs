@@ -20,9 +20,12 @@ use axum_obo::downstream::{
     BatchRequest, DownstreamClient, DownstreamError, GraphClient, GraphUser, RetryPolicy,
 };
 use axum_obo::secret::BearerToken;
-use axum_obo_testing::GraphStandIn;
+use axum_obo_testing::{GraphFault, GraphStandIn};
 
 const OID: &str = "5f2b1c3d-0a4e-4f6b-9c8d-7e6f5a4b3c2d";
+/// The least privileged delegated scopes of the routes the collection and batch tests read:
+/// `/me` (`User.Read`), `/users` (`User.ReadBasic.All`), `/me/messages` (`Mail.ReadBasic`).
+const READER: &str = "User.Read User.ReadBasic.All Mail.ReadBasic";
 const CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1702682181"}}}"#;
 
 // ---------------------------------------------------------------- tokens and keys
@@ -133,7 +136,7 @@ fn client(graph: &GraphStandIn, token: BearerToken) -> GraphClient {
 }
 
 fn statuses(graph: &GraphStandIn) -> Vec<u16> {
-    graph.request_log().into_iter().map(|(_, _, s)| s).collect()
+    graph.request_log().into_iter().map(|r| r.status).collect()
 }
 
 // ---------------------------------------------------------------- /me
@@ -161,8 +164,9 @@ async fn me_from_the_tokens_claims() {
     // Deterministic per oid, and the key set was fetched once.
     assert_eq!(g.me().await.unwrap(), me);
     assert_eq!(graph.jwks_fetches(), 1);
+    let first = &graph.request_log()[0];
     assert_eq!(
-        graph.request_log()[0],
+        (first.method.clone(), first.path.clone(), first.status),
         ("GET".into(), "/v1.0/me".into(), 200)
     );
     // The other accepted audience, and a broader scope.
@@ -309,7 +313,7 @@ async fn app_only_tokens() {
 #[tokio::test]
 async fn paging_follows_next_links_to_the_end() {
     let graph = graph().await;
-    let g = client(&graph, token("User.Read"));
+    let g = client(&graph, token(READER));
     let users: Vec<GraphUser> = g.collect_all("users", 1000).await.unwrap();
     assert_eq!(users.len(), 45);
     for (i, u) in users.iter().enumerate() {
@@ -319,6 +323,7 @@ async fn paging_follows_next_links_to_the_end() {
     let log = graph.request_log();
     assert!(log
         .iter()
+        .map(|r| (&r.method, &r.path, &r.status))
         .all(|(m, p, s)| m == "GET" && p == "/v1.0/users" && *s == 200));
 
     // As a stream, with $top.
@@ -355,12 +360,12 @@ async fn paging_follows_next_links_to_the_end() {
 #[tokio::test]
 async fn a_page_error_ends_the_stream() {
     let graph = graph().await;
-    let g = client(&graph, token("User.Read")).with_retry(RetryPolicy::none());
+    let g = client(&graph, token(READER)).with_retry(RetryPolicy::none());
     let mut pages = g.paged::<Value>("users");
     for _ in 0..10 {
         assert!(pages.try_next().await.unwrap().is_some());
     }
-    graph.inject_status(1, 500);
+    graph.inject_fault(GraphFault::Status(500), Some(1));
     let e = pages.try_next().await.unwrap_err();
     assert!(
         matches!(e, DownstreamError::Api { status: 500, .. }),
@@ -428,7 +433,12 @@ async fn foreign_next_link_is_refused() {
 async fn throttling_is_retried_after_retry_after() {
     let graph = graph().await;
     let g = client(&graph, token("User.Read"));
-    graph.inject_throttle(2, Some(1));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        Some(2),
+    );
     let started = Instant::now();
     g.me().await.unwrap();
     assert!(
@@ -439,8 +449,8 @@ async fn throttling_is_retried_after_retry_after() {
     assert_eq!(statuses(&graph), [429, 429, 200]);
 
     // Without Retry-After: the backoff (fast).
-    graph.inject_status(2, 503);
-    graph.inject_status(1, 504);
+    // (Faults queue up; the test wants one 504 and then success.)
+    graph.inject_fault(GraphFault::Status(504), Some(1));
     let started = Instant::now();
     g.me().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -456,7 +466,12 @@ async fn throttling_forever_gives_up_within_the_budget() {
         budget: Duration::from_millis(2500),
     };
     let g = client(&graph, token("User.Read")).with_retry(policy);
-    graph.inject_throttle(1000, Some(1));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(1),
+        },
+        Some(1000),
+    );
     let started = Instant::now();
     let e = g.me().await.unwrap_err();
     let elapsed = started.elapsed();
@@ -475,7 +490,13 @@ async fn throttling_forever_gives_up_within_the_budget() {
         max_retries: 1,
         ..RetryPolicy::default()
     });
-    graph.inject_throttle(1000, Some(0));
+    graph.clear_faults();
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(0),
+        },
+        Some(1000),
+    );
     assert!(matches!(
         g.me().await,
         Err(DownstreamError::Throttled { .. })
@@ -483,7 +504,13 @@ async fn throttling_forever_gives_up_within_the_budget() {
     assert_eq!(graph.requests(), 3 + 2);
 
     // A Retry-After beyond max_wait: give up at once, and relay it.
-    graph.inject_throttle(1, Some(60));
+    graph.clear_faults();
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(60),
+        },
+        Some(1),
+    );
     let started = Instant::now();
     let e = g.me().await.unwrap_err();
     assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
@@ -491,8 +518,8 @@ async fn throttling_forever_gives_up_within_the_budget() {
     assert_eq!(graph.requests(), 5 + 1);
 
     // Other errors are not retried.
-    graph.inject_throttle(0, None);
-    graph.inject_status(1, 500);
+    graph.clear_faults();
+    graph.inject_fault(GraphFault::Status(500), Some(1));
     let e = g.me().await.unwrap_err();
     assert!(
         matches!(&e, DownstreamError::Api { status: 500, code, .. } if code == "generalException"),
@@ -506,7 +533,7 @@ async fn throttling_forever_gives_up_within_the_budget() {
 async fn claims_challenge_is_parsed() {
     let graph = graph().await;
     let g = client(&graph, token("User.Read"));
-    graph.inject_claims_challenge(1, CLAIMS);
+    graph.inject_fault(GraphFault::ClaimsChallenge(CLAIMS.into()), Some(1));
     let e = g.me().await.unwrap_err();
     assert_eq!(
         e,
@@ -549,7 +576,7 @@ fn check_mixed(graph: &GraphStandIn, answers: &[axum_obo::downstream::BatchRespo
 #[tokio::test]
 async fn batch_of_45_is_three_posts_in_order() {
     let graph = graph().await;
-    let g = client(&graph, token("User.Read"));
+    let g = client(&graph, token(READER));
     let answers = g.batch(mixed_requests(&graph, 45)).await.unwrap();
     assert_eq!(answers.len(), 45);
     check_mixed(&graph, &answers);
@@ -557,6 +584,7 @@ async fn batch_of_45_is_three_posts_in_order() {
     assert_eq!(log.len(), 3);
     assert!(log
         .iter()
+        .map(|r| (&r.method, &r.path, &r.status))
         .all(|(m, p, s)| m == "POST" && p == "/v1.0/$batch" && *s == 200));
     assert!(g.batch(Vec::new()).await.unwrap().is_empty());
     assert_eq!(graph.requests(), 3);
@@ -565,8 +593,8 @@ async fn batch_of_45_is_three_posts_in_order() {
 #[tokio::test]
 async fn throttled_batch_items_are_retried_in_a_later_batch() {
     let graph = graph().await;
-    let g = client(&graph, token("User.Read"));
-    graph.throttle_batch_items(3); // the first three items of the first chunk
+    let g = client(&graph, token(READER));
+    graph.inject_fault(GraphFault::BatchItemTooManyRequests, Some(3)); // the first three items of the first chunk
     let started = Instant::now();
     let answers = g.batch(mixed_requests(&graph, 45)).await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -578,7 +606,7 @@ async fn throttled_batch_items_are_retried_in_a_later_batch() {
         max_retries: 1,
         ..RetryPolicy::default()
     });
-    graph.throttle_batch_items(1000);
+    graph.inject_fault(GraphFault::BatchItemTooManyRequests, Some(1000));
     let answers = g.batch(mixed_requests(&graph, 5)).await.unwrap();
     assert_eq!(graph.requests(), 4 + 2);
     for a in &answers {
@@ -591,7 +619,7 @@ async fn throttled_batch_items_are_retried_in_a_later_batch() {
             })
         );
     }
-    graph.throttle_batch_items(0);
+    graph.clear_faults();
 
     // Item errors read like direct ones; a failing $batch fails the call.
     let answers = g
@@ -614,7 +642,7 @@ async fn throttled_batch_items_are_retried_in_a_later_batch() {
         answers[2].error(),
         Some(DownstreamError::Api { status: 400, .. })
     ));
-    graph.inject_claims_challenge(1, CLAIMS);
+    graph.inject_fault(GraphFault::ClaimsChallenge(CLAIMS.into()), Some(1));
     assert_eq!(
         g.batch(mixed_requests(&graph, 2))
             .await
@@ -879,12 +907,12 @@ async fn the_page_cap_bounds_the_requests() {
     assert_eq!(c.max_pages(), axum_obo::downstream::DEFAULT_MAX_PAGES);
     assert_eq!(axum_obo::downstream::DEFAULT_MAX_PAGES, 1000);
     let graph = graph().await;
-    let g = client(&graph, token("User.Read")).with_max_pages(5);
+    let g = client(&graph, token(READER)).with_max_pages(5);
     assert_eq!(
         g.collect_all::<Value>("users", 100).await.unwrap().len(),
         45
     );
-    let g = client(&graph, token("User.Read")).with_max_pages(4);
+    let g = client(&graph, token(READER)).with_max_pages(4);
     assert_eq!(
         g.collect_all::<Value>("users", 100).await,
         Err(DownstreamError::TooManyPages { max_pages: 4 })
@@ -1042,7 +1070,7 @@ async fn downstream_errors_answer_as_documented() {
     use axum::response::IntoResponse as _;
     let graph = graph().await;
     let g = client(&graph, token("User.Read")).with_authority("https://login.microsoftonline.us");
-    graph.inject_claims_challenge(1, CLAIMS);
+    graph.inject_fault(GraphFault::ClaimsChallenge(CLAIMS.into()), Some(1));
     let e = g.me().await.unwrap_err();
     assert_eq!(
         e.authorization_uri(),
@@ -1062,7 +1090,12 @@ async fn downstream_errors_answer_as_documented() {
     assert_eq!(body_of(&shown(resp).await)["error"], "insufficient_claims");
 
     let g = g.with_retry(RetryPolicy::none());
-    graph.inject_throttle(1, Some(7));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(7),
+        },
+        Some(1),
+    );
     let resp = g.me().await.unwrap_err().into_response();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "7");

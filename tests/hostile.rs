@@ -23,11 +23,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = scripted::runtime();
         let (entra, app) = rt.block_on(async {
             let entra = EntraStandIn::start().await;
             let cfg = config(&entra)
@@ -188,117 +184,14 @@ fn duplicate_claims_and_huge_numbers_are_handled() {
 // Upstream answers: whatever the token endpoint or Graph send back, the API
 // answers as documented (200/401/403/500 only for misconfiguration/502/503/504).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
 use axum_obo::clock::ManualClock;
 use axum_obo::downstream::{DownstreamClient, RetryPolicy};
 use axum_obo::{GraphUserRead, OboConfig, OboToken};
-use futures_util::StreamExt as _;
-
-/// A scripted upstream: POSTs get the scripted answer; GETs are proxied to the
-/// Entra stand-in (discovery and keys), or scripted too when `script_gets`.
-/// Status, content type, body, `WWW-Authenticate`.
-type Answer = (u16, String, Vec<u8>, Option<String>);
-
-#[derive(Clone)]
-struct Scripted {
-    answer: Arc<Mutex<Answer>>,
-    entra: String,
-    script_gets: bool,
-    /// Scripted answers sent so far.
-    answered: Arc<AtomicUsize>,
-    /// A `Retry-After` header for scripted answers.
-    retry_after: Arc<Mutex<Option<String>>>,
-    /// How the scripted body is sent.
-    body_mode: Arc<Mutex<BodyMode>>,
-}
-
-/// How a scripted body goes on the wire.
-#[derive(Clone, Copy, PartialEq)]
-enum BodyMode {
-    /// In one piece, with a `Content-Length`.
-    Whole,
-    /// In 8 KiB chunks, without a `Content-Length` (chunked transfer encoding).
-    Chunked,
-    /// The body, then spaces for ever, chunked.
-    Endless,
-}
-
-async fn scripted(State(s): State<Scripted>, req: Request) -> Response {
-    if req.method() == http::Method::GET && !s.script_gets {
-        let url = format!("{}{}", s.entra, req.uri());
-        let r = reqwest::get(url).await.unwrap();
-        let status = r.status().as_u16();
-        let body = r.bytes().await.unwrap();
-        return (http::StatusCode::from_u16(status).unwrap(), body).into_response();
-    }
-    s.answered.fetch_add(1, Ordering::SeqCst);
-    let (status, content_type, body, www) = s.answer.lock().unwrap().clone();
-    let mode = *s.body_mode.lock().unwrap();
-    let body = match mode {
-        BodyMode::Whole => axum::body::Body::from(body),
-        BodyMode::Chunked | BodyMode::Endless => {
-            let chunks: Vec<Bytes> = body.chunks(8192).map(Bytes::copy_from_slice).collect();
-            let spaces = futures_util::stream::repeat_with(|| Bytes::from(vec![b' '; 8192])).take(
-                if mode == BodyMode::Endless {
-                    usize::MAX
-                } else {
-                    0
-                },
-            );
-            let stream = futures_util::stream::iter(chunks)
-                .chain(spaces)
-                .map(Ok::<_, std::convert::Infallible>);
-            axum::body::Body::from_stream(stream)
-        }
-    };
-    let mut resp = (
-        http::StatusCode::from_u16(status).unwrap(),
-        [(http::header::CONTENT_TYPE, content_type)],
-        body,
-    )
-        .into_response();
-    if let Some(v) = www.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
-        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-    }
-    if let Some(v) = s.retry_after.lock().unwrap().clone() {
-        resp.headers_mut()
-            .insert(http::header::RETRY_AFTER, v.parse().unwrap());
-    }
-    resp
-}
-
-/// A loopback listener and its URL.
-async fn loopback() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    (listener, url)
-}
-
-/// Serves a scripted upstream on `listener`, proxying GETs to `entra` unless `script_gets`.
-fn serve_scripted(listener: tokio::net::TcpListener, entra: String, script_gets: bool) -> Scripted {
-    let s = Scripted {
-        answer: Arc::new(Mutex::new((
-            200,
-            "application/json".into(),
-            b"{}".to_vec(),
-            None,
-        ))),
-        entra,
-        script_gets,
-        answered: Arc::default(),
-        retry_after: Arc::default(),
-        body_mode: Arc::new(Mutex::new(BodyMode::Whole)),
-    };
-    let app = axum::Router::new().fallback(scripted).with_state(s.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    s
-}
+use axum_obo_testing::scripted::{self, BodyMode, Scripted, Upstreams};
 
 /// The scripted upstreams are shared by tests that run in parallel: each case
 /// holds this while it scripts an answer and makes its call.
@@ -348,30 +241,17 @@ fn obo_expiry_app(layer: OboLayer) -> Router {
 fn upstream() -> &'static UpstreamFixture {
     static F: OnceLock<UpstreamFixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = scripted::runtime();
         let f = rt.block_on(async {
-            // The proxy is the authority: the stand-in advertises it in discovery
-            // and issuers, as Entra advertises its own host.
-            let (listener, proxy) = loopback().await;
-            let entra = EntraStandIn::builder()
-                .advertised_host(&proxy)
-                .start()
-                .await;
-            let token_endpoint = serve_scripted(listener, entra.authority_host(), false);
-            let cfg = config(&entra)
-                .authority_host(&proxy)
-                .client_secret(entra.client_secret())
+            let up = Upstreams::start().await;
+            let cfg = config(&up.entra)
+                .authority_host(&up.authority)
+                .client_secret(up.entra.client_secret())
                 .obo_retries(0, std::time::Duration::from_secs(1))
                 .http_timeout(std::time::Duration::from_secs(2))
                 .build()
                 .unwrap();
-            let (listener, graph_url) = loopback().await;
-            let graph = serve_scripted(listener, String::new(), true);
-            (entra, token_endpoint, cfg, graph, graph_url)
+            (up.entra, up.token_endpoint, cfg, up.graph, up.graph_url)
         });
         UpstreamFixture {
             rt,
@@ -549,7 +429,7 @@ fn fuzz_regressions_replay() {
     let mut replayed = 0;
     let _one_at_a_time = exclusive();
     for (name, data) in read("authorization_header") {
-        if let Ok(v) = http::HeaderValue::from_bytes(&data) {
+        if let Some(v) = scripted::authorization_header(&data) {
             let status = status_of(v.as_bytes());
             assert!(matches!(status, 400 | 401), "{name}: {status}");
         }
@@ -557,39 +437,15 @@ fn fuzz_regressions_replay() {
     }
     for (name, data) in read("jwt") {
         let f = fixture();
-        let (cut, rest) = data
-            .split_first()
-            .map_or((0, &data[..]), |(c, r)| (*c as usize, r));
-        let (header, payload) = rest.split_at(cut.min(rest.len()));
-        let header = if header.is_empty() {
-            format!(
-                r#"{{"alg":"RS256","typ":"JWT","kid":"{}"}}"#,
-                f.entra.current_kid()
-            )
-            .into_bytes()
-        } else {
-            header.to_vec()
-        };
-        let token = format!(
-            "{}.{}.c2lnbmF0dXJl",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
+        let token = scripted::jwt(&data, &f.entra.current_kid());
         assert_eq!(status_of_token(&token).0, 401, "{name}");
         replayed += 1;
     }
-    const TOKEN_STATUSES: [u16; 8] = [200, 400, 401, 403, 429, 500, 502, 503];
     for (name, data) in read("token_response") {
         let f = upstream();
-        let (pick, body) = data
-            .split_first()
-            .map_or((0, &data[..]), |(c, r)| (*c as usize, r));
-        *f.token_endpoint.answer.lock().unwrap() = (
-            TOKEN_STATUSES[pick % 8],
-            "application/json".into(),
-            body.to_vec(),
-            None,
-        );
+        let (status, body) = scripted::token_response(&data);
+        *f.token_endpoint.answer.lock().unwrap() =
+            (status, "application/json".into(), body.to_vec(), None);
         let r =
             f.rt.block_on(bearer(&f.app(), "/obo", &f.entra.token().sign()));
         assert!(
@@ -599,25 +455,10 @@ fn fuzz_regressions_replay() {
         );
         replayed += 1;
     }
-    const GRAPH_STATUSES: [u16; 9] = [200, 204, 400, 401, 403, 404, 429, 500, 503];
     for (name, data) in read("graph_response") {
         let f = upstream();
-        let (pick, rest) = data
-            .split_first()
-            .map_or((0, &data[..]), |(c, r)| (*c as usize, r));
-        let (www, body) = match rest.iter().position(|b| *b == 0) {
-            Some(i) => (
-                Some(String::from_utf8_lossy(&rest[..i]).into_owned()),
-                &rest[i + 1..],
-            ),
-            None => (None, rest),
-        };
-        *f.graph.answer.lock().unwrap() = (
-            GRAPH_STATUSES[pick % 9],
-            "application/json".into(),
-            body.to_vec(),
-            www,
-        );
+        let (status, www, body) = scripted::graph_response(&data);
+        *f.graph.answer.lock().unwrap() = (status, "application/json".into(), body.to_vec(), www);
         let result = f.rt.block_on(async {
             DownstreamClient::new(
                 reqwest::Client::new(),
@@ -658,12 +499,12 @@ async fn scripted_exchange(
     retries: usize,
     timeout: Duration,
 ) -> (EntraStandIn, Scripted, Router) {
-    let (listener, proxy) = loopback().await;
-    let entra = EntraStandIn::builder()
-        .advertised_host(&proxy)
-        .start()
-        .await;
-    let token_endpoint = serve_scripted(listener, entra.authority_host(), false);
+    let Upstreams {
+        entra,
+        authority: proxy,
+        token_endpoint,
+        ..
+    } = Upstreams::start().await;
     let cfg = config(&entra)
         .authority_host(&proxy)
         .client_secret(entra.client_secret())

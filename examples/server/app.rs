@@ -6,10 +6,10 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_obo::{
-    AuthRejection, GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal,
-    Require, Requirement,
+    AuthRejection, GraphUserRead, OboConfigBuilder, OboLayer, OboToken, Principal, Require,
+    Requirement,
 };
-use axum_obo_testing::{EntraStandIn, GraphStandIn};
+use axum_obo_testing::{EntraStandIn, GraphStandIn, Harness};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Value};
@@ -147,25 +147,25 @@ pub struct Embedded {
     pub entra: EntraStandIn,
     /// The Graph stand-in.
     pub graph: GraphStandIn,
+    /// Both, wired: Graph trusts the Entra stand-in's keys.
+    harness: Harness,
 }
 
 impl Embedded {
     /// Starts both stand-ins on loopback.
     pub async fn start() -> Self {
-        let entra = EntraStandIn::start().await;
-        let jwks = format!("{}/common/discovery/v2.0/keys", entra.authority_host());
-        let graph = GraphStandIn::start(&jwks).await;
-        Self { entra, graph }
+        let harness = Harness::start().await;
+        Self {
+            entra: harness.entra().clone(),
+            graph: harness.graph().clone(),
+            harness,
+        }
     }
 
-    /// A configuration pointing at the stand-ins.
+    /// A configuration pointing at the stand-ins (tenant, client id and secret, authority
+    /// host, Graph URL).
     pub fn config(&self) -> OboConfigBuilder {
-        OboConfig::builder()
-            .tenant_id(self.entra.home_tenant())
-            .client_id(self.entra.api_client_id())
-            .authority_host(self.entra.authority_host())
-            .client_secret(self.entra.client_secret())
-            .graph_url(self.graph.url())
+        self.harness.config()
     }
 
     /// A user token for `/me` and `/whoami`.

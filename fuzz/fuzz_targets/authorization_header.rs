@@ -1,5 +1,6 @@
-#![no_main]
 //! Any Authorization header value: 400 or 401, never a panic or a 500.
+
+#![no_main]
 
 use libfuzzer_sys::fuzz_target;
 

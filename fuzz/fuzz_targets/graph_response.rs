@@ -1,23 +1,17 @@
-#![no_main]
 //! Any Graph answer (status, body, WWW-Authenticate): data or a documented
 //! error, never a panic.
 
+#![no_main]
+
 use axum_obo::downstream::{DownstreamClient, RetryPolicy};
 use axum_obo::secret::BearerToken;
+use axum_obo_fuzz::scripted;
 use libfuzzer_sys::fuzz_target;
-
-const STATUSES: [u16; 9] = [200, 204, 400, 401, 403, 404, 429, 500, 503];
 
 fuzz_target!(|data: &[u8]| {
     let f = axum_obo_fuzz::fixture();
-    let (pick, rest) = data.split_first().map_or((0, data), |(c, r)| (*c as usize, r));
-    // Bytes up to the first NUL are the WWW-Authenticate header, the rest the body.
-    let (www, body) = match rest.iter().position(|b| *b == 0) {
-        Some(i) => (Some(String::from_utf8_lossy(&rest[..i]).into_owned()), &rest[i + 1..]),
-        None => (None, rest),
-    };
-    let status = STATUSES[pick % STATUSES.len()];
-    *f.graph.answer.lock().unwrap() = (status, body.to_vec(), www);
+    let (status, www, body) = scripted::graph_response(data);
+    *f.graph.answer.lock().unwrap() = (status, "application/json".into(), body.to_vec(), www);
     let result = f.rt.block_on(async {
         DownstreamClient::new(reqwest::Client::new(), &f.graph_url, BearerToken::new("t"))
             .unwrap()
@@ -26,6 +20,9 @@ fuzz_target!(|data: &[u8]| {
             .await
     });
     if let Err(e) = result {
-        assert!(matches!(e.status().as_u16(), 401 | 403 | 404 | 500 | 502 | 503 | 504));
+        assert!(matches!(
+            e.status().as_u16(),
+            401 | 403 | 404 | 500 | 502 | 503 | 504
+        ));
     }
 });

@@ -1,24 +1,32 @@
-#![no_main]
 //! Any token-endpoint answer: relayed as documented, 500 only for our own
 //! misconfiguration, never a panic.
 
-use libfuzzer_sys::fuzz_target;
+#![no_main]
 
-const STATUSES: [u16; 8] = [200, 400, 401, 403, 429, 500, 502, 503];
+use axum_obo_fuzz::scripted;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let f = axum_obo_fuzz::fixture();
-    let (pick, body) = data.split_first().map_or((0, data), |(c, r)| (*c as usize, r));
-    *f.token_endpoint.answer.lock().unwrap() = (STATUSES[pick % STATUSES.len()], body.to_vec(), None);
+    let (status, body) = scripted::token_response(data);
+    *f.token_endpoint.answer.lock().unwrap() =
+        (status, "application/json".into(), body.to_vec(), None);
     let token = f.entra.token().sign();
     let status = axum_obo_fuzz::status("/obo", format!("Bearer {token}").as_bytes());
-    assert!(matches!(status, 200 | 401 | 403 | 500 | 502 | 503 | 504), "status {status}");
+    assert!(
+        matches!(status, 200 | 401 | 403 | 500 | 502 | 503 | 504),
+        "status {status}"
+    );
     if status == 500 {
         let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         let e = v["error"].as_str().unwrap_or("");
         assert!(matches!(
             e,
-            "invalid_client" | "unauthorized_client" | "invalid_scope" | "invalid_request" | "unsupported_grant_type"
+            "invalid_client"
+                | "unauthorized_client"
+                | "invalid_scope"
+                | "invalid_request"
+                | "unsupported_grant_type"
         ));
     }
 });

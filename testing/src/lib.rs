@@ -1,7 +1,9 @@
-//! `axum-obo-testing`: offline stand-ins for Microsoft Entra ID and Microsoft Graph, for
-//! the tests of `axum-obo` and of the APIs built with it.
+//! `axum-obo-testing`: offline stand-ins for Microsoft Entra ID and Microsoft Graph, and a
+//! [`Harness`] wiring them for the tests of `axum-obo` and of the APIs built with it.
 //!
-//! An Entra ID stand-in for offline tests.
+#![doc = include_str!("../README.md")]
+//!
+//! ## The Entra ID stand-in
 //!
 //! [`EntraStandIn`] serves, on `127.0.0.1`, what the Microsoft identity platform serves at
 //! `https://login.microsoftonline.com`, for any tenant GUID and for `common`,
@@ -24,7 +26,8 @@
 //! [federated assertion](EntraStandIn::mint_federated_assertion), validates the user's
 //! assertion against the published keys, and answers v1.0 Graph-style tokens or Entra's JSON
 //! errors; [`TokenFault`]s script failures and [`EntraStandIn::token_request_log`] records
-//! what was sent.
+//! what was sent ([`EntraStandIn::request_log`] records every request, in the same
+//! [`RequestRecord`] shape as the [Graph stand-in](GraphStandIn)'s log).
 //!
 //! Keys are RSA-2048 with self-signed certificates; `kid` and `x5t` are the certificate's
 //! SHA-1 thumbprint, as at Entra. [`TokenBuilder`] mints v1.0 and v2.0 access tokens
@@ -47,6 +50,9 @@
 //! let guest = entra.token().tenant("72f988bf-86f1-41af-91ab-2d7cd011db47").claims();
 //! assert_eq!(guest["iss"], entra.issuer_v2("72f988bf-86f1-41af-91ab-2d7cd011db47"));
 //!
+//! // What a resource trusts: the home tenant's v2 key set.
+//! assert!(entra.jwks_url().ends_with("/discovery/v2.0/keys"));
+//!
 //! let old = entra.current_kid();
 //! entra.rotate_key();
 //! entra.retire_key(&old);
@@ -59,8 +65,10 @@
 mod cloud;
 mod documents;
 mod graph;
+mod harness;
 mod ids;
 mod keys;
+mod record;
 mod response;
 mod server;
 mod standin;
@@ -68,10 +76,15 @@ mod state;
 mod token;
 mod token_endpoint;
 
-pub use graph::GraphStandIn;
+pub use graph::{GraphFault, GraphStandIn};
+pub use harness::Harness;
+pub use record::RequestRecord;
 pub use standin::{EntraStandIn, EntraStandInBuilder};
 pub use token::{encode_unsigned, TokenBuilder};
 pub use token_endpoint::{TokenFault, TokenRequestRecord};
+
+#[doc(hidden)]
+pub mod scripted;
 
 #[cfg(test)]
 mod tests;

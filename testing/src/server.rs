@@ -1,12 +1,13 @@
-//! The stand-in's HTTP side: routes, handlers, counters, faults and delays.
+//! The stand-in's HTTP side: routes, handlers, counters, the request log, faults and delays.
 //!
 //! Every handler counts the request on arrival, then waits out any injected delay, then
 //! answers an injected fault if one is set, and only then looks at the tenant segment.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::documents::{self, Tenant};
+use super::record::RequestRecord;
 use super::response::{self, Caching, EntraError, RequestIds};
 use super::state::{Endpoint, Shared};
 use super::token_endpoint;
@@ -36,7 +38,30 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/{tenant}/discovery/keys", get(keys_v1))
         .route("/{tenant}/discovery/instance", get(instance_discovery))
         .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint::token))
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), record))
         .with_state(shared)
+}
+
+/// Adds every answered request to the stand-in's request log.
+async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let record = RequestRecord::new(
+        &method,
+        path,
+        query.as_deref(),
+        &headers,
+        response.status().as_u16(),
+    );
+    shared
+        .log
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(record);
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` fires or its sender is dropped.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::ids::{is_guid, random_guid};
 use super::keys::{self, KeyRing};
+use super::record::RequestRecord;
 use super::server;
 use super::state::{Endpoint, Shared};
 use super::token::TokenBuilder;
@@ -85,6 +86,15 @@ impl EntraStandIn {
     /// The default calling (front-end) app's client id: `azp` / `appid` of access tokens.
     pub fn client_app_id(&self) -> String {
         self.shared.client_app_id.clone()
+    }
+
+    /// `http://127.0.0.1:PORT/{home_tenant}/discovery/v2.0/keys`: the home tenant's v2 key
+    /// set, what a resource (such as [`GraphStandIn`](crate::GraphStandIn)) trusts.
+    pub fn jwks_url(&self) -> String {
+        format!(
+            "{}/{}/discovery/v2.0/keys",
+            self.shared.loopback, self.shared.home_tenant
+        )
     }
 
     /// The v2 issuer of tenant `tenant`: `{advertised_host}/{tenant}/v2.0`.
@@ -197,6 +207,27 @@ impl EntraStandIn {
     /// are counted on arrival, before the delay.
     pub fn delay(&self, d: Option<Duration>) {
         self.shared.faults.set_delay(d);
+    }
+
+    /// Requests answered by every endpoint, failed ones included (one held open by
+    /// [`TokenFault::Hang`](crate::TokenFault::Hang) once it is answered).
+    pub fn requests(&self) -> usize {
+        self.shared
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Every request answered so far, by every endpoint, in the order answered: the same
+    /// record as [`GraphStandIn::request_log`](crate::GraphStandIn::request_log). The token
+    /// endpoint's form fields are in [`token_request_log`](Self::token_request_log).
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.shared
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Requests received by the key-set endpoints (v1 and v2), failed ones included.

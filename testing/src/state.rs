@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::cloud::Cloud;
 use super::keys::KeyRing;
+use super::record::RequestRecord;
 use super::token_endpoint::TokenEndpoint;
 
 /// Everything one stand-in knows. Handlers, the public handle and token builders hold it
@@ -37,6 +38,8 @@ pub(super) struct Shared {
     pub(super) counters: Counters,
     /// The token endpoint's credentials, policies, faults, counters and log.
     pub(super) token_endpoint: TokenEndpoint,
+    /// Every answered request, in order.
+    pub(super) log: Mutex<Vec<RequestRecord>>,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             keys: Mutex::new(keys),
             faults: Faults::default(),
             counters: Counters::default(),
+            log: Mutex::new(Vec::new()),
         }
     }
 

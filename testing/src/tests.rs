@@ -709,3 +709,114 @@ async fn consent_mfa_and_injected_faults() {
         .is_err());
     assert_eq!(entra.token_request_log().last().map(|r| r.status), Some(0));
 }
+
+#[tokio::test]
+async fn jwks_url_and_the_request_log() {
+    let entra = EntraStandIn::start().await;
+    let (status, _, jwks) = get(&entra.jwks_url()).await;
+    assert_eq!(status, 200);
+    assert!(jwks["keys"][0]["kid"].is_string());
+    entra.fail_jwks(Some(503));
+    let query = "?x=1";
+    let (status, _, _) = get(&format!("{}{query}", entra.jwks_url())).await;
+    assert_eq!(status, 503);
+    let log = entra.request_log();
+    assert_eq!(entra.requests(), 2);
+    let path = format!("/{}/discovery/v2.0/keys", entra.home_tenant());
+    assert_eq!(
+        log.iter()
+            .map(|r| (r.method.as_str(), r.path.as_str(), r.status))
+            .collect::<Vec<_>>(),
+        [("GET", path.as_str(), 200), ("GET", path.as_str(), 503)]
+    );
+    assert_eq!(log[1].query.as_deref(), Some("x=1"));
+    assert!(log[0].headers.contains_key("host"));
+}
+
+/// The Graph stand-in demands each route's own permission, with Graph's 403.
+#[tokio::test]
+async fn graph_demands_each_routes_permission() {
+    let harness = Harness::start().await;
+    let graph_token = |scopes: &[&str]| {
+        harness
+            .entra()
+            .token()
+            .v1()
+            .audience("https://graph.microsoft.com")
+            .scopes(scopes)
+            .sign()
+    };
+    let call = |path: &'static str, token: String| {
+        let url = format!("{}/v1.0/{path}", harness.graph().url());
+        async move {
+            let response = client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("the Graph stand-in answers");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let cases: [(&'static str, &[&str], u16); 8] = [
+        ("me", &["User.Read"], 200),
+        ("me", &["Mail.Read"], 403),
+        ("me/messages", &["User.Read"], 403),
+        ("me/messages", &["Mail.ReadBasic"], 200),
+        ("me/messages", &["Mail.Read"], 200),
+        ("users", &["User.Read"], 403),
+        ("users", &["User.ReadBasic.All"], 200),
+        ("users", &["Directory.Read.All"], 200),
+    ];
+    for (path, scopes, expected) in cases {
+        let (status, body) = call(path, graph_token(scopes)).await;
+        assert_eq!(status, expected, "{path} with {scopes:?}: {body}");
+        if status == 403 {
+            assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+            assert_eq!(
+                body["error"]["message"],
+                "Insufficient privileges to complete the operation."
+            );
+        }
+    }
+    assert_eq!(harness.graph().requests(), cases.len());
+    assert!(harness.graph().request_log()[1]
+        .headers
+        .contains_key("authorization"));
+}
+
+/// Graph faults queue up like the token endpoint's and are answered before the token is
+/// looked at.
+#[tokio::test]
+async fn graph_faults_queue_up_before_the_token_is_checked() {
+    let harness = Harness::start().await;
+    let graph = harness.graph();
+    graph.inject_fault(GraphFault::Status(503), Some(2));
+    graph.inject_fault(GraphFault::Delay(Duration::from_millis(50)), Some(1));
+    graph.inject_fault(
+        GraphFault::TooManyRequests {
+            retry_after: Some(3),
+        },
+        None,
+    );
+    let url = format!("{}/v1.0/me", graph.url());
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = client().get(&url).send().await.expect("Graph answers");
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert_eq!(response.headers()["retry-after"], "3");
+        }
+    }
+    // The delayed request goes on to the token check: none here, so 401.
+    assert_eq!(statuses, [503, 503, 401, 429, 429]);
+    graph.clear_faults();
+    let response = client().get(&url).send().await.expect("Graph answers");
+    assert_eq!(response.status(), 401);
+    let logged: Vec<u16> = graph.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(logged, [503, 503, 401, 429, 429, 401]);
+}

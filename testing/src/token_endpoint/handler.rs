@@ -1,7 +1,6 @@
 //! `POST /{tenant}/oauth2/v2.0/token`: counting, logging and scripted faults around the
 //! grants (OBO, client credentials, refresh token).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,6 +12,7 @@ use serde_json::Value;
 
 use super::super::documents::Tenant;
 use super::super::ids::unix_seconds;
+use super::super::record::header_map;
 use super::super::response::{self, Caching, EntraError, RequestIds};
 use super::super::state::Shared;
 use super::client_auth::{authenticate, ClientAuth, Context};
@@ -69,21 +69,6 @@ pub(crate) async fn token(
     };
     endpoint.record(record(response.status().as_u16()));
     response
-}
-
-/// Request headers for the log: lowercase names, repeated values joined.
-fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
-    let mut map: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        map.entry(name.as_str().to_owned())
-            .and_modify(|existing| {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    map
 }
 
 /// Validates the request and answers a token or Entra's error.
