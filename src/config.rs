@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
+use crate::credential::{
+    CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile,
+};
 use crate::downstream::DEFAULT_GRAPH_URL;
 #[cfg(feature = "redis")]
 use crate::exchange::l2::L2Key;
-use crate::exchange::{
-    CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile,
-};
 use crate::secret::SecretString;
 
 /// The public-cloud authority host.

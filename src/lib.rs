@@ -49,6 +49,7 @@
 
 pub mod clock;
 mod config;
+pub mod credential;
 mod digest;
 mod downstream;
 mod exchange;
@@ -73,10 +74,7 @@ pub use downstream::{
     BatchRequest, BatchResponse, DownstreamClient, DownstreamError, GraphClient, GraphUser, Paged,
     RetryPolicy, DEFAULT_GRAPH_URL, DEFAULT_MAX_PAGES,
 };
-pub use exchange::{
-    AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,
-    CredentialError, FederatedTokenFile, OboError, OboStats,
-};
+pub use exchange::{OboError, OboStats};
 pub use extractor::{OboToken, Require};
 pub use jwks::KeyError;
 pub use layer::{OboLayer, OboService, ResponseFuture};

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use axum_obo_testing::{EntraStandIn, TokenFault};
 use axum_obo::{GraphUserRead, OboLayer, OboToken, Principal};
+use axum_obo_testing::{EntraStandIn, TokenFault};
 use common::*;
 
 /// Every test here logs into one capture, checked at the end of each test.

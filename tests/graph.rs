@@ -16,11 +16,11 @@ use futures_util::TryStreamExt as _;
 use http::HeaderMap;
 use serde_json::{json, Value};
 
-use axum_obo_testing::GraphStandIn;
 use axum_obo::{
     BatchRequest, BearerToken, DownstreamClient, DownstreamError, GraphClient, GraphUser,
     RetryPolicy,
 };
+use axum_obo_testing::GraphStandIn;
 
 const OID: &str = "5f2b1c3d-0a4e-4f6b-9c8d-7e6f5a4b3c2d";
 const CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1702682181"}}}"#;

@@ -6,8 +6,8 @@ mod common;
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum_obo_testing::{encode_unsigned, EntraStandIn};
 use axum_obo::OboLayer;
+use axum_obo_testing::{encode_unsigned, EntraStandIn};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::*;

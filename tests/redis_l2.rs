@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use axum_obo_testing::{EntraStandIn, TokenFault};
 use axum_obo::{GraphUserRead, OboConfigBuilder, OboLayer, OboToken, Principal};
+use axum_obo_testing::{EntraStandIn, TokenFault};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use common::*;

@@ -12,8 +12,8 @@ mod app;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum_obo_testing::TokenFault;
 use axum_obo::OboLayer;
+use axum_obo_testing::TokenFault;
 use common::*;
 use tokio::sync::Semaphore;
 

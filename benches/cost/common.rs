@@ -7,8 +7,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use axum_obo_testing::EntraStandIn;
 use axum_obo::{OboConfig, OboConfigBuilder};
+use axum_obo_testing::EntraStandIn;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
 

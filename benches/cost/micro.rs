@@ -26,10 +26,10 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use axum_obo::bench_support::{self, FilledOboCache, TokenValidator};
-use axum_obo_testing::EntraStandIn;
 use axum_obo::{
     BearerToken, GraphUserRead, OboLayer, OboToken, Principal, DEFAULT_OBO_CACHE_BYTES,
 };
+use axum_obo_testing::EntraStandIn;
 use common::{ready, realistic_token, RawDecoder, USER_READ};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tower::ServiceExt as _;

@@ -22,8 +22,8 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use axum_obo::bench_support::FilledOboCache;
-use axum_obo_testing::{EntraStandIn, TokenFault};
 use axum_obo::{BearerToken, GraphUserRead, OboLayer, OboToken, DEFAULT_OBO_CACHE_BYTES};
+use axum_obo_testing::{EntraStandIn, TokenFault};
 use common::{realistic_token, resident_bytes, USER_READ};
 use tower::ServiceExt as _;
 

@@ -2,11 +2,11 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use axum_obo_testing::{EntraStandIn, GraphStandIn};
 use axum_obo::{
     AuthRejection, GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal,
     Require, Requirement,
 };
+use axum_obo_testing::{EntraStandIn, GraphStandIn};
 use serde_json::{json, Value};
 
 /// Callers holding the `Admin` app role.

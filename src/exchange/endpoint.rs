@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable as _};
 use serde::Deserialize;
 
-use super::credential::{ClientCredential, CredentialForm};
 use super::error::OboError;
 use super::throttle::{TenantBackoff, MAX_RETRY_AFTER};
 use crate::config::OboConfig;
+use crate::credential::{ClientCredential, CredentialForm};
 use crate::http::{read_capped, BodyError, MAX_TOKEN_RESPONSE_BYTES};
 use crate::secret::BearerToken;
 

@@ -1,6 +1,5 @@
 //! The On-Behalf-Of exchange.
 //!
-//! - [`credential`]: how this API authenticates (secret, certificate, federated file, custom).
 //! - [`endpoint`]: the token request, response/error parsing, bounded retries.
 //! - [`cache`]: the token cache (single-flight, negative cache, counters).
 //! - [`throttle`]: the per-tenant backoff after the token endpoint throttles.
@@ -8,7 +7,6 @@
 //! - [`error`]: why an exchange failed.
 
 pub(crate) mod cache;
-pub(crate) mod credential;
 pub(crate) mod endpoint;
 pub(crate) mod error;
 #[cfg(feature = "redis")]
@@ -21,10 +19,6 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 pub use cache::OboStats;
-pub use credential::{
-    AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,
-    CredentialError, FederatedTokenFile,
-};
 pub use error::OboError;
 
 use cache::{bump, cache_key, CachedToken, Counters, OboCache};

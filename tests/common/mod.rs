@@ -8,10 +8,10 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_obo::clock::ManualClock;
-use axum_obo_testing::EntraStandIn;
 use axum_obo::{
     GraphUserRead, OboConfig, OboConfigBuilder, OboLayer, OboToken, Principal, Require, Requirement,
 };
+use axum_obo_testing::EntraStandIn;
 use http::{Request, Response, StatusCode};
 use tower::ServiceExt as _;
 
