@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use crate::credential::{
 use crate::downstream::DEFAULT_GRAPH_URL;
 #[cfg(feature = "redis")]
 use crate::exchange::l2::L2Key;
+use crate::http::{is_loopback, shared_client};
 use crate::secret::SecretString;
 
 /// The public-cloud authority host.
@@ -772,7 +772,8 @@ impl OboConfigBuilder {
         {
             obo.l2 = self.l2.build()?;
         }
-        let http = shared_client(self.http_timeout)?;
+        let http = shared_client(self.http_timeout)
+            .map_err(|e| ConfigError::new("http_client", format!("cannot be built: {e}")))?;
         Ok(OboConfig {
             http,
             tenant_id,
@@ -791,18 +792,6 @@ impl OboConfigBuilder {
             obo,
         })
     }
-}
-
-/// The layer's HTTP client: no redirects (a token or assertion is never re-sent
-/// to where a redirect points), a connect timeout, and no total timeout: each
-/// call bounds itself (Entra calls by `http_timeout`, downstream calls by their
-/// own per-request timeout).
-fn shared_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| ConfigError::new("http_client", format!("cannot be built: {e}")))
 }
 
 #[cfg(feature = "redis")]
@@ -917,12 +906,7 @@ fn validate_base_url(field: &'static str, raw: &str) -> Result<String, ConfigErr
     match url.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                None => false,
-            };
+            let loopback = is_loopback(&url);
             if !loopback {
                 return Err(ConfigError::new(
                     field,

@@ -4,15 +4,16 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable as _};
-use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
-use url::{Host, Url};
+use url::Url;
 
 use super::error::{from_response, DownstreamError};
-use crate::http::{read_capped, BodyError};
+use crate::http::{
+    describe, is_loopback, read_capped, retry_after, with_retries, Attempts, BodyError, Verdict,
+};
 use crate::secret::BearerToken;
 
 /// The header that correlates a request with the API's logs (Graph echoes it).
@@ -75,31 +76,14 @@ impl RetryPolicy {
         }
     }
 
-    /// The backoff used without `Retry-After`.
-    pub(crate) fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(self.max_retries)
-            .with_jitter()
-    }
-
-    /// The wait before the next attempt of a call that started at `started`, given the
-    /// API's `Retry-After` and the backoff's `planned` wait (`None` once the retries
-    /// are used up). `None`: give up.
-    pub(crate) fn next_wait(
-        &self,
-        started: Instant,
-        retry_after: Option<Duration>,
-        planned: Option<Duration>,
-    ) -> Option<Duration> {
-        let planned = planned?;
-        let wait = match retry_after {
-            Some(asked) if asked > self.max_wait => return None,
-            Some(asked) => asked,
-            None => planned.min(self.max_wait),
-        };
-        (started.elapsed() + wait <= self.budget).then_some(wait)
+    /// The attempts this policy allows, in the form the shared retry loop takes
+    /// ([`crate::http::with_retries`]).
+    pub(crate) fn attempts(&self) -> Attempts {
+        Attempts {
+            max_retries: self.max_retries,
+            max_wait: self.max_wait,
+            budget: self.budget,
+        }
     }
 }
 
@@ -176,6 +160,17 @@ pub(crate) struct Answer {
 enum Attempt {
     Final(DownstreamError),
     Transient { retry_after: Option<Duration> },
+}
+
+impl Attempt {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Attempt::Final(_) => Verdict::Final,
+            Attempt::Transient { retry_after } => Verdict::Retry {
+                retry_after: *retry_after,
+            },
+        }
+    }
 }
 
 impl DownstreamClient {
@@ -368,22 +363,14 @@ impl DownstreamClient {
         started: Instant,
     ) -> Result<Answer, DownstreamError> {
         let request_id = new_request_id();
-        let policy = self.policy;
-        let attempt = || self.attempt(&method, url, body, started, &request_id);
-        let result = attempt
-            .retry(policy.backoff())
-            .when(|e| matches!(e, Attempt::Transient { .. }))
-            .adjust(|e, planned| {
-                let retry_after = match e {
-                    Attempt::Transient { retry_after } => *retry_after,
-                    Attempt::Final(_) => None,
-                };
-                policy.next_wait(started, retry_after, planned)
-            })
-            .notify(|_, wait| {
-                tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying");
-            })
-            .await;
+        let result = with_retries(
+            self.policy.attempts(),
+            started,
+            || self.attempt(&method, url, body, started, &request_id),
+            Attempt::verdict,
+            |wait| tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying"),
+        )
+        .await;
         match result {
             Ok(answer) => Ok(answer),
             Err(Attempt::Final(e)) => Err(e),
@@ -473,15 +460,6 @@ pub(crate) fn is_retryable(status: u16) -> bool {
     matches!(status, 429 | 503 | 504)
 }
 
-/// A `Retry-After` in seconds (the form Graph sends); dates are ignored.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    header_str(headers, RETRY_AFTER.as_str()).and_then(parse_retry_after)
-}
-
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -513,19 +491,6 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DownstreamEr
     serde_json::from_slice(body).map_err(|e| DownstreamError::Decode(e.to_string()))
 }
 
-/// A transport error and its causes, without the URL (it may carry secrets).
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 fn check_base(base: &Url) -> Result<(), DownstreamError> {
     let invalid = |why: &str| Err(DownstreamError::InvalidRequest(format!("base URL {why}")));
     match base.scheme() {
@@ -543,15 +508,6 @@ fn check_base(base: &Url) -> Result<(), DownstreamError> {
         return invalid("must not have a query or fragment");
     }
     Ok(())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 /// `scheme:` at the start of `s` (RFC 3986: a letter, then letters, digits, `+-.`).
@@ -634,6 +590,7 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::parse_retry_after;
 
     fn base() -> Url {
         Url::parse("https://graph.microsoft.com/v1.0").unwrap()
@@ -842,15 +799,19 @@ mod tests {
         let now = Instant::now();
         let ms = Duration::from_millis;
         assert_eq!(
-            p.next_wait(now, Some(ms(3000)), Some(ms(200))),
+            p.attempts().next_wait(now, Some(ms(3000)), Some(ms(200))),
             Some(ms(3000))
         );
-        assert_eq!(p.next_wait(now, None, Some(ms(200))), Some(ms(200)));
+        assert_eq!(
+            p.attempts().next_wait(now, None, Some(ms(200))),
+            Some(ms(200))
+        );
         // Retries used up.
-        assert_eq!(p.next_wait(now, Some(ms(1)), None), None);
+        assert_eq!(p.attempts().next_wait(now, Some(ms(1)), None), None);
         // Asked for longer than max_wait: give up rather than retry early.
         assert_eq!(
-            p.next_wait(now, Some(Duration::from_secs(11)), Some(ms(1))),
+            p.attempts()
+                .next_wait(now, Some(Duration::from_secs(11)), Some(ms(1))),
             None
         );
         // Past the budget.
@@ -858,7 +819,10 @@ mod tests {
             budget: ms(500),
             ..p
         };
-        assert_eq!(tight.next_wait(now, Some(ms(600)), Some(ms(1))), None);
+        assert_eq!(
+            tight.attempts().next_wait(now, Some(ms(600)), Some(ms(1))),
+            None
+        );
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }

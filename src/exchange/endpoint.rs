@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable as _};
 use serde::Deserialize;
 
 use super::error::OboError;
 use super::throttle::{TenantBackoff, MAX_RETRY_AFTER};
 use crate::config::OboConfig;
 use crate::credential::{ClientCredential, CredentialForm};
-use crate::http::{read_capped, BodyError, MAX_TOKEN_RESPONSE_BYTES};
+use crate::http::{
+    read_capped, retry_after, with_retries, Attempts, BodyError, Verdict, MAX_TOKEN_RESPONSE_BYTES,
+};
 use crate::secret::BearerToken;
 
 /// `grant_type` of the On-Behalf-Of request.
@@ -76,6 +77,23 @@ enum Attempt {
     },
 }
 
+impl Attempt {
+    /// Only transient failures that are not timeouts are retried (a timeout has
+    /// spent the time a retry would need).
+    fn verdict(&self) -> Verdict {
+        match self {
+            Attempt::Transient {
+                timeout: false,
+                retry_after,
+                ..
+            } => Verdict::Retry {
+                retry_after: *retry_after,
+            },
+            _ => Verdict::Final,
+        }
+    }
+}
+
 /// Client of `{authority}/{tid}/oauth2/v2.0/token`.
 pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
@@ -124,31 +142,21 @@ impl TokenEndpoint {
         }
         let url = self.url(tid);
         let settings = &self.config.obo;
-        let started = Instant::now();
-        let budget = settings.retry_budget;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(settings.max_retries)
-            .with_jitter();
-        let attempt = || self.attempt(&url, credential, assertion, scope, requested);
-        let result = attempt
-            .retry(backoff)
-            .when(|e| matches!(e, Attempt::Transient { timeout: false, .. }))
-            .adjust(|e, planned| {
-                // `planned` is None once the retries are used up.
-                let wait = match e {
-                    Attempt::Transient {
-                        retry_after: Some(ra),
-                        ..
-                    } => planned.map(|_| *ra),
-                    _ => planned,
-                }?;
-                // Give up rather than exceed the total budget.
-                (started.elapsed().saturating_add(wait) <= budget).then_some(wait)
-            })
-            .notify(|_, wait| tracing::debug!(?wait, "token endpoint busy; retrying"))
-            .await;
+        // Retry-After is capped at parse time (MAX_RETRY_AFTER), so it is always waited
+        // out when the budget allows.
+        let attempts = Attempts {
+            max_retries: settings.max_retries,
+            max_wait: MAX_RETRY_AFTER,
+            budget: settings.retry_budget,
+        };
+        let result = with_retries(
+            attempts,
+            Instant::now(),
+            || self.attempt(&url, credential, assertion, scope, requested),
+            Attempt::verdict,
+            |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
+        )
+        .await;
         match result {
             Ok(issued) => {
                 self.backoff.answered(tid);
@@ -238,12 +246,7 @@ impl TokenEndpoint {
             Ok(Ok(r)) => r,
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let retry_after = retry_after(response.headers()).map(|d| d.min(MAX_RETRY_AFTER));
         let body = match tokio::time::timeout(
             timeout,
             read_capped(response, MAX_TOKEN_RESPONSE_BYTES),
