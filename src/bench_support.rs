@@ -12,36 +12,39 @@ use std::time::Duration;
 use crate::config::OboConfig;
 use crate::exchange::cache::{self, CacheKey, CachedToken, OboCache};
 use crate::jwks::KeyError;
+use crate::layer::Shared;
 use crate::scope::scope_strings;
 use crate::secret::BearerToken;
-use crate::validate::{Principal, ValidationError, Validator};
+use crate::validate::{Principal, ValidationError};
 
 /// The token validator the layer runs, with the layer's cache setting
 /// ([`OboConfigBuilder::validated_cache_capacity`](crate::OboConfigBuilder::validated_cache_capacity)).
-pub struct TokenValidator(Validator);
+pub struct TokenValidator(Shared);
 
 impl fmt::Debug for TokenValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TokenValidator").field(&self.0).finish()
+        f.debug_tuple("TokenValidator")
+            .field(&self.0.validator)
+            .finish()
     }
 }
 
 impl TokenValidator {
-    /// A validator for `config`, as [`OboLayer::new`](crate::OboLayer::new) builds it.
+    /// The layer's validator for `config`: the state [`OboLayer::new`](crate::OboLayer::new)
+    /// builds, from the same constructor.
     pub fn new(config: OboConfig) -> Self {
-        let http = config.http.clone();
-        Self(Validator::new(Arc::new(config), http))
+        Self(Shared::new(config))
     }
 
     /// Fetches the signing keys of every allowed tenant.
     pub async fn warm_up(&self) -> Result<(), KeyError> {
-        self.0.keys().warm_up().await
+        self.0.validator.keys().warm_up().await
     }
 
     /// Validates `token` exactly as the layer does (from the validated-token cache
     /// when it is enabled and holds the token).
     pub async fn validate(&self, token: &BearerToken) -> Result<Principal, ValidationError> {
-        self.0.validate(token).await
+        self.0.validator.validate(token).await
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 
 use crate::config::{ConfigError, OboConfig};
 use crate::exchange::{Exchanger, OboStats};
-use crate::jwks::KeyError;
+use crate::jwks::{KeyError, KeyStore};
 use crate::rejection::AuthRejection;
 use crate::secret::BearerToken;
 use crate::validate::{Principal, ValidationError, Validator};
@@ -25,6 +25,22 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) validator: Validator,
     pub(crate) exchanger: Exchanger,
+}
+
+impl Shared {
+    /// Each subsystem built from its own settings, on the configuration's HTTP client.
+    pub(crate) fn new(config: OboConfig) -> Self {
+        let http = config.http.clone();
+        let keys = Arc::new(KeyStore::new(config.keys.clone(), http.clone()));
+        let validator = Validator::new(config.validation.clone(), keys);
+        let exchanger = Exchanger::new(config.exchange.clone(), http.clone());
+        Self {
+            config: Arc::new(config),
+            http,
+            validator,
+            exchanger,
+        }
+    }
 }
 
 /// What the layer leaves in the request extensions for the extractors.
@@ -69,17 +85,8 @@ impl OboLayer {
     /// A layer for this configuration. Keys are fetched on first use; call
     /// [`warm_up`](Self::warm_up) to fetch them at start-up instead.
     pub fn new(config: OboConfig) -> Self {
-        let http = config.http.clone();
-        let config = Arc::new(config);
-        let validator = Validator::new(Arc::clone(&config), http.clone());
-        let exchanger = Exchanger::new(Arc::clone(&config), http.clone());
         Self {
-            shared: Arc::new(Shared {
-                config,
-                http,
-                validator,
-                exchanger,
-            }),
+            shared: Arc::new(Shared::new(config)),
             allow_anonymous: false,
         }
     }

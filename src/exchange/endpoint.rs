@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::error::OboError;
 use super::throttle::{TenantBackoff, MAX_RETRY_AFTER};
-use crate::config::OboConfig;
+use super::ExchangeSettings;
 use crate::credential::{ClientCredential, CredentialForm};
 use crate::http::{
     read_capped, retry_after, with_retries, Attempts, BodyError, Verdict, MAX_TOKEN_RESPONSE_BYTES,
@@ -97,22 +97,22 @@ impl Attempt {
 /// Client of `{authority}/{tid}/oauth2/v2.0/token`.
 pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
-    config: Arc<OboConfig>,
+    settings: Arc<ExchangeSettings>,
     backoff: TenantBackoff,
 }
 
 impl TokenEndpoint {
-    pub(crate) fn new(http: reqwest::Client, config: Arc<OboConfig>) -> Self {
+    pub(crate) fn new(http: reqwest::Client, settings: Arc<ExchangeSettings>) -> Self {
         Self {
             http,
-            config,
+            settings,
             backoff: TenantBackoff::new(),
         }
     }
 
     /// The token endpoint of tenant `tid` (also the `aud` of client assertions).
     pub(crate) fn url(&self, tid: &str) -> String {
-        format!("{}/{tid}/oauth2/v2.0/token", self.config.authority_host)
+        format!("{}/{tid}/oauth2/v2.0/token", self.settings.authority)
     }
 
     /// Exchanges `assertion` for a token for `scope` in tenant `tid`, retrying
@@ -127,10 +127,10 @@ impl TokenEndpoint {
         requested: &[&str],
     ) -> Result<Issued, OboError> {
         let credential =
-            self.config.obo.credential.as_ref().ok_or_else(|| {
+            self.settings.credential.as_ref().ok_or_else(|| {
                 OboError::Misconfigured("no client credential is configured".into())
             })?;
-        if let Err(wait) = self.backoff.admit(tid, self.config.clock.now()) {
+        if let Err(wait) = self.backoff.admit(tid, self.settings.clock.now()) {
             tracing::debug!(
                 tid,
                 ?wait,
@@ -141,7 +141,7 @@ impl TokenEndpoint {
             });
         }
         let url = self.url(tid);
-        let settings = &self.config.obo;
+        let settings = &self.settings;
         // Retry-After is capped at parse time (MAX_RETRY_AFTER), so it is always waited
         // out when the budget allows.
         let attempts = Attempts {
@@ -175,7 +175,7 @@ impl TokenEndpoint {
             }) => {
                 let wait = self
                     .backoff
-                    .throttled(tid, self.config.clock.now(), retry_after);
+                    .throttled(tid, self.settings.clock.now(), retry_after);
                 tracing::warn!(
                     tid,
                     ?wait,
@@ -199,7 +199,7 @@ impl TokenEndpoint {
         scope: &str,
         requested: &[&str],
     ) -> Result<Issued, Attempt> {
-        let config = &self.config;
+        let config = &self.settings;
         let cred = credential
             .form(&config.client_id, url, config.clock.now())
             .await
@@ -231,7 +231,7 @@ impl TokenEndpoint {
             .header(http::header::ACCEPT, "application/json")
             .form(&form)
             .send();
-        let timeout = config.http_timeout;
+        let timeout = config.timeout;
         let response = match tokio::time::timeout(timeout, send).await {
             Err(_) => return Err(timed_out(&request_id)),
             Ok(Err(e)) if e.is_timeout() => return Err(timed_out(&request_id)),
@@ -296,7 +296,7 @@ impl TokenEndpoint {
         let code = aadsts(&e);
         let trace_id = e.trace_id.as_deref().unwrap_or("");
         let correlation_id = e.correlation_id.as_deref().unwrap_or("");
-        let error = classify(&e, requested, &self.config.authority_host);
+        let error = classify(&e, requested, &self.settings.authority);
         match &error {
             OboError::Misconfigured(_) => tracing::error!(
                 client_request_id = %request_id, error = %e.error, aadsts = code, trace_id, correlation_id,

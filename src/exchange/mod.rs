@@ -24,14 +24,45 @@ pub use error::OboError;
 use cache::{bump, cache_key, CachedToken, Counters, OboCache};
 use endpoint::{Issued, TokenEndpoint};
 
-use crate::config::OboConfig;
+use crate::clock::Clock;
+use crate::credential::ClientCredential;
 use crate::scope::scope_strings;
 use crate::secret::BearerToken;
 use crate::validate::{Principal, TokenKind};
 
+/// What the exchange needs; built and validated once by the configuration builder.
+#[derive(Debug, Clone)]
+pub(crate) struct ExchangeSettings {
+    /// This API's client id (a lowercase GUID).
+    pub(crate) client_id: String,
+    /// The authority host, without a trailing slash; token endpoints hang below it.
+    pub(crate) authority: String,
+    /// How this API authenticates at the token endpoint (none: OBO refused as misconfigured).
+    pub(crate) credential: Option<ClientCredential>,
+    /// Inbound tokens expiring within this are refused before any exchange.
+    pub(crate) leeway: Duration,
+    /// Re-exchange this long before a cached token expires (half the lifetime for short-lived tokens).
+    pub(crate) refresh_margin: Duration,
+    /// How long interaction/consent errors are remembered per user and scope set.
+    pub(crate) negative_ttl: Duration,
+    /// Bound of the token cache, in bytes.
+    pub(crate) cache_max_bytes: u64,
+    /// Retries of 429/5xx answers.
+    pub(crate) max_retries: usize,
+    /// Total time an exchange may spend retrying.
+    pub(crate) retry_budget: Duration,
+    /// Bound of each token-endpoint request (and of reading its answer).
+    pub(crate) timeout: Duration,
+    /// The clock of token lifetimes and the tenant backoff.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The Redis L2 under the in-memory cache, if configured.
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<l2::L2Settings>,
+}
+
 /// Exchanges inbound user tokens for downstream tokens, through the cache.
 pub(crate) struct Exchanger {
-    config: Arc<OboConfig>,
+    settings: Arc<ExchangeSettings>,
     endpoint: TokenEndpoint,
     cache: OboCache,
     counters: Counters,
@@ -40,17 +71,18 @@ pub(crate) struct Exchanger {
 }
 
 impl Exchanger {
-    pub(crate) fn new(config: Arc<OboConfig>, http: reqwest::Client) -> Self {
-        let cache = OboCache::new(config.obo.cache_max_bytes, config.obo.negative_ttl);
+    /// An exchanger with an empty cache, calling the token endpoint over `http`.
+    pub(crate) fn new(settings: ExchangeSettings, http: reqwest::Client) -> Self {
+        let settings = Arc::new(settings);
+        let cache = OboCache::new(settings.cache_max_bytes, settings.negative_ttl);
         Self {
-            endpoint: TokenEndpoint::new(http, Arc::clone(&config)),
+            endpoint: TokenEndpoint::new(http, Arc::clone(&settings)),
             #[cfg(feature = "redis")]
-            l2: config
-                .obo
+            l2: settings
                 .l2
                 .as_ref()
-                .and_then(|s| l2::L2Cache::new(s, &config.client_id)),
-            config,
+                .and_then(|s| l2::L2Cache::new(s, &settings.client_id)),
+            settings,
             cache,
             counters: Counters::default(),
         }
@@ -60,7 +92,7 @@ impl Exchanger {
     async fn l2_get(&self, key: &cache::CacheKey) -> Option<CachedToken> {
         #[cfg(feature = "redis")]
         if let Some(l2) = &self.l2 {
-            let now = self.config.clock.now();
+            let now = self.settings.clock.now();
             return l2.get(key, now, &self.counters).await;
         }
         let _ = key;
@@ -97,13 +129,13 @@ impl Exchanger {
         assertion: &BearerToken,
         scopes: &'static [&'static str],
     ) -> Result<Arc<CachedToken>, OboError> {
-        let now = self.config.clock.now();
+        let now = self.settings.clock.now();
         // Local pre-flight refusals: no network.
         if principal.kind() == TokenKind::App {
             bump(&self.counters.preflight_refusals);
             return Err(OboError::AppOnlyToken);
         }
-        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(self.settings.leeway.as_secs()).unwrap_or(i64::MAX);
         if principal.expires_at().saturating_sub(now) <= leeway {
             bump(&self.counters.preflight_refusals);
             return Err(OboError::InboundTokenExpiring);
@@ -163,8 +195,8 @@ impl Exchanger {
                         expires_in = issued.expires_in,
                         "On-Behalf-Of token obtained"
                     );
-                    let now = self.config.clock.now();
-                    let token = cache_entry(issued, now, self.config.obo.refresh_margin, scopes);
+                    let now = self.settings.clock.now();
+                    let token = cache_entry(issued, now, self.settings.refresh_margin, scopes);
                     self.l2_put(&key, &token).await;
                     Ok(Arc::new(token))
                 }

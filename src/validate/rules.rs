@@ -1,5 +1,6 @@
 //! The checks that make an Entra access token acceptable.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::cache::ValidatedCache;
+use super::claims::is_guid;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
-use crate::config::{is_guid, OboConfig};
+use crate::clock::Clock;
 use crate::jwks::{issuer_tenant, KeyStore, TenantMetadata};
 use crate::secret::BearerToken;
 
@@ -30,9 +32,24 @@ struct JoseHeader {
     kid: Option<String>,
 }
 
-/// Validates inbound access tokens against the configuration and the tenants' keys.
+/// What validation needs; built and validated once by the configuration builder.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidationSettings {
+    /// Accepted `aud` values (never empty).
+    pub(crate) audiences: BTreeSet<String>,
+    /// Tenants (lowercase GUIDs) whose tokens are admitted.
+    pub(crate) allowed_tenants: BTreeSet<String>,
+    /// Allowed clock skew for `exp` and `nbf` (at most 5 minutes).
+    pub(crate) leeway: Duration,
+    /// Capacity of the validated-token cache (`0`: no cache).
+    pub(crate) cache_capacity: u64,
+    /// The clock `exp` and `nbf` are checked against.
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Validates inbound access tokens against the settings and the tenants' keys.
 pub(crate) struct Validator {
-    config: Arc<OboConfig>,
+    settings: ValidationSettings,
     keys: Arc<KeyStore>,
     cache: Option<ValidatedCache>,
 }
@@ -47,20 +64,12 @@ impl std::fmt::Debug for Validator {
 }
 
 impl Validator {
-    pub(crate) fn new(config: Arc<OboConfig>, http: reqwest::Client) -> Self {
-        let keys = Arc::new(KeyStore::new(
-            http,
-            config.authority_host.clone(),
-            config.allowed_tenants.iter().cloned(),
-            config.http_timeout,
-            config.min_key_refresh,
-            config.key_refresh_interval,
-            Arc::clone(&config.clock),
-        ));
-        let cache = (config.validated_cache_capacity > 0)
-            .then(|| ValidatedCache::new(config.validated_cache_capacity));
+    /// A validator checking tokens against `settings`, with keys from `keys`.
+    pub(crate) fn new(settings: ValidationSettings, keys: Arc<KeyStore>) -> Self {
+        let cache =
+            (settings.cache_capacity > 0).then(|| ValidatedCache::new(settings.cache_capacity));
         Self {
-            config,
+            settings,
             keys,
             cache,
         }
@@ -77,20 +86,20 @@ impl Validator {
         if raw.len() > MAX_TOKEN_LEN {
             return Err(ValidationError::TooLarge);
         }
-        let leeway = self.config.leeway.as_secs() as i64;
+        let leeway = self.settings.leeway.as_secs() as i64;
         let Some(cache) = &self.cache else {
             return self.validate_uncached(raw).await;
         };
         let digest = token.sha256();
         if let Some(p) = cache.get(&digest) {
-            if self.config.clock.now() <= p.expires_at().saturating_add(leeway) {
+            if self.settings.clock.now() <= p.expires_at().saturating_add(leeway) {
                 return Ok(p);
             }
             return Err(ValidationError::Expired);
         }
         let p = self.validate_uncached(raw).await?;
         let ttl = (p.expires_at().saturating_add(leeway))
-            .saturating_sub(self.config.clock.now())
+            .saturating_sub(self.settings.clock.now())
             .clamp(0, MAX_CACHE_TTL);
         cache.insert(digest, p.clone(), Duration::from_secs(ttl as u64));
         Ok(p)
@@ -116,7 +125,7 @@ impl Validator {
             return Err(ValidationError::Claim("tid"));
         }
         let tid = tid.to_ascii_lowercase();
-        if !self.config.allowed_tenants.contains(&tid) {
+        if !self.settings.allowed_tenants.contains(&tid) {
             return Err(ValidationError::TenantNotAllowed);
         }
         let kid = header
@@ -163,10 +172,10 @@ impl Validator {
             return Err(ValidationError::IdToken);
         }
         let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => self.config.audiences.contains(a),
+            Some(Value::String(a)) => self.settings.audiences.contains(a),
             Some(Value::Array(list)) => list.iter().any(|a| {
                 a.as_str()
-                    .is_some_and(|a| self.config.audiences.contains(a))
+                    .is_some_and(|a| self.settings.audiences.contains(a))
             }),
             _ => false,
         };
@@ -231,8 +240,8 @@ impl Validator {
 
     /// `exp` (required) and `nbf` (optional) against the clock and leeway; returns `exp`.
     fn check_lifetime(&self, claims: &Map<String, Value>) -> Result<i64, ValidationError> {
-        let now = self.config.clock.now();
-        let leeway = self.config.leeway.as_secs() as i64;
+        let now = self.settings.clock.now();
+        let leeway = self.settings.leeway.as_secs() as i64;
         let exp = time_claim(claims, "exp")?.ok_or(ValidationError::Claim("exp"))?;
         if now > exp.saturating_add(leeway) {
             return Err(ValidationError::Expired);
