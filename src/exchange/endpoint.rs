@@ -66,7 +66,7 @@ struct ErrorBody {
 
 /// One attempt's failure: final, an OAuth refusal (final too, and proof that
 /// Entra answers), or transient (retry, maybe after `Retry-After`).
-enum Attempt {
+pub(crate) enum Attempt {
     Final(OboError),
     Refused(OboError),
     Transient {
@@ -141,22 +141,30 @@ impl TokenEndpoint {
             });
         }
         let url = self.url(tid);
-        let settings = &self.settings;
-        // Retry-After is capped at parse time (MAX_RETRY_AFTER), so it is always waited
-        // out when the budget allows.
-        let attempts = Attempts {
-            max_retries: settings.max_retries,
-            max_wait: MAX_RETRY_AFTER,
-            budget: settings.retry_budget,
-        };
         let result = with_retries(
-            attempts,
+            self.attempts(),
             Instant::now(),
             || self.attempt(&url, credential, assertion, scope, requested),
             Attempt::verdict,
             |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
         )
         .await;
+        self.settle(tid, result)
+    }
+
+    /// The retries of one exchange. `Retry-After` is capped when read
+    /// ([`MAX_RETRY_AFTER`]), so it is always waited out when the budget allows.
+    fn attempts(&self) -> Attempts {
+        Attempts {
+            max_retries: self.settings.max_retries,
+            max_wait: MAX_RETRY_AFTER,
+            budget: self.settings.retry_budget,
+        }
+    }
+
+    /// The exchange's outcome after its last attempt, told to the tenant backoff:
+    /// an answer reopens the tenant, throttling closes it.
+    fn settle(&self, tid: &str, result: Result<Issued, Attempt>) -> Result<Issued, OboError> {
         match result {
             Ok(issued) => {
                 self.backoff.answered(tid);
@@ -191,6 +199,8 @@ impl TokenEndpoint {
         }
     }
 
+    /// One request: the credential, the form, the exchange over HTTP, and what the
+    /// answer means.
     async fn attempt(
         &self,
         url: &str,
@@ -199,42 +209,57 @@ impl TokenEndpoint {
         scope: &str,
         requested: &[&str],
     ) -> Result<Issued, Attempt> {
-        let config = &self.settings;
-        let cred = credential
-            .form(&config.client_id, url, config.clock.now())
+        let credential = self.credential_form(credential, url).await?;
+        let form = request_form(&self.settings.client_id, assertion, scope, &credential);
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (status, retry_after, body) = self.send(url, &form, &request_id).await?;
+        interpret(
+            status,
+            retry_after,
+            &body,
+            requested,
+            &self.settings.authority,
+            &request_id,
+        )
+    }
+
+    /// The credential's form fields for a request to `url` (a fresh assertion, or
+    /// the secret); failing to produce them is a final, misconfigured failure.
+    async fn credential_form(
+        &self,
+        credential: &ClientCredential,
+        url: &str,
+    ) -> Result<CredentialForm, Attempt> {
+        let settings = &self.settings;
+        credential
+            .form(&settings.client_id, url, settings.clock.now())
             .await
             .map_err(|e| {
                 tracing::error!(credential = credential.kind(), error = %e, "cannot produce the client credential");
                 Attempt::Final(OboError::Misconfigured(e.to_string()))
-            })?;
-        let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", JWT_BEARER),
-            ("requested_token_use", "on_behalf_of"),
-            ("assertion", assertion.expose()),
-            ("scope", scope),
-            ("client_id", &config.client_id),
-            ("client_info", "1"),
-        ];
-        match &cred {
-            CredentialForm::Secret(s) => form.push(("client_secret", s.expose())),
-            CredentialForm::Assertion(a) => {
-                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
-                form.push(("client_assertion", a.expose()));
-            }
-        }
-        let request_id = uuid::Uuid::new_v4().to_string();
+            })
+    }
+
+    /// POSTs `form` and reads the answer (status, capped `Retry-After`, body under
+    /// [`MAX_TOKEN_RESPONSE_BYTES`]), each step within the request timeout.
+    async fn send(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        request_id: &str,
+    ) -> Result<(http::StatusCode, Option<Duration>, Vec<u8>), Attempt> {
         let send = self
             .http
             .post(url)
-            .header("client-request-id", &request_id)
+            .header("client-request-id", request_id)
             .header("x-ms-lib-capability", "retry-after, h429")
             .header(http::header::ACCEPT, "application/json")
-            .form(&form)
+            .form(form)
             .send();
-        let timeout = config.timeout;
+        let timeout = self.settings.timeout;
         let response = match tokio::time::timeout(timeout, send).await {
-            Err(_) => return Err(timed_out(&request_id)),
-            Ok(Err(e)) if e.is_timeout() => return Err(timed_out(&request_id)),
+            Err(_) => return Err(timed_out(request_id)),
+            Ok(Err(e)) if e.is_timeout() => return Err(timed_out(request_id)),
             Ok(Err(e)) => {
                 tracing::warn!(client_request_id = %request_id, connect = e.is_connect(), "token endpoint unreachable");
                 return Err(Attempt::Transient {
@@ -262,61 +287,109 @@ impl TokenEndpoint {
                 tracing::warn!(client_request_id = %request_id, %status, "token endpoint response cut short");
                 return Err(Attempt::Final(OboError::BadResponse));
             }
-            _ => return Err(timed_out(&request_id)),
+            _ => return Err(timed_out(request_id)),
         };
-        if status.is_success() {
-            return parse_success(&body).ok_or_else(|| {
+        Ok((status, retry_after, body))
+    }
+}
+
+/// The On-Behalf-Of request's form fields.
+fn request_form<'a>(
+    client_id: &'a str,
+    assertion: &'a BearerToken,
+    scope: &'a str,
+    credential: &'a CredentialForm,
+) -> Vec<(&'static str, &'a str)> {
+    let mut form = vec![
+        ("grant_type", JWT_BEARER),
+        ("requested_token_use", "on_behalf_of"),
+        ("assertion", assertion.expose()),
+        ("scope", scope),
+        ("client_id", client_id),
+        ("client_info", "1"),
+    ];
+    match credential {
+        CredentialForm::Secret(s) => form.push(("client_secret", s.expose())),
+        CredentialForm::Assertion(a) => {
+            form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+            form.push(("client_assertion", a.expose()));
+        }
+    }
+    form
+}
+
+/// What a token-endpoint answer means, without any I/O: a token, a final failure,
+/// an OAuth refusal, or a transient failure (5xx, 429, AADSTS50196,
+/// `temporarily_unavailable`) carrying `retry_after`. `requested` are the scopes
+/// asked for (named by a consent error), `authority` the authority host (named by
+/// an interaction error), `request_id` the `client-request-id` for the logs.
+/// Never panics, whatever `body` holds.
+pub(crate) fn interpret(
+    status: http::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    requested: &[&str],
+    authority: &str,
+    request_id: &str,
+) -> Result<Issued, Attempt> {
+    if status.is_success() {
+        return parse_success(body).ok_or_else(|| {
                 tracing::error!(client_request_id = %request_id, %status, "token endpoint sent a success status without a valid token response");
                 Attempt::Final(OboError::BadResponse)
             });
-        }
-        let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-        let throttled = is_throttle(status, parsed.as_ref());
-        if throttled || status.is_server_error() {
-            let e = parsed.unwrap_or_default();
-            tracing::warn!(
-                client_request_id = %request_id,
-                status = status.as_u16(),
-                throttled,
-                aadsts = aadsts(&e),
-                trace_id = e.trace_id.as_deref().unwrap_or(""),
-                correlation_id = e.correlation_id.as_deref().unwrap_or(""),
-                "token endpoint transient failure"
-            );
-            return Err(Attempt::Transient {
-                retry_after,
-                timeout: false,
-                throttled,
-            });
-        }
-        let Some(e) = parsed.filter(|e| !e.error.is_empty()) else {
-            tracing::error!(client_request_id = %request_id, status = status.as_u16(), "token endpoint sent an error that is not OAuth JSON");
-            return Err(Attempt::Final(OboError::BadResponse));
-        };
-        let code = aadsts(&e);
-        let trace_id = e.trace_id.as_deref().unwrap_or("");
-        let correlation_id = e.correlation_id.as_deref().unwrap_or("");
-        let error = classify(&e, requested, &self.settings.authority);
-        match &error {
-            OboError::Misconfigured(_) => tracing::error!(
-                client_request_id = %request_id, error = %e.error, aadsts = code, trace_id, correlation_id,
-                description = first_line(e.error_description.as_deref()),
-                "On-Behalf-Of refused: this API is misconfigured"
-            ),
-            _ => tracing::info!(
-                client_request_id = %request_id, error = %e.error, suberror = e.suberror.as_deref().unwrap_or(""),
-                aadsts = code, trace_id, correlation_id,
-                "On-Behalf-Of refused"
-            ),
-        }
-        if e.error == "temporarily_unavailable" {
-            return Err(Attempt::Transient {
-                retry_after,
-                timeout: false,
-                throttled: false,
-            });
-        }
-        Err(Attempt::Refused(error))
+    }
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let throttled = is_throttle(status, parsed.as_ref());
+    if throttled || status.is_server_error() {
+        let e = parsed.unwrap_or_default();
+        tracing::warn!(
+            client_request_id = %request_id,
+            status = status.as_u16(),
+            throttled,
+            aadsts = aadsts(&e),
+            trace_id = e.trace_id.as_deref().unwrap_or(""),
+            correlation_id = e.correlation_id.as_deref().unwrap_or(""),
+            "token endpoint transient failure"
+        );
+        return Err(Attempt::Transient {
+            retry_after,
+            timeout: false,
+            throttled,
+        });
+    }
+    let Some(e) = parsed.filter(|e| !e.error.is_empty()) else {
+        tracing::error!(client_request_id = %request_id, status = status.as_u16(), "token endpoint sent an error that is not OAuth JSON");
+        return Err(Attempt::Final(OboError::BadResponse));
+    };
+    let error = classify(&e, requested, authority);
+    log_refusal(&e, &error, request_id);
+    if e.error == "temporarily_unavailable" {
+        return Err(Attempt::Transient {
+            retry_after,
+            timeout: false,
+            throttled: false,
+        });
+    }
+    Err(Attempt::Refused(error))
+}
+
+/// One log line per OAuth refusal: an error for this API's misconfiguration, an
+/// info line for the user's (consent, interaction, grant).
+fn log_refusal(e: &ErrorBody, error: &OboError, request_id: &str) {
+    let code = aadsts(e);
+    let trace_id = e.trace_id.as_deref().unwrap_or("");
+    let correlation_id = e.correlation_id.as_deref().unwrap_or("");
+    match error {
+        OboError::Misconfigured(_) => tracing::error!(
+            client_request_id = %request_id, error = %e.error, aadsts = code, trace_id, correlation_id,
+            description = first_line(e.error_description.as_deref()),
+            "On-Behalf-Of refused: this API is misconfigured"
+        ),
+        _ => tracing::info!(
+            client_request_id = %request_id, error = %e.error, suberror = e.suberror.as_deref().unwrap_or(""),
+            aadsts = code, trace_id, correlation_id,
+            "On-Behalf-Of refused"
+        ),
     }
 }
 
@@ -451,6 +524,52 @@ mod tests {
 
     fn body(json: &str) -> ErrorBody {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn answers_are_interpreted_without_http() {
+        use http::StatusCode;
+        let run = |status, retry_after, body: &[u8]| {
+            interpret(status, retry_after, body, &["s"], "https://a.example", "r")
+        };
+        let ok = run(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"t","token_type":"Bearer","expires_in":3599}"#,
+        );
+        assert!(matches!(
+            ok,
+            Ok(Issued {
+                expires_in: 3599,
+                ..
+            })
+        ));
+        let seven = Some(Duration::from_secs(7));
+        assert!(matches!(
+            run(StatusCode::TOO_MANY_REQUESTS, seven, b""),
+            Err(Attempt::Transient { retry_after, timeout: false, throttled: true }) if retry_after == seven
+        ));
+        assert!(matches!(
+            run(StatusCode::BAD_REQUEST, seven, br#"{"error":"temporarily_unavailable"}"#),
+            Err(Attempt::Transient { retry_after, throttled: false, .. }) if retry_after == seven
+        ));
+        assert!(matches!(
+            run(
+                StatusCode::BAD_REQUEST,
+                None,
+                br#"{"error":"invalid_grant"}"#
+            ),
+            Err(Attempt::Refused(OboError::InvalidGrant))
+        ));
+        for (status, body) in [
+            (StatusCode::BAD_REQUEST, b"<html>".as_slice()),
+            (StatusCode::OK, b"{}".as_slice()),
+        ] {
+            assert!(matches!(
+                run(status, None, body),
+                Err(Attempt::Final(OboError::BadResponse))
+            ));
+        }
     }
 
     #[test]

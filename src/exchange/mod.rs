@@ -21,12 +21,11 @@ use tracing::Instrument as _;
 pub use cache::OboStats;
 pub use error::OboError;
 
-use cache::{bump, cache_key, CachedToken, Counters, OboCache};
+use cache::{bump, request_key, CacheKey, CachedToken, Counters, OboCache};
 use endpoint::{Issued, TokenEndpoint};
 
 use crate::clock::Clock;
 use crate::credential::ClientCredential;
-use crate::scope::scope_strings;
 use crate::secret::BearerToken;
 use crate::validate::{Principal, TokenKind};
 
@@ -89,7 +88,7 @@ impl Exchanger {
     }
 
     /// The L2's fresh entry for `key`, if there is an L2 and it has one.
-    async fn l2_get(&self, key: &cache::CacheKey) -> Option<CachedToken> {
+    async fn l2_get(&self, key: &CacheKey) -> Option<CachedToken> {
         #[cfg(feature = "redis")]
         if let Some(l2) = &self.l2 {
             let now = self.settings.clock.now();
@@ -100,7 +99,7 @@ impl Exchanger {
     }
 
     /// Writes a freshly exchanged token through to the L2, if there is one.
-    async fn l2_put(&self, key: &cache::CacheKey, token: &CachedToken) {
+    async fn l2_put(&self, key: &CacheKey, token: &CachedToken) {
         #[cfg(feature = "redis")]
         if let Some(l2) = &self.l2 {
             l2.put(key, token, &self.counters).await;
@@ -122,7 +121,9 @@ impl Exchanger {
     }
 
     /// A downstream token for `scopes` on behalf of `principal`, whose access
-    /// token is `assertion`.
+    /// token is `assertion`: refused locally when it cannot work, from the cache
+    /// when it holds a fresh token (or a remembered refusal), otherwise exchanged
+    /// once per key however many requests wait for it.
     pub(crate) async fn token(
         &self,
         principal: &Principal,
@@ -130,7 +131,29 @@ impl Exchanger {
         scopes: &'static [&'static str],
     ) -> Result<Arc<CachedToken>, OboError> {
         let now = self.settings.clock.now();
-        // Local pre-flight refusals: no network.
+        self.preflight(principal, now)?;
+        let (sent, key) = request_key(principal.tid(), principal.oid(), scopes, assertion);
+        if let Some(cached) = self.cache.lookup(&key, now, &self.counters).await {
+            if cached.is_err() {
+                tracing::debug!(
+                    tid = principal.tid(),
+                    oid = principal.oid(),
+                    "On-Behalf-Of answered from the negative cache"
+                );
+            }
+            return cached;
+        }
+        bump(&self.counters.misses);
+        self.cache
+            .tokens
+            .try_get_with(key, self.fill(key, principal, assertion, &sent, scopes))
+            .await
+            .map_err(|e: Arc<OboError>| (*e).clone())
+    }
+
+    /// Local refusals, without network: app-only tokens (OBO needs a user), and
+    /// inbound tokens expiring within the leeway.
+    fn preflight(&self, principal: &Principal, now: i64) -> Result<(), OboError> {
         if principal.kind() == TokenKind::App {
             bump(&self.counters.preflight_refusals);
             return Err(OboError::AppOnlyToken);
@@ -140,80 +163,52 @@ impl Exchanger {
             bump(&self.counters.preflight_refusals);
             return Err(OboError::InboundTokenExpiring);
         }
-        let (sent, normalized) = scope_strings(scopes);
-        let key = cache_key(principal.tid(), principal.oid(), &normalized, assertion);
+        Ok(())
+    }
 
-        let cached = self.cache.tokens.get(&key).await;
-        if cached.is_none() {
-            if let Some(e) = self.cache.negative.get(&key).await {
-                bump(&self.counters.negative_hits);
+    /// Fills the cache entry for `key` (run once per key by the single-flight):
+    /// the L2 first, then the token endpoint; a token is written through to the
+    /// L2, a negative-cacheable refusal is remembered.
+    async fn fill(
+        &self,
+        key: CacheKey,
+        principal: &Principal,
+        assertion: &BearerToken,
+        sent: &str,
+        scopes: &'static [&'static str],
+    ) -> Result<Arc<CachedToken>, OboError> {
+        // Another replica may have exchanged it: read through the L2 first.
+        if let Some(t) = self.l2_get(&key).await {
+            return Ok(Arc::new(t));
+        }
+        bump(&self.counters.exchanges);
+        let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent);
+        let result = self
+            .endpoint
+            .exchange(principal.tid(), assertion, sent, scopes)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(issued) => {
                 tracing::debug!(
                     tid = principal.tid(),
                     oid = principal.oid(),
-                    "On-Behalf-Of answered from the negative cache"
+                    expires_in = issued.expires_in,
+                    "On-Behalf-Of token obtained"
                 );
-                return Err(e);
+                let now = self.settings.clock.now();
+                let token = cache_entry(issued, now, self.settings.refresh_margin, scopes);
+                self.l2_put(&key, &token).await;
+                Ok(Arc::new(token))
+            }
+            Err(e) => {
+                bump(&self.counters.errors);
+                if e.is_negative_cacheable() {
+                    self.cache.negative.insert(key, e.clone()).await;
+                }
+                Err(e)
             }
         }
-        if let Some(t) = cached {
-            if now < t.fresh_until {
-                bump(&self.counters.hits);
-                return Ok(t);
-            }
-            // Stale by the injected clock: drop this entry (only this one).
-            let stale = t;
-            self.cache
-                .tokens
-                .entry(key)
-                .and_compute_with(|e| {
-                    let op = match e {
-                        Some(e) if Arc::ptr_eq(e.value(), &stale) => moka::ops::compute::Op::Remove,
-                        _ => moka::ops::compute::Op::Nop,
-                    };
-                    std::future::ready(op)
-                })
-                .await;
-        }
-        bump(&self.counters.misses);
-        let init = async {
-            // Another replica may have exchanged it: read through the L2 first.
-            if let Some(t) = self.l2_get(&key).await {
-                return Ok(Arc::new(t));
-            }
-            bump(&self.counters.exchanges);
-            let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent);
-            let result = self
-                .endpoint
-                .exchange(principal.tid(), assertion, &sent, scopes)
-                .instrument(span)
-                .await;
-            match result {
-                Ok(issued) => {
-                    tracing::debug!(
-                        tid = principal.tid(),
-                        oid = principal.oid(),
-                        expires_in = issued.expires_in,
-                        "On-Behalf-Of token obtained"
-                    );
-                    let now = self.settings.clock.now();
-                    let token = cache_entry(issued, now, self.settings.refresh_margin, scopes);
-                    self.l2_put(&key, &token).await;
-                    Ok(Arc::new(token))
-                }
-                Err(e) => {
-                    bump(&self.counters.errors);
-                    if e.is_negative_cacheable() {
-                        self.cache.negative.insert(key, e.clone()).await;
-                    }
-                    Err(e)
-                }
-            }
-        };
-        self.cache
-            .tokens
-            .try_get_with(key, init)
-            .await
-            .map_err(|e: Arc<OboError>| (*e).clone())
     }
 }
 
