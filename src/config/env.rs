@@ -17,7 +17,7 @@ impl OboConfigBuilder {
     ///
     /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL`, `OBO_CACHE_KEY`,
     /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX` and
-    /// `OBO_REDIS_TIMEOUT_MS` (see [`obo_redis_url`](Self::obo_redis_url)). Without
+    /// `OBO_REDIS_TIMEOUT_MS` (see `obo_redis_url`). Without
     /// the feature, setting `OBO_REDIS_URL` or `OBO_CACHE_KEY` is an error rather
     /// than silently running without the shared cache.
     ///

@@ -1,5 +1,25 @@
 //! The token endpoint: the On-Behalf-Of request, its response and error shapes,
 //! and bounded retries of transient failures.
+//!
+//! # Where it sits
+//!
+//! The exchanger calls [`TokenEndpoint::exchange`] on a cache miss, once per key.
+//! Its only state is the per-tenant [`throttle`](super::throttle) backoff.
+//!
+//! # Shape
+//!
+//! `exchange` = tenant backoff check, then attempts with backoff inside the retry
+//! budget ([`crate::http::with_retries`]), then `settle` (backoff bookkeeping, the
+//! [`OboError`]). One attempt = `credential_form` + `request_form` + `send` (HTTP,
+//! timeouts, body cap) + [`interpret`], a pure function of status, `Retry-After`
+//! and body that the tests and the fuzz target call without HTTP.
+//!
+//! # How it fails
+//!
+//! Timeouts are not retried; 429, 5xx, AADSTS50196 and `temporarily_unavailable`
+//! are, after `Retry-After` (capped at [`MAX_RETRY_AFTER`]) when it fits the
+//! budget. Every failure ends as an [`OboError`]; bodies over the cap, or that are
+//! not OAuth JSON, are [`OboError::BadResponse`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,4 +1,20 @@
-//! The checks that make an Entra access token acceptable.
+//! The checks that make an Entra access token acceptable, and the [`Validator`]
+//! that runs them.
+//!
+//! # Where it sits
+//!
+//! The layer calls [`Validator::validate`] on every request with a bearer token.
+//! It reads keys from the [`KeyStore`] and keeps successful validations in a
+//! cache keyed by the token's SHA-256 (never the token), configured by
+//! [`ValidationSettings`].
+//!
+//! # What it guarantees and how it fails
+//!
+//! Nothing in a token is trusted before its RS256 signature verifies against its
+//! tenant's keys, except `tid`, which only picks an allowed tenant's key set. A
+//! cached validation is served only while `exp` (plus leeway) holds by the
+//! configured clock. Every refusal is a [`ValidationError`]; keys that cannot be
+//! loaded are [`ValidationError::KeysUnavailable`], never an acceptance.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -171,14 +187,7 @@ impl Validator {
         if claims.contains_key("nonce") {
             return Err(ValidationError::IdToken);
         }
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => self.settings.audiences.contains(a),
-            Some(Value::Array(list)) => list.iter().any(|a| {
-                a.as_str()
-                    .is_some_and(|a| self.settings.audiences.contains(a))
-            }),
-            _ => false,
-        };
+        let aud_ok = self.audience_accepted(&claims);
         if scopes.is_none() && roles.is_none() && !aud_ok {
             return Err(ValidationError::IdToken);
         }
@@ -186,21 +195,7 @@ impl Validator {
             return Err(ValidationError::Audience);
         }
 
-        let iss = str_claim(&claims, "iss")?;
-        let version = if iss == meta.issuer_v2.replace("{tenantid}", &tid) {
-            TokenVersion::V2
-        } else if iss == meta.issuer_v1.replace("{tenantid}", &tid) {
-            TokenVersion::V1
-        } else {
-            return Err(ValidationError::Issuer);
-        };
-        if issuer_tenant(iss).is_none_or(|t| !t.eq_ignore_ascii_case(&tid)) {
-            return Err(ValidationError::Issuer);
-        }
-        match (claims.get("ver").and_then(Value::as_str), version) {
-            (None, _) | (Some("2.0"), TokenVersion::V2) | (Some("1.0"), TokenVersion::V1) => {}
-            _ => return Err(ValidationError::Claim("ver")),
-        }
+        let version = check_issuer(&claims, &tid, meta)?;
         // Every Entra access token names the client it was issued to; ID tokens
         // never do. Without it, a token with `roles` would pass as app-only.
         let client_claim = match version {
@@ -238,6 +233,16 @@ impl Validator {
         })))
     }
 
+    /// Whether `aud` (a string, or an array with one accepted entry) is accepted.
+    fn audience_accepted(&self, claims: &Map<String, Value>) -> bool {
+        let accepted = |a: &str| self.settings.audiences.contains(a);
+        match claims.get("aud") {
+            Some(Value::String(a)) => accepted(a),
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
+            _ => false,
+        }
+    }
+
     /// `exp` (required) and `nbf` (optional) against the clock and leeway; returns `exp`.
     fn check_lifetime(&self, claims: &Map<String, Value>) -> Result<i64, ValidationError> {
         let now = self.settings.clock.now();
@@ -253,6 +258,31 @@ impl Validator {
         }
         Ok(exp)
     }
+}
+
+/// The token version its issuer names: `iss` must be the tenant's v2 or v1 issuer
+/// (templates filled with `tid`), name `tid` itself, and agree with `ver` if present.
+fn check_issuer(
+    claims: &Map<String, Value>,
+    tid: &str,
+    meta: &TenantMetadata,
+) -> Result<TokenVersion, ValidationError> {
+    let iss = str_claim(claims, "iss")?;
+    let version = if iss == meta.issuer_v2.replace("{tenantid}", tid) {
+        TokenVersion::V2
+    } else if iss == meta.issuer_v1.replace("{tenantid}", tid) {
+        TokenVersion::V1
+    } else {
+        return Err(ValidationError::Issuer);
+    };
+    if issuer_tenant(iss).is_none_or(|t| !t.eq_ignore_ascii_case(tid)) {
+        return Err(ValidationError::Issuer);
+    }
+    match (claims.get("ver").and_then(Value::as_str), version) {
+        (None, _) | (Some("2.0"), TokenVersion::V2) | (Some("1.0"), TokenVersion::V1) => {}
+        _ => return Err(ValidationError::Claim("ver")),
+    }
+    Ok(version)
 }
 
 /// Delegated or app-only, as Microsoft.Identity.Web decides: `idtyp = "app"`
