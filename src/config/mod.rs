@@ -21,6 +21,8 @@ mod error;
 #[cfg(feature = "redis")]
 mod l2;
 mod settings;
+#[cfg(test)]
+mod tests;
 
 pub use builder::{OboConfigBuilder, DEFAULT_OBO_CACHE_BYTES};
 pub use error::ConfigError;
