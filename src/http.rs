@@ -2,7 +2,8 @@
 //!
 //! - [`shared_client`]: the one `reqwest::Client` of a layer (no redirects, a
 //!   connect timeout; each call bounds itself).
-//! - [`is_loopback`]: the one rule for where plain `http://` is tolerated.
+//! - [`is_loopback`] and [`check_base_url`]: the one rule for where plain
+//!   `http://` is tolerated, and what a base URL may hold.
 //! - [`retry_after`]: `Retry-After` in seconds, as Entra and Graph send it.
 //! - [`describe`]: a transport error and its causes, without the URL.
 //! - [`with_retries`] and [`Attempts`]: attempts with exponential backoff that
@@ -39,6 +40,48 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// Why a URL cannot be the base of calls that carry tokens or credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BaseUrlProblem {
+    /// `http://` on a host that is not loopback.
+    PlainHttp,
+    /// Neither `https` nor `http`.
+    Scheme,
+    /// No host (or a URL that cannot be a base, such as `mailto:`).
+    NoHost,
+    /// A user name or password.
+    Credentials,
+    /// A query or a fragment.
+    QueryOrFragment,
+    /// A path, where a bare `scheme://host[:port]` is required.
+    Path,
+}
+
+/// The one rule for base URLs (the authority, Graph, any downstream API):
+/// `https`, or `http` on loopback only ([`is_loopback`]); a host; no credentials,
+/// query or fragment; and, when `bare_origin`, no path. Checked in that order.
+pub(crate) fn check_base_url(url: &Url, bare_origin: bool) -> Result<(), BaseUrlProblem> {
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(url) => {}
+        "http" => return Err(BaseUrlProblem::PlainHttp),
+        _ => return Err(BaseUrlProblem::Scheme),
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(BaseUrlProblem::NoHost);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(BaseUrlProblem::Credentials);
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(BaseUrlProblem::QueryOrFragment);
+    }
+    if bare_origin && !matches!(url.path(), "" | "/") {
+        return Err(BaseUrlProblem::Path);
+    }
+    Ok(())
 }
 
 /// A `Retry-After` value in seconds (the form Entra and Graph send); dates and
@@ -196,4 +239,66 @@ pub(crate) async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_follow_one_rule() {
+        let check = |raw: &str, bare| check_base_url(&Url::parse(raw).unwrap(), bare);
+        for ok in [
+            "https://login.microsoftonline.us",
+            "http://127.9.9.9:8080",
+            "http://[::1]",
+            "http://LOCALHOST",
+        ] {
+            assert_eq!(check(ok, true), Ok(()), "{ok}");
+        }
+        assert_eq!(check("https://api.example.com/v2", false), Ok(()));
+        for (bad, problem) in [
+            ("http://10.0.0.1", BaseUrlProblem::PlainHttp),
+            ("http://localhost.evil.com", BaseUrlProblem::PlainHttp),
+            ("ftp://127.0.0.1", BaseUrlProblem::Scheme),
+            ("https://u:p@h", BaseUrlProblem::Credentials),
+            ("https://h/?q", BaseUrlProblem::QueryOrFragment),
+            ("https://h/#f", BaseUrlProblem::QueryOrFragment),
+            ("https://h/tenant", BaseUrlProblem::Path),
+        ] {
+            assert_eq!(check(bad, true), Err(problem), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, " 7 ".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn waits_stay_within_the_limits() {
+        let a = Attempts {
+            max_retries: 3,
+            max_wait: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+        };
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(a.next_wait(now, Some(s(3)), Some(s(1))), Some(s(3)));
+        assert_eq!(a.next_wait(now, None, Some(s(1))), Some(s(1)));
+        assert_eq!(a.next_wait(now, Some(s(1)), None), None);
+        assert_eq!(a.next_wait(now, Some(s(11)), Some(s(1))), None);
+        assert_eq!(a.next_wait(now, None, Some(s(60))), Some(s(10)));
+        assert_eq!(a.next_wait(now, Some(s(10)), Some(s(1))), Some(s(10)));
+        let tight = Attempts { budget: s(5), ..a };
+        assert_eq!(tight.next_wait(now, Some(s(6)), Some(s(1))), None);
+    }
 }

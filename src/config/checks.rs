@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::error::ConfigError;
-use crate::http::is_loopback;
+use crate::http::{check_base_url, BaseUrlProblem};
 use crate::validate::is_guid;
 
 pub(super) fn normalize_guid(
@@ -28,37 +28,22 @@ pub(super) fn normalize_guid(
 pub(super) fn validate_base_url(field: &'static str, raw: &str) -> Result<String, ConfigError> {
     let url = reqwest::Url::parse(raw.trim())
         .map_err(|e| ConfigError::new(field, format!("is not a URL ({e})")))?;
-    if url.query().is_some() || url.fragment().is_some() || !matches!(url.path(), "" | "/") {
-        return Err(ConfigError::new(
-            field,
-            "must be a bare scheme://host[:port] without path, query or fragment",
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new(field, "must not contain credentials"));
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" => {
-            let loopback = is_loopback(&url);
-            if !loopback {
-                return Err(ConfigError::new(
-                    field,
-                    "must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)",
-                ));
-            }
+    let reason = match check_base_url(&url, true) {
+        Ok(()) => return Ok(url.as_str().trim_end_matches('/').to_owned()),
+        Err(BaseUrlProblem::PlainHttp) => {
+            "must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)"
+                .to_owned()
         }
-        other => {
-            return Err(ConfigError::new(
-                field,
-                format!("unsupported scheme `{other}`; use https://"),
-            ))
+        Err(BaseUrlProblem::Scheme) => {
+            format!("unsupported scheme `{}`; use https://", url.scheme())
         }
-    }
-    if url.host().is_none() {
-        return Err(ConfigError::new(field, "has no host"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+        Err(BaseUrlProblem::NoHost) => "has no host".to_owned(),
+        Err(BaseUrlProblem::Credentials) => "must not contain credentials".to_owned(),
+        Err(BaseUrlProblem::QueryOrFragment | BaseUrlProblem::Path) => {
+            "must be a bare scheme://host[:port] without path, query or fragment".to_owned()
+        }
+    };
+    Err(ConfigError::new(field, reason))
 }
 
 /// The home tenant and the extra tenants, normalized.

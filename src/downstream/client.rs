@@ -12,7 +12,8 @@ use url::Url;
 
 use super::error::{from_response, DownstreamError};
 use crate::http::{
-    describe, is_loopback, read_capped, retry_after, with_retries, Attempts, BodyError, Verdict,
+    check_base_url, describe, read_capped, retry_after, with_retries, Attempts, BaseUrlProblem,
+    BodyError, Verdict,
 };
 use crate::secret::BearerToken;
 
@@ -492,22 +493,18 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DownstreamEr
 }
 
 fn check_base(base: &Url) -> Result<(), DownstreamError> {
-    let invalid = |why: &str| Err(DownstreamError::InvalidRequest(format!("base URL {why}")));
-    match base.scheme() {
-        "https" => {}
-        "http" if is_loopback(base) => {}
-        _ => return invalid("must use https (http only on a loopback host)"),
-    }
-    if base.cannot_be_a_base() || base.host().is_none() {
-        return invalid("must have a host");
-    }
-    if !base.username().is_empty() || base.password().is_some() {
-        return invalid("must not contain credentials");
-    }
-    if base.query().is_some() || base.fragment().is_some() {
-        return invalid("must not have a query or fragment");
-    }
-    Ok(())
+    let why = match check_base_url(base, false) {
+        Ok(()) => return Ok(()),
+        Err(BaseUrlProblem::PlainHttp | BaseUrlProblem::Scheme) => {
+            "must use https (http only on a loopback host)"
+        }
+        Err(BaseUrlProblem::NoHost) => "must have a host",
+        Err(BaseUrlProblem::Credentials) => "must not contain credentials",
+        Err(BaseUrlProblem::QueryOrFragment | BaseUrlProblem::Path) => {
+            "must not have a query or fragment"
+        }
+    };
+    Err(DownstreamError::InvalidRequest(format!("base URL {why}")))
 }
 
 /// `scheme:` at the start of `s` (RFC 3986: a letter, then letters, digits, `+-.`).
