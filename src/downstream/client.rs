@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, StatusCode};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 use url::Url;
@@ -382,6 +382,7 @@ impl DownstreamClient {
         }
     }
 
+    /// One request within what is left of the budget, and what its answer means.
     async fn attempt(
         &self,
         method: &Method,
@@ -393,6 +394,20 @@ impl DownstreamClient {
         let timeout = self
             .timeout
             .min(self.policy.budget.saturating_sub(started.elapsed()));
+        let (status, headers, body) = self.send(method, url, body, timeout, request_id).await?;
+        interpret(status, &headers, body, &self.authorization_uri, request_id)
+    }
+
+    /// Sends the request and reads the answer under the body cap, all within
+    /// `timeout`; transport failures, timeouts and oversized bodies are final.
+    async fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+        timeout: Duration,
+        request_id: &str,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), Attempt> {
         let mut request = self.authorized(method.clone(), url.clone(), request_id);
         if let Some(body) = body {
             request = request
@@ -407,44 +422,24 @@ impl DownstreamClient {
             let body = read_capped(response, max_body_bytes).await?;
             Ok::<_, BodyError>((status, headers, body))
         };
-        let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(answer)) => answer,
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(BodyError::TooLarge)) => {
                 tracing::warn!(client_request_id = %request_id, max_body_bytes, "downstream API answered a body over the cap");
-                return Err(Attempt::Final(DownstreamError::BodyTooLarge {
+                Err(Attempt::Final(DownstreamError::BodyTooLarge {
                     max_bytes: max_body_bytes,
-                }));
+                }))
             }
             Ok(Err(BodyError::Transport(e))) if !e.is_timeout() => {
                 let e = describe(e);
                 tracing::warn!(client_request_id = %request_id, error = %e, "downstream API unreachable");
-                return Err(Attempt::Final(DownstreamError::Transport(e)));
+                Err(Attempt::Final(DownstreamError::Transport(e)))
             }
             _ => {
                 tracing::warn!(client_request_id = %request_id, ?timeout, "downstream API timed out");
-                return Err(Attempt::Final(DownstreamError::Timeout));
+                Err(Attempt::Final(DownstreamError::Timeout))
             }
-        };
-        if status.is_success() {
-            return Ok(Answer { body });
         }
-        if is_retryable(status.as_u16()) {
-            let retry_after = retry_after(&headers);
-            tracing::debug!(client_request_id = %request_id, status = status.as_u16(), ?retry_after, "downstream API throttled the request");
-            return Err(Attempt::Transient { retry_after });
-        }
-        let error = from_response(
-            status.as_u16(),
-            headers
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-            header_str(&headers, "request-id"),
-            &body,
-            &self.authorization_uri,
-        );
-        tracing::debug!(client_request_id = %request_id, status = status.as_u16(), error = %error, "downstream API refused the request");
-        Err(Attempt::Final(error))
     }
 
     fn authorized(&self, method: Method, url: Url, request_id: &str) -> reqwest::RequestBuilder {
@@ -454,6 +449,39 @@ impl DownstreamClient {
             .header(CLIENT_REQUEST_ID, request_id)
             .header(ACCEPT, "application/json")
     }
+}
+
+/// What a downstream answer means, without I/O: the body of a success, a
+/// retryable throttle (429, 503, 504, with its `Retry-After`), or the
+/// [`DownstreamError`] its status, `WWW-Authenticate` and body call for.
+/// `authorization_uri` is named by a relayed claims challenge.
+fn interpret(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    authorization_uri: &str,
+    request_id: &str,
+) -> Result<Answer, Attempt> {
+    if status.is_success() {
+        return Ok(Answer { body });
+    }
+    if is_retryable(status.as_u16()) {
+        let retry_after = retry_after(headers);
+        tracing::debug!(client_request_id = %request_id, status = status.as_u16(), ?retry_after, "downstream API throttled the request");
+        return Err(Attempt::Transient { retry_after });
+    }
+    let error = from_response(
+        status.as_u16(),
+        headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        header_str(headers, "request-id"),
+        &body,
+        authorization_uri,
+    );
+    tracing::debug!(client_request_id = %request_id, status = status.as_u16(), error = %error, "downstream API refused the request");
+    Err(Attempt::Final(error))
 }
 
 /// 429 Too Many Requests, 503 Service Unavailable and 504 Gateway Timeout are retried.
