@@ -2,6 +2,23 @@
 //! (tenant, user, normalized scopes, inbound token), single-flight per key, with
 //! a short negative cache for the refusals Entra would repeat (interaction or
 //! consent required, `invalid_grant`): see [`OboError::is_negative_cacheable`].
+//!
+//! # Where it sits
+//!
+//! Owned by the exchanger: [`OboCache::lookup`] answers first, and on a miss the
+//! exchanger fills the entry through `try_get_with` (one fill per key at a time).
+//! [`request_key`] is how every exchange names its entry.
+//!
+//! # What it guarantees
+//!
+//! Keys are SHA-256 digests: no tenant, user, scope or token in clear. An entry
+//! is served only while fresh by the configured clock and leaves the cache after
+//! its real-time TTL; past the byte bound, moka evicts (TinyLFU admission). A
+//! refusal is served from the negative cache only when no token is cached.
+//!
+//! # How it fails
+//!
+//! It does not: a full cache evicts, a stale entry is a miss.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
