@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 use crate::config::{ConfigError, OboConfig};
 use crate::downstream::GraphClient;
 use crate::exchange::Exchanger;
-use crate::jwks::KeyError;
+use crate::jwks::{KeyError, KeyStore};
 use crate::rejection::AuthRejection;
 use crate::secret::BearerToken;
 use crate::stats::{CacheUsage, OboStats};
@@ -39,6 +39,28 @@ pub(crate) struct Shared {
     /// The Graph client of the configured `graph_url` and authority, without a
     /// token: [`OboToken::graph`](crate::OboToken::graph) clones it with one.
     pub(crate) graph: GraphClient,
+}
+
+impl Shared {
+    /// Each subsystem built from its own settings, on the configuration's HTTP client.
+    pub(crate) fn new(config: OboConfig) -> Self {
+        let http = config.http.clone();
+        let keys = Arc::new(KeyStore::new(config.keys.clone(), http.clone()));
+        let validator = Validator::new(config.validation.clone(), keys);
+        let exchanger = Exchanger::new(config.exchange.clone(), http.clone());
+        // `OboConfigBuilder::build` accepted `graph_url` only as a bare https (or
+        // loopback http) origin, which `GraphClient::new` always accepts.
+        let graph = GraphClient::new(http.clone(), config.graph_url(), BearerToken::new(""))
+            .expect("`graph_url` was validated by `OboConfigBuilder::build`")
+            .with_authority(config.authority_host());
+        Self {
+            config: Arc::new(config),
+            http,
+            validator,
+            exchanger,
+            graph,
+        }
+    }
 }
 
 /// What the layer leaves in the request extensions for the extractors.
@@ -84,23 +106,8 @@ impl OboLayer {
     /// A layer for this configuration. Keys are fetched on first use; call
     /// [`warm_up`](Self::warm_up) to fetch them at start-up instead.
     pub fn new(config: OboConfig) -> Self {
-        let http = config.http.clone();
-        let config = Arc::new(config);
-        let validator = Validator::new(Arc::clone(&config), http.clone());
-        let exchanger = Exchanger::new(Arc::clone(&config), http.clone());
-        // `OboConfigBuilder::build` accepted `graph_url` only as a bare https (or
-        // loopback http) origin, which `GraphClient::new` always accepts.
-        let graph = GraphClient::new(http.clone(), config.graph_url(), BearerToken::new(""))
-            .expect("`graph_url` was validated by `OboConfigBuilder::build`")
-            .with_authority(config.authority_host());
         Self {
-            shared: Arc::new(Shared {
-                config,
-                http,
-                validator,
-                exchanger,
-                graph,
-            }),
+            shared: Arc::new(Shared::new(config)),
             allow_anonymous: false,
         }
     }

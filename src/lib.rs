@@ -73,6 +73,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod credential;
 mod digest;
 pub mod downstream;
 mod exchange;
@@ -94,11 +95,6 @@ pub mod bench_support;
 
 #[doc(inline)]
 pub use config::{ConfigError, OboConfig, OboConfigBuilder};
-// The credentials keep their root paths until `credential` lands (another branch).
-pub use exchange::{
-    AssertionAlgorithm, AssertionFuture, CertificateCredential, ClientAssertion, ClientCredential,
-    CredentialError, FederatedTokenFile,
-};
 pub use extractor::{OboToken, Require};
 #[doc(inline)]
 pub use layer::OboLayer;

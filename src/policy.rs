@@ -1,7 +1,23 @@
 //! Who may call: layer-wide policy and per-route requirements. Failures are 403.
 
-use crate::config::Policy;
+use std::collections::BTreeSet;
+
 use crate::validate::{Principal, TokenKind};
+
+/// Layer-wide access policy, checked on every request (also for cached tokens).
+/// Built by the configuration builder, which refuses empty words and an empty
+/// client allow-list.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policy {
+    /// Delegated tokens must carry at least one of these scopes (empty: no requirement).
+    pub(crate) user_scopes: Vec<String>,
+    /// App-only tokens must carry at least one of these roles (empty: any role).
+    pub(crate) app_roles: Vec<String>,
+    /// Whether app-only tokens are admitted at all.
+    pub(crate) allow_app_only: bool,
+    /// If set, only these client applications (`azp`/`appid`) may call.
+    pub(crate) allowed_client_apps: Option<BTreeSet<String>>,
+}
 
 /// Why a valid token may not call this API or route.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use backon::Retryable as _;
 use http::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -13,10 +12,10 @@ use serde_json::Value;
 use url::Url;
 
 use super::client::{
-    decode, is_retryable, parse_retry_after, public_cloud_authorize_endpoint, resolve,
-    DownstreamClient,
+    decode, is_retryable, public_cloud_authorize_endpoint, resolve, DownstreamClient,
 };
 use super::error::{from_response, DownstreamError};
+use crate::http::{parse_retry_after, with_retries, Verdict};
 
 /// The most requests one `$batch` call may carry (Microsoft Graph's limit).
 pub(crate) const MAX_BATCH_ITEMS: usize = 20;
@@ -329,6 +328,17 @@ enum Round {
     Failed(DownstreamError),
 }
 
+impl Round {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Round::Throttled { retry_after } => Verdict::Retry {
+                retry_after: *retry_after,
+            },
+            Round::Failed(_) => Verdict::Final,
+        }
+    }
+}
+
 fn lock(state: &Mutex<BatchState>) -> MutexGuard<'_, BatchState> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -372,19 +382,14 @@ impl DownstreamClient {
             results: vec![None; requests.len()],
             pending: (0..requests.len()).collect(),
         });
-        let round = || self.batch_round(&url, &items, &state, started);
-        let outcome = round
-            .retry(policy.backoff())
-            .when(|r| matches!(r, Round::Throttled { .. }))
-            .adjust(|r, planned| {
-                let retry_after = match r {
-                    Round::Throttled { retry_after } => *retry_after,
-                    Round::Failed(_) => None,
-                };
-                policy.next_wait(started, retry_after, planned)
-            })
-            .notify(|_, wait| tracing::debug!(?wait, "batch items throttled; retrying them"))
-            .await;
+        let outcome = with_retries(
+            policy.attempts(),
+            started,
+            || self.batch_round(&url, &items, &state, started),
+            Round::verdict,
+            |wait| tracing::debug!(?wait, "batch items throttled; retrying them"),
+        )
+        .await;
         match outcome {
             Ok(()) | Err(Round::Throttled { .. }) => {}
             Err(Round::Failed(e)) => return Err(e),

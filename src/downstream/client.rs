@@ -4,15 +4,17 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable as _};
-use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderMap, Method};
+use http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, Method, StatusCode};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
-use url::{Host, Url};
+use url::Url;
 
 use super::error::{from_response, DownstreamError};
-use crate::http::{read_capped, BodyError};
+use crate::http::{
+    check_base_url, describe, read_capped, retry_after, with_retries, Attempts, BaseUrlProblem,
+    BodyError, Verdict,
+};
 use crate::secret::BearerToken;
 
 /// The header that correlates a request with the API's logs (Graph echoes it).
@@ -75,31 +77,14 @@ impl RetryPolicy {
         }
     }
 
-    /// The backoff used without `Retry-After`.
-    pub(crate) fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(self.max_retries)
-            .with_jitter()
-    }
-
-    /// The wait before the next attempt of a call that started at `started`, given the
-    /// API's `Retry-After` and the backoff's `planned` wait (`None` once the retries
-    /// are used up). `None`: give up.
-    pub(crate) fn next_wait(
-        &self,
-        started: Instant,
-        retry_after: Option<Duration>,
-        planned: Option<Duration>,
-    ) -> Option<Duration> {
-        let planned = planned?;
-        let wait = match retry_after {
-            Some(asked) if asked > self.max_wait => return None,
-            Some(asked) => asked,
-            None => planned.min(self.max_wait),
-        };
-        (started.elapsed() + wait <= self.budget).then_some(wait)
+    /// The attempts this policy allows, in the form the shared retry loop takes
+    /// ([`crate::http::with_retries`]).
+    pub(crate) fn attempts(&self) -> Attempts {
+        Attempts {
+            max_retries: self.max_retries,
+            max_wait: self.max_wait,
+            budget: self.budget,
+        }
     }
 }
 
@@ -177,6 +162,17 @@ pub(crate) struct Answer {
 enum Attempt {
     Final(DownstreamError),
     Transient { retry_after: Option<Duration> },
+}
+
+impl Attempt {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Attempt::Final(_) => Verdict::Final,
+            Attempt::Transient { retry_after } => Verdict::Retry {
+                retry_after: *retry_after,
+            },
+        }
+    }
 }
 
 impl DownstreamClient {
@@ -375,22 +371,14 @@ impl DownstreamClient {
         started: Instant,
     ) -> Result<Answer, DownstreamError> {
         let request_id = new_request_id();
-        let policy = self.policy;
-        let attempt = || self.attempt(&method, url, body, started, &request_id);
-        let result = attempt
-            .retry(policy.backoff())
-            .when(|e| matches!(e, Attempt::Transient { .. }))
-            .adjust(|e, planned| {
-                let retry_after = match e {
-                    Attempt::Transient { retry_after } => *retry_after,
-                    Attempt::Final(_) => None,
-                };
-                policy.next_wait(started, retry_after, planned)
-            })
-            .notify(|_, wait| {
-                tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying");
-            })
-            .await;
+        let result = with_retries(
+            self.policy.attempts(),
+            started,
+            || self.attempt(&method, url, body, started, &request_id),
+            Attempt::verdict,
+            |wait| tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying"),
+        )
+        .await;
         match result {
             Ok(answer) => Ok(answer),
             Err(Attempt::Final(e)) => Err(e),
@@ -401,6 +389,7 @@ impl DownstreamClient {
         }
     }
 
+    /// One request within what is left of the budget, and what its answer means.
     async fn attempt(
         &self,
         method: &Method,
@@ -412,6 +401,20 @@ impl DownstreamClient {
         let timeout = self
             .timeout
             .min(self.policy.budget.saturating_sub(started.elapsed()));
+        let (status, headers, body) = self.send(method, url, body, timeout, request_id).await?;
+        interpret(status, &headers, body, &self.authorization_uri, request_id)
+    }
+
+    /// Sends the request and reads the answer under the body cap, all within
+    /// `timeout`; transport failures, timeouts and oversized bodies are final.
+    async fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+        timeout: Duration,
+        request_id: &str,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), Attempt> {
         let mut request = self.authorized(method.clone(), url.clone(), request_id);
         if let Some(body) = body {
             request = request
@@ -426,44 +429,24 @@ impl DownstreamClient {
             let body = read_capped(response, max_body_bytes).await?;
             Ok::<_, BodyError>((status, headers, body))
         };
-        let (status, headers, body) = match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(answer)) => answer,
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(BodyError::TooLarge)) => {
                 tracing::warn!(client_request_id = %request_id, max_body_bytes, "downstream API answered a body over the cap");
-                return Err(Attempt::Final(DownstreamError::BodyTooLarge {
+                Err(Attempt::Final(DownstreamError::BodyTooLarge {
                     max_bytes: max_body_bytes,
-                }));
+                }))
             }
             Ok(Err(BodyError::Transport(e))) if !e.is_timeout() => {
                 let e = describe(e);
                 tracing::warn!(client_request_id = %request_id, error = %e, "downstream API unreachable");
-                return Err(Attempt::Final(DownstreamError::Transport(e)));
+                Err(Attempt::Final(DownstreamError::Transport(e)))
             }
             _ => {
                 tracing::warn!(client_request_id = %request_id, ?timeout, "downstream API timed out");
-                return Err(Attempt::Final(DownstreamError::Timeout));
+                Err(Attempt::Final(DownstreamError::Timeout))
             }
-        };
-        if status.is_success() {
-            return Ok(Answer { body });
         }
-        if is_retryable(status.as_u16()) {
-            let retry_after = retry_after(&headers);
-            tracing::debug!(client_request_id = %request_id, status = status.as_u16(), ?retry_after, "downstream API throttled the request");
-            return Err(Attempt::Transient { retry_after });
-        }
-        let error = from_response(
-            status.as_u16(),
-            headers
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-            header_str(&headers, "request-id"),
-            &body,
-            &self.authorization_uri,
-        );
-        tracing::debug!(client_request_id = %request_id, status = status.as_u16(), error = %error, "downstream API refused the request");
-        Err(Attempt::Final(error))
     }
 
     fn authorized(&self, method: Method, url: Url, request_id: &str) -> reqwest::RequestBuilder {
@@ -475,18 +458,42 @@ impl DownstreamClient {
     }
 }
 
+/// What a downstream answer means, without I/O: the body of a success, a
+/// retryable throttle (429, 503, 504, with its `Retry-After`), or the
+/// [`DownstreamError`] its status, `WWW-Authenticate` and body call for.
+/// `authorization_uri` is named by a relayed claims challenge.
+fn interpret(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    authorization_uri: &str,
+    request_id: &str,
+) -> Result<Answer, Attempt> {
+    if status.is_success() {
+        return Ok(Answer { body });
+    }
+    if is_retryable(status.as_u16()) {
+        let retry_after = retry_after(headers);
+        tracing::debug!(client_request_id = %request_id, status = status.as_u16(), ?retry_after, "downstream API throttled the request");
+        return Err(Attempt::Transient { retry_after });
+    }
+    let error = from_response(
+        status.as_u16(),
+        headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        header_str(headers, "request-id"),
+        &body,
+        authorization_uri,
+    );
+    tracing::debug!(client_request_id = %request_id, status = status.as_u16(), error = %error, "downstream API refused the request");
+    Err(Attempt::Final(error))
+}
+
 /// 429 Too Many Requests, 503 Service Unavailable and 504 Gateway Timeout are retried.
 pub(crate) fn is_retryable(status: u16) -> bool {
     matches!(status, 429 | 503 | 504)
-}
-
-/// A `Retry-After` in seconds (the form Graph sends); dates are ignored.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    header_str(headers, RETRY_AFTER.as_str()).and_then(parse_retry_after)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -520,45 +527,19 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DownstreamEr
     serde_json::from_slice(body).map_err(|e| DownstreamError::Decode(e.to_string()))
 }
 
-/// A transport error and its causes, without the URL (it may carry secrets).
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 fn check_base(base: &Url) -> Result<(), DownstreamError> {
-    let invalid = |why: &str| Err(DownstreamError::InvalidRequest(format!("base URL {why}")));
-    match base.scheme() {
-        "https" => {}
-        "http" if is_loopback(base) => {}
-        _ => return invalid("must use https (http only on a loopback host)"),
-    }
-    if base.cannot_be_a_base() || base.host().is_none() {
-        return invalid("must have a host");
-    }
-    if !base.username().is_empty() || base.password().is_some() {
-        return invalid("must not contain credentials");
-    }
-    if base.query().is_some() || base.fragment().is_some() {
-        return invalid("must not have a query or fragment");
-    }
-    Ok(())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+    let why = match check_base_url(base, false) {
+        Ok(()) => return Ok(()),
+        Err(BaseUrlProblem::PlainHttp | BaseUrlProblem::Scheme) => {
+            "must use https (http only on a loopback host)"
+        }
+        Err(BaseUrlProblem::NoHost) => "must have a host",
+        Err(BaseUrlProblem::Credentials) => "must not contain credentials",
+        Err(BaseUrlProblem::QueryOrFragment | BaseUrlProblem::Path) => {
+            "must not have a query or fragment"
+        }
+    };
+    Err(DownstreamError::InvalidRequest(format!("base URL {why}")))
 }
 
 /// `scheme:` at the start of `s` (RFC 3986: a letter, then letters, digits, `+-.`).
@@ -641,6 +622,7 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::parse_retry_after;
 
     fn base() -> Url {
         Url::parse("https://graph.microsoft.com/v1.0").unwrap()
@@ -849,15 +831,19 @@ mod tests {
         let now = Instant::now();
         let ms = Duration::from_millis;
         assert_eq!(
-            p.next_wait(now, Some(ms(3000)), Some(ms(200))),
+            p.attempts().next_wait(now, Some(ms(3000)), Some(ms(200))),
             Some(ms(3000))
         );
-        assert_eq!(p.next_wait(now, None, Some(ms(200))), Some(ms(200)));
+        assert_eq!(
+            p.attempts().next_wait(now, None, Some(ms(200))),
+            Some(ms(200))
+        );
         // Retries used up.
-        assert_eq!(p.next_wait(now, Some(ms(1)), None), None);
+        assert_eq!(p.attempts().next_wait(now, Some(ms(1)), None), None);
         // Asked for longer than max_wait: give up rather than retry early.
         assert_eq!(
-            p.next_wait(now, Some(Duration::from_secs(11)), Some(ms(1))),
+            p.attempts()
+                .next_wait(now, Some(Duration::from_secs(11)), Some(ms(1))),
             None
         );
         // Past the budget.
@@ -865,7 +851,10 @@ mod tests {
             budget: ms(500),
             ..p
         };
-        assert_eq!(tight.next_wait(now, Some(ms(600)), Some(ms(1))), None);
+        assert_eq!(
+            tight.attempts().next_wait(now, Some(ms(600)), Some(ms(1))),
+            None
+        );
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }

@@ -15,6 +15,17 @@ use crate::secret::BearerToken;
 /// `https://microsoftgraph.chinacloudapi.cn` (OpenID discovery's `msgraph_host`).
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 
+/// Where the clients handed to handlers point; built and validated once by the
+/// configuration builder (both `https://`, or `http://` on loopback, without a
+/// trailing slash).
+#[derive(Debug, Clone)]
+pub(crate) struct DownstreamSettings {
+    /// The Microsoft Graph root; requests go to `{graph_url}/v1.0/…`.
+    pub(crate) graph_url: String,
+    /// The authority host a relayed claims challenge sends the caller to.
+    pub(crate) authority: String,
+}
+
 /// A client for Microsoft Graph v1.0, calling it with a user's On-Behalf-Of token.
 ///
 /// Derefs to [`DownstreamClient`] for everything else (`get`, `post`, `paged`,

@@ -34,5 +34,6 @@ pub(crate) mod paging;
 pub use batch::{BatchRequest, BatchResponse};
 pub use client::{DownstreamClient, RetryPolicy, DEFAULT_MAX_PAGES};
 pub use error::DownstreamError;
+pub(crate) use graph::DownstreamSettings;
 pub use graph::{GraphClient, GraphUser, DEFAULT_GRAPH_URL};
 pub use paging::Paged;

@@ -2,6 +2,23 @@
 //! (tenant, user, normalized scopes, inbound token), single-flight per key, with
 //! a short negative cache for the refusals Entra would repeat (interaction or
 //! consent required, `invalid_grant`): see [`OboError::is_negative_cacheable`].
+//!
+//! # Where it sits
+//!
+//! Owned by the exchanger: [`OboCache::lookup`] answers first, and on a miss the
+//! exchanger fills the entry through `try_get_with` (one fill per key at a time).
+//! [`request_key`] is how every exchange names its entry.
+//!
+//! # What it guarantees
+//!
+//! Keys are SHA-256 digests: no tenant, user, scope or token in clear. An entry
+//! is served only while fresh by the configured clock and leaves the cache after
+//! its real-time TTL; past the byte bound, moka evicts (TinyLFU admission). A
+//! refusal is served from the negative cache only when no token is cached.
+//!
+//! # How it fails
+//!
+//! It does not: a full cache evicts, a stale entry is a miss.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +28,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use super::error::OboError;
+use crate::scope::scope_strings;
 use crate::secret::BearerToken;
 
 /// A cached downstream token.
@@ -161,6 +179,51 @@ impl OboCache {
                 .build(),
         }
     }
+
+    /// The cache's answer for `key` at `now` (clock seconds): a fresh token, or
+    /// (only when no token is cached) a remembered refusal, counted in
+    /// `counters`. A token stale by the clock is dropped (that entry only, not a
+    /// newer one put there meanwhile) and is a miss: `None`.
+    pub(crate) async fn lookup(
+        &self,
+        key: &CacheKey,
+        now: i64,
+        counters: &Counters,
+    ) -> Option<Result<Arc<CachedToken>, OboError>> {
+        let Some(cached) = self.tokens.get(key).await else {
+            let refusal = self.negative.get(key).await?;
+            bump(&counters.negative_hits);
+            return Some(Err(refusal));
+        };
+        if now < cached.fresh_until {
+            bump(&counters.hits);
+            return Some(Ok(cached));
+        }
+        self.tokens
+            .entry(*key)
+            .and_compute_with(|e| {
+                let op = match e {
+                    Some(e) if Arc::ptr_eq(e.value(), &cached) => moka::ops::compute::Op::Remove,
+                    _ => moka::ops::compute::Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        None
+    }
+}
+
+/// The scope string sent to the token endpoint for `scopes`, and the cache key of
+/// (`tid`, `oid`, `scopes`, `inbound`) over the normalized scopes: how every
+/// exchange names its entry.
+pub(crate) fn request_key(
+    tid: &str,
+    oid: &str,
+    scopes: &[&str],
+    inbound: &BearerToken,
+) -> (String, CacheKey) {
+    let (sent, normalized) = scope_strings(scopes);
+    (sent, cache_key(tid, oid, &normalized, inbound))
 }
 
 #[cfg(test)]

@@ -1,17 +1,38 @@
 //! The token endpoint: the On-Behalf-Of request, its response and error shapes,
 //! and bounded retries of transient failures.
+//!
+//! # Where it sits
+//!
+//! The exchanger calls [`TokenEndpoint::exchange`] on a cache miss, once per key.
+//! Its only state is the per-tenant [`throttle`](super::throttle) backoff.
+//!
+//! # Shape
+//!
+//! `exchange` = tenant backoff check, then attempts with backoff inside the retry
+//! budget ([`crate::http::with_retries`]), then `settle` (backoff bookkeeping, the
+//! [`OboError`]). One attempt = `credential_form` + `request_form` + `send` (HTTP,
+//! timeouts, body cap) + [`interpret`], a pure function of status, `Retry-After`
+//! and body that the tests and the fuzz target call without HTTP.
+//!
+//! # How it fails
+//!
+//! Timeouts are not retried; 429, 5xx, AADSTS50196 and `temporarily_unavailable`
+//! are, after `Retry-After` (capped at [`MAX_RETRY_AFTER`]) when it fits the
+//! budget. Every failure ends as an [`OboError`]; bodies over the cap, or that are
+//! not OAuth JSON, are [`OboError::BadResponse`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable as _};
 use serde::Deserialize;
 
-use super::credential::{ClientCredential, CredentialForm};
 use super::error::OboError;
 use super::throttle::{TenantBackoff, MAX_RETRY_AFTER};
-use crate::config::OboConfig;
-use crate::http::{read_capped, BodyError, MAX_TOKEN_RESPONSE_BYTES};
+use super::ExchangeSettings;
+use crate::credential::{ClientCredential, CredentialForm};
+use crate::http::{
+    read_capped, retry_after, with_retries, Attempts, BodyError, Verdict, MAX_TOKEN_RESPONSE_BYTES,
+};
 use crate::secret::BearerToken;
 
 /// `grant_type` of the On-Behalf-Of request.
@@ -65,7 +86,7 @@ struct ErrorBody {
 
 /// One attempt's failure: final, an OAuth refusal (final too, and proof that
 /// Entra answers), or transient (retry, maybe after `Retry-After`).
-enum Attempt {
+pub(crate) enum Attempt {
     Final(OboError),
     Refused(OboError),
     Transient {
@@ -76,25 +97,42 @@ enum Attempt {
     },
 }
 
+impl Attempt {
+    /// Only transient failures that are not timeouts are retried (a timeout has
+    /// spent the time a retry would need).
+    fn verdict(&self) -> Verdict {
+        match self {
+            Attempt::Transient {
+                timeout: false,
+                retry_after,
+                ..
+            } => Verdict::Retry {
+                retry_after: *retry_after,
+            },
+            _ => Verdict::Final,
+        }
+    }
+}
+
 /// Client of `{authority}/{tid}/oauth2/v2.0/token`.
 pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
-    config: Arc<OboConfig>,
+    settings: Arc<ExchangeSettings>,
     backoff: TenantBackoff,
 }
 
 impl TokenEndpoint {
-    pub(crate) fn new(http: reqwest::Client, config: Arc<OboConfig>) -> Self {
+    pub(crate) fn new(http: reqwest::Client, settings: Arc<ExchangeSettings>) -> Self {
         Self {
             http,
-            config,
+            settings,
             backoff: TenantBackoff::new(),
         }
     }
 
     /// The token endpoint of tenant `tid` (also the `aud` of client assertions).
     pub(crate) fn url(&self, tid: &str) -> String {
-        format!("{}/{tid}/oauth2/v2.0/token", self.config.authority_host)
+        format!("{}/{tid}/oauth2/v2.0/token", self.settings.authority)
     }
 
     /// Exchanges `assertion` for a token for `scope` in tenant `tid`, retrying
@@ -109,10 +147,10 @@ impl TokenEndpoint {
         requested: &[&str],
     ) -> Result<Issued, OboError> {
         let credential =
-            self.config.obo.credential.as_ref().ok_or_else(|| {
+            self.settings.credential.as_ref().ok_or_else(|| {
                 OboError::Misconfigured("no client credential is configured".into())
             })?;
-        if let Err(wait) = self.backoff.admit(tid, self.config.clock.now()) {
+        if let Err(wait) = self.backoff.admit(tid, self.settings.clock.now()) {
             tracing::debug!(
                 tid,
                 ?wait,
@@ -123,32 +161,30 @@ impl TokenEndpoint {
             });
         }
         let url = self.url(tid);
-        let settings = &self.config.obo;
-        let started = Instant::now();
-        let budget = settings.retry_budget;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(settings.max_retries)
-            .with_jitter();
-        let attempt = || self.attempt(&url, credential, assertion, scope, requested);
-        let result = attempt
-            .retry(backoff)
-            .when(|e| matches!(e, Attempt::Transient { timeout: false, .. }))
-            .adjust(|e, planned| {
-                // `planned` is None once the retries are used up.
-                let wait = match e {
-                    Attempt::Transient {
-                        retry_after: Some(ra),
-                        ..
-                    } => planned.map(|_| *ra),
-                    _ => planned,
-                }?;
-                // Give up rather than exceed the total budget.
-                (started.elapsed().saturating_add(wait) <= budget).then_some(wait)
-            })
-            .notify(|_, wait| tracing::debug!(?wait, "token endpoint busy; retrying"))
-            .await;
+        let result = with_retries(
+            self.attempts(),
+            Instant::now(),
+            || self.attempt(&url, credential, assertion, scope, requested),
+            Attempt::verdict,
+            |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
+        )
+        .await;
+        self.settle(tid, result)
+    }
+
+    /// The retries of one exchange. `Retry-After` is capped when read
+    /// ([`MAX_RETRY_AFTER`]), so it is always waited out when the budget allows.
+    fn attempts(&self) -> Attempts {
+        Attempts {
+            max_retries: self.settings.max_retries,
+            max_wait: MAX_RETRY_AFTER,
+            budget: self.settings.retry_budget,
+        }
+    }
+
+    /// The exchange's outcome after its last attempt, told to the tenant backoff:
+    /// an answer reopens the tenant, throttling closes it.
+    fn settle(&self, tid: &str, result: Result<Issued, Attempt>) -> Result<Issued, OboError> {
         match result {
             Ok(issued) => {
                 self.backoff.answered(tid);
@@ -167,7 +203,7 @@ impl TokenEndpoint {
             }) => {
                 let wait = self
                     .backoff
-                    .throttled(tid, self.config.clock.now(), retry_after);
+                    .throttled(tid, self.settings.clock.now(), retry_after);
                 tracing::warn!(
                     tid,
                     ?wait,
@@ -183,6 +219,8 @@ impl TokenEndpoint {
         }
     }
 
+    /// One request: the credential, the form, the exchange over HTTP, and what the
+    /// answer means.
     async fn attempt(
         &self,
         url: &str,
@@ -191,42 +229,57 @@ impl TokenEndpoint {
         scope: &str,
         requested: &[&str],
     ) -> Result<Issued, Attempt> {
-        let config = &self.config;
-        let cred = credential
-            .form(&config.client_id, url, config.clock.now())
+        let credential = self.credential_form(credential, url).await?;
+        let form = request_form(&self.settings.client_id, assertion, scope, &credential);
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (status, retry_after, body) = self.send(url, &form, &request_id).await?;
+        interpret(
+            status,
+            retry_after,
+            &body,
+            requested,
+            &self.settings.authority,
+            &request_id,
+        )
+    }
+
+    /// The credential's form fields for a request to `url` (a fresh assertion, or
+    /// the secret); failing to produce them is a final, misconfigured failure.
+    async fn credential_form(
+        &self,
+        credential: &ClientCredential,
+        url: &str,
+    ) -> Result<CredentialForm, Attempt> {
+        let settings = &self.settings;
+        credential
+            .form(&settings.client_id, url, settings.clock.now())
             .await
             .map_err(|e| {
                 tracing::error!(credential = credential.kind(), error = %e, "cannot produce the client credential");
                 Attempt::Final(OboError::Misconfigured(e.to_string()))
-            })?;
-        let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", JWT_BEARER),
-            ("requested_token_use", "on_behalf_of"),
-            ("assertion", assertion.expose()),
-            ("scope", scope),
-            ("client_id", &config.client_id),
-            ("client_info", "1"),
-        ];
-        match &cred {
-            CredentialForm::Secret(s) => form.push(("client_secret", s.expose())),
-            CredentialForm::Assertion(a) => {
-                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
-                form.push(("client_assertion", a.expose()));
-            }
-        }
-        let request_id = uuid::Uuid::new_v4().to_string();
+            })
+    }
+
+    /// POSTs `form` and reads the answer (status, capped `Retry-After`, body under
+    /// [`MAX_TOKEN_RESPONSE_BYTES`]), each step within the request timeout.
+    async fn send(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        request_id: &str,
+    ) -> Result<(http::StatusCode, Option<Duration>, Vec<u8>), Attempt> {
         let send = self
             .http
             .post(url)
-            .header("client-request-id", &request_id)
+            .header("client-request-id", request_id)
             .header("x-ms-lib-capability", "retry-after, h429")
             .header(http::header::ACCEPT, "application/json")
-            .form(&form)
+            .form(form)
             .send();
-        let timeout = config.http_timeout;
+        let timeout = self.settings.timeout;
         let response = match tokio::time::timeout(timeout, send).await {
-            Err(_) => return Err(timed_out(&request_id)),
-            Ok(Err(e)) if e.is_timeout() => return Err(timed_out(&request_id)),
+            Err(_) => return Err(timed_out(request_id)),
+            Ok(Err(e)) if e.is_timeout() => return Err(timed_out(request_id)),
             Ok(Err(e)) => {
                 tracing::warn!(client_request_id = %request_id, connect = e.is_connect(), "token endpoint unreachable");
                 return Err(Attempt::Transient {
@@ -238,12 +291,7 @@ impl TokenEndpoint {
             Ok(Ok(r)) => r,
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let retry_after = retry_after(response.headers()).map(|d| d.min(MAX_RETRY_AFTER));
         let body = match tokio::time::timeout(
             timeout,
             read_capped(response, MAX_TOKEN_RESPONSE_BYTES),
@@ -259,61 +307,109 @@ impl TokenEndpoint {
                 tracing::warn!(client_request_id = %request_id, %status, "token endpoint response cut short");
                 return Err(Attempt::Final(OboError::BadResponse));
             }
-            _ => return Err(timed_out(&request_id)),
+            _ => return Err(timed_out(request_id)),
         };
-        if status.is_success() {
-            return parse_success(&body).ok_or_else(|| {
+        Ok((status, retry_after, body))
+    }
+}
+
+/// The On-Behalf-Of request's form fields.
+fn request_form<'a>(
+    client_id: &'a str,
+    assertion: &'a BearerToken,
+    scope: &'a str,
+    credential: &'a CredentialForm,
+) -> Vec<(&'static str, &'a str)> {
+    let mut form = vec![
+        ("grant_type", JWT_BEARER),
+        ("requested_token_use", "on_behalf_of"),
+        ("assertion", assertion.expose()),
+        ("scope", scope),
+        ("client_id", client_id),
+        ("client_info", "1"),
+    ];
+    match credential {
+        CredentialForm::Secret(s) => form.push(("client_secret", s.expose())),
+        CredentialForm::Assertion(a) => {
+            form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+            form.push(("client_assertion", a.expose()));
+        }
+    }
+    form
+}
+
+/// What a token-endpoint answer means, without any I/O: a token, a final failure,
+/// an OAuth refusal, or a transient failure (5xx, 429, AADSTS50196,
+/// `temporarily_unavailable`) carrying `retry_after`. `requested` are the scopes
+/// asked for (named by a consent error), `authority` the authority host (named by
+/// an interaction error), `request_id` the `client-request-id` for the logs.
+/// Never panics, whatever `body` holds.
+pub(crate) fn interpret(
+    status: http::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    requested: &[&str],
+    authority: &str,
+    request_id: &str,
+) -> Result<Issued, Attempt> {
+    if status.is_success() {
+        return parse_success(body).ok_or_else(|| {
                 tracing::error!(client_request_id = %request_id, %status, "token endpoint sent a success status without a valid token response");
                 Attempt::Final(OboError::BadResponse)
             });
-        }
-        let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-        let throttled = is_throttle(status, parsed.as_ref());
-        if throttled || status.is_server_error() {
-            let e = parsed.unwrap_or_default();
-            tracing::warn!(
-                client_request_id = %request_id,
-                status = status.as_u16(),
-                throttled,
-                aadsts = aadsts(&e),
-                trace_id = e.trace_id.as_deref().unwrap_or(""),
-                correlation_id = e.correlation_id.as_deref().unwrap_or(""),
-                "token endpoint transient failure"
-            );
-            return Err(Attempt::Transient {
-                retry_after,
-                timeout: false,
-                throttled,
-            });
-        }
-        let Some(e) = parsed.filter(|e| !e.error.is_empty()) else {
-            tracing::error!(client_request_id = %request_id, status = status.as_u16(), "token endpoint sent an error that is not OAuth JSON");
-            return Err(Attempt::Final(OboError::BadResponse));
-        };
-        let code = aadsts(&e);
-        let trace_id = e.trace_id.as_deref().unwrap_or("");
-        let correlation_id = e.correlation_id.as_deref().unwrap_or("");
-        let error = classify(&e, requested, &self.config.authority_host);
-        match &error {
-            OboError::Misconfigured(_) => tracing::error!(
-                client_request_id = %request_id, error = %e.error, aadsts = code, trace_id, correlation_id,
-                description = first_line(e.error_description.as_deref()),
-                "On-Behalf-Of refused: this API is misconfigured"
-            ),
-            _ => tracing::info!(
-                client_request_id = %request_id, error = %e.error, suberror = e.suberror.as_deref().unwrap_or(""),
-                aadsts = code, trace_id, correlation_id,
-                "On-Behalf-Of refused"
-            ),
-        }
-        if e.error == "temporarily_unavailable" {
-            return Err(Attempt::Transient {
-                retry_after,
-                timeout: false,
-                throttled: false,
-            });
-        }
-        Err(Attempt::Refused(error))
+    }
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let throttled = is_throttle(status, parsed.as_ref());
+    if throttled || status.is_server_error() {
+        let e = parsed.unwrap_or_default();
+        tracing::warn!(
+            client_request_id = %request_id,
+            status = status.as_u16(),
+            throttled,
+            aadsts = aadsts(&e),
+            trace_id = e.trace_id.as_deref().unwrap_or(""),
+            correlation_id = e.correlation_id.as_deref().unwrap_or(""),
+            "token endpoint transient failure"
+        );
+        return Err(Attempt::Transient {
+            retry_after,
+            timeout: false,
+            throttled,
+        });
+    }
+    let Some(e) = parsed.filter(|e| !e.error.is_empty()) else {
+        tracing::error!(client_request_id = %request_id, status = status.as_u16(), "token endpoint sent an error that is not OAuth JSON");
+        return Err(Attempt::Final(OboError::BadResponse));
+    };
+    let error = classify(&e, requested, authority);
+    log_refusal(&e, &error, request_id);
+    if e.error == "temporarily_unavailable" {
+        return Err(Attempt::Transient {
+            retry_after,
+            timeout: false,
+            throttled: false,
+        });
+    }
+    Err(Attempt::Refused(error))
+}
+
+/// One log line per OAuth refusal: an error for this API's misconfiguration, an
+/// info line for the user's (consent, interaction, grant).
+fn log_refusal(e: &ErrorBody, error: &OboError, request_id: &str) {
+    let code = aadsts(e);
+    let trace_id = e.trace_id.as_deref().unwrap_or("");
+    let correlation_id = e.correlation_id.as_deref().unwrap_or("");
+    match error {
+        OboError::Misconfigured(_) => tracing::error!(
+            client_request_id = %request_id, error = %e.error, aadsts = code, trace_id, correlation_id,
+            description = first_line(e.error_description.as_deref()),
+            "On-Behalf-Of refused: this API is misconfigured"
+        ),
+        _ => tracing::info!(
+            client_request_id = %request_id, error = %e.error, suberror = e.suberror.as_deref().unwrap_or(""),
+            aadsts = code, trace_id, correlation_id,
+            "On-Behalf-Of refused"
+        ),
     }
 }
 
@@ -448,6 +544,52 @@ mod tests {
 
     fn body(json: &str) -> ErrorBody {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn answers_are_interpreted_without_http() {
+        use http::StatusCode;
+        let run = |status, retry_after, body: &[u8]| {
+            interpret(status, retry_after, body, &["s"], "https://a.example", "r")
+        };
+        let ok = run(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"t","token_type":"Bearer","expires_in":3599}"#,
+        );
+        assert!(matches!(
+            ok,
+            Ok(Issued {
+                expires_in: 3599,
+                ..
+            })
+        ));
+        let seven = Some(Duration::from_secs(7));
+        assert!(matches!(
+            run(StatusCode::TOO_MANY_REQUESTS, seven, b""),
+            Err(Attempt::Transient { retry_after, timeout: false, throttled: true }) if retry_after == seven
+        ));
+        assert!(matches!(
+            run(StatusCode::BAD_REQUEST, seven, br#"{"error":"temporarily_unavailable"}"#),
+            Err(Attempt::Transient { retry_after, throttled: false, .. }) if retry_after == seven
+        ));
+        assert!(matches!(
+            run(
+                StatusCode::BAD_REQUEST,
+                None,
+                br#"{"error":"invalid_grant"}"#
+            ),
+            Err(Attempt::Refused(OboError::InvalidGrant))
+        ));
+        for (status, body) in [
+            (StatusCode::BAD_REQUEST, b"<html>".as_slice()),
+            (StatusCode::OK, b"{}".as_slice()),
+        ] {
+            assert!(matches!(
+                run(status, None, body),
+                Err(Attempt::Final(OboError::BadResponse))
+            ));
+        }
     }
 
     #[test]

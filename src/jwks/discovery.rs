@@ -6,7 +6,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::KeyError;
-use crate::http::{read_capped, BodyError, MAX_DOCUMENT_BYTES};
+use crate::http::{failure_kind, read_capped, BodyError, MAX_DOCUMENT_BYTES};
 
 /// What we need from a tenant's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| KeyError::Unreachable(describe(&e)))?;
+            .map_err(|e| KeyError::Unreachable(failure_kind(&e).to_owned()))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(KeyError::Status {
@@ -123,23 +123,13 @@ pub(crate) async fn fetch_json<T: serde::de::DeserializeOwned>(
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge => KeyError::Invalid(what),
-                BodyError::Transport(e) => KeyError::Unreachable(describe(&e)),
+                BodyError::Transport(e) => KeyError::Unreachable(failure_kind(&e).to_owned()),
             })?;
         serde_json::from_slice(&body).map_err(|_| KeyError::Invalid(what))
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(KeyError::Unreachable(format!("{what}: timed out"))),
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "request failed".to_owned()
     }
 }
 

@@ -11,7 +11,7 @@ pub(crate) mod keyset;
 pub(crate) mod store;
 
 pub(crate) use discovery::{issuer_tenant, TenantMetadata};
-pub(crate) use store::KeyStore;
+pub(crate) use store::{KeySettings, KeyStore};
 
 /// Why signing keys could not be obtained.
 #[derive(Debug, Clone, thiserror::Error)]

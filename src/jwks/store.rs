@@ -1,5 +1,18 @@
 //! One key set per allowed tenant: lock-free reads, single-flight and
 //! rate-limited refresh, last good keys kept on failure.
+//!
+//! # Where it sits
+//!
+//! The validator asks it for a tenant's keys on every uncached validation; it
+//! fetches discovery and the JWKS over the layer's shared client, configured by
+//! [`KeySettings`].
+//!
+//! # What it guarantees and how it fails
+//!
+//! Reads never wait on a lock. At most one fetch per tenant runs at a time, and at
+//! most one per `min_refresh` (tokens with made-up `kid`s cannot turn requests into
+//! fetches). A failed refresh keeps the last good keys; only a tenant whose keys
+//! were never loaded fails, with a [`KeyError`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +51,23 @@ struct Bookkeeping {
     generation: u64,
 }
 
+/// What the key store needs; built and validated once by the configuration builder.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySettings {
+    /// The authority host (`https://…`, or `http://` on loopback), without a trailing slash.
+    pub(crate) authority: String,
+    /// The tenants whose keys are held (the allowed tenants).
+    pub(crate) tenants: Vec<String>,
+    /// Bound of each discovery or JWKS fetch.
+    pub(crate) timeout: Duration,
+    /// Minimum time between two fetches for one tenant (at least 1 s).
+    pub(crate) min_refresh: Duration,
+    /// Age after which a key set is refreshed in the background.
+    pub(crate) refresh_interval: Duration,
+    /// The clock that ages key sets.
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
 /// Signing keys of every allowed tenant.
 pub(crate) struct KeyStore {
     http: reqwest::Client,
@@ -61,15 +91,17 @@ impl std::fmt::Debug for KeyStore {
 }
 
 impl KeyStore {
-    pub(crate) fn new(
-        http: reqwest::Client,
-        authority: String,
-        tenants: impl IntoIterator<Item = String>,
-        timeout: Duration,
-        min_refresh: Duration,
-        interval: Duration,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    /// A store for `settings.tenants`, fetching over `http`. Nothing is fetched
+    /// until keys are first asked for (or [`warm_up`](Self::warm_up)).
+    pub(crate) fn new(settings: KeySettings, http: reqwest::Client) -> Self {
+        let KeySettings {
+            authority,
+            tenants,
+            timeout,
+            min_refresh,
+            refresh_interval,
+            clock,
+        } = settings;
         let tenants = tenants
             .into_iter()
             .map(|id| {
@@ -87,7 +119,7 @@ impl KeyStore {
             authority,
             timeout,
             min_refresh,
-            interval: interval.as_secs() as i64,
+            interval: refresh_interval.as_secs() as i64,
             clock,
             tenants,
         }

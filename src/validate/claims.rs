@@ -170,3 +170,12 @@ impl Serialize for Principal {
         s.end()
     }
 }
+/// Whether `s` is a GUID in the 8-4-4-4-12 hex form (as `tid` and client ids are).
+pub(crate) fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}

@@ -10,8 +10,9 @@ pub(crate) mod claims;
 pub(crate) mod error;
 pub(crate) mod rules;
 
+pub(crate) use claims::is_guid;
 #[cfg(test)]
 pub(crate) use claims::PrincipalInner;
 pub use claims::{Principal, TokenKind, TokenVersion};
 pub use error::ValidationError;
-pub(crate) use rules::{Validator, MAX_TOKEN_LEN};
+pub(crate) use rules::{ValidationSettings, Validator, MAX_TOKEN_LEN};

@@ -1,5 +1,22 @@
-//! The checks that make an Entra access token acceptable.
+//! The checks that make an Entra access token acceptable, and the [`Validator`]
+//! that runs them.
+//!
+//! # Where it sits
+//!
+//! The layer calls [`Validator::validate`] on every request with a bearer token.
+//! It reads keys from the [`KeyStore`] and keeps successful validations in a
+//! cache keyed by the token's SHA-256 (never the token), configured by
+//! [`ValidationSettings`].
+//!
+//! # What it guarantees and how it fails
+//!
+//! Nothing in a token is trusted before its RS256 signature verifies against its
+//! tenant's keys, except `tid`, which only picks an allowed tenant's key set. A
+//! cached validation is served only while `exp` (plus leeway) holds by the
+//! configured clock. Every refusal is a [`ValidationError`]; keys that cannot be
+//! loaded are [`ValidationError::KeysUnavailable`], never an acceptance.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +26,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::cache::ValidatedCache;
+use super::claims::is_guid;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
-use crate::config::{is_guid, OboConfig};
+use crate::clock::Clock;
 use crate::jwks::{issuer_tenant, KeyStore, TenantMetadata};
 use crate::secret::BearerToken;
 
@@ -30,9 +48,24 @@ struct JoseHeader {
     kid: Option<String>,
 }
 
-/// Validates inbound access tokens against the configuration and the tenants' keys.
+/// What validation needs; built and validated once by the configuration builder.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidationSettings {
+    /// Accepted `aud` values (never empty).
+    pub(crate) audiences: BTreeSet<String>,
+    /// Tenants (lowercase GUIDs) whose tokens are admitted.
+    pub(crate) allowed_tenants: BTreeSet<String>,
+    /// Allowed clock skew for `exp` and `nbf` (at most 5 minutes).
+    pub(crate) leeway: Duration,
+    /// Capacity of the validated-token cache (`0`: no cache).
+    pub(crate) cache_capacity: u64,
+    /// The clock `exp` and `nbf` are checked against.
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Validates inbound access tokens against the settings and the tenants' keys.
 pub(crate) struct Validator {
-    config: Arc<OboConfig>,
+    settings: ValidationSettings,
     keys: Arc<KeyStore>,
     cache: Option<ValidatedCache>,
 }
@@ -47,20 +80,12 @@ impl std::fmt::Debug for Validator {
 }
 
 impl Validator {
-    pub(crate) fn new(config: Arc<OboConfig>, http: reqwest::Client) -> Self {
-        let keys = Arc::new(KeyStore::new(
-            http,
-            config.authority_host.clone(),
-            config.allowed_tenants.iter().cloned(),
-            config.http_timeout,
-            config.min_key_refresh,
-            config.key_refresh_interval,
-            Arc::clone(&config.clock),
-        ));
-        let cache = (config.validated_cache_capacity > 0)
-            .then(|| ValidatedCache::new(config.validated_cache_capacity));
+    /// A validator checking tokens against `settings`, with keys from `keys`.
+    pub(crate) fn new(settings: ValidationSettings, keys: Arc<KeyStore>) -> Self {
+        let cache =
+            (settings.cache_capacity > 0).then(|| ValidatedCache::new(settings.cache_capacity));
         Self {
-            config,
+            settings,
             keys,
             cache,
         }
@@ -77,20 +102,20 @@ impl Validator {
         if raw.len() > MAX_TOKEN_LEN {
             return Err(ValidationError::TooLarge);
         }
-        let leeway = self.config.leeway.as_secs() as i64;
+        let leeway = self.settings.leeway.as_secs() as i64;
         let Some(cache) = &self.cache else {
             return self.validate_uncached(raw).await;
         };
         let digest = token.sha256();
         if let Some(p) = cache.get(&digest) {
-            if self.config.clock.now() <= p.expires_at().saturating_add(leeway) {
+            if self.settings.clock.now() <= p.expires_at().saturating_add(leeway) {
                 return Ok(p);
             }
             return Err(ValidationError::Expired);
         }
         let p = self.validate_uncached(raw).await?;
         let ttl = (p.expires_at().saturating_add(leeway))
-            .saturating_sub(self.config.clock.now())
+            .saturating_sub(self.settings.clock.now())
             .clamp(0, MAX_CACHE_TTL);
         cache.insert(digest, p.clone(), Duration::from_secs(ttl as u64));
         Ok(p)
@@ -116,7 +141,7 @@ impl Validator {
             return Err(ValidationError::Claim("tid"));
         }
         let tid = tid.to_ascii_lowercase();
-        if !self.config.allowed_tenants.contains(&tid) {
+        if !self.settings.allowed_tenants.contains(&tid) {
             return Err(ValidationError::TenantNotAllowed);
         }
         let kid = header
@@ -162,14 +187,7 @@ impl Validator {
         if claims.contains_key("nonce") {
             return Err(ValidationError::IdToken);
         }
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => self.config.audiences.contains(a),
-            Some(Value::Array(list)) => list.iter().any(|a| {
-                a.as_str()
-                    .is_some_and(|a| self.config.audiences.contains(a))
-            }),
-            _ => false,
-        };
+        let aud_ok = self.audience_accepted(&claims);
         if scopes.is_none() && roles.is_none() && !aud_ok {
             return Err(ValidationError::IdToken);
         }
@@ -177,21 +195,7 @@ impl Validator {
             return Err(ValidationError::Audience);
         }
 
-        let iss = str_claim(&claims, "iss")?;
-        let version = if iss == meta.issuer_v2.replace("{tenantid}", &tid) {
-            TokenVersion::V2
-        } else if iss == meta.issuer_v1.replace("{tenantid}", &tid) {
-            TokenVersion::V1
-        } else {
-            return Err(ValidationError::Issuer);
-        };
-        if issuer_tenant(iss).is_none_or(|t| !t.eq_ignore_ascii_case(&tid)) {
-            return Err(ValidationError::Issuer);
-        }
-        match (claims.get("ver").and_then(Value::as_str), version) {
-            (None, _) | (Some("2.0"), TokenVersion::V2) | (Some("1.0"), TokenVersion::V1) => {}
-            _ => return Err(ValidationError::Claim("ver")),
-        }
+        let version = check_issuer(&claims, &tid, meta)?;
         // Every Entra access token names the client it was issued to; ID tokens
         // never do. Without it, a token with `roles` would pass as app-only.
         let client_claim = match version {
@@ -229,10 +233,20 @@ impl Validator {
         })))
     }
 
+    /// Whether `aud` (a string, or an array with one accepted entry) is accepted.
+    fn audience_accepted(&self, claims: &Map<String, Value>) -> bool {
+        let accepted = |a: &str| self.settings.audiences.contains(a);
+        match claims.get("aud") {
+            Some(Value::String(a)) => accepted(a),
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
+            _ => false,
+        }
+    }
+
     /// `exp` (required) and `nbf` (optional) against the clock and leeway; returns `exp`.
     fn check_lifetime(&self, claims: &Map<String, Value>) -> Result<i64, ValidationError> {
-        let now = self.config.clock.now();
-        let leeway = self.config.leeway.as_secs() as i64;
+        let now = self.settings.clock.now();
+        let leeway = self.settings.leeway.as_secs() as i64;
         let exp = time_claim(claims, "exp")?.ok_or(ValidationError::Claim("exp"))?;
         if now > exp.saturating_add(leeway) {
             return Err(ValidationError::Expired);
@@ -244,6 +258,31 @@ impl Validator {
         }
         Ok(exp)
     }
+}
+
+/// The token version its issuer names: `iss` must be the tenant's v2 or v1 issuer
+/// (templates filled with `tid`), name `tid` itself, and agree with `ver` if present.
+fn check_issuer(
+    claims: &Map<String, Value>,
+    tid: &str,
+    meta: &TenantMetadata,
+) -> Result<TokenVersion, ValidationError> {
+    let iss = str_claim(claims, "iss")?;
+    let version = if iss == meta.issuer_v2.replace("{tenantid}", tid) {
+        TokenVersion::V2
+    } else if iss == meta.issuer_v1.replace("{tenantid}", tid) {
+        TokenVersion::V1
+    } else {
+        return Err(ValidationError::Issuer);
+    };
+    if issuer_tenant(iss).is_none_or(|t| !t.eq_ignore_ascii_case(tid)) {
+        return Err(ValidationError::Issuer);
+    }
+    match (claims.get("ver").and_then(Value::as_str), version) {
+        (None, _) | (Some("2.0"), TokenVersion::V2) | (Some("1.0"), TokenVersion::V1) => {}
+        _ => return Err(ValidationError::Claim("ver")),
+    }
+    Ok(version)
 }
 
 /// Delegated or app-only, as Microsoft.Identity.Web decides: `idtyp = "app"`

@@ -64,7 +64,7 @@
 
 mod cloud;
 mod documents;
-mod graph;
+pub mod graph;
 mod harness;
 mod ids;
 mod keys;

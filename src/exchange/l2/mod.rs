@@ -4,6 +4,7 @@
 //! - [`tier`]: read-through and write-through of entries, Redis keys, associated data.
 //! - [`seal`]: AES-256-GCM sealing of values, key ids and rotation.
 //! - [`store`]: the Redis connection: lazy, reconnecting, timed out, with a breaker.
+//! - [`settings`]: the validated settings the configuration builder hands over.
 //!
 //! # Where it sits
 //!
@@ -47,8 +48,10 @@
 //! [`OboStats`](crate::stats::OboStats).
 
 mod seal;
+mod settings;
 mod store;
 mod tier;
 
 pub(crate) use seal::L2Key;
+pub(crate) use settings::L2Settings;
 pub(crate) use tier::L2Cache;

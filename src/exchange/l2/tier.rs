@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::seal::{Rejected, Sealer, VERSION};
 use super::store::{Outcome, RedisStore};
-use crate::config::L2Settings;
+use super::L2Settings;
 use crate::exchange::cache::{bump, CacheKey, CachedToken, Counters};
 use crate::secret::BearerToken;
 

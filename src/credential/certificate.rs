@@ -1,11 +1,9 @@
-//! How this API proves its identity at the token endpoint: a client secret, a
-//! certificate (signed client assertion), a federated token file (workload
-//! identity), or anything implementing [`ClientAssertion`].
+//! [`CertificateCredential`]: a certificate and its RSA key, signing a fresh client
+//! assertion (PS256 or RS256) for every exchange. Holds the parsed key only; the
+//! key never appears in `Debug`, only the certificate's thumbprint.
 
 use std::fmt;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::path::Path;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -15,31 +13,8 @@ use base64::Engine as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::CredentialError;
 use crate::secret::SecretString;
-
-/// A credential could not be produced (unreadable file, bad key, …).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("client credential: {0}")]
-pub struct CredentialError(String);
-
-impl CredentialError {
-    /// An error with this message (which must not contain secrets).
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-/// The future returned by [`ClientAssertion::assertion`].
-pub type AssertionFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<SecretString, CredentialError>> + Send + 'a>>;
-
-/// A source of client assertions (`client_assertion_type =
-/// urn:ietf:params:oauth:client-assertion-type:jwt-bearer`): implement it for
-/// a key vault, a managed identity, or anything else.
-pub trait ClientAssertion: Send + Sync + fmt::Debug + 'static {
-    /// A fresh assertion for `token_endpoint` (its `aud`).
-    fn assertion<'a>(&'a self, client_id: &'a str, token_endpoint: &'a str) -> AssertionFuture<'a>;
-}
 
 /// The algorithm of certificate-signed client assertions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,89 +157,5 @@ impl CertificateCredential {
             "{message}.{}",
             URL_SAFE_NO_PAD.encode(signature)
         )))
-    }
-}
-
-/// A federated token read from a file (`AZURE_FEDERATED_TOKEN_FILE`, e.g. AKS
-/// workload identity). The file is re-read for every exchange, so a token
-/// rotated on disk is picked up at once.
-#[derive(Debug, Clone)]
-pub struct FederatedTokenFile {
-    path: PathBuf,
-}
-
-impl FederatedTokenFile {
-    /// Reads assertions from `path`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
-    }
-
-    /// The current assertion in the file.
-    pub(crate) async fn read(&self) -> Result<SecretString, CredentialError> {
-        let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
-            CredentialError::new(format!(
-                "cannot read the federated token file {}: {}",
-                self.path.display(),
-                e.kind()
-            ))
-        })?;
-        let token = text.trim();
-        if token.is_empty() {
-            return Err(CredentialError::new(format!(
-                "the federated token file {} is empty",
-                self.path.display()
-            )));
-        }
-        Ok(SecretString::new(token))
-    }
-}
-
-/// The credential this API presents at the token endpoint.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum ClientCredential {
-    /// `client_secret` (`AZURE_CLIENT_SECRET`).
-    Secret(SecretString),
-    /// A client assertion signed with a certificate (`AZURE_CLIENT_CERTIFICATE_PATH`).
-    Certificate(CertificateCredential),
-    /// A client assertion read from a file (`AZURE_FEDERATED_TOKEN_FILE`).
-    FederatedTokenFile(FederatedTokenFile),
-    /// A client assertion from your own source.
-    Assertion(Arc<dyn ClientAssertion>),
-}
-
-/// What goes into the token request's form for the credential.
-pub(crate) enum CredentialForm {
-    Secret(SecretString),
-    Assertion(SecretString),
-}
-
-impl ClientCredential {
-    pub(crate) async fn form(
-        &self,
-        client_id: &str,
-        token_endpoint: &str,
-        now: i64,
-    ) -> Result<CredentialForm, CredentialError> {
-        Ok(match self {
-            ClientCredential::Secret(s) => CredentialForm::Secret(s.clone()),
-            ClientCredential::Certificate(c) => {
-                CredentialForm::Assertion(c.sign(client_id, token_endpoint, now)?)
-            }
-            ClientCredential::FederatedTokenFile(f) => CredentialForm::Assertion(f.read().await?),
-            ClientCredential::Assertion(a) => {
-                CredentialForm::Assertion(a.assertion(client_id, token_endpoint).await?)
-            }
-        })
-    }
-
-    /// A short name for logs.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            ClientCredential::Secret(_) => "client_secret",
-            ClientCredential::Certificate(_) => "certificate",
-            ClientCredential::FederatedTokenFile(_) => "federated_token_file",
-            ClientCredential::Assertion(_) => "client_assertion",
-        }
     }
 }

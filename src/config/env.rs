@@ -1,0 +1,164 @@
+//! [`OboConfigBuilder::from_env`] and [`OboConfigBuilder::from_lookup`]: a builder
+//! from environment variables. Errors name the builder field (as `build()` does)
+//! and the variable in their reason; the builder remembers which fields came from
+//! which variable, so that `build()` names the variable too.
+
+#[cfg(feature = "redis")]
+use std::time::Duration;
+
+use super::builder::OboConfigBuilder;
+use super::error::ConfigError;
+
+impl OboConfigBuilder {
+    /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
+    /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) and the
+    /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
+    /// else `AZURE_FEDERATED_TOKEN_FILE` — from the process environment.
+    ///
+    /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL`, `OBO_CACHE_KEY`,
+    /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX` and
+    /// `OBO_REDIS_TIMEOUT_MS` (see `obo_redis_url`). Without
+    /// the feature, setting `OBO_REDIS_URL` or `OBO_CACHE_KEY` is an error rather
+    /// than silently running without the shared cache.
+    ///
+    /// A [`ConfigError`] (here or from [`build`](Self::build)) names the builder
+    /// field, e.g. `tenant_id`, and its reason names the variable, e.g. `AZURE_TENANT_ID`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with a custom variable lookup (handy in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut b = Self::default();
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if let Some(tenant) = get("AZURE_TENANT_ID") {
+            b = b
+                .tenant_id(tenant)
+                .came_from("tenant_id", "AZURE_TENANT_ID");
+        }
+        if let Some(client) = get("AZURE_CLIENT_ID") {
+            b = b
+                .client_id(client)
+                .came_from("client_id", "AZURE_CLIENT_ID");
+        }
+        if let Some(host) = get("AZURE_AUTHORITY_HOST") {
+            b = b
+                .authority_host(host)
+                .came_from("authority_host", "AZURE_AUTHORITY_HOST");
+        }
+        if let Some(url) = get("OBO_GRAPH_URL") {
+            b = b.graph_url(url).came_from("graph_url", "OBO_GRAPH_URL");
+        }
+        if let Some(list) = get("OBO_ALLOWED_TENANTS") {
+            let tenants = list
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>();
+            b = b
+                .allow_tenants(tenants)
+                .came_from("allowed_tenants", "OBO_ALLOWED_TENANTS");
+        }
+        b = b.read_credential(&get);
+        b.read_l2_variables(&get)?;
+        for (field, variable) in [
+            ("tenant_id", "AZURE_TENANT_ID"),
+            ("client_id", "AZURE_CLIENT_ID"),
+        ] {
+            if !b.origins.iter().any(|(f, _)| *f == field) {
+                return Err(ConfigError::new(field, "is not set").in_variable(variable));
+            }
+        }
+        Ok(b)
+    }
+
+    /// The credential: a secret, else a certificate file, else a federated token file.
+    fn read_credential(self, get: &dyn Fn(&str) -> Option<String>) -> Self {
+        if let Some(secret) = get("AZURE_CLIENT_SECRET") {
+            self.client_secret(secret)
+                .came_from("client_secret", "AZURE_CLIENT_SECRET")
+        } else if let Some(path) = get("AZURE_CLIENT_CERTIFICATE_PATH") {
+            self.client_certificate_file(path)
+                .came_from("client_certificate", "AZURE_CLIENT_CERTIFICATE_PATH")
+        } else if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
+            self.federated_token_file(path)
+                .came_from("federated_token_file", "AZURE_FEDERATED_TOKEN_FILE")
+        } else {
+            self
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    fn read_l2_variables(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let mut b = std::mem::take(self);
+        if let Some(url) = get("OBO_REDIS_URL") {
+            b = b
+                .obo_redis_url(url)
+                .came_from("obo_redis_url", "OBO_REDIS_URL");
+        }
+        if let Some(key) = get("OBO_CACHE_KEY") {
+            b = b
+                .obo_cache_key(key)
+                .came_from("obo_cache_key", "OBO_CACHE_KEY");
+        }
+        if let Some(list) = get("OBO_CACHE_OLD_KEYS") {
+            let keys = list
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            b = b
+                .obo_cache_old_keys(keys)
+                .came_from("obo_cache_old_keys", "OBO_CACHE_OLD_KEYS");
+        }
+        if let Some(prefix) = get("OBO_REDIS_PREFIX") {
+            b = b
+                .obo_redis_prefix(prefix)
+                .came_from("obo_redis_prefix", "OBO_REDIS_PREFIX");
+        }
+        if let Some(ms) = get("OBO_REDIS_TIMEOUT_MS") {
+            let ms: u64 = ms.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "obo_redis_timeout",
+                    "must be a whole number of milliseconds",
+                )
+                .in_variable("OBO_REDIS_TIMEOUT_MS")
+            })?;
+            b = b
+                .obo_redis_timeout(Duration::from_millis(ms))
+                .came_from("obo_redis_timeout", "OBO_REDIS_TIMEOUT_MS");
+        }
+        *self = b;
+        Ok(())
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn read_l2_variables(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (field, variable) in [
+            ("obo_redis_url", "OBO_REDIS_URL"),
+            ("obo_cache_key", "OBO_CACHE_KEY"),
+        ] {
+            if get(variable).is_some() {
+                return Err(ConfigError::new(
+                    field,
+                    "is set, but axum-obo was built without its `redis` feature",
+                )
+                .in_variable(variable));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `field` came from the environment variable `variable`.
+    fn came_from(mut self, field: &'static str, variable: &'static str) -> Self {
+        self.origins.push((field, variable));
+        self
+    }
+}

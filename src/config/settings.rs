@@ -1,0 +1,101 @@
+//! [`OboConfig`]: the validated configuration. It holds one settings value per
+//! subsystem (built by [`OboConfigBuilder::build`]) and the layer's HTTP client,
+//! and answers the public getters from them.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::builder::OboConfigBuilder;
+use super::error::ConfigError;
+use crate::downstream::DownstreamSettings;
+use crate::exchange::ExchangeSettings;
+use crate::jwks::KeySettings;
+use crate::policy::Policy;
+use crate::validate::ValidationSettings;
+
+/// The public-cloud authority host.
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
+/// Validated configuration of the crate. Build it with [`OboConfig::builder`] or
+/// [`OboConfig::from_env`]; it cannot be constructed in an invalid state.
+#[derive(Clone)]
+pub struct OboConfig {
+    pub(crate) tenant_id: String,
+    pub(crate) client_id: String,
+    /// Discovery and signing keys of the allowed tenants.
+    pub(crate) keys: KeySettings,
+    /// The checks on inbound tokens.
+    pub(crate) validation: ValidationSettings,
+    /// The On-Behalf-Of exchange and its cache.
+    pub(crate) exchange: ExchangeSettings,
+    /// Graph and the authority named in relayed claims challenges.
+    pub(crate) downstream: DownstreamSettings,
+    /// The layer-wide access policy.
+    pub(crate) policy: Policy,
+    /// The one HTTP client of the layer (Entra and downstream calls), built with
+    /// the configuration so that a failure is reported by `build()`.
+    pub(crate) http: reqwest::Client,
+}
+
+impl fmt::Debug for OboConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OboConfig")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("keys", &self.keys)
+            .field("validation", &self.validation)
+            .field("exchange", &self.exchange)
+            .field("downstream", &self.downstream)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OboConfig {
+    /// Starts a builder with every default.
+    pub fn builder() -> OboConfigBuilder {
+        OboConfigBuilder::default()
+    }
+
+    /// Reads the configuration from the process environment (see
+    /// [`OboConfigBuilder::from_env`]) and validates it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        OboConfigBuilder::from_env()?.build()
+    }
+
+    /// The home tenant (GUID).
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    /// This API's application (client) id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The authority host, without a trailing slash.
+    pub fn authority_host(&self) -> &str {
+        &self.downstream.authority
+    }
+
+    /// The Microsoft Graph root (default `https://graph.microsoft.com`), without a
+    /// trailing slash; requests go to `{graph_url}/v1.0/…`.
+    pub fn graph_url(&self) -> &str {
+        &self.downstream.graph_url
+    }
+
+    /// Tenants whose tokens are admitted.
+    pub fn allowed_tenants(&self) -> impl Iterator<Item = &str> {
+        self.validation.allowed_tenants.iter().map(String::as_str)
+    }
+
+    /// Accepted `aud` values.
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        self.validation.audiences.iter().map(String::as_str)
+    }
+
+    /// Allowed clock skew for `exp` and `nbf`.
+    pub fn leeway(&self) -> Duration {
+        self.validation.leeway
+    }
+}

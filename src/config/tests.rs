@@ -1,0 +1,340 @@
+//! Table-driven tests of the configuration: every error names its builder field
+//! (and its environment variable when the value came from there), defaults, the
+//! loopback rule, and redaction.
+
+use std::time::Duration;
+
+use super::*;
+
+const T: &str = "11111111-2222-3333-4444-555555555555";
+const C: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+
+fn base() -> OboConfigBuilder {
+    OboConfig::builder().tenant_id(T).client_id(C)
+}
+
+#[test]
+fn defaults() {
+    let c = base().build().unwrap();
+    assert_eq!(c.authority_host(), DEFAULT_AUTHORITY_HOST);
+    assert_eq!(c.allowed_tenants().collect::<Vec<_>>(), [T]);
+    let auds: Vec<_> = c.audiences().collect();
+    assert!(auds.contains(&C) && auds.contains(&format!("api://{C}").as_str()));
+    assert_eq!(c.leeway(), Duration::from_secs(60));
+    assert!(c.policy.allow_app_only);
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases = [
+        (base().tenant_id("common"), "tenant_id"),
+        (base().tenant_id(""), "tenant_id"),
+        (OboConfig::builder().client_id(C), "tenant_id"),
+        (base().client_id(""), "client_id"),
+        (base().client_id("api://x"), "client_id"),
+        (
+            base().authority_host("http://login.example.com"),
+            "authority_host",
+        ),
+        (base().authority_host("ftp://127.0.0.1"), "authority_host"),
+        (base().authority_host("https://h/tenant"), "authority_host"),
+        (base().authority_host("not a url"), "authority_host"),
+        (base().allow_tenants(["nope"]), "allowed_tenants"),
+        (base().audiences(Vec::<String>::new()), "audiences"),
+        (base().leeway(Duration::from_secs(3600)), "leeway"),
+        (base().http_timeout(Duration::ZERO), "http_timeout"),
+        (base().min_key_refresh(Duration::ZERO), "min_key_refresh"),
+        (
+            base().min_key_refresh(Duration::from_millis(999)),
+            "min_key_refresh",
+        ),
+        (base().require_user_scopes(["a b"]), "require_user_scopes"),
+        (
+            base().allowed_client_apps(Vec::<String>::new()),
+            "allowed_client_apps",
+        ),
+    ];
+    for (b, field) in cases {
+        let e = b.build().expect_err(field);
+        assert_eq!(e.field(), field, "{e}");
+        assert!(e.to_string().contains(field));
+    }
+}
+
+#[test]
+fn http_only_on_loopback() {
+    for ok in [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://[::1]:99",
+        "http://localhost:1",
+        "https://login.microsoftonline.us/",
+    ] {
+        let c = base().authority_host(ok).build().unwrap();
+        assert!(!c.authority_host().ends_with('/'), "{ok}");
+    }
+    for bad in [
+        "http://10.0.0.1",
+        "http://localhost.evil.com",
+        "http://[::2]",
+    ] {
+        assert_eq!(
+            base().authority_host(bad).build().unwrap_err().field(),
+            "authority_host",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn guids_are_normalized() {
+    let c = base().tenant_id(T.to_uppercase()).build().unwrap();
+    assert_eq!(c.tenant_id(), T);
+}
+
+#[test]
+fn from_lookup_reads_variables() {
+    let env = |k: &str| match k {
+        "AZURE_TENANT_ID" => Some(T.to_owned()),
+        "AZURE_CLIENT_ID" => Some(C.to_owned()),
+        "AZURE_AUTHORITY_HOST" => Some("http://127.0.0.1:9".to_owned()),
+        "OBO_ALLOWED_TENANTS" => Some(" 99999999-2222-3333-4444-555555555555 ,".to_owned()),
+        _ => None,
+    };
+    let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
+    assert_eq!(c.authority_host(), "http://127.0.0.1:9");
+    assert_eq!(c.allowed_tenants().count(), 2);
+    let missing = OboConfigBuilder::from_lookup(|_| None).unwrap_err();
+    assert_eq!(missing.field(), "tenant_id");
+    assert!(missing.reason().contains("AZURE_TENANT_ID"), "{missing}");
+}
+
+/// Errors name the builder field whether the value came from code or from the
+/// environment; then the reason names the variable too.
+#[test]
+fn environment_errors_name_the_field_and_the_variable() {
+    const ID: [(&str, &str); 2] = [("AZURE_TENANT_ID", T), ("AZURE_CLIENT_ID", C)];
+    let cases = [
+        (vec![ID[1]], "tenant_id", "AZURE_TENANT_ID"),
+        (vec![ID[0]], "client_id", "AZURE_CLIENT_ID"),
+        (
+            vec![("AZURE_TENANT_ID", "common"), ID[1]],
+            "tenant_id",
+            "AZURE_TENANT_ID",
+        ),
+        (
+            vec![ID[0], ("AZURE_CLIENT_ID", "x")],
+            "client_id",
+            "AZURE_CLIENT_ID",
+        ),
+        (
+            [&ID[..], &[("AZURE_AUTHORITY_HOST", "http://10.0.0.1")]].concat(),
+            "authority_host",
+            "AZURE_AUTHORITY_HOST",
+        ),
+        (
+            [&ID[..], &[("OBO_GRAPH_URL", "ftp://graph")]].concat(),
+            "graph_url",
+            "OBO_GRAPH_URL",
+        ),
+        (
+            [&ID[..], &[("OBO_ALLOWED_TENANTS", "nope")]].concat(),
+            "allowed_tenants",
+            "OBO_ALLOWED_TENANTS",
+        ),
+        (
+            [
+                &ID[..],
+                &[("AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/axum-obo/token")],
+            ]
+            .concat(),
+            "federated_token_file",
+            "AZURE_FEDERATED_TOKEN_FILE",
+        ),
+        (
+            [
+                &ID[..],
+                &[(
+                    "AZURE_CLIENT_CERTIFICATE_PATH",
+                    "/nonexistent/axum-obo/cert.pem",
+                )],
+            ]
+            .concat(),
+            "client_certificate",
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+        ),
+    ];
+    for (vars, field, variable) in cases {
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let e = OboConfigBuilder::from_lookup(env)
+            .and_then(OboConfigBuilder::build)
+            .expect_err(field);
+        assert_eq!(e.field(), field, "{e}");
+        assert!(e.reason().contains(variable), "{e}");
+    }
+    // A value set in code after from_lookup is reported without the variable.
+    let env = |k: &str| match k {
+        "AZURE_TENANT_ID" => Some(T.to_owned()),
+        "AZURE_CLIENT_ID" => Some(C.to_owned()),
+        _ => None,
+    };
+    let e = OboConfigBuilder::from_lookup(env)
+        .unwrap()
+        .tenant_id("common")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "tenant_id");
+    assert!(!e.reason().contains("AZURE_TENANT_ID"), "{e}");
+}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn redis_variables_need_the_feature() {
+    let env = |k: &str| match k {
+        "AZURE_TENANT_ID" => Some(T.to_owned()),
+        "AZURE_CLIENT_ID" => Some(C.to_owned()),
+        "OBO_REDIS_URL" => Some("redis://127.0.0.1:6379".to_owned()),
+        _ => None,
+    };
+    let e = OboConfigBuilder::from_lookup(env).unwrap_err();
+    assert_eq!(e.field(), "obo_redis_url");
+    assert!(e.reason().contains("OBO_REDIS_URL"), "{e}");
+    assert!(e.reason().contains("`redis` feature"), "{e}");
+}
+
+#[cfg(feature = "redis")]
+mod redis_l2 {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+
+    fn key(b: u8) -> String {
+        STANDARD.encode([b; 32])
+    }
+
+    fn with_redis() -> OboConfigBuilder {
+        base()
+            .obo_redis_url("redis://:hunter2@127.0.0.1:6379/2")
+            .obo_cache_key(key(1))
+    }
+
+    #[test]
+    fn settings_and_defaults() {
+        assert!(base().build().unwrap().exchange.l2.is_none());
+        let c = with_redis()
+            .obo_cache_old_keys([key(2), key(3)])
+            .build()
+            .unwrap();
+        let l2 = c.exchange.l2.as_ref().unwrap();
+        assert_eq!(l2.prefix, "axum-obo:");
+        assert_eq!(l2.timeout, Duration::from_millis(100));
+        assert_eq!(l2.old_keys.len(), 2);
+        assert!(with_redis()
+            .obo_redis_url("rediss://cache.example.com:6380")
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (base().obo_redis_url("redis://127.0.0.1"), "obo_cache_key"),
+            (base().obo_cache_key(key(1)), "obo_redis_url"),
+            (
+                with_redis().obo_redis_url("http://127.0.0.1"),
+                "obo_redis_url",
+            ),
+            (
+                with_redis().obo_redis_url("127.0.0.1:6379"),
+                "obo_redis_url",
+            ),
+            (with_redis().obo_redis_url("redis://"), "obo_redis_url"),
+            (with_redis().obo_cache_key("not base64!"), "obo_cache_key"),
+            (
+                with_redis().obo_cache_key(STANDARD.encode([1u8; 16])),
+                "obo_cache_key",
+            ),
+            (with_redis().obo_cache_key(""), "obo_cache_key"),
+            (
+                with_redis().obo_cache_old_keys([key(2), "short".to_owned()]),
+                "obo_cache_old_keys",
+            ),
+            (with_redis().obo_redis_prefix("a b"), "obo_redis_prefix"),
+            (
+                with_redis().obo_redis_timeout(Duration::ZERO),
+                "obo_redis_timeout",
+            ),
+            (
+                with_redis().obo_redis_timeout(Duration::from_secs(60)),
+                "obo_redis_timeout",
+            ),
+        ];
+        for (b, field) in cases {
+            let e = b.build().expect_err(field);
+            assert_eq!(e.field(), field, "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn from_lookup_reads_the_variables() {
+        let old = format!(" {} ,{},", key(2), key(3));
+        let env = |k: &str| match k {
+            "AZURE_TENANT_ID" => Some(T.to_owned()),
+            "AZURE_CLIENT_ID" => Some(C.to_owned()),
+            "OBO_REDIS_URL" => Some("redis://127.0.0.1:6379".to_owned()),
+            "OBO_CACHE_KEY" => Some(key(1)),
+            "OBO_CACHE_OLD_KEYS" => Some(old.clone()),
+            "OBO_REDIS_PREFIX" => Some("app1:".to_owned()),
+            "OBO_REDIS_TIMEOUT_MS" => Some("250".to_owned()),
+            _ => None,
+        };
+        let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
+        let l2 = c.exchange.l2.as_ref().unwrap();
+        assert_eq!(l2.url.expose(), "redis://127.0.0.1:6379");
+        assert_eq!(l2.old_keys.len(), 2);
+        assert_eq!(l2.prefix, "app1:");
+        assert_eq!(l2.timeout, Duration::from_millis(250));
+
+        let bad = |k: &str| match k {
+            "OBO_REDIS_TIMEOUT_MS" => Some("soon".to_owned()),
+            other => env(other),
+        };
+        let short = |k: &str| match k {
+            "OBO_CACHE_KEY" => Some("short".to_owned()),
+            other => env(other),
+        };
+        let e = OboConfigBuilder::from_lookup(short)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "obo_cache_key");
+        assert!(e.reason().contains("OBO_CACHE_KEY"), "{e}");
+
+        let e = OboConfigBuilder::from_lookup(bad).unwrap_err();
+        assert_eq!(e.field(), "obo_redis_timeout");
+        assert!(e.reason().contains("OBO_REDIS_TIMEOUT_MS"), "{e}");
+    }
+
+    #[test]
+    fn debug_redacts_keys_and_the_redis_password() {
+        let c = with_redis().obo_cache_old_keys([key(2)]).build().unwrap();
+        let text = format!("{c:?}");
+        assert!(text.contains("127.0.0.1:6379"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        for k in [key(1), key(2)] {
+            assert!(!text.contains(&k), "{text}");
+        }
+        assert!(text.contains("L2Key([redacted])"), "{text}");
+    }
+}
+
+#[test]
+fn debug_shows_no_secrets_and_is_useful() {
+    let c = base().build().unwrap();
+    assert!(format!("{c:?}").contains(T));
+}

@@ -1,0 +1,290 @@
+//! The [`Exchanger`]: inbound user token in, downstream token out, through the
+//! cache, and its [`ExchangeSettings`].
+//!
+//! # Where it sits
+//!
+//! The `OboToken` extractor calls [`Exchanger::token`] at most once per request,
+//! after the layer has validated the caller. The exchanger owns the token cache,
+//! the token endpoint client and (feature `redis`) the L2.
+//!
+//! # What it guarantees
+//!
+//! No network for requests that cannot work (app-only tokens, inbound tokens
+//! expiring within the leeway). A cached token is served while it is fresh by the
+//! configured clock (its lifetime minus the refresh margin); concurrent misses for
+//! one key share one exchange. Refusals Entra would repeat are remembered for the
+//! negative TTL.
+//!
+//! # How it fails
+//!
+//! Every failure is an [`OboError`], cloned to every request waiting on the same
+//! exchange; a failed exchange leaves nothing in the token cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+use super::cache::{bump, request_key, CacheKey, CachedToken, Counters, OboCache};
+use super::endpoint::{self, Issued, TokenEndpoint};
+#[cfg(feature = "redis")]
+use super::l2;
+use super::{OboError, OboStats};
+use crate::clock::Clock;
+use crate::credential::ClientCredential;
+use crate::secret::BearerToken;
+use crate::validate::{Principal, TokenKind};
+
+/// What the exchange needs; built and validated once by the configuration builder.
+#[derive(Debug, Clone)]
+pub(crate) struct ExchangeSettings {
+    /// This API's client id (a lowercase GUID).
+    pub(crate) client_id: String,
+    /// The authority host, without a trailing slash; token endpoints hang below it.
+    pub(crate) authority: String,
+    /// How this API authenticates at the token endpoint (none: OBO refused as misconfigured).
+    pub(crate) credential: Option<ClientCredential>,
+    /// Inbound tokens expiring within this are refused before any exchange.
+    pub(crate) leeway: Duration,
+    /// Re-exchange this long before a cached token expires (half the lifetime for short-lived tokens).
+    pub(crate) refresh_margin: Duration,
+    /// How long interaction/consent errors are remembered per user and scope set.
+    pub(crate) negative_ttl: Duration,
+    /// Bound of the token cache, in bytes.
+    pub(crate) cache_max_bytes: u64,
+    /// Retries of 429/5xx answers.
+    pub(crate) max_retries: usize,
+    /// Total time an exchange may spend retrying.
+    pub(crate) retry_budget: Duration,
+    /// Bound of each token-endpoint request (and of reading its answer).
+    pub(crate) timeout: Duration,
+    /// The clock of token lifetimes and the tenant backoff.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The Redis L2 under the in-memory cache, if configured.
+    #[cfg(feature = "redis")]
+    pub(crate) l2: Option<l2::L2Settings>,
+}
+
+/// Exchanges inbound user tokens for downstream tokens, through the cache.
+pub(crate) struct Exchanger {
+    settings: Arc<ExchangeSettings>,
+    endpoint: TokenEndpoint,
+    cache: OboCache,
+    counters: Counters,
+    #[cfg(feature = "redis")]
+    l2: Option<l2::L2Cache>,
+}
+
+impl Exchanger {
+    /// An exchanger with an empty cache, calling the token endpoint over `http`.
+    pub(crate) fn new(settings: ExchangeSettings, http: reqwest::Client) -> Self {
+        let settings = Arc::new(settings);
+        let cache = OboCache::new(settings.cache_max_bytes, settings.negative_ttl);
+        Self {
+            endpoint: TokenEndpoint::new(http, Arc::clone(&settings)),
+            #[cfg(feature = "redis")]
+            l2: settings
+                .l2
+                .as_ref()
+                .and_then(|s| l2::L2Cache::new(s, &settings.client_id)),
+            settings,
+            cache,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The L2's fresh entry for `key`, if there is an L2 and it has one.
+    async fn l2_get(&self, key: &CacheKey) -> Option<CachedToken> {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.l2 {
+            let now = self.settings.clock.now();
+            return l2.get(key, now, &self.counters).await;
+        }
+        let _ = key;
+        None
+    }
+
+    /// Writes a freshly exchanged token through to the L2, if there is one.
+    async fn l2_put(&self, key: &CacheKey, token: &CachedToken) {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.l2 {
+            l2.put(key, token, &self.counters).await;
+        }
+        let _ = (key, token);
+    }
+
+    pub(crate) fn stats(&self) -> OboStats {
+        self.counters.snapshot()
+    }
+
+    /// Entries and weighted bytes of the token cache, after pending evictions.
+    pub(crate) async fn cache_usage(&self) -> (u64, u64) {
+        self.cache.tokens.run_pending_tasks().await;
+        (
+            self.cache.tokens.entry_count(),
+            self.cache.tokens.weighted_size(),
+        )
+    }
+
+    /// A downstream token for `scopes` on behalf of `principal`, whose access
+    /// token is `assertion`: refused locally when it cannot work, from the cache
+    /// when it holds a fresh token (or a remembered refusal), otherwise exchanged
+    /// once per key however many requests wait for it.
+    pub(crate) async fn token(
+        &self,
+        principal: &Principal,
+        assertion: &BearerToken,
+        scopes: &'static [&'static str],
+    ) -> Result<Arc<CachedToken>, OboError> {
+        let now = self.settings.clock.now();
+        self.preflight(principal, now)?;
+        let (sent, key) = request_key(principal.tid(), principal.oid(), scopes, assertion);
+        if let Some(cached) = self.cache.lookup(&key, now, &self.counters).await {
+            if cached.is_err() {
+                tracing::debug!(
+                    tid = principal.tid(),
+                    oid = principal.oid(),
+                    "On-Behalf-Of answered from the negative cache"
+                );
+            }
+            return cached;
+        }
+        bump(&self.counters.misses);
+        self.cache
+            .tokens
+            .try_get_with(key, self.fill(key, principal, assertion, &sent, scopes))
+            .await
+            .map_err(|e: Arc<OboError>| (*e).clone())
+    }
+
+    /// Local refusals, without network: app-only tokens (OBO needs a user), and
+    /// inbound tokens expiring within the leeway.
+    fn preflight(&self, principal: &Principal, now: i64) -> Result<(), OboError> {
+        if principal.kind() == TokenKind::App {
+            bump(&self.counters.preflight_refusals);
+            return Err(OboError::AppOnlyToken);
+        }
+        let leeway = i64::try_from(self.settings.leeway.as_secs()).unwrap_or(i64::MAX);
+        if principal.expires_at().saturating_sub(now) <= leeway {
+            bump(&self.counters.preflight_refusals);
+            return Err(OboError::InboundTokenExpiring);
+        }
+        Ok(())
+    }
+
+    /// Fills the cache entry for `key` (run once per key by the single-flight):
+    /// the L2 first, then the token endpoint; a token is written through to the
+    /// L2, a negative-cacheable refusal is remembered.
+    async fn fill(
+        &self,
+        key: CacheKey,
+        principal: &Principal,
+        assertion: &BearerToken,
+        sent: &str,
+        scopes: &'static [&'static str],
+    ) -> Result<Arc<CachedToken>, OboError> {
+        // Another replica may have exchanged it: read through the L2 first.
+        if let Some(t) = self.l2_get(&key).await {
+            return Ok(Arc::new(t));
+        }
+        bump(&self.counters.exchanges);
+        let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent);
+        let result = self
+            .endpoint
+            .exchange(principal.tid(), assertion, sent, scopes)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(issued) => {
+                tracing::debug!(
+                    tid = principal.tid(),
+                    oid = principal.oid(),
+                    expires_in = issued.expires_in,
+                    "On-Behalf-Of token obtained"
+                );
+                let now = self.settings.clock.now();
+                let token = cache_entry(issued, now, self.settings.refresh_margin, scopes);
+                self.l2_put(&key, &token).await;
+                Ok(Arc::new(token))
+            }
+            Err(e) => {
+                bump(&self.counters.errors);
+                if e.is_negative_cacheable() {
+                    self.cache.negative.insert(key, e.clone()).await;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The cache entry of a token issued at `now` (clock seconds): fresh until
+/// `refresh_margin` before it expires (half its lifetime if that is shorter).
+/// `issued.expires_in` came from the network: every sum saturates.
+fn cache_entry(
+    issued: Issued,
+    now: i64,
+    refresh_margin: Duration,
+    requested: &[&str],
+) -> CachedToken {
+    let lifetime = issued
+        .expires_in
+        .clamp(0, endpoint::MAX_TOKEN_LIFETIME.as_secs() as i64);
+    let margin = i64::try_from(refresh_margin.as_secs()).unwrap_or(i64::MAX);
+    let margin = if lifetime > margin.saturating_mul(2) {
+        margin
+    } else {
+        lifetime / 2
+    };
+    let fresh_for = (lifetime - margin).max(0);
+    let scopes: Box<[Box<str>]> = match &issued.scope {
+        Some(s) if !s.trim().is_empty() => s.split_whitespace().map(Box::from).collect(),
+        _ => requested.iter().map(|s| Box::from(*s)).collect(),
+    };
+    CachedToken {
+        access_token: issued.access_token,
+        expires_at: now.saturating_add(lifetime),
+        fresh_until: now.saturating_add(fresh_for),
+        scopes,
+        ttl: Duration::from_secs(fresh_for.unsigned_abs()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(expires_in: i64) -> Issued {
+        Issued {
+            access_token: BearerToken::new("t"),
+            expires_in,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn cache_entries_stay_in_range_whatever_the_lifetime_and_clock() {
+        let max = endpoint::MAX_TOKEN_LIFETIME.as_secs() as i64;
+        let margin = Duration::from_secs(300);
+        let t = cache_entry(issued(3600), 1_000, margin, &["s"]);
+        assert_eq!((t.expires_at, t.fresh_until), (4_600, 4_300));
+        assert_eq!(t.ttl, Duration::from_secs(3_300));
+        assert_eq!(&*t.scopes, &[Box::<str>::from("s")]);
+        // Short lifetimes are fresh for half of it.
+        let t = cache_entry(issued(100), 0, margin, &[]);
+        assert_eq!((t.expires_at, t.fresh_until), (100, 50));
+        // Out-of-range lifetimes (not produced by the parser) are clamped.
+        for lifetime in [i64::MAX, max + 1] {
+            let t = cache_entry(issued(lifetime), 0, margin, &[]);
+            assert_eq!((t.expires_at, t.fresh_until), (max, max - 300));
+            assert_eq!(t.ttl, Duration::from_secs((max - 300) as u64));
+        }
+        let t = cache_entry(issued(i64::MIN), 0, margin, &[]);
+        assert_eq!((t.expires_at, t.fresh_until, t.ttl), (0, 0, Duration::ZERO));
+        // A clock at the end of time, a margin beyond i64: no overflow.
+        let t = cache_entry(issued(max), i64::MAX - 5, Duration::MAX, &[]);
+        assert_eq!(t.expires_at, i64::MAX);
+        assert!(t.fresh_until <= t.expires_at);
+        assert!(t.ttl <= endpoint::MAX_TOKEN_LIFETIME);
+    }
+}
