@@ -136,15 +136,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
     }
 }
 
-/// Installs a capturing subscriber (TRACE, every target) for this thread.
-pub fn capture_logs() -> (LogCapture, tracing::subscriber::DefaultGuard) {
-    let capture = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
+/// A subscriber writing every event (TRACE, every target) into `capture`.
+fn subscriber(capture: &LogCapture) -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(capture.clone())
         .with_ansi(false)
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+        .finish()
+}
+
+/// Installs a capturing subscriber (TRACE, every target) for this thread.
+pub fn capture_logs() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+    let capture = LogCapture::default();
+    let guard = tracing::subscriber::set_default(subscriber(&capture));
     (capture, guard)
 }
 
@@ -154,12 +158,8 @@ pub fn capture_logs_global() -> &'static LogCapture {
     static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
     CAPTURE.get_or_init(|| {
         let capture = LogCapture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(capture.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        tracing::subscriber::set_global_default(subscriber(&capture))
+            .expect("one global subscriber");
         capture
     })
 }
