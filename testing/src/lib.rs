@@ -81,7 +81,7 @@ pub use harness::Harness;
 pub use record::RequestRecord;
 pub use standin::{EntraStandIn, EntraStandInBuilder};
 pub use token::{encode_unsigned, TokenBuilder};
-pub use token_endpoint::{TokenFault, TokenRequestRecord};
+pub use token_endpoint::{RefreshTokenExpiry, TokenFault, TokenRequestRecord};
 
 #[doc(hidden)]
 pub mod scripted;
