@@ -190,6 +190,20 @@ async fn the_platforms_errors_faults_and_request_log() {
         "Unable to load the proper Managed Identity."
     );
 
+    // Only user-assigned identities: the request must name one.
+    let uai = identity.add_user_assigned("only-one");
+    identity.set_system_assigned(false);
+    let (got, _, body) = get_token(&identity, ok, Some(&secret)).await;
+    assert_eq!(got, 400);
+    assert_eq!(
+        body["message"],
+        "Unable to load the proper Managed Identity."
+    );
+    let named = format!("{ok}&client_id={}", uai.client_id);
+    let (got, _, _) = get_token(&identity, &named, Some(&secret)).await;
+    assert_eq!(got, 200);
+    identity.set_system_assigned(true);
+
     identity.inject_fault(ManagedIdentityFault::Status(500), Some(1));
     identity.inject_fault(
         ManagedIdentityFault::Unavailable { retry_after: 2 },

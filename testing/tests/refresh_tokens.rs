@@ -2,7 +2,7 @@
 
 mod common;
 
-use axum_obo_testing::{EntraStandIn, RefreshTokenExpiry};
+use axum_obo_testing::{EntraStandIn, RefreshTokenExpiry, TokenFault};
 use common::*;
 
 const GRAPH: &str = "https://graph.microsoft.com/User.Read";
@@ -192,4 +192,16 @@ async fn expired_refresh_tokens_answer_700082_or_70008() {
     );
     let answer = post_token(&entra, &refresh_form(&entra, &old_token, GRAPH)).await;
     assert_entra_error(&answer, 400, "invalid_grant", 70_008);
+}
+
+#[tokio::test]
+async fn per_user_faults_apply_to_refresh_requests() {
+    let entra = EntraStandIn::start().await;
+    let (oid, refresh) = sign_in(&entra).await;
+    entra.inject_token_fault_for_user(&oid, TokenFault::InteractionRequired);
+    let answer = post_token(&entra, &refresh_form(&entra, &refresh, GRAPH)).await;
+    assert_entra_error(&answer, 400, "interaction_required", 50_076);
+    entra.clear_token_faults();
+    let (status, _, _) = post_token(&entra, &refresh_form(&entra, &refresh, GRAPH)).await;
+    assert_eq!(status, 200);
 }

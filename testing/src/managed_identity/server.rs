@@ -2,7 +2,7 @@
 //! fault, secret header, query, token, log.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub(super) secret: String,
     /// The system-assigned identity first, then the user-assigned ones.
     pub(super) identities: Mutex<Vec<ManagedIdentity>>,
+    /// Whether the system-assigned identity is enabled.
+    pub(super) system_assigned: AtomicBool,
     pub(super) lifetime_secs: AtomicU64,
     pub(super) faults: Mutex<Faults>,
     pub(super) requests: AtomicUsize,
@@ -165,7 +167,7 @@ impl Shared {
     }
 
     /// The identity a request selects: at most one of `client_id`, `object_id` (or
-    /// `principal_id`), `mi_res_id`; none means the system-assigned one.
+    /// `principal_id`), `mi_res_id`; none means the system-assigned one, if enabled.
     fn select<'a>(&self, param: &impl Fn(&str) -> Option<&'a str>) -> Option<ManagedIdentity> {
         let selectors = [
             ("client_id", param("client_id")),
@@ -177,14 +179,21 @@ impl Shared {
         ];
         let mut given = selectors.iter().filter_map(|(n, v)| v.map(|v| (*n, v)));
         let identities = lock(&self.identities);
+        let skip = usize::from(!self.system_assigned.load(Ordering::SeqCst));
+        let mut enabled = identities.iter().skip(skip);
         let Some((name, value)) = given.next() else {
-            return identities.first().cloned();
+            // No selector: the system-assigned identity, if the app has it (with only
+            // user-assigned ones, the platform cannot tell which one is meant).
+            return if skip == 0 {
+                enabled.next().cloned()
+            } else {
+                None
+            };
         };
         if given.next().is_some() {
             return None;
         }
-        identities
-            .iter()
+        enabled
             .find(|i| {
                 let field = match name {
                     "client_id" => &i.client_id,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,6 +106,7 @@ impl ManagedIdentityStandIn {
             resource_group: group,
             secret: b64(&random_bytes::<24>()),
             identities: Mutex::new(vec![ManagedIdentity::new(app)]),
+            system_assigned: AtomicBool::new(true),
             lifetime_secs: AtomicU64::new(DEFAULT_LIFETIME.as_secs()),
             faults: Mutex::new(Faults::default()),
             requests: AtomicUsize::new(0),
@@ -160,9 +161,18 @@ impl ManagedIdentityStandIn {
         self.shared.addr
     }
 
-    /// The app's system-assigned identity (used when a request names none).
+    /// The app's system-assigned identity (used when a request names none), whether
+    /// enabled or not.
     pub fn system_assigned(&self) -> ManagedIdentity {
         lock(&self.shared.identities)[0].clone()
+    }
+
+    /// Enables or disables the system-assigned identity (enabled at start). While it is
+    /// disabled, a request naming no identity answers `400` "Unable to load the proper
+    /// Managed Identity.", as on an app with only user-assigned identities, and so does one
+    /// naming the system-assigned identity.
+    pub fn set_system_assigned(&self, enabled: bool) {
+        self.shared.system_assigned.store(enabled, Ordering::SeqCst);
     }
 
     /// Assigns a new user-assigned identity named `name` (random client and principal ids)

@@ -49,7 +49,13 @@ pub(crate) async fn token(
     if let Some(delay) = shared.faults.delay() {
         tokio::time::sleep(delay).await;
     }
-    let oid = form.get("assertion").and_then(user_assertion::peek_oid);
+    let oid = form
+        .get("assertion")
+        .and_then(user_assertion::peek_oid)
+        .or_else(|| {
+            form.get("refresh_token")
+                .and_then(|token| endpoint.refresh_token_oid(token))
+        });
     let response = match endpoint.take_fault(oid.as_deref()) {
         Some(TokenFault::Hang) => {
             endpoint.record(record(0));

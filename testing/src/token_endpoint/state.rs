@@ -316,6 +316,13 @@ impl TokenEndpoint {
         }
     }
 
+    /// The `oid` of the user a refresh token was issued to, without redeeming it.
+    pub(super) fn refresh_token_oid(&self, token: &str) -> Option<String> {
+        lock(&self.refresh_tokens)
+            .get(token)
+            .map(|grant| grant.subject.oid.clone())
+    }
+
     /// Whether a redeemed refresh token stops working (Entra: it does not).
     pub(super) fn set_refuse_refresh_reuse(&self, on: bool) {
         self.refuse_refresh_reuse.store(on, Ordering::SeqCst);
