@@ -21,6 +21,8 @@ pub(super) struct Cloud {
     pub(super) rbac_url: &'static str,
     /// Scheme and host of v1 issuers (`{v1_issuer_host}/{tid}/`).
     pub(super) v1_issuer_host: &'static str,
+    /// The audience of tokens exchanged as federated credentials.
+    pub(super) token_exchange_audience: &'static str,
 }
 
 const PUBLIC: Cloud = Cloud {
@@ -29,6 +31,7 @@ const PUBLIC: Cloud = Cloud {
     msgraph_host: "graph.microsoft.com",
     rbac_url: "https://pas.windows.net",
     v1_issuer_host: "https://sts.windows.net",
+    token_exchange_audience: "api://AzureADTokenExchange",
 };
 
 const US_GOVERNMENT: Cloud = Cloud {
@@ -37,6 +40,7 @@ const US_GOVERNMENT: Cloud = Cloud {
     msgraph_host: "graph.microsoft.us",
     rbac_url: "https://pasff.usgovcloudapi.net",
     v1_issuer_host: "https://login.microsoftonline.us",
+    token_exchange_audience: "api://AzureADTokenExchangeUSGov",
 };
 
 const CHINA: Cloud = Cloud {
@@ -45,6 +49,7 @@ const CHINA: Cloud = Cloud {
     msgraph_host: "microsoftgraph.chinacloudapi.cn",
     rbac_url: "https://pas.chinacloudapi.cn",
     v1_issuer_host: "https://sts.chinacloudapi.cn",
+    token_exchange_audience: "api://AzureADTokenExchangeChina",
 };
 
 impl Cloud {

@@ -35,6 +35,21 @@
 //! retired, and faults (error statuses, garbage key sets, delays) injected, while counters
 //! record what the code under test fetched.
 //!
+//! Refresh tokens (issued with `offline_access`, rotated as Entra rotates them, revocable
+//! with [`EntraStandIn::revoke_refresh_tokens`] and expirable with
+//! [`EntraStandIn::expire_refresh_tokens`]) and Continuous Access Evaluation (the `claims`
+//! parameter with client capability `cp1` and `nbf` requests,
+//! [`EntraStandIn::revoke_session_for_good`], and [`GraphStandIn::revoke_session`] with
+//! Graph's claims challenge) are modelled too.
+//!
+//! ## The managed identity endpoint stand-in
+//!
+//! [`ManagedIdentityStandIn`] serves the App Service / Container Apps managed identity
+//! endpoint (`IDENTITY_ENDPOINT` with `X-IDENTITY-HEADER`, protocol `2019-08-01`) for a
+//! system-assigned and any number of user-assigned identities, with tokens signed by an
+//! [`EntraStandIn`]'s keys; [`EntraStandIn::add_managed_identity_credential`] makes the
+//! token endpoint accept them as federated client assertions.
+//!
 //! The stand-in is an independent simulation of Entra: it shares no code with `axum-obo`.
 //!
 //! ```
@@ -68,6 +83,7 @@ pub mod graph;
 mod harness;
 mod ids;
 mod keys;
+mod managed_identity;
 mod record;
 mod response;
 mod server;
@@ -78,10 +94,11 @@ mod token_endpoint;
 
 pub use graph::{GraphFault, GraphStandIn};
 pub use harness::Harness;
+pub use managed_identity::{ManagedIdentity, ManagedIdentityFault, ManagedIdentityStandIn};
 pub use record::RequestRecord;
 pub use standin::{EntraStandIn, EntraStandInBuilder};
 pub use token::{encode_unsigned, TokenBuilder};
-pub use token_endpoint::{TokenFault, TokenRequestRecord};
+pub use token_endpoint::{RefreshTokenExpiry, TokenFault, TokenRequestRecord};
 
 #[doc(hidden)]
 pub mod scripted;

@@ -36,6 +36,13 @@
 //! headers. A missing or invalid token is `401 InvalidAuthenticationToken` with
 //! `WWW-Authenticate: Bearer realm="", authorization_uri="…", client_id="00000003-…"`.
 //!
+//! # Continuous Access Evaluation
+//!
+//! [`GraphStandIn::revoke_session`] records a critical event for a user: tokens issued
+//! before it that carry `xms_cc: ["cp1"]` get Graph's `401 insufficient_claims` challenge
+//! with an `nbf` claims request; tokens without the capability keep working until they
+//! expire. See the `cae` module for the exact shapes.
+//!
 //! # Faults and observation
 //!
 //! The same vocabulary as the Entra stand-in's token endpoint:
@@ -75,6 +82,7 @@
 
 mod auth;
 mod batch;
+mod cae;
 mod data;
 mod faults;
 mod paging;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use super::auth::KeySet;
+use super::cae::Revocations;
 use super::faults::{Faults, GraphFault};
 use super::reply::{Ids, Reply};
 use crate::record::RequestRecord;
@@ -29,6 +30,7 @@ pub(super) struct Shared {
     pub(super) requests: AtomicUsize,
     pub(super) log: Mutex<Vec<RequestRecord>>,
     pub(super) collection_size: AtomicUsize,
+    pub(super) revocations: Revocations,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,6 +83,9 @@ impl Shared {
             Ok(claims) => claims,
             Err(message) => return Reply::unauthorized(message, ids),
         };
+        if let Some(challenge) = self.revocations.challenge(&claims, ids) {
+            return challenge;
+        }
         if path.trim_end_matches('/') == "/v1.0/$batch" {
             if method != Method::POST {
                 return Reply::method_not_allowed(ids);

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::auth::KeySet;
+use super::cae::Revocations;
 use super::data;
 use super::faults::{Faults, GraphFault};
 use super::server::{handle, lock, Shared, DEFAULT_COLLECTION_SIZE};
@@ -60,6 +61,7 @@ impl GraphStandIn {
             requests: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
             collection_size: AtomicUsize::new(DEFAULT_COLLECTION_SIZE),
+            revocations: Revocations::default(),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
@@ -124,6 +126,17 @@ impl GraphStandIn {
     /// Every request so far, in the order answered.
     pub fn request_log(&self) -> Vec<RequestRecord> {
         lock(&self.shared.log).clone()
+    }
+
+    /// A critical event for user `oid` now (sessions revoked, account disabled): until its
+    /// tokens are renewed, those issued before now (`iat` earlier) that carry `xms_cc:
+    /// ["cp1"]` get `401` with a Continuous Access Evaluation claims challenge asking for
+    /// `nbf` at or after the returned time (Unix seconds); tokens without `cp1` keep working
+    /// until they expire, as at Graph.
+    pub fn revoke_session(&self, oid: &str) -> i64 {
+        let now = crate::ids::unix_seconds(std::time::SystemTime::now());
+        self.shared.revocations.revoke(oid, now);
+        now
     }
 
     /// Key-set fetches the stand-in made so far (it fetches on first use and for an unknown

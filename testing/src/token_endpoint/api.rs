@@ -163,7 +163,8 @@ impl EntraStandIn {
     }
 
     /// Answers every token request whose `assertion` names user `oid` with `fault` (read from
-    /// the assertion without validating it), until cleared. Global faults take precedence.
+    /// the assertion without validating it), or whose `refresh_token` was issued to that
+    /// user, until cleared. Global faults take precedence.
     pub fn inject_token_fault_for_user(&self, oid: &str, fault: TokenFault) {
         self.shared.token_endpoint.inject_for_user(oid, fault);
     }

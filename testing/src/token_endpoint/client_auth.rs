@@ -1,9 +1,22 @@
 //! Client authentication of the API at the token endpoint: a secret (form field or HTTP
-//! Basic), a certificate-signed client assertion, or a federated (workload identity)
-//! assertion.
+//! Basic), a certificate-signed client assertion, or a federated assertion.
+//!
+//! A federated assertion is accepted only when a federated identity credential of the API's
+//! registration names its issuer, subject and audience exactly (case-sensitive), and its
+//! issuer's key signed it. Two issuers have keys: the stand-in's federation issuer
+//! (Kubernetes-style workload identity tokens) and the stand-in itself, whose v2 issuer
+//! `{advertised_host}/{tid}/v2.0` signs managed-identity tokens
+//! ([`ManagedIdentityStandIn`](crate::ManagedIdentityStandIn)). Failures: AADSTS700211
+//! (issuer), AADSTS700213 (subject), AADSTS700212 (audience) — the per-field successors of
+//! the older combined AADSTS70021 "No matching federated identity record found for
+//! presented assertion" — AADSTS700027 (key or signature) and AADSTS700024 (expired).
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 
+use super::super::ids::is_guid;
+use super::super::keys::SigningKey;
 use super::super::response::EntraError;
 use super::super::state::Shared;
 use super::errors;
@@ -186,9 +199,8 @@ fn federated(
     if credentials.is_empty() {
         return Err(errors::federated_issuer(iss));
     }
-    let key = shared.token_endpoint.existing_federation_key();
     let kid = jws.header_str("kid").unwrap_or_default();
-    let Some(key) = key.filter(|key| key.kid() == kid) else {
+    let Some(key) = issuer_key(shared, iss, kid) else {
         return Err(errors::assertion_signature(&format!(
             "The key was not found at the issuer '{iss}'., Key id used by client: '{kid}'"
         )));
@@ -212,6 +224,31 @@ fn federated(
         return Err(errors::federated_audience(&jws.audience_text()));
     }
     Ok(ClientAuth::Federated)
+}
+
+/// The key `kid` of a federated assertion's issuer: the stand-in's federation issuer (a
+/// Kubernetes-style workload identity), or the stand-in itself — its v2 issuer of a tenant,
+/// `{advertised_host}/{tid}/v2.0`, signing with its published keys (a managed identity's
+/// token used as a federated credential).
+fn issuer_key(shared: &Shared, iss: &str, kid: &str) -> Option<Arc<SigningKey>> {
+    let endpoint = &shared.token_endpoint;
+    if iss == endpoint.federation_issuer() {
+        return endpoint
+            .existing_federation_key()
+            .filter(|key| key.kid() == kid);
+    }
+    let tid = iss
+        .strip_prefix(shared.authority.as_str())?
+        .strip_prefix('/')?
+        .strip_suffix("/v2.0")?;
+    if !is_guid(tid) || iss != shared.issuer_v2(tid) {
+        return None;
+    }
+    shared
+        .keys()
+        .published()
+        .into_iter()
+        .find(|key| key.kid() == kid)
 }
 
 /// `exp` in the future; `nbf` (if any) not beyond the allowed skew.

@@ -334,3 +334,53 @@ pub(super) fn server_error() -> EntraError {
         "There was an error issuing a token or an issue with our sign-in service.",
     )
 }
+
+/// AADSTS50173: the refresh token was revoked (password reset, `revokeSignInSessions`).
+pub(super) fn refresh_token_revoked(issued: &str, valid_from: &str) -> EntraError {
+    EntraError::new(
+        BAD_REQUEST,
+        "invalid_grant",
+        50_173,
+        format!(
+            "The provided grant has expired due to it being revoked, a fresh auth token is \
+             needed. The user might have changed or reset their password. The grant was \
+             issued on '{issued}' and the TokensValidFrom date (before which tokens are not \
+             valid) for this user is '{valid_from}'."
+        ),
+    )
+}
+
+/// AADSTS700082: the refresh token expired after a period of inactivity.
+pub(super) fn refresh_token_inactive(issued: &str, idle: &str) -> EntraError {
+    EntraError::new(
+        BAD_REQUEST,
+        "invalid_grant",
+        700_082,
+        format!(
+            "The refresh token has expired due to inactivity. The token was issued on \
+             {issued} and was inactive for {idle}."
+        ),
+    )
+}
+
+/// AADSTS70008: the grant (refresh token) expired.
+pub(super) fn refresh_token_expired() -> EntraError {
+    EntraError::new(
+        BAD_REQUEST,
+        "invalid_grant",
+        70_008,
+        "The provided authorization code or refresh token has expired due to inactivity. \
+         Send a new interactive authorization request for this user and resource.",
+    )
+}
+
+/// AADSTS50133: the user's session was revoked; `claims` is the challenge to relay.
+pub(super) fn session_revoked(claims: String) -> EntraError {
+    EntraError::new(
+        BAD_REQUEST,
+        "interaction_required",
+        50_133,
+        "Session is invalid due to expiration or recent password change.",
+    )
+    .with_claims(claims)
+}

@@ -15,11 +15,13 @@ use super::super::ids::unix_seconds;
 use super::super::record::header_map;
 use super::super::response::{self, Caching, EntraError, RequestIds};
 use super::super::state::Shared;
+use super::claims::{self, ClaimsRequest};
 use super::client_auth::{authenticate, ClientAuth, Context};
 use super::errors;
 use super::faults::{self, mfa_claims, TokenFault};
 use super::form::Form;
 use super::issue::{self, Grant};
+use super::refresh::{self, RefreshGrant};
 use super::scopes::{self, ScopeRequest};
 use super::state::TokenRequestRecord;
 use super::user_assertion::{self, Subject};
@@ -47,7 +49,13 @@ pub(crate) async fn token(
     if let Some(delay) = shared.faults.delay() {
         tokio::time::sleep(delay).await;
     }
-    let oid = form.get("assertion").and_then(user_assertion::peek_oid);
+    let oid = form
+        .get("assertion")
+        .and_then(user_assertion::peek_oid)
+        .or_else(|| {
+            form.get("refresh_token")
+                .and_then(|token| endpoint.refresh_token_oid(token))
+        });
     let response = match endpoint.take_fault(oid.as_deref()) {
         Some(TokenFault::Hang) => {
             endpoint.record(record(0));
@@ -116,7 +124,7 @@ fn grant(
         None => Err(errors::missing_parameter("grant_type")),
         Some(JWT_BEARER_GRANT) => on_behalf_of(shared, form, headers, &cx),
         Some("client_credentials") => client_credentials(shared, form, headers, &cx),
-        Some("refresh_token") => refresh(shared, form, headers, &cx),
+        Some("refresh_token") => refresh::grant(shared, form, headers, &cx),
         Some(other) => Err(errors::unsupported_grant_type(other)),
     }
 }
@@ -140,56 +148,45 @@ fn on_behalf_of(
         .get("scope")
         .ok_or_else(|| errors::missing_parameter("scope"))?;
     let scopes = scopes::parse(shared, scope)?;
+    let claims = ClaimsRequest::parse(form.get("claims"))?;
     delegated(
         shared,
         form,
-        &subject,
-        &scopes,
-        client,
-        cx.now,
-        scopes.offline_access,
+        &Delegation {
+            subject: &subject,
+            scopes: &scopes,
+            client,
+            now: cx.now,
+            granted_at: subject.issued_at,
+            claims: &claims,
+            refresh_token: scopes.offline_access,
+        },
     )
 }
 
-/// The refresh-token grant: a new access token (and refresh token) for the same user.
-fn refresh(
-    shared: &Shared,
-    form: &Form,
-    headers: &HeaderMap,
-    cx: &Context<'_>,
-) -> Result<Value, EntraError> {
-    let client = authenticate(shared, form, headers, cx)?;
-    let token = form
-        .get("refresh_token")
-        .ok_or_else(|| errors::missing_parameter("refresh_token"))?;
-    let subject = shared
-        .token_endpoint
-        .refresh_token(token)
-        .ok_or_else(|| errors::bad_refresh_token("The refresh token is not valid."))?;
-    if subject.tid != cx.tenant {
-        return Err(errors::bad_refresh_token(&format!(
-            "The refresh token was issued in tenant '{}', not '{}'.",
-            subject.tid, cx.tenant
-        )));
-    }
-    let scope = form
-        .get("scope")
-        .ok_or_else(|| errors::missing_parameter("scope"))?;
-    let scopes = scopes::parse(shared, scope)?;
-    delegated(shared, form, &subject, &scopes, client, cx.now, true)
+/// A delegated token to issue: who, what, for which client, under which claims request.
+pub(super) struct Delegation<'a> {
+    pub(super) subject: &'a Subject,
+    pub(super) scopes: &'a ScopeRequest,
+    pub(super) client: ClientAuth,
+    pub(super) now: i64,
+    /// When the user granted what is redeemed: the assertion's `iat`, or the refresh
+    /// token's issue time.
+    pub(super) granted_at: i64,
+    pub(super) claims: &'a ClaimsRequest,
+    /// Whether to issue a refresh token (`offline_access` requested, or a refresh grant).
+    pub(super) refresh_token: bool,
 }
 
-/// Applies consent and Conditional Access, then issues a delegated token.
-fn delegated(
+/// Applies consent, Conditional Access and session revocation, then issues a delegated
+/// token (and a refresh token, an ID token and `client_info` when asked).
+pub(super) fn delegated(
     shared: &Shared,
     form: &Form,
-    subject: &Subject,
-    scopes: &ScopeRequest,
-    client: ClientAuth,
-    now: i64,
-    with_refresh_token: bool,
+    d: &Delegation<'_>,
 ) -> Result<Value, EntraError> {
     let endpoint = &shared.token_endpoint;
+    let (subject, scopes) = (d.subject, d.scopes);
     let granted = scopes.granted(shared);
     let uri = &scopes.resource.uri;
     if scopes
@@ -206,6 +203,13 @@ fn delegated(
             mfa_claims(&subject.tid),
         ));
     }
+    if let Some(revoked_at) = endpoint
+        .session_revoked_at(&subject.oid)
+        .filter(|at| d.granted_at < *at)
+    {
+        return Err(errors::session_revoked(claims::nbf_challenge(revoked_at)));
+    }
+    let issued_at = d.claims.issue_time(d.now);
     let access_token = issue::access_token(
         shared,
         &Grant {
@@ -213,16 +217,26 @@ fn delegated(
             tid: &subject.tid,
             resource: &scopes.resource,
             scopes: granted,
-            client,
-            now,
+            client: d.client,
+            now: issued_at,
+            cp1: d.claims.cp1.as_deref(),
         },
     );
-    let refresh_token = with_refresh_token.then(|| {
+    let refresh_token = d.refresh_token.then(|| {
         let token = issue::refresh_token();
-        endpoint.store_refresh_token(token.clone(), subject.clone());
+        let grant = RefreshGrant {
+            subject: subject.clone(),
+            client_id: shared.api_client_id.clone(),
+            issued_at: d.now,
+            granted_at: d.granted_at,
+            serial: endpoint.next_refresh_serial(),
+        };
+        endpoint.store_refresh_token(token.clone(), grant);
         token
     });
-    let id_token = scopes.openid.then(|| issue::id_token(shared, subject, now));
+    let id_token = scopes
+        .openid
+        .then(|| issue::id_token(shared, subject, d.now));
     let client_info = (form.get("client_info") == Some("1")).then(|| issue::client_info(subject));
     Ok(issue::delegated_body(
         shared,
@@ -255,6 +269,7 @@ fn client_credentials(
             scopes: Vec::new(),
             client,
             now: cx.now,
+            cp1: None,
         },
     );
     Ok(issue::app_only_body(shared, access_token))

@@ -23,7 +23,10 @@ pub(super) struct Grant<'a> {
     /// Short permission names (`scp`); empty for app-only tokens.
     pub(super) scopes: Vec<String>,
     pub(super) client: ClientAuth,
+    /// `iat` and `nbf`.
     pub(super) now: i64,
+    /// The client capability to echo in `xms_cc` (`cp1` as the client sent it).
+    pub(super) cp1: Option<&'a str>,
 }
 
 /// Signs `grant` with the stand-in's current key, as a v1.0 token (Graph's format):
@@ -99,6 +102,9 @@ fn claims(shared: &Shared, grant: &Grant<'_>) -> Map<String, Value> {
     put("tid", tid.into());
     put("uti", b64url(&random_bytes::<16>()).into());
     put("ver", "1.0".into());
+    if let Some(cp1) = grant.cp1 {
+        put("xms_cc", json!([cp1]));
+    }
     put("xms_tcdt", 1_600_000_000.into());
     match grant.subject {
         Some(user) => {

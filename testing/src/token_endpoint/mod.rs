@@ -17,7 +17,13 @@
 //!    AADSTS700024, AADSTS700021, AADSTS700023, AADSTS700211/700212/700213);
 //! 5. the user `assertion` (AADSTS50027, AADSTS50013, AADSTS500133);
 //! 6. `scope` (AADSTS70011, AADSTS28000);
-//! 7. consent (AADSTS65001) and Conditional Access (AADSTS50076 with `claims`).
+//! 7. the `claims` parameter (AADSTS9002313 when it is not a JSON object);
+//! 8. consent (AADSTS65001), Conditional Access (AADSTS50076 with `claims`) and a session
+//!    revoked for good (AADSTS50133 with `claims`).
+//!
+//! Refresh tokens (issued with `offline_access`, rotated on every use, revocable and
+//! expirable) are described in the `refresh` module; client capabilities (`cp1`), `nbf`
+//! claims requests and session revocation in the `claims` module.
 //!
 //! Issued access tokens are v1.0 tokens shaped like Microsoft Graph's, signed by the
 //! stand-in's current key, with a refresh token when `offline_access` is requested and a v2.0
@@ -25,6 +31,7 @@
 //! the knobs.
 
 mod api;
+mod claims;
 mod client_auth;
 mod errors;
 mod faults;
@@ -32,6 +39,7 @@ mod form;
 mod handler;
 mod issue;
 mod jws;
+mod refresh;
 mod scopes;
 mod state;
 mod user_assertion;
@@ -40,5 +48,6 @@ mod x509;
 pub(super) use api::random_secret;
 pub use faults::TokenFault;
 pub(super) use handler::token;
+pub use refresh::RefreshTokenExpiry;
 pub(super) use state::TokenEndpoint;
 pub use state::TokenRequestRecord;

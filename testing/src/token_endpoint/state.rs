@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::super::keys::SigningKey;
 use super::faults::TokenFault;
-use super::user_assertion::Subject;
+use super::refresh::{RefreshGrant, RefreshTokenExpiry};
 use super::x509::ClientCertificate;
 
 /// Default lifetime of issued access tokens (`expires_in`), in seconds.
@@ -70,7 +70,17 @@ pub(crate) struct TokenEndpoint {
     requests: AtomicUsize,
     issued: AtomicUsize,
     log: Mutex<Vec<TokenRequestRecord>>,
-    refresh_tokens: Mutex<HashMap<String, Subject>>,
+    refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
+    refuse_refresh_reuse: AtomicBool,
+    /// Orders refresh tokens and revocations without relying on the clock's resolution.
+    refresh_serial: AtomicU64,
+    /// By lowercase `oid`: `(Unix time, serial)` of the revocation; refresh tokens with a
+    /// lower serial are revoked.
+    tokens_valid_from: Mutex<HashMap<String, (i64, u64)>>,
+    /// By lowercase `oid`: how the user's refresh tokens expired.
+    expired_refresh: Mutex<HashMap<String, RefreshTokenExpiry>>,
+    /// By lowercase `oid`: when the user's session was revoked for good (CAE).
+    revoked_sessions: Mutex<HashMap<String, i64>>,
     closing: watch::Sender<bool>,
 }
 
@@ -104,6 +114,11 @@ impl TokenEndpoint {
             issued: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
+            refuse_refresh_reuse: AtomicBool::new(false),
+            refresh_serial: AtomicU64::new(0),
+            tokens_valid_from: Mutex::new(HashMap::new()),
+            expired_refresh: Mutex::new(HashMap::new()),
+            revoked_sessions: Mutex::new(HashMap::new()),
             closing: watch::Sender::new(false),
         }
     }
@@ -285,14 +300,74 @@ impl TokenEndpoint {
         lock(&self.log).clone()
     }
 
-    /// Remembers a refresh token issued to `subject`.
-    pub(super) fn store_refresh_token(&self, token: String, subject: Subject) {
-        lock(&self.refresh_tokens).insert(token, subject);
+    /// Remembers a refresh token and what it grants.
+    pub(super) fn store_refresh_token(&self, token: String, grant: RefreshGrant) {
+        lock(&self.refresh_tokens).insert(token, grant);
     }
 
-    /// The user a refresh token was issued to.
-    pub(super) fn refresh_token(&self, token: &str) -> Option<Subject> {
-        lock(&self.refresh_tokens).get(token).cloned()
+    /// What a refresh token grants, if it was issued (and not dropped on redemption). With
+    /// reuse refused, redeeming removes it: a second redemption finds nothing.
+    pub(super) fn redeem_refresh_token(&self, token: &str) -> Option<RefreshGrant> {
+        let mut tokens = lock(&self.refresh_tokens);
+        if self.refuse_refresh_reuse.load(Ordering::SeqCst) {
+            tokens.remove(token)
+        } else {
+            tokens.get(token).cloned()
+        }
+    }
+
+    /// The `oid` of the user a refresh token was issued to, without redeeming it.
+    pub(super) fn refresh_token_oid(&self, token: &str) -> Option<String> {
+        lock(&self.refresh_tokens)
+            .get(token)
+            .map(|grant| grant.subject.oid.clone())
+    }
+
+    /// Whether a redeemed refresh token stops working (Entra: it does not).
+    pub(super) fn set_refuse_refresh_reuse(&self, on: bool) {
+        self.refuse_refresh_reuse.store(on, Ordering::SeqCst);
+    }
+
+    /// The next serial number of a refresh token or revocation.
+    pub(super) fn next_refresh_serial(&self) -> u64 {
+        self.refresh_serial.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Revokes user `oid`'s refresh tokens issued so far (`now` for the messages).
+    pub(super) fn revoke_refresh_tokens(&self, oid: &str, now: i64) {
+        let serial = self.next_refresh_serial();
+        lock(&self.tokens_valid_from).insert(oid.to_ascii_lowercase(), (now, serial));
+    }
+
+    /// `(Unix time, serial)` of the last revocation of user `oid`'s refresh tokens.
+    pub(super) fn tokens_valid_from(&self, oid: &str) -> Option<(i64, u64)> {
+        lock(&self.tokens_valid_from)
+            .get(&oid.to_ascii_lowercase())
+            .copied()
+    }
+
+    /// Expires every refresh token of user `oid` (issued so far or later).
+    pub(super) fn expire_refresh_tokens(&self, oid: &str, how: RefreshTokenExpiry) {
+        lock(&self.expired_refresh).insert(oid.to_ascii_lowercase(), how);
+    }
+
+    /// How user `oid`'s refresh tokens expired, if they did.
+    pub(super) fn refresh_expiry(&self, oid: &str) -> Option<RefreshTokenExpiry> {
+        lock(&self.expired_refresh)
+            .get(&oid.to_ascii_lowercase())
+            .copied()
+    }
+
+    /// Revokes user `oid`'s session for good at `now`: grants older than that need the user.
+    pub(super) fn revoke_session(&self, oid: &str, now: i64) {
+        lock(&self.revoked_sessions).insert(oid.to_ascii_lowercase(), now);
+    }
+
+    /// When user `oid`'s session was revoked for good, if it was.
+    pub(super) fn session_revoked_at(&self, oid: &str) -> Option<i64> {
+        lock(&self.revoked_sessions)
+            .get(&oid.to_ascii_lowercase())
+            .copied()
     }
 
     /// Releases requests held by [`TokenFault::Hang`]: the server is stopping.

@@ -19,6 +19,9 @@ pub(crate) struct Subject {
     pub(super) amr: Option<Value>,
     /// `wids`, if the assertion had one.
     pub(super) wids: Option<Value>,
+    /// The assertion's `iat` (its `nbf`, else the time of the exchange, if it has none):
+    /// when the user's sign-in behind it happened, as far as session revocation goes.
+    pub(super) issued_at: i64,
 }
 
 impl Subject {
@@ -108,6 +111,7 @@ pub(super) fn validate(
             .or_else(|| string("unique_name")),
         amr: jws.claims.get("amr").cloned(),
         wids: jws.claims.get("wids").cloned(),
+        issued_at: jws.time("iat").or(nbf).unwrap_or(now),
     })
 }
 

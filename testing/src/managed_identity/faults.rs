@@ -1,0 +1,70 @@
+//! Scripted failures of the managed identity endpoint: [`ManagedIdentityFault`] and its queue.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// A failure the managed identity endpoint answers instead of serving the request; see
+/// [`ManagedIdentityStandIn::inject_fault`](super::ManagedIdentityStandIn::inject_fault).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagedIdentityFault {
+    /// That status (e.g. `500`, `503`) with the platform's JSON error body; a number that is
+    /// not an HTTP status means 500.
+    Status(u16),
+    /// `503` with a `Retry-After` header (seconds), as the platform sends while it starts.
+    Unavailable {
+        /// `Retry-After` seconds.
+        retry_after: u64,
+    },
+    /// Waits this long, then serves the request normally.
+    Delay(Duration),
+}
+
+/// Pending faults; `None` remaining means until cleared.
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    queue: VecDeque<(ManagedIdentityFault, Option<usize>)>,
+}
+
+impl Faults {
+    pub(super) fn inject(&mut self, fault: ManagedIdentityFault, times: Option<usize>) {
+        if times != Some(0) {
+            self.queue.push_back((fault, times));
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// The fault for the next request, if any (consumes one use of it).
+    pub(super) fn next(&mut self) -> Option<ManagedIdentityFault> {
+        let (fault, remaining) = self.queue.front_mut()?;
+        let fault = fault.clone();
+        if let Some(n) = remaining {
+            *n -= 1;
+            if *n == 0 {
+                self.queue.pop_front();
+            }
+        }
+        Some(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_queue_up_and_run_out() {
+        let mut faults = Faults::default();
+        faults.inject(ManagedIdentityFault::Status(500), Some(1));
+        faults.inject(ManagedIdentityFault::Status(503), Some(0));
+        faults.inject(ManagedIdentityFault::Status(503), None);
+        assert_eq!(faults.next(), Some(ManagedIdentityFault::Status(500)));
+        assert_eq!(faults.next(), Some(ManagedIdentityFault::Status(503)));
+        assert_eq!(faults.next(), Some(ManagedIdentityFault::Status(503)));
+        faults.clear();
+        assert_eq!(faults.next(), None);
+    }
+}
