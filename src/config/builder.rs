@@ -13,8 +13,9 @@ use super::error::ConfigError;
 use super::l2::{L2Spec, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
 use super::settings::{OboConfig, DEFAULT_AUTHORITY_HOST};
 use crate::clock::{Clock, SystemClock};
+use super::managed_identity::{build_managed_identity, ManagedIdentitySpec};
 use crate::credential::{
-    CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile,
+    CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile, ManagedIdentity,
 };
 use crate::downstream::{DownstreamSettings, DEFAULT_GRAPH_URL};
 use crate::exchange::ExchangeSettings;
@@ -50,7 +51,9 @@ pub struct OboConfigBuilder {
     validated_cache_capacity: u64,
     policy: Policy,
     clock: Arc<dyn Clock>,
-    credential: Option<CredentialSpec>,
+    pub(super) credential: Option<CredentialSpec>,
+    /// Endpoint and audience of a managed-identity credential.
+    pub(super) managed_identity: ManagedIdentitySpec,
     refresh_margin: Duration,
     negative_ttl: Duration,
     cache_max_bytes: u64,
@@ -64,10 +67,11 @@ pub struct OboConfigBuilder {
 }
 
 #[derive(Clone, Debug)]
-enum CredentialSpec {
+pub(super) enum CredentialSpec {
     Ready(ClientCredential),
     CertificateFile(std::path::PathBuf),
     FederatedFile(std::path::PathBuf),
+    ManagedIdentity(ManagedIdentity),
 }
 
 impl fmt::Debug for OboConfigBuilder {
@@ -100,6 +104,7 @@ impl Default for OboConfigBuilder {
             },
             clock: Arc::new(SystemClock),
             credential: None,
+            managed_identity: ManagedIdentitySpec::default(),
             refresh_margin: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),
             cache_max_bytes: DEFAULT_OBO_CACHE_BYTES,
@@ -411,7 +416,18 @@ impl OboConfigBuilder {
         };
         check_key_timing(&keys)?;
         check_policy(&self.policy)?;
-        let credential = build_credential(self.credential)?;
+        let http = shared_client(self.http_timeout)
+            .map_err(|e| ConfigError::new("http_client", format!("cannot be built: {e}")))?;
+        let credential = match self.credential {
+            Some(CredentialSpec::ManagedIdentity(identity)) => Some(build_managed_identity(
+                identity,
+                self.managed_identity,
+                &authority,
+                &http,
+                self.http_timeout,
+            )?),
+            other => build_credential(other)?,
+        };
         let exchange = ExchangeSettings {
             client_id: client_id.clone(),
             authority: authority.clone(),
@@ -428,8 +444,6 @@ impl OboConfigBuilder {
             l2: self.l2.build()?,
         };
         check_exchange(&exchange)?;
-        let http = shared_client(self.http_timeout)
-            .map_err(|e| ConfigError::new("http_client", format!("cannot be built: {e}")))?;
         Ok(OboConfig {
             tenant_id,
             client_id,
@@ -451,15 +465,17 @@ impl OboConfigBuilder {
         })
     }
 
-    fn forget_origin(&mut self, field: &str) {
+    pub(super) fn forget_origin(&mut self, field: &str) {
         self.origins.retain(|(f, _)| *f != field);
     }
 
-    fn forget_credential_origin(&mut self) {
+    pub(super) fn forget_credential_origin(&mut self) {
         for field in [
             "client_secret",
             "client_certificate",
             "federated_token_file",
+            "managed_identity",
+            "managed_identity_endpoint",
         ] {
             self.forget_origin(field);
         }
@@ -517,6 +533,8 @@ fn build_credential(spec: Option<CredentialSpec>) -> Result<Option<ClientCredent
             return Err(ConfigError::new("client_secret", "is empty"));
         }
         Some(CredentialSpec::Ready(c)) => Some(c),
+        // Built by `build_managed_identity`, which needs the HTTP client.
+        Some(CredentialSpec::ManagedIdentity(_)) => None,
         Some(CredentialSpec::CertificateFile(path)) => Some(ClientCredential::Certificate(
             CertificateCredential::from_pem_file(&path)
                 .map_err(|e| ConfigError::new("client_certificate", e.to_string()))?,

@@ -13,7 +13,9 @@ impl OboConfigBuilder {
     /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
     /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) and the
     /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
-    /// else `AZURE_FEDERATED_TOKEN_FILE` — from the process environment.
+    /// else `AZURE_FEDERATED_TOKEN_FILE`, else `OBO_MANAGED_IDENTITY` (`system` or a
+    /// user-assigned identity's client id; its endpoint from `IDENTITY_ENDPOINT` and
+    /// `IDENTITY_HEADER`, else IMDS) — from the process environment.
     ///
     /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL`, `OBO_CACHE_KEY`,
     /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX` and
@@ -72,7 +74,8 @@ impl OboConfigBuilder {
         Ok(b)
     }
 
-    /// The credential: a secret, else a certificate file, else a federated token file.
+    /// The credential: a secret, else a certificate file, else a federated token
+    /// file, else a managed identity.
     fn read_credential(self, get: &dyn Fn(&str) -> Option<String>) -> Self {
         if let Some(secret) = get("AZURE_CLIENT_SECRET") {
             self.client_secret(secret)
@@ -84,7 +87,7 @@ impl OboConfigBuilder {
             self.federated_token_file(path)
                 .came_from("federated_token_file", "AZURE_FEDERATED_TOKEN_FILE")
         } else {
-            self
+            self.read_managed_identity(get)
         }
     }
 
@@ -157,7 +160,7 @@ impl OboConfigBuilder {
     }
 
     /// Records that `field` came from the environment variable `variable`.
-    fn came_from(mut self, field: &'static str, variable: &'static str) -> Self {
+    pub(super) fn came_from(mut self, field: &'static str, variable: &'static str) -> Self {
         self.origins.push((field, variable));
         self
     }

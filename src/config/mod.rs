@@ -12,6 +12,7 @@
 //! - `env`: [`OboConfigBuilder::from_env`] and [`OboConfigBuilder::from_lookup`].
 //! - `checks`: GUIDs, base URLs, audiences and other field rules.
 //! - `l2` (feature `redis`): the Redis L2 settings as given, and their checks.
+//! - `managed_identity`: the managed-identity credential's setters, variables and checks.
 //! - `error`: [`ConfigError`], naming the field at fault.
 
 mod builder;
@@ -20,6 +21,7 @@ mod env;
 mod error;
 #[cfg(feature = "redis")]
 mod l2;
+mod managed_identity;
 mod settings;
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,13 @@
 //! How this API proves its identity at the token endpoint: a client secret, a
 //! certificate (signed client assertion), a federated token file (workload
-//! identity), or anything implementing [`ClientAssertion`].
+//! identity), a [`ManagedIdentity`] (its token as a federated assertion), or
+//! anything implementing [`ClientAssertion`].
 //!
 //! These are inputs of the On-Behalf-Of exchange: the configuration builder takes
 //! them ([`OboConfigBuilder::client_secret`](crate::OboConfigBuilder::client_secret),
 //! [`client_certificate`](crate::OboConfigBuilder::client_certificate),
 //! [`federated_token_file`](crate::OboConfigBuilder::federated_token_file),
+//! [`managed_identity`](crate::OboConfigBuilder::managed_identity),
 //! [`client_assertion`](crate::OboConfigBuilder::client_assertion)) and the token
 //! endpoint turns the chosen one into form fields for every request. A credential
 //! that cannot be produced (unreadable file, failed signature, your source's
@@ -15,16 +17,23 @@
 //! - `certificate`: [`CertificateCredential`] and its [`AssertionAlgorithm`].
 //! - `federated`: the federated token file (crate-private; configure it with
 //!   [`OboConfigBuilder::federated_token_file`](crate::OboConfigBuilder::federated_token_file)).
+//! - `managed_identity`: [`ManagedIdentity`], and the cached, single-flight
+//!   assertion from the platform's identity endpoint (crate-private).
 
 mod assertion;
 mod certificate;
 mod federated;
+mod managed_identity;
 
 use std::sync::Arc;
 
 pub use assertion::{AssertionFuture, ClientAssertion};
 pub use certificate::{AssertionAlgorithm, CertificateCredential};
 pub(crate) use federated::FederatedTokenFile;
+pub use managed_identity::ManagedIdentity;
+pub(crate) use managed_identity::{
+    token_exchange_audience, IdentityEndpoint, ManagedIdentityAssertion,
+};
 
 use crate::secret::SecretString;
 
@@ -49,6 +58,8 @@ pub(crate) enum ClientCredential {
     Certificate(CertificateCredential),
     /// A client assertion read from a file (`AZURE_FEDERATED_TOKEN_FILE`).
     FederatedTokenFile(FederatedTokenFile),
+    /// A managed identity's token for the token-exchange audience (`OBO_MANAGED_IDENTITY`).
+    ManagedIdentity(ManagedIdentityAssertion),
     /// A client assertion from your own source.
     Assertion(Arc<dyn ClientAssertion>),
 }
@@ -72,6 +83,7 @@ impl ClientCredential {
                 CredentialForm::Assertion(c.sign(client_id, token_endpoint, now)?)
             }
             ClientCredential::FederatedTokenFile(f) => CredentialForm::Assertion(f.read().await?),
+            ClientCredential::ManagedIdentity(m) => CredentialForm::Assertion(m.assertion(now).await?),
             ClientCredential::Assertion(a) => {
                 CredentialForm::Assertion(a.assertion(client_id, token_endpoint).await?)
             }
@@ -84,6 +96,7 @@ impl ClientCredential {
             ClientCredential::Secret(_) => "client_secret",
             ClientCredential::Certificate(_) => "certificate",
             ClientCredential::FederatedTokenFile(_) => "federated_token_file",
+            ClientCredential::ManagedIdentity(_) => "managed_identity",
             ClientCredential::Assertion(_) => "client_assertion",
         }
     }
