@@ -11,9 +11,9 @@ use super::checks::{allowed_tenants, audiences, normalize_guid, validate_base_ur
 use super::error::ConfigError;
 #[cfg(feature = "redis")]
 use super::l2::{L2Spec, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
+use super::managed_identity::{build_managed_identity, ManagedIdentitySpec};
 use super::settings::{OboConfig, DEFAULT_AUTHORITY_HOST};
 use crate::clock::{Clock, SystemClock};
-use super::managed_identity::{build_managed_identity, ManagedIdentitySpec};
 use crate::credential::{
     CertificateCredential, ClientAssertion, ClientCredential, FederatedTokenFile, ManagedIdentity,
 };

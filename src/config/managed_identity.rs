@@ -136,15 +136,12 @@ pub(super) fn build_managed_identity(
     };
     let endpoint = match spec.endpoint {
         EndpointSpec::FromProcess => match std::env::var("IDENTITY_ENDPOINT") {
-            Ok(url) if !url.trim().is_empty() => app_service(
-                &url,
-                std::env::var("IDENTITY_HEADER").unwrap_or_default(),
-            )?,
+            Ok(url) if !url.trim().is_empty() => {
+                app_service(&url, std::env::var("IDENTITY_HEADER").unwrap_or_default())?
+            }
             _ => IdentityEndpoint::Imds,
         },
-        EndpointSpec::AppService { url, header } => {
-            app_service(&url, header.expose().to_owned())?
-        }
+        EndpointSpec::AppService { url, header } => app_service(&url, header.expose().to_owned())?,
         EndpointSpec::Imds => IdentityEndpoint::Imds,
     };
     Ok(ClientCredential::ManagedIdentity(
@@ -169,8 +166,7 @@ fn app_service(url: &str, header: String) -> Result<IdentityEndpoint, ConfigErro
             "must be https://, or http:// on a loopback or link-local host",
         ));
     }
-    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.fragment().is_some()
-    {
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.fragment().is_some() {
         return Err(ConfigError::new(
             FIELD,
             "must not hold credentials or a fragment",

@@ -108,7 +108,7 @@ struct Inner {
     timeout: Duration,
     /// The last assertion; read without waiting.
     cached: RwLock<Option<Cached>>,
-    /// Identity-endpoint calls started (and finished: it is bumped under `gate`).
+    /// Identity-endpoint calls finished (bumped under `gate`).
     calls: AtomicU64,
     /// Held during a call: the single flight. Holds the last call's failure, with the
     /// call's number, for the exchanges that waited on it.
@@ -171,15 +171,12 @@ impl ManagedIdentityAssertion {
                 return Err(e.clone());
             }
         }
+        let outcome = self.fetch(now).await;
         let call = self.inner.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.fetch(now).await {
+        match outcome {
             Ok(cached) => {
                 let token = cached.token.clone();
-                *self
-                    .inner
-                    .cached
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(cached);
+                *self.inner.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(cached);
                 *last_failure = None;
                 Ok(token)
             }
@@ -208,7 +205,8 @@ impl ManagedIdentityAssertion {
         let (mut url, api_version) = match &inner.endpoint {
             IdentityEndpoint::AppService { url, .. } => (url.clone(), "2019-08-01"),
             IdentityEndpoint::Imds => (
-                reqwest::Url::parse(IMDS_ENDPOINT).map_err(|e| CredentialError::new(e.to_string()))?,
+                reqwest::Url::parse(IMDS_ENDPOINT)
+                    .map_err(|e| CredentialError::new(e.to_string()))?,
                 "2018-02-01",
             ),
         };
@@ -241,24 +239,23 @@ impl ManagedIdentityAssertion {
             ))
         })?;
         let status = response.status();
-        let body = read_capped(response, MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| {
-                fail(match e {
-                    BodyError::TooLarge => "the identity endpoint's answer is too large".to_owned(),
-                    BodyError::Transport(e) => format!(
-                        "cannot read the identity endpoint's answer: {}",
-                        describe(e)
-                    ),
-                })
-            })?;
+        let platform_now = platform_clock(response.headers());
+        let body = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| {
+            fail(match e {
+                BodyError::TooLarge => "the identity endpoint's answer is too large".to_owned(),
+                BodyError::Transport(e) => format!(
+                    "cannot read the identity endpoint's answer: {}",
+                    describe(e)
+                ),
+            })
+        })?;
         if !status.is_success() {
             return Err(fail(format!(
                 "the identity endpoint answered {status}{}",
                 platform_message(&body)
             )));
         }
-        interpret(&body, now).map_err(fail)
+        interpret(&body, now, platform_now).map_err(fail)
     }
 
     fn describe_identity(&self) -> String {
@@ -284,7 +281,10 @@ fn platform_message(body: &[u8]) -> String {
     let text = e
         .message
         .or(e.error_description)
-        .or_else(|| e.error.map(|v| v.as_str().map_or(v.to_string(), str::to_owned)))
+        .or_else(|| {
+            e.error
+                .map(|v| v.as_str().map_or(v.to_string(), str::to_owned))
+        })
         .unwrap_or_default();
     if text.is_empty() {
         return String::new();
@@ -310,8 +310,20 @@ impl Seconds {
     }
 }
 
-/// The token and when to refresh it, from a successful answer at `now`.
-fn interpret(body: &[u8], now: i64) -> Result<Cached, String> {
+/// The platform's clock when it answered (its `Date` header), in Unix seconds.
+fn platform_clock(headers: &reqwest::header::HeaderMap) -> Option<i64> {
+    let date = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    let at = httpdate::parse_http_date(date).ok()?;
+    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
+}
+
+/// The token and when to refresh it, from a successful answer received at `now`
+/// (our clock) and sent at `platform_now` (the platform's, if known). The lifetime
+/// is measured on one clock — `expires_in`, else `expires_on` minus the answer's
+/// `Date` — so a skew between this host and the platform does not shorten or
+/// stretch it; it is then counted from `now`.
+fn interpret(body: &[u8], now: i64, platform_now: Option<i64>) -> Result<Cached, String> {
     #[derive(Deserialize)]
     struct Answer {
         access_token: Option<String>,
@@ -325,18 +337,20 @@ fn interpret(body: &[u8], now: i64) -> Result<Cached, String> {
         .filter(|t| !t.trim().is_empty())
         .map(SecretString::new)
         .ok_or("the identity endpoint's answer has no access_token")?;
-    let expires_on = answer
-        .expires_on
+    let lifetime = answer
+        .expires_in
         .and_then(|s| s.get())
-        .or_else(|| answer.expires_in.and_then(|s| s.get()).map(|s| now + s))
+        .or_else(|| {
+            let expires_on = answer.expires_on.and_then(|s| s.get())?;
+            Some(expires_on - platform_now.unwrap_or(now))
+        })
         .ok_or("the identity endpoint's answer has no expiry")?;
-    let lifetime = expires_on - now;
     if lifetime <= 0 {
         return Err("the identity endpoint's token has already expired".to_owned());
     }
     Ok(Cached {
         token,
-        refresh_at: expires_on - REFRESH_MARGIN.min(lifetime / 2),
+        refresh_at: now + lifetime - REFRESH_MARGIN.min(lifetime / 2),
     })
 }
 
@@ -347,9 +361,18 @@ mod tests {
     #[test]
     fn audience_follows_the_cloud() {
         for (authority, audience) in [
-            ("https://login.microsoftonline.com", "api://AzureADTokenExchange"),
-            ("https://login.microsoftonline.us", "api://AzureADTokenExchangeUSGov"),
-            ("https://LOGIN.chinacloudapi.cn", "api://AzureADTokenExchangeChina"),
+            (
+                "https://login.microsoftonline.com",
+                "api://AzureADTokenExchange",
+            ),
+            (
+                "https://login.microsoftonline.us",
+                "api://AzureADTokenExchangeUSGov",
+            ),
+            (
+                "https://LOGIN.chinacloudapi.cn",
+                "api://AzureADTokenExchangeChina",
+            ),
             ("http://127.0.0.1:8080", "api://AzureADTokenExchange"),
         ] {
             assert_eq!(token_exchange_audience(authority), audience, "{authority}");
@@ -359,13 +382,17 @@ mod tests {
     #[test]
     fn refresh_five_minutes_early_or_at_half_life() {
         let now = 1_000_000;
-        let day = interpret(
-            format!(r#"{{"access_token":"t","expires_on":"{}"}}"#, now + 86_400).as_bytes(),
-            now,
-        )
-        .unwrap();
+        let day = format!(r#"{{"access_token":"t","expires_on":"{}"}}"#, now + 86_400);
+        let day = interpret(day.as_bytes(), now, None).unwrap();
         assert_eq!(day.refresh_at, now + 86_400 - 300);
-        let short = interpret(br#"{"access_token":"t","expires_in":120}"#, now).unwrap();
+        // The platform's clock is an hour behind ours: the lifetime is still a day.
+        let skewed = format!(
+            r#"{{"access_token":"t","expires_on":{}}}"#,
+            now - 3600 + 86_400
+        );
+        let skewed = interpret(skewed.as_bytes(), now, Some(now - 3600)).unwrap();
+        assert_eq!(skewed.refresh_at, now + 86_400 - 300);
+        let short = interpret(br#"{"access_token":"t","expires_in":120}"#, now, None).unwrap();
         assert_eq!(short.refresh_at, now + 60);
         for bad in [
             &br#"{"expires_in":120}"#[..],
@@ -373,7 +400,7 @@ mod tests {
             br#"{"access_token":"t","expires_in":"0"}"#,
             b"<html>",
         ] {
-            assert!(interpret(bad, now).is_err());
+            assert!(interpret(bad, now, None).is_err());
         }
     }
 

@@ -83,7 +83,9 @@ impl ClientCredential {
                 CredentialForm::Assertion(c.sign(client_id, token_endpoint, now)?)
             }
             ClientCredential::FederatedTokenFile(f) => CredentialForm::Assertion(f.read().await?),
-            ClientCredential::ManagedIdentity(m) => CredentialForm::Assertion(m.assertion(now).await?),
+            ClientCredential::ManagedIdentity(m) => {
+                CredentialForm::Assertion(m.assertion(now).await?)
+            }
             ClientCredential::Assertion(a) => {
                 CredentialForm::Assertion(a.assertion(client_id, token_endpoint).await?)
             }
