@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::credential::ManagedIdentity;
 
 const T: &str = "11111111-2222-3333-4444-555555555555";
 const C: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
@@ -52,6 +53,30 @@ fn errors_name_the_field() {
         (
             base().allowed_client_apps(Vec::<String>::new()),
             "allowed_client_apps",
+        ),
+        (
+            base().managed_identity(ManagedIdentity::UserAssigned {
+                client_id: "my-identity".into(),
+            }),
+            "managed_identity",
+        ),
+        (
+            base()
+                .managed_identity(ManagedIdentity::SystemAssigned)
+                .managed_identity_endpoint("http://10.0.0.1/msi/token", "h"),
+            "managed_identity_endpoint",
+        ),
+        (
+            base()
+                .managed_identity(ManagedIdentity::SystemAssigned)
+                .managed_identity_endpoint("http://127.0.0.1:1/msi/token", " "),
+            "managed_identity_endpoint",
+        ),
+        (
+            base()
+                .managed_identity(ManagedIdentity::SystemAssigned)
+                .managed_identity_audience("api://a b"),
+            "managed_identity_audience",
         ),
     ];
     for (b, field) in cases {
@@ -163,6 +188,24 @@ fn environment_errors_name_the_field_and_the_variable() {
             "client_certificate",
             "AZURE_CLIENT_CERTIFICATE_PATH",
         ),
+        (
+            [&ID[..], &[("OBO_MANAGED_IDENTITY", "yes")]].concat(),
+            "managed_identity",
+            "OBO_MANAGED_IDENTITY",
+        ),
+        (
+            [
+                &ID[..],
+                &[
+                    ("OBO_MANAGED_IDENTITY", "system"),
+                    ("IDENTITY_ENDPOINT", "http://example.com/msi/token"),
+                    ("IDENTITY_HEADER", "h"),
+                ],
+            ]
+            .concat(),
+            "managed_identity_endpoint",
+            "IDENTITY_ENDPOINT",
+        ),
     ];
     for (vars, field, variable) in cases {
         let env = |k: &str| {
@@ -189,6 +232,65 @@ fn environment_errors_name_the_field_and_the_variable() {
         .unwrap_err();
     assert_eq!(e.field(), "tenant_id");
     assert!(!e.reason().contains("AZURE_TENANT_ID"), "{e}");
+}
+
+/// Secret, then certificate, then federated file, then managed identity; the
+/// identity endpoint comes through the lookup (else IMDS), and the audience follows
+/// the authority host's cloud.
+#[test]
+fn managed_identity_from_the_environment() {
+    let vars = |extra: &'static [(&'static str, &'static str)]| {
+        move |k: &str| match k {
+            "AZURE_TENANT_ID" => Some(T.to_owned()),
+            "AZURE_CLIENT_ID" => Some(C.to_owned()),
+            _ => extra
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned()),
+        }
+    };
+    let kind = |c: &OboConfig| c.exchange.credential.as_ref().map(|c| c.kind());
+    let c = OboConfigBuilder::from_lookup(vars(&[
+        ("AZURE_CLIENT_SECRET", "s"),
+        ("OBO_MANAGED_IDENTITY", "system"),
+    ]))
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(kind(&c), Some("client_secret"));
+
+    let c = OboConfigBuilder::from_lookup(vars(&[
+        ("OBO_MANAGED_IDENTITY", "system"),
+        ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
+    ]))
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(kind(&c), Some("managed_identity"));
+    let shown = format!("{:?}", c.exchange.credential);
+    assert!(shown.contains("Imds"), "{shown}");
+    assert!(shown.contains("api://AzureADTokenExchangeUSGov"), "{shown}");
+
+    let c = OboConfigBuilder::from_lookup(vars(&[
+        (
+            "OBO_MANAGED_IDENTITY",
+            "AAAAAAAA-1111-2222-3333-444444444444",
+        ),
+        ("IDENTITY_ENDPOINT", "http://169.254.129.5:8081/msi/token"),
+        ("IDENTITY_HEADER", "header-secret-123"),
+    ]))
+    .unwrap()
+    .build()
+    .unwrap();
+    let shown = format!("{:?}", c.exchange.credential);
+    assert!(
+        shown.contains("aaaaaaaa-1111-2222-3333-444444444444"),
+        "{shown}"
+    );
+    assert!(shown.contains("169.254.129.5:8081"), "{shown}");
+    assert!(shown.contains("api://AzureADTokenExchange\""), "{shown}");
+    assert!(!shown.contains("header-secret-123"), "{shown}");
+    assert!(!format!("{c:?}").contains("header-secret-123"));
 }
 
 #[cfg(not(feature = "redis"))]
