@@ -196,3 +196,30 @@ async fn the_production_stack_around_the_layer() {
     assert!(text.contains(&id), "the request id is in the trace span");
     assert!(!text.contains(&token[..40]), "no token in the logs");
 }
+
+/// The example's production path (`OboConfigBuilder::from_env`, here through its
+/// lookup) with a managed identity as the only credential: no secret anywhere.
+#[tokio::test]
+async fn the_environment_path_takes_a_managed_identity() {
+    use axum_obo_testing::ManagedIdentityStandIn;
+    let e = app::Embedded::start().await;
+    let identity = ManagedIdentityStandIn::start(&e.entra).await;
+    e.entra
+        .add_managed_identity_credential(&identity.system_assigned());
+    let mut vars: std::collections::HashMap<&str, String> =
+        identity.environment().into_iter().collect();
+    vars.insert("AZURE_TENANT_ID", e.entra.home_tenant());
+    vars.insert("AZURE_CLIENT_ID", e.entra.api_client_id());
+    vars.insert("AZURE_AUTHORITY_HOST", e.entra.authority_host());
+    vars.insert("OBO_GRAPH_URL", e.graph.url());
+    vars.insert("OBO_MANAGED_IDENTITY", "system".to_owned());
+    let config = axum_obo::OboConfigBuilder::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let layer = OboLayer::new(app::policy(config).build().unwrap());
+    let router = app::router(layer, dev_cors());
+    let r = bearer(&router, "/me", &e.user_token()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(identity.requests(), 1);
+    let exchange = e.entra.token_request_log().pop().unwrap();
+    assert!(!exchange.form.contains_key("client_secret"));
+    assert!(exchange.form.contains_key("client_assertion"));
+}
