@@ -223,18 +223,15 @@ impl<S: Scope> OboToken<S> {
 
     /// The claims-challenge hook of this token's clients, when capabilities are configured.
     fn renewal(&self) -> Option<Arc<dyn Renew>> {
-        self.shared
-            .exchanger
-            .answers_claims_challenges()
-            .then(|| {
-                Arc::new(Reexchange {
-                    shared: Arc::clone(&self.shared),
-                    principal: self.principal.clone(),
-                    assertion: self.assertion.clone(),
-                    stale: Arc::clone(&self.token),
-                    scopes: S::SCOPES,
-                }) as Arc<dyn Renew>
-            })
+        self.shared.exchanger.answers_claims_challenges().then(|| {
+            Arc::new(Reexchange {
+                shared: Arc::clone(&self.shared),
+                principal: self.principal.clone(),
+                assertion: self.assertion.clone(),
+                stale: Arc::clone(&self.token),
+                scopes: S::SCOPES,
+            }) as Arc<dyn Renew>
+        })
     }
 }
 

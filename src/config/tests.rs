@@ -92,7 +92,10 @@ fn client_capabilities_are_checked_at_build() {
         let e = base().client_capabilities([bad]).build().unwrap_err();
         assert_eq!(e.field(), "client_capabilities", "{bad}: {e}");
     }
-    let c = base().client_capabilities([" cp1", "cp1", "x.y_z-2"]).build().unwrap();
+    let c = base()
+        .client_capabilities([" cp1", "cp1", "x.y_z-2"])
+        .build()
+        .unwrap();
     assert_eq!(c.exchange.client_capabilities, ["cp1", "x.y_z-2"]);
     let env = |k: &str| match k {
         "AZURE_TENANT_ID" => Some(T.to_owned()),
@@ -102,7 +105,12 @@ fn client_capabilities_are_checked_at_build() {
     };
     let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
     assert_eq!(c.exchange.client_capabilities, ["cp1"]);
-    assert!(base().build().unwrap().exchange.client_capabilities.is_empty());
+    assert!(base()
+        .build()
+        .unwrap()
+        .exchange
+        .client_capabilities
+        .is_empty());
 }
 
 #[test]

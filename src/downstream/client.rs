@@ -398,7 +398,9 @@ impl DownstreamClient {
         };
         match renew.renew(claims).await {
             Ok(Some(token)) => {
-                tracing::debug!("claims challenge answered with a new token; retrying the call once");
+                tracing::debug!(
+                    "claims challenge answered with a new token; retrying the call once"
+                );
                 self.execute_with(&token, &method, url, body, Instant::now())
                     .await
             }

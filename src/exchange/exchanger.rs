@@ -209,7 +209,14 @@ impl Exchanger {
             return Ok(Arc::new(t));
         }
         let result = self
-            .exchange(&key, principal, assertion, sent, scopes, self.capabilities.as_deref())
+            .exchange(
+                &key,
+                principal,
+                assertion,
+                sent,
+                scopes,
+                self.capabilities.as_deref(),
+            )
             .await;
         if let Err(e) = &result {
             if e.is_negative_cacheable() {
