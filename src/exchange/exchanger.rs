@@ -284,6 +284,7 @@ impl Exchanger {
             Ok(
                 CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e),
             ) => Ok(e.into_value()),
+            // Not produced: the closure only puts or leaves an existing entry.
             Ok(CompResult::Removed(_) | CompResult::StillNone(_)) => Err(OboError::BadResponse),
             Err(e) => {
                 self.cache.evict(&key, stale).await;
