@@ -8,8 +8,9 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use crate::downstream::{DownstreamClient, DownstreamError, GraphClient};
+use crate::downstream::{DownstreamClient, DownstreamError, GraphClient, Renew, Renewal};
 use crate::exchange::cache::CachedToken;
+use crate::exchange::OboError;
 use crate::layer::{LayerContext, Shared};
 use crate::policy::{check_requirement, Requirement};
 use crate::rejection::AuthRejection;
@@ -142,6 +143,9 @@ impl<S: Send + Sync, R: Requirement> FromRequestParts<S> for Require<R> {
 pub struct OboToken<S: Scope> {
     token: Arc<CachedToken>,
     shared: Arc<Shared>,
+    /// The caller and its inbound token, to answer a claims challenge (re-exchange).
+    principal: Principal,
+    assertion: BearerToken,
     _scope: PhantomData<fn() -> S>,
 }
 
@@ -150,6 +154,8 @@ impl<S: Scope> Clone for OboToken<S> {
         Self {
             token: Arc::clone(&self.token),
             shared: Arc::clone(&self.shared),
+            principal: self.principal.clone(),
+            assertion: self.assertion.clone(),
             _scope: PhantomData,
         }
     }
@@ -178,24 +184,108 @@ impl<S: Scope> OboToken<S> {
     ///
     /// This and [`downstream`](Self::downstream) are the only ways this extractor
     /// sends the token anywhere: both refuse URLs outside their base's origin.
+    ///
+    /// With client capabilities configured
+    /// ([`client_capabilities`](crate::OboConfigBuilder::client_capabilities), e.g.
+    /// `cp1`), a claims challenge from the API (Continuous Access Evaluation) is
+    /// answered: the cached token is replaced by a re-exchange carrying the
+    /// challenge's claims, and the call is retried once (see the README's
+    /// "Continuous Access Evaluation"). Without them, the challenge is relayed.
     pub fn graph(&self) -> GraphClient {
-        self.shared
+        let graph = self
+            .shared
             .graph
             .clone()
-            .with_token(self.token.access_token.clone())
+            .with_token(self.token.access_token.clone());
+        match self.renewal() {
+            Some(renew) => graph.with_renewal(renew),
+            None => graph,
+        }
     }
 
     /// A client for any other downstream API at `base_url` (e.g.
     /// `https://api.contoso.com/v2`), authenticated with this token, on the crate's
     /// shared HTTP client; its claims challenges name the configured authority. Use a
     /// scope type whose scopes belong to that API.
+    /// Claims challenges are answered as by [`graph`](Self::graph).
     pub fn downstream(&self, base_url: &str) -> Result<DownstreamClient, DownstreamError> {
-        Ok(DownstreamClient::new(
+        let client = DownstreamClient::new(
             self.shared.http.clone(),
             base_url,
             self.token.access_token.clone(),
         )?
-        .with_authority(self.shared.config.authority_host()))
+        .with_authority(self.shared.config.authority_host());
+        Ok(match self.renewal() {
+            Some(renew) => client.with_renewal(renew),
+            None => client,
+        })
+    }
+
+    /// The claims-challenge hook of this token's clients, when capabilities are configured.
+    fn renewal(&self) -> Option<Arc<dyn Renew>> {
+        self.shared.exchanger.answers_claims_challenges().then(|| {
+            Arc::new(Reexchange {
+                shared: Arc::clone(&self.shared),
+                principal: self.principal.clone(),
+                assertion: self.assertion.clone(),
+                stale: Arc::clone(&self.token),
+                scopes: S::SCOPES,
+            }) as Arc<dyn Renew>
+        })
+    }
+}
+
+/// The claims-challenge hook of an [`OboToken`]'s clients: one re-exchange of the
+/// caller's inbound token with the challenge's claims, replacing `stale` in the cache.
+struct Reexchange {
+    shared: Arc<Shared>,
+    principal: Principal,
+    assertion: BearerToken,
+    stale: Arc<CachedToken>,
+    scopes: &'static [&'static str],
+}
+
+impl Renew for Reexchange {
+    fn renew<'a>(&'a self, challenge: &'a str) -> Renewal<'a> {
+        Box::pin(async move {
+            let exchanger = &self.shared.exchanger;
+            let Ok(claims) = exchanger.challenge_claims(challenge) else {
+                tracing::warn!(
+                    oid = self.principal.oid(),
+                    "downstream claims challenge is not a JSON object; relayed as is"
+                );
+                return Ok(None);
+            };
+            let renewed = exchanger
+                .reexchange(
+                    &self.principal,
+                    &self.assertion,
+                    self.scopes,
+                    &self.stale,
+                    &claims,
+                )
+                .await;
+            match renewed {
+                Ok(token) => Ok(Some(token.access_token.clone())),
+                Err(OboError::InteractionRequired {
+                    claims: Some(claims),
+                    authorization_uri,
+                }) => {
+                    tracing::debug!(
+                        oid = self.principal.oid(),
+                        "claims challenge needs the user; relaying Entra's"
+                    );
+                    Err(DownstreamError::ClaimsChallenge {
+                        claims,
+                        authorization_uri,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(oid = self.principal.oid(), error = %e, "cannot answer a downstream claims challenge; relayed as is");
+                    Ok(None)
+                }
+            }
+        })
     }
 }
 
@@ -235,6 +325,8 @@ impl<St: Send + Sync, S: Scope> FromRequestParts<St> for OboToken<S> {
         let t = OboToken {
             token,
             shared,
+            principal: auth.principal.clone(),
+            assertion: auth.token.clone(),
             _scope: PhantomData,
         };
         parts.extensions.insert(Memo(t.clone()));

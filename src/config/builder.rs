@@ -59,6 +59,7 @@ pub struct OboConfigBuilder {
     cache_max_bytes: u64,
     max_retries: usize,
     retry_budget: Duration,
+    client_capabilities: Vec<String>,
     #[cfg(feature = "redis")]
     l2: L2Spec,
     /// Fields read from the environment, and the variable each came from (so that
@@ -110,6 +111,7 @@ impl Default for OboConfigBuilder {
             cache_max_bytes: DEFAULT_OBO_CACHE_BYTES,
             max_retries: 3,
             retry_budget: Duration::from_secs(20),
+            client_capabilities: Vec::new(),
             #[cfg(feature = "redis")]
             l2: L2Spec {
                 url: None,
@@ -326,6 +328,24 @@ impl OboConfigBuilder {
         self
     }
 
+    /// Client capabilities this API declares to Entra on every On-Behalf-Of request
+    /// (the `xms_cc` claims request), e.g. `["cp1"]`: this API handles claims
+    /// challenges (Continuous Access Evaluation). Graph then issues CAE tokens, and
+    /// when it answers a call with a claims challenge, the client built by
+    /// [`OboToken`](crate::OboToken) re-exchanges once with the challenge's claims
+    /// and retries once. Default: none (a challenge is relayed to the caller).
+    /// Each value is 1 to 64 characters of `[A-Za-z0-9_.-]`. Environment:
+    /// `OBO_CLIENT_CAPABILITIES`, comma-separated.
+    pub fn client_capabilities<I, T>(mut self, capabilities: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.forget_origin("client_capabilities");
+        self.client_capabilities = capabilities.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Shares downstream tokens between replicas through Redis (feature `redis`):
     /// an encrypted L2 under the in-memory cache, read on an in-memory miss before
     /// exchanging, written after each exchange. `redis://host:port[/db]` or
@@ -438,6 +458,7 @@ impl OboConfigBuilder {
             cache_max_bytes: self.cache_max_bytes,
             max_retries: self.max_retries,
             retry_budget: self.retry_budget,
+            client_capabilities: client_capabilities(self.client_capabilities)?,
             timeout: self.http_timeout,
             clock: Arc::clone(&self.clock),
             #[cfg(feature = "redis")]
@@ -480,6 +501,29 @@ impl OboConfigBuilder {
             self.forget_origin(field);
         }
     }
+}
+
+/// Client capabilities: trimmed, each 1 to 64 characters of `[A-Za-z0-9_.-]`,
+/// duplicates dropped.
+fn client_capabilities(values: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        let value = value.trim();
+        let ok = (1..=64).contains(&value.len())
+            && value
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(ConfigError::new(
+                "client_capabilities",
+                format!("{value:?} is not a capability (1 to 64 characters of A-Z a-z 0-9 _ . -, e.g. cp1)"),
+            ));
+        }
+        if !out.iter().any(|v| v == value) {
+            out.push(value.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Key-set timing: a refresh floor that bounds fetches, a background interval

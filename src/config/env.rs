@@ -11,7 +11,8 @@ use super::error::ConfigError;
 
 impl OboConfigBuilder {
     /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
-    /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant) and the
+    /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant),
+    /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`) and the
     /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
     /// else `AZURE_FEDERATED_TOKEN_FILE`, else `OBO_MANAGED_IDENTITY` (`system` or a
     /// user-assigned identity's client id; its endpoint from `IDENTITY_ENDPOINT` and
@@ -60,6 +61,17 @@ impl OboConfigBuilder {
             b = b
                 .allow_tenants(tenants)
                 .came_from("allowed_tenants", "OBO_ALLOWED_TENANTS");
+        }
+        if let Some(list) = get("OBO_CLIENT_CAPABILITIES") {
+            let capabilities = list
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            b = b
+                .client_capabilities(capabilities)
+                .came_from("client_capabilities", "OBO_CLIENT_CAPABILITIES");
         }
         b = b.read_credential(&get);
         b.read_l2_variables(&get)?;

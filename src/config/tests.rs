@@ -112,6 +112,33 @@ fn http_only_on_loopback() {
 }
 
 #[test]
+fn client_capabilities_are_checked_at_build() {
+    for bad in ["", "c p1", "cp1\"", &"x".repeat(65), "cp1,cp2"] {
+        let e = base().client_capabilities([bad]).build().unwrap_err();
+        assert_eq!(e.field(), "client_capabilities", "{bad}: {e}");
+    }
+    let c = base()
+        .client_capabilities([" cp1", "cp1", "x.y_z-2"])
+        .build()
+        .unwrap();
+    assert_eq!(c.exchange.client_capabilities, ["cp1", "x.y_z-2"]);
+    let env = |k: &str| match k {
+        "AZURE_TENANT_ID" => Some(T.to_owned()),
+        "AZURE_CLIENT_ID" => Some(C.to_owned()),
+        "OBO_CLIENT_CAPABILITIES" => Some(" cp1 ,".to_owned()),
+        _ => None,
+    };
+    let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
+    assert_eq!(c.exchange.client_capabilities, ["cp1"]);
+    assert!(base()
+        .build()
+        .unwrap()
+        .exchange
+        .client_capabilities
+        .is_empty());
+}
+
+#[test]
 fn guids_are_normalized() {
     let c = base().tenant_id(T.to_uppercase()).build().unwrap();
     assert_eq!(c.tenant_id(), T);
@@ -166,6 +193,11 @@ fn environment_errors_name_the_field_and_the_variable() {
             [&ID[..], &[("OBO_ALLOWED_TENANTS", "nope")]].concat(),
             "allowed_tenants",
             "OBO_ALLOWED_TENANTS",
+        ),
+        (
+            [&ID[..], &[("OBO_CLIENT_CAPABILITIES", "cp1, c p2")]].concat(),
+            "client_capabilities",
+            "OBO_CLIENT_CAPABILITIES",
         ),
         (
             [

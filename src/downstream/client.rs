@@ -2,6 +2,7 @@
 //! of throttling, and the same-origin rule that keeps the token at that API.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -11,6 +12,7 @@ use serde::Serialize;
 use url::Url;
 
 use super::error::{from_response, DownstreamError};
+use super::renew::Renew;
 use crate::http::{
     check_base_url, describe, read_capped, retry_after, with_retries, Attempts, BaseUrlProblem,
     BodyError, Verdict,
@@ -137,6 +139,8 @@ pub struct DownstreamClient {
     max_pages: usize,
     max_body_bytes: usize,
     authorization_uri: String,
+    /// Answers claims challenges (set by `OboToken` with client capabilities).
+    renew: Option<Arc<dyn Renew>>,
 }
 
 impl fmt::Debug for DownstreamClient {
@@ -149,6 +153,7 @@ impl fmt::Debug for DownstreamClient {
             .field("max_pages", &self.max_pages)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("authorization_uri", &self.authorization_uri)
+            .field("answers_claims_challenges", &self.renew.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -198,6 +203,7 @@ impl DownstreamClient {
             max_pages: DEFAULT_MAX_PAGES,
             max_body_bytes: crate::http::MAX_DOWNSTREAM_BYTES,
             authorization_uri: authorize_endpoint(PUBLIC_CLOUD_AUTHORITY),
+            renew: None,
         })
     }
 
@@ -215,6 +221,12 @@ impl DownstreamClient {
     /// This client with another token (same base, policy and limits).
     pub(crate) fn with_token(mut self, token: BearerToken) -> Self {
         self.token = token;
+        self
+    }
+
+    /// This client answering claims challenges with `renew` (see [`Renew`]).
+    pub(crate) fn with_renewal(mut self, renew: Arc<dyn Renew>) -> Self {
+        self.renew = Some(renew);
         self
     }
 
@@ -282,7 +294,7 @@ impl DownstreamClient {
         path: &str,
     ) -> Result<reqwest::RequestBuilder, DownstreamError> {
         let url = self.url(path)?;
-        Ok(self.authorized(method, url, &new_request_id()))
+        Ok(self.authorized(&self.token, method, url, &new_request_id()))
     }
 
     /// `GET path`, decoding the JSON body as `T`.
@@ -363,9 +375,45 @@ impl DownstreamClient {
 
     /// Sends `method url` with an optional JSON body, retrying throttling within the
     /// policy's budget counted from `started`.
+    ///
+    /// A claims challenge (401 `insufficient_claims`) is answered when the client has
+    /// a [`Renew`] hook: one new token, one retry of the call with it (its own
+    /// throttling budget); whatever the retry answers is final, a second challenge
+    /// included. Without a hook, or when the hook cannot answer, the challenge is
+    /// relayed.
     pub(crate) async fn execute(
         &self,
         method: Method,
+        url: &Url,
+        body: Option<&[u8]>,
+        started: Instant,
+    ) -> Result<Answer, DownstreamError> {
+        let result = self
+            .execute_with(&self.token, &method, url, body, started)
+            .await;
+        let (Some(renew), Err(DownstreamError::ClaimsChallenge { claims, .. })) =
+            (&self.renew, &result)
+        else {
+            return result;
+        };
+        match renew.renew(claims).await {
+            Ok(Some(token)) => {
+                tracing::debug!(
+                    "claims challenge answered with a new token; retrying the call once"
+                );
+                self.execute_with(&token, &method, url, body, Instant::now())
+                    .await
+            }
+            Ok(None) => result,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`execute`](Self::execute) with `token`, without answering claims challenges.
+    async fn execute_with(
+        &self,
+        token: &BearerToken,
+        method: &Method,
         url: &Url,
         body: Option<&[u8]>,
         started: Instant,
@@ -374,7 +422,7 @@ impl DownstreamClient {
         let result = with_retries(
             self.policy.attempts(),
             started,
-            || self.attempt(&method, url, body, started, &request_id),
+            || self.attempt(token, method, url, body, started, &request_id),
             Attempt::verdict,
             |wait| tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying"),
         )
@@ -392,6 +440,7 @@ impl DownstreamClient {
     /// One request within what is left of the budget, and what its answer means.
     async fn attempt(
         &self,
+        token: &BearerToken,
         method: &Method,
         url: &Url,
         body: Option<&[u8]>,
@@ -401,7 +450,9 @@ impl DownstreamClient {
         let timeout = self
             .timeout
             .min(self.policy.budget.saturating_sub(started.elapsed()));
-        let (status, headers, body) = self.send(method, url, body, timeout, request_id).await?;
+        let (status, headers, body) = self
+            .send(token, method, url, body, timeout, request_id)
+            .await?;
         interpret(status, &headers, body, &self.authorization_uri, request_id)
     }
 
@@ -409,13 +460,14 @@ impl DownstreamClient {
     /// `timeout`; transport failures, timeouts and oversized bodies are final.
     async fn send(
         &self,
+        token: &BearerToken,
         method: &Method,
         url: &Url,
         body: Option<&[u8]>,
         timeout: Duration,
         request_id: &str,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), Attempt> {
-        let mut request = self.authorized(method.clone(), url.clone(), request_id);
+        let mut request = self.authorized(token, method.clone(), url.clone(), request_id);
         if let Some(body) = body {
             request = request
                 .header(CONTENT_TYPE, "application/json")
@@ -449,10 +501,16 @@ impl DownstreamClient {
         }
     }
 
-    fn authorized(&self, method: Method, url: Url, request_id: &str) -> reqwest::RequestBuilder {
+    fn authorized(
+        &self,
+        token: &BearerToken,
+        method: Method,
+        url: Url,
+        request_id: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, url)
-            .bearer_auth(self.token.expose())
+            .bearer_auth(token.expose())
             .header(CLIENT_REQUEST_ID, request_id)
             .header(ACCEPT, "application/json")
     }

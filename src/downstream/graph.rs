@@ -72,6 +72,13 @@ impl GraphClient {
         }
     }
 
+    /// This client answering claims challenges with `renew`.
+    pub(crate) fn with_renewal(self, renew: std::sync::Arc<dyn super::renew::Renew>) -> Self {
+        Self {
+            client: self.client.with_renewal(renew),
+        }
+    }
+
     /// Sets how throttled calls are retried.
     #[must_use]
     pub fn with_retry(self, policy: RetryPolicy) -> Self {

@@ -23,6 +23,8 @@
 //! - `batch`: `$batch` requests and answers.
 //! - `graph`: Microsoft Graph and its user profile.
 //! - `error`: why a call failed; `challenge`: reading `WWW-Authenticate`.
+//! - `renew`: answering a claims challenge (Continuous Access Evaluation) with a
+//!   re-exchange and one retry, for clients made by [`OboToken`](crate::OboToken).
 
 pub(crate) mod batch;
 pub(crate) mod challenge;
@@ -30,6 +32,7 @@ pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod graph;
 pub(crate) mod paging;
+pub(crate) mod renew;
 
 pub use batch::{BatchRequest, BatchResponse};
 pub use client::{DownstreamClient, RetryPolicy, DEFAULT_MAX_PAGES};
@@ -37,3 +40,4 @@ pub use error::DownstreamError;
 pub(crate) use graph::DownstreamSettings;
 pub use graph::{GraphClient, GraphUser, DEFAULT_GRAPH_URL};
 pub use paging::Paged;
+pub(crate) use renew::{Renew, Renewal};

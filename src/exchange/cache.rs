@@ -199,17 +199,23 @@ impl OboCache {
             bump(&counters.hits);
             return Some(Ok(cached));
         }
+        self.evict(key, &cached).await;
+        None
+    }
+
+    /// Removes `stale` from `key`'s entry: that token only, not a newer one put
+    /// there meanwhile.
+    pub(crate) async fn evict(&self, key: &CacheKey, stale: &Arc<CachedToken>) {
         self.tokens
             .entry(*key)
             .and_compute_with(|e| {
                 let op = match e {
-                    Some(e) if Arc::ptr_eq(e.value(), &cached) => moka::ops::compute::Op::Remove,
+                    Some(e) if Arc::ptr_eq(e.value(), stale) => moka::ops::compute::Op::Remove,
                     _ => moka::ops::compute::Op::Nop,
                 };
                 std::future::ready(op)
             })
             .await;
-        None
     }
 }
 

@@ -135,7 +135,8 @@ impl TokenEndpoint {
         format!("{}/{tid}/oauth2/v2.0/token", self.settings.authority)
     }
 
-    /// Exchanges `assertion` for a token for `scope` in tenant `tid`, retrying
+    /// Exchanges `assertion` for a token for `scope` in tenant `tid`, sending
+    /// `claims` (JSON: client capabilities, a claims challenge) if any, retrying
     /// 429/5xx at most `max_retries` times within `retry_budget`. While `tid` is
     /// backing off after throttling (see [`throttle`](super::throttle)), fails
     /// at once with [`OboError::Unavailable`] and sends nothing.
@@ -145,6 +146,7 @@ impl TokenEndpoint {
         assertion: &BearerToken,
         scope: &str,
         requested: &[&str],
+        claims: Option<&str>,
     ) -> Result<Issued, OboError> {
         let credential =
             self.settings.credential.as_ref().ok_or_else(|| {
@@ -164,7 +166,7 @@ impl TokenEndpoint {
         let result = with_retries(
             self.attempts(),
             Instant::now(),
-            || self.attempt(&url, credential, assertion, scope, requested),
+            || self.attempt(&url, credential, assertion, (scope, claims), requested),
             Attempt::verdict,
             |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
         )
@@ -226,11 +228,14 @@ impl TokenEndpoint {
         url: &str,
         credential: &ClientCredential,
         assertion: &BearerToken,
-        scope: &str,
+        (scope, claims): (&str, Option<&str>),
         requested: &[&str],
     ) -> Result<Issued, Attempt> {
         let credential = self.credential_form(credential, url).await?;
-        let form = request_form(&self.settings.client_id, assertion, scope, &credential);
+        let mut form = request_form(&self.settings.client_id, assertion, scope, &credential);
+        if let Some(claims) = claims {
+            form.push(("claims", claims));
+        }
         let request_id = uuid::Uuid::new_v4().to_string();
         let (status, retry_after, body) = self.send(url, &form, &request_id).await?;
         interpret(

@@ -19,13 +19,26 @@
 //!
 //! Every failure is an [`OboError`], cloned to every request waiting on the same
 //! exchange; a failed exchange leaves nothing in the token cache.
+//!
+//! # Claims challenges (Continuous Access Evaluation)
+//!
+//! With client capabilities configured, every exchange sends them as `claims`.
+//! [`Exchanger::reexchange`] answers a downstream API's claims challenge for a
+//! token it handed out: it bypasses the cache lookup and the L2 and exchanges
+//! once with the challenge merged into the capabilities, under moka's per-key
+//! compute lock. Callers that hit the same challenge with the same (stale) token
+//! wait on that lock and then share its result: the fresh token that replaced the
+//! stale one, or the remembered refusal. A refused re-exchange evicts the stale
+//! token, so no request is served it again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use moka::ops::compute::{CompResult, Op};
 use tracing::Instrument as _;
 
 use super::cache::{bump, request_key, CacheKey, CachedToken, Counters, OboCache};
+use super::claims::{request_claims, MalformedChallenge};
 use super::endpoint::{self, Issued, TokenEndpoint};
 #[cfg(feature = "redis")]
 use super::l2;
@@ -58,6 +71,8 @@ pub(crate) struct ExchangeSettings {
     pub(crate) retry_budget: Duration,
     /// Bound of each token-endpoint request (and of reading its answer).
     pub(crate) timeout: Duration,
+    /// Client capabilities declared on every request (`xms_cc`, e.g. `cp1`); empty: none.
+    pub(crate) client_capabilities: Vec<String>,
     /// The clock of token lifetimes and the tenant backoff.
     pub(crate) clock: Arc<dyn Clock>,
     /// The Redis L2 under the in-memory cache, if configured.
@@ -68,6 +83,8 @@ pub(crate) struct ExchangeSettings {
 /// Exchanges inbound user tokens for downstream tokens, through the cache.
 pub(crate) struct Exchanger {
     settings: Arc<ExchangeSettings>,
+    /// The `claims` field of every exchange not answering a challenge (the capabilities).
+    capabilities: Option<String>,
     endpoint: TokenEndpoint,
     cache: OboCache,
     counters: Counters,
@@ -80,7 +97,11 @@ impl Exchanger {
     pub(crate) fn new(settings: ExchangeSettings, http: reqwest::Client) -> Self {
         let settings = Arc::new(settings);
         let cache = OboCache::new(settings.cache_max_bytes, settings.negative_ttl);
+        let capabilities = request_claims(&settings.client_capabilities, None)
+            .ok()
+            .flatten();
         Self {
+            capabilities,
             endpoint: TokenEndpoint::new(http, Arc::clone(&settings)),
             #[cfg(feature = "redis")]
             l2: settings
@@ -187,11 +208,110 @@ impl Exchanger {
         if let Some(t) = self.l2_get(&key).await {
             return Ok(Arc::new(t));
         }
+        let result = self
+            .exchange(
+                &key,
+                principal,
+                assertion,
+                sent,
+                scopes,
+                self.capabilities.as_deref(),
+            )
+            .await;
+        if let Err(e) = &result {
+            if e.is_negative_cacheable() {
+                self.cache.negative.insert(key, e.clone()).await;
+            }
+        }
+        result
+    }
+
+    /// Whether the client capabilities are configured: only then is a downstream
+    /// claims challenge answered (see [`reexchange`](Self::reexchange)).
+    pub(crate) fn answers_claims_challenges(&self) -> bool {
+        self.capabilities.is_some()
+    }
+
+    /// The `claims` field answering `challenge` (JSON): merged with the capabilities.
+    pub(crate) fn challenge_claims(&self, challenge: &str) -> Result<String, MalformedChallenge> {
+        request_claims(&self.settings.client_capabilities, Some(challenge))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Answers a downstream claims challenge to `stale` (a token this exchanger
+    /// handed out for `principal`, `assertion` and `scopes`): exchanges once more
+    /// with `claims` (from [`challenge_claims`](Self::challenge_claims)), bypassing
+    /// the cache lookup and the L2, and replaces `stale` in the cache.
+    ///
+    /// Runs under the key's compute lock: a caller arriving with the same stale
+    /// token after another answered it gets the fresh token (or the remembered
+    /// refusal) without a second exchange. A failure evicts `stale`.
+    pub(crate) async fn reexchange(
+        &self,
+        principal: &Principal,
+        assertion: &BearerToken,
+        scopes: &'static [&'static str],
+        stale: &Arc<CachedToken>,
+        claims: &str,
+    ) -> Result<Arc<CachedToken>, OboError> {
+        let now = self.settings.clock.now();
+        self.preflight(principal, now)?;
+        let (sent, key) = request_key(principal.tid(), principal.oid(), scopes, assertion);
+        let outcome = self
+            .cache
+            .tokens
+            .entry(key)
+            .and_try_compute_with(|current| async move {
+                match current {
+                    Some(e) if !Arc::ptr_eq(e.value(), stale) && now < e.value().fresh_until => {
+                        return Ok(Op::Nop);
+                    }
+                    None => {
+                        if let Some(refusal) = self.cache.negative.get(&key).await {
+                            bump(&self.counters.negative_hits);
+                            return Err(refusal);
+                        }
+                    }
+                    Some(_) => {}
+                }
+                let token = self
+                    .exchange(&key, principal, assertion, &sent, scopes, Some(claims))
+                    .await?;
+                Ok(Op::Put(token))
+            })
+            .await;
+        match outcome {
+            Ok(
+                CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e),
+            ) => Ok(e.into_value()),
+            // Not produced: the closure only puts or leaves an existing entry.
+            Ok(CompResult::Removed(_) | CompResult::StillNone(_)) => Err(OboError::BadResponse),
+            Err(e) => {
+                self.cache.evict(&key, stale).await;
+                if e.is_negative_cacheable() {
+                    self.cache.negative.insert(key, e.clone()).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One exchange at the token endpoint (with `claims`, if any), counted; a
+    /// token is written through to the L2.
+    async fn exchange(
+        &self,
+        key: &CacheKey,
+        principal: &Principal,
+        assertion: &BearerToken,
+        sent: &str,
+        scopes: &'static [&'static str],
+        claims: Option<&str>,
+    ) -> Result<Arc<CachedToken>, OboError> {
         bump(&self.counters.exchanges);
-        let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent);
+        let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent, claims = claims.is_some());
         let result = self
             .endpoint
-            .exchange(principal.tid(), assertion, sent, scopes)
+            .exchange(principal.tid(), assertion, sent, scopes, claims)
             .instrument(span)
             .await;
         match result {
@@ -204,14 +324,11 @@ impl Exchanger {
                 );
                 let now = self.settings.clock.now();
                 let token = cache_entry(issued, now, self.settings.refresh_margin, scopes);
-                self.l2_put(&key, &token).await;
+                self.l2_put(key, &token).await;
                 Ok(Arc::new(token))
             }
             Err(e) => {
                 bump(&self.counters.errors);
-                if e.is_negative_cacheable() {
-                    self.cache.negative.insert(key, e.clone()).await;
-                }
                 Err(e)
             }
         }

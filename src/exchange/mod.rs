@@ -4,6 +4,7 @@
 //!   cache lookup, single-flight fill (L2, then the token endpoint).
 //! - [`endpoint`]: the token request, the pure interpretation of its answers,
 //!   bounded retries.
+//! - [`claims`]: the `claims` field (client capabilities merged with a challenge).
 //! - [`cache`]: the token cache (single-flight, negative cache, counters).
 //! - [`throttle`]: the per-tenant backoff after the token endpoint throttles.
 //! - `l2` (feature `redis`): the encrypted Redis L2 shared by replicas.
@@ -12,6 +13,7 @@
 //! Credentials are inputs of the exchange and live in [`crate::credential`].
 
 pub(crate) mod cache;
+pub(crate) mod claims;
 pub(crate) mod endpoint;
 pub(crate) mod error;
 mod exchanger;
