@@ -145,11 +145,16 @@ fn subscriber(capture: &LogCapture) -> impl tracing::Subscriber + Send + Sync {
         .finish()
 }
 
-/// Installs a capturing subscriber (TRACE, every target) for this thread.
-pub fn capture_logs() -> (LogCapture, tracing::subscriber::DefaultGuard) {
-    let capture = LogCapture::default();
-    let guard = tracing::subscriber::set_default(subscriber(&capture));
-    (capture, guard)
+/// The binary-wide capture (see [`capture_logs_global`]), with a guard-shaped
+/// unit for the callers' `let (logs, _guard) = …`.
+///
+/// It used to install a thread-local subscriber per test. With tests running on
+/// parallel threads, its events were sometimes lost (tracing's global max level
+/// and callsite interest are shared by every thread's subscribers), so a test
+/// could see an empty capture. One global subscriber has no such race; absence
+/// checks then scan the logs of every test in the binary, which is stricter.
+pub fn capture_logs() -> (LogCapture, ()) {
+    (capture_logs_global().clone(), ())
 }
 
 /// Installs a capturing subscriber (TRACE, every target) for the whole test
