@@ -223,3 +223,33 @@ async fn the_environment_path_takes_a_managed_identity() {
     assert!(!exchange.form.contains_key("client_secret"));
     assert!(exchange.form.contains_key("client_assertion"));
 }
+
+#[tokio::test]
+async fn continuous_access_evaluation_in_the_example() {
+    // What `OBO_CLIENT_CAPABILITIES=cp1 cargo run --example server` configures.
+    let e = app::Embedded::start().await;
+    let config = app::policy(e.config().client_capabilities(["cp1"]));
+    let layer = OboLayer::new(config.build().unwrap());
+    let router = app::router(layer, dev_cors());
+    let user = e.user_token();
+    let oid = bearer(&router, "/whoami", &user).await.json()["oid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(bearer(&router, "/me", &user).await.status, 200);
+    assert_eq!(e.entra.tokens_issued(), 1);
+
+    // A critical event at Graph: tokens issued before it get a claims challenge.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(
+        1_050 - u64::from(now.subsec_millis()),
+    ))
+    .await;
+    e.graph.revoke_session(&oid);
+    let r = bearer(&router, "/me", &user).await;
+    assert_eq!(r.status, 200, "answered by one re-exchange: {}", r.body);
+    assert_eq!(r.json()["id"], oid.as_str());
+    assert_eq!(e.entra.tokens_issued(), 2);
+}

@@ -122,6 +122,18 @@ pub fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`), for the embedded mode;
+/// with a real tenant `OboConfigBuilder::from_env` reads it.
+pub fn client_capabilities_from_env() -> Vec<String> {
+    std::env::var("OBO_CLIENT_CAPABILITIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The default browser origin of the example: a Vite dev server.
 pub const DEV_ORIGIN: &str = "http://localhost:5173";
 

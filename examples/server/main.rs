@@ -8,8 +8,9 @@
 //! compute, see the README's portal setup) it talks to real
 //! Entra ID and Graph (`AZURE_AUTHORITY_HOST`, `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS`
 //! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); `OBO_CORS_ORIGINS` (browser
-//! origins allowed by CORS, comma-separated, default `http://localhost:5173`); logs to
-//! stderr, `RUST_LOG`.
+//! origins allowed by CORS, comma-separated, default `http://localhost:5173`);
+//! `OBO_CLIENT_CAPABILITIES=cp1` turns on Continuous Access Evaluation (also with the
+//! embedded stand-ins); logs to stderr, `RUST_LOG`.
 
 mod app;
 
@@ -29,7 +30,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let embedded_mode = std::env::var("AZURE_CLIENT_ID").map_or(true, |v| v.trim().is_empty());
     let (config, embedded) = if embedded_mode {
         let embedded = app::Embedded::start().await;
-        (embedded.config(), Some(embedded))
+        // Continuous Access Evaluation against the stand-ins too.
+        let capabilities = app::client_capabilities_from_env();
+        (
+            embedded.config().client_capabilities(capabilities),
+            Some(embedded),
+        )
     } else {
         (OboConfigBuilder::from_env()?, None)
     };
