@@ -79,6 +79,7 @@
 
 mod cloud;
 mod documents;
+mod fault_queue;
 pub mod graph;
 mod harness;
 mod ids;

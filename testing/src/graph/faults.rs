@@ -7,8 +7,9 @@
 //! for the next `times` requests (`None`: until cleared), faults injected while others are
 //! pending queue up behind them, and they are answered before the token is looked at.
 
-use std::collections::VecDeque;
 use std::time::Duration;
+
+use crate::fault_queue::FaultQueue;
 
 use base64::Engine as _;
 use http::StatusCode;
@@ -98,22 +99,18 @@ impl GraphFault {
 /// Pending faults: one queue for requests, one for `$batch` items.
 #[derive(Debug, Default)]
 pub(super) struct Faults {
-    /// `(fault, remaining)`; `None` remaining means until cleared.
-    requests: VecDeque<(GraphFault, Option<usize>)>,
-    items: VecDeque<(GraphFault, Option<usize>)>,
+    requests: FaultQueue<GraphFault>,
+    items: FaultQueue<GraphFault>,
 }
 
 impl Faults {
     pub(super) fn inject(&mut self, fault: GraphFault, times: Option<usize>) {
-        if times == Some(0) {
-            return;
-        }
         let queue = if fault.per_batch_item() {
             &mut self.items
         } else {
             &mut self.requests
         };
-        queue.push_back((fault, times));
+        queue.push(fault, times);
     }
 
     pub(super) fn clear(&mut self) {
@@ -123,25 +120,13 @@ impl Faults {
 
     /// The fault for the next request, if any (consumes one use of it).
     pub(super) fn next_request(&mut self) -> Option<GraphFault> {
-        take(&mut self.requests)
+        self.requests.take()
     }
 
     /// The fault for the next `$batch` item, if any (consumes one use of it).
     pub(super) fn next_item(&mut self) -> Option<GraphFault> {
-        take(&mut self.items)
+        self.items.take()
     }
-}
-
-fn take(queue: &mut VecDeque<(GraphFault, Option<usize>)>) -> Option<GraphFault> {
-    let (fault, remaining) = queue.front_mut()?;
-    let fault = fault.clone();
-    if let Some(n) = remaining {
-        *n -= 1;
-        if *n == 0 {
-            queue.pop_front();
-        }
-    }
-    Some(fault)
 }
 
 #[cfg(test)]

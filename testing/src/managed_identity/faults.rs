@@ -1,7 +1,8 @@
 //! Scripted failures of the managed identity endpoint: [`ManagedIdentityFault`] and its queue.
 
-use std::collections::VecDeque;
 use std::time::Duration;
+
+use crate::fault_queue::FaultQueue;
 
 /// A failure the managed identity endpoint answers instead of serving the request; see
 /// [`ManagedIdentityStandIn::inject_fault`](super::ManagedIdentityStandIn::inject_fault).
@@ -20,17 +21,15 @@ pub enum ManagedIdentityFault {
     Delay(Duration),
 }
 
-/// Pending faults; `None` remaining means until cleared.
+/// Pending faults.
 #[derive(Debug, Default)]
 pub(super) struct Faults {
-    queue: VecDeque<(ManagedIdentityFault, Option<usize>)>,
+    queue: FaultQueue<ManagedIdentityFault>,
 }
 
 impl Faults {
     pub(super) fn inject(&mut self, fault: ManagedIdentityFault, times: Option<usize>) {
-        if times != Some(0) {
-            self.queue.push_back((fault, times));
-        }
+        self.queue.push(fault, times);
     }
 
     pub(super) fn clear(&mut self) {
@@ -39,15 +38,7 @@ impl Faults {
 
     /// The fault for the next request, if any (consumes one use of it).
     pub(super) fn next(&mut self) -> Option<ManagedIdentityFault> {
-        let (fault, remaining) = self.queue.front_mut()?;
-        let fault = fault.clone();
-        if let Some(n) = remaining {
-            *n -= 1;
-            if *n == 0 {
-                self.queue.pop_front();
-            }
-        }
-        Some(fault)
+        self.queue.take()
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the token endpoint remembers: the API's credentials, policies, scripted faults,
 //! counters, the request log, used assertion ids and issued refresh tokens.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use super::super::keys::SigningKey;
 use super::faults::TokenFault;
 use super::refresh::{RefreshGrant, RefreshTokenExpiry};
 use super::x509::ClientCertificate;
+use crate::fault_queue::FaultQueue;
 
 /// Default lifetime of issued access tokens (`expires_in`), in seconds.
 const DEFAULT_LIFETIME_SECS: u64 = 3599;
@@ -45,8 +46,7 @@ pub(super) struct FederatedCredential {
 /// Scripted faults: a queue of global ones, then per-user ones.
 #[derive(Debug, Default)]
 struct Faults {
-    /// `(fault, remaining)`; `None` remaining means until cleared.
-    global: VecDeque<(TokenFault, Option<usize>)>,
+    global: FaultQueue<TokenFault>,
     /// By lowercase `oid`.
     per_user: HashMap<String, TokenFault>,
 }
@@ -236,9 +236,7 @@ impl TokenEndpoint {
 
     /// Queues `fault` for the next `times` requests (`None`: until cleared).
     pub(super) fn inject(&self, fault: TokenFault, times: Option<usize>) {
-        if times != Some(0) {
-            lock(&self.faults).global.push_back((fault, times));
-        }
+        lock(&self.faults).global.push(fault, times);
     }
 
     /// Injects `fault` for every request whose assertion names user `oid`.
@@ -257,14 +255,7 @@ impl TokenEndpoint {
     /// one).
     pub(super) fn take_fault(&self, oid: Option<&str>) -> Option<TokenFault> {
         let mut faults = lock(&self.faults);
-        if let Some((fault, remaining)) = faults.global.front_mut() {
-            let fault = fault.clone();
-            if let Some(left) = remaining {
-                *left -= 1;
-                if *left == 0 {
-                    faults.global.pop_front();
-                }
-            }
+        if let Some(fault) = faults.global.take() {
             return Some(fault);
         }
         oid.and_then(|oid| faults.per_user.get(&oid.to_ascii_lowercase()).cloned())
