@@ -87,6 +87,7 @@ mod keys;
 mod managed_identity;
 mod record;
 mod response;
+mod serve;
 mod server;
 mod standin;
 mod state;

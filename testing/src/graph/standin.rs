@@ -2,13 +2,11 @@
 //! data knobs, fault injection and observation.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use super::auth::KeySet;
 use super::cae::Revocations;
@@ -27,7 +25,7 @@ use crate::record::RequestRecord;
 pub struct GraphStandIn {
     shared: Arc<Shared>,
     /// Dropping the last clone of the sender stops the server.
-    _shutdown: Arc<oneshot::Sender<()>>,
+    _shutdown: Arc<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl fmt::Debug for GraphStandIn {
@@ -47,12 +45,7 @@ impl GraphStandIn {
     /// # Panics
     /// If the loopback socket cannot be bound.
     pub async fn start(jwks_url: &str) -> GraphStandIn {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("binding 127.0.0.1:0 for the Graph stand-in");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has a local address");
+        let (listener, addr) = crate::serve::bind_loopback("Graph stand-in").await;
         let shared = Arc::new(Shared {
             addr,
             url: format!("http://{addr}"),
@@ -63,25 +56,13 @@ impl GraphStandIn {
             collection_size: AtomicUsize::new(DEFAULT_COLLECTION_SIZE),
             revocations: Revocations::default(),
         });
-        let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // An error means the last handle was dropped: stop too.
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                tracing::warn!(%addr, %error, "Graph stand-in server failed");
-            }
-        });
-        tracing::debug!(%addr, "Graph stand-in started");
+        let shutdown = crate::serve::spawn(listener, addr, app, "Graph stand-in");
         GraphStandIn {
             shared,
-            _shutdown: Arc::new(shutdown),
+            _shutdown: shutdown,
         }
     }
 

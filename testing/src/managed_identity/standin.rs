@@ -2,14 +2,12 @@
 //! identities it serves.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use super::super::ids::{b64, derived_guid, random_bytes, random_guid};
 use super::faults::{Faults, ManagedIdentityFault};
@@ -69,7 +67,7 @@ impl ManagedIdentity {
 pub struct ManagedIdentityStandIn {
     shared: Arc<Shared>,
     /// Dropping the last clone of the sender stops the server.
-    _shutdown: Arc<oneshot::Sender<()>>,
+    _shutdown: Arc<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl fmt::Debug for ManagedIdentityStandIn {
@@ -89,12 +87,7 @@ impl ManagedIdentityStandIn {
     /// # Panics
     /// If the loopback socket cannot be bound.
     pub async fn start(entra: &EntraStandIn) -> ManagedIdentityStandIn {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("binding 127.0.0.1:0 for the managed identity stand-in");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has a local address");
+        let (listener, addr) = crate::serve::bind_loopback("managed identity stand-in").await;
         let tenant = entra.home_tenant();
         let subscription = derived_guid(&["subscription", &tenant]);
         let group = format!("/subscriptions/{subscription}/resourcegroups/standin-rg");
@@ -112,25 +105,13 @@ impl ManagedIdentityStandIn {
             requests: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
         });
-        let (shutdown, stopped) = oneshot::channel::<()>();
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // An error means the last handle was dropped: stop too.
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                tracing::warn!(%addr, %error, "managed identity stand-in server failed");
-            }
-        });
-        tracing::debug!(%addr, "managed identity stand-in started");
+        let shutdown = crate::serve::spawn(listener, addr, app, "managed identity stand-in");
         ManagedIdentityStandIn {
             shared,
-            _shutdown: Arc::new(shutdown),
+            _shutdown: shutdown,
         }
     }
 
