@@ -267,3 +267,33 @@ async fn the_idle_timeout_is_checked_at_build() {
         assert_eq!(e.field(), "session_idle_timeout");
     }
 }
+
+#[tokio::test]
+async fn concurrent_uses_of_two_scope_sets_never_lose_a_rotation() {
+    let f = fixture().await;
+    // Strict mode: writing back a stale refresh token would end the session.
+    f.harness.entra().refuse_refresh_token_reuse(true);
+    let key = start(&f, &f.harness.entra().token().sign()).await;
+    for _ in 0..3 {
+        f.clock.advance(LATER);
+        let calls = (0..16).map(|i| {
+            let sessions = f.sessions.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    sessions.token::<GraphUserRead>(&key).await.map(|_| ())
+                } else {
+                    sessions.token::<GraphDefault>(&key).await.map(|_| ())
+                }
+            })
+        });
+        for r in futures_util::future::join_all(calls).await {
+            r.unwrap().unwrap();
+        }
+    }
+    assert_eq!(
+        refreshes(&f).len(),
+        6,
+        "one refresh per scope set each time"
+    );
+}

@@ -341,14 +341,7 @@ impl Sessions {
         let now = self.now();
         let record = self.load(key, owner, now).await?;
         if now.saturating_sub(record.last_used) >= TOUCH_EVERY {
-            let touched = SessionRecord {
-                last_used: now,
-                ..record
-            };
-            self.inner
-                .store
-                .put(key, &touched, self.inner.idle_timeout)
-                .await?;
+            self.touch(key, now).await?;
         }
         let tkey = (key.digest(), scopes);
         if let Some(cached) = self.inner.tokens.get(&tkey).await {
@@ -368,6 +361,31 @@ impl Sessions {
             })
     }
 
+    /// The per-session lock of writes (refreshes and touches).
+    fn lock(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .locks
+            .get_with(key.digest(), || Arc::new(tokio::sync::Mutex::new(())))
+    }
+
+    /// Writes `last_used = now` back, under the session's lock and on a fresh read,
+    /// so that it never writes back a refresh token a refresh has just rotated.
+    async fn touch(&self, key: &SessionKey, now: i64) -> Result<(), SessionError> {
+        let lock = self.lock(key);
+        let _guard = lock.lock().await;
+        let Some(mut record) = self.inner.store.get(key).await? else {
+            return Err(SessionError::Unknown);
+        };
+        if record.last_used < now {
+            record.last_used = now;
+            self.inner
+                .store
+                .put(key, &record, self.inner.idle_timeout)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// One refresh-token grant for `scopes` (run once per session and scope set by
     /// the single-flight, one per session at a time): the rotated refresh token is
     /// stored; a refused one ends the session.
@@ -376,10 +394,7 @@ impl Sessions {
         key: &SessionKey,
         scopes: &'static [&'static str],
     ) -> Result<Arc<CachedToken>, SessionError> {
-        let lock = self
-            .inner
-            .locks
-            .get_with(key.digest(), || Arc::new(tokio::sync::Mutex::new(())));
+        let lock = self.lock(key);
         let _guard = lock.lock().await;
         let now = self.now();
         // Read again under the lock: a refresh that ran meanwhile (here or on
