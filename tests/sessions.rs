@@ -94,7 +94,8 @@ async fn a_job_gets_tokens_after_the_inbound_token_has_expired() {
     let f = fixture().await;
     let user = f.harness.entra().token().lifetime(Duration::from_secs(600));
     let oid = oid_of(&user);
-    let key = start(&f, &user.sign()).await;
+    let inbound = user.sign();
+    let key = start(&f, &inbound).await;
     // The start asked for offline_access.
     let obo = f.harness.entra().token_request_log();
     let scope = obo
@@ -108,6 +109,10 @@ async fn a_job_gets_tokens_after_the_inbound_token_has_expired() {
     assert!(refreshes(&f).is_empty());
 
     f.clock.advance(LATER);
+    // The inbound token has expired: no request can use it any more …
+    let r = post_bearer(&f.app, "/start", &inbound).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    // … but the job still gets tokens.
     let later = f.sessions.token::<GraphUserRead>(&key).await.unwrap();
     assert_ne!(later.access_token(), first.access_token());
     assert_eq!(refreshes(&f).len(), 1);
