@@ -16,6 +16,7 @@ use crate::policy::{check_requirement, Requirement};
 use crate::rejection::AuthRejection;
 use crate::scope::Scope;
 use crate::secret::BearerToken;
+use crate::session::{SessionError, SessionKey};
 use crate::validate::Principal;
 
 fn context(parts: &Parts) -> Result<&LayerContext, AuthRejection> {
@@ -219,6 +220,39 @@ impl<S: Scope> OboToken<S> {
             Some(renew) => client.with_renewal(renew),
             None => client,
         })
+    }
+
+    /// Starts a long-running session for the caller, for work that outlives this
+    /// request: one On-Behalf-Of exchange for the scopes of `S` plus
+    /// `offline_access`, whose refresh token is kept in the session store. Returns
+    /// the session's key: a bearer capability for this user's delegated access,
+    /// to be kept like a secret (e.g. in a job queue). Use it later, from any task,
+    /// with [`OboLayer::sessions`](crate::OboLayer::sessions).
+    ///
+    /// ```
+    /// use axum_obo::{session::SessionError, GraphUserRead, OboToken};
+    ///
+    /// async fn start(token: OboToken<GraphUserRead>) -> Result<(), SessionError> {
+    ///     let key = token.start_session().await?;
+    ///     // Hand `key.expose()` to the job queue.
+    ///     # let _ = key;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn start_session(&self) -> Result<SessionKey, SessionError> {
+        let issued = self
+            .shared
+            .exchanger
+            .exchange_offline(&self.principal, &self.assertion, S::SCOPES)
+            .await
+            .map_err(|e| match e {
+                OboError::InvalidGrant => SessionError::Exchange(e),
+                e => SessionError::from_refresh(e),
+            })?;
+        self.shared
+            .sessions
+            .create(&self.principal, issued, S::SCOPES)
+            .await
     }
 
     /// The claims-challenge hook of this token's clients, when capabilities are configured.

@@ -27,6 +27,9 @@ use crate::exchange::Exchanger;
 use crate::jwks::{KeyError, KeyStore};
 use crate::rejection::AuthRejection;
 use crate::secret::BearerToken;
+#[cfg(feature = "redis")]
+use crate::session::RedisSessionStore;
+use crate::session::{MemorySessionStore, SessionStore, Sessions};
 use crate::stats::{CacheUsage, OboStats};
 use crate::validate::{Principal, ValidationError, Validator};
 
@@ -39,6 +42,8 @@ pub(crate) struct Shared {
     /// The Graph client of the configured `graph_url` and authority, without a
     /// token: [`OboToken::graph`](crate::OboToken::graph) clones it with one.
     pub(crate) graph: GraphClient,
+    /// Long-running sessions (their own token cache, the exchanger's endpoint).
+    pub(crate) sessions: Sessions,
 }
 
 impl Shared {
@@ -53,14 +58,38 @@ impl Shared {
         let graph = GraphClient::new(http.clone(), config.graph_url(), BearerToken::new(""))
             .expect("`graph_url` was validated by `OboConfigBuilder::build`")
             .with_authority(config.authority_host());
+        let sessions = Sessions::new(
+            exchanger.settings(),
+            exchanger.endpoint(),
+            session_store(&config),
+            config.sessions.idle_timeout,
+            graph.clone(),
+            http.clone(),
+        );
         Self {
             config: Arc::new(config),
             http,
             validator,
             exchanger,
             graph,
+            sessions,
         }
     }
+}
+
+/// The configured session store; by default the L2's Redis when it is
+/// configured, memory otherwise.
+fn session_store(config: &OboConfig) -> Arc<dyn SessionStore> {
+    if let Some(store) = &config.sessions.store {
+        return Arc::clone(store);
+    }
+    #[cfg(feature = "redis")]
+    if let Some(l2) = &config.exchange.l2 {
+        if let Some(store) = RedisSessionStore::new(l2, &config.client_id) {
+            return Arc::new(store);
+        }
+    }
+    Arc::new(MemorySessionStore::new())
 }
 
 /// What the layer leaves in the request extensions for the extractors.
@@ -135,6 +164,12 @@ impl OboLayer {
     /// The configuration.
     pub fn config(&self) -> &OboConfig {
         &self.shared.config
+    }
+
+    /// Long-running sessions: tokens for a user after their request has ended
+    /// (see [`session`](crate::session)). Cheap to clone; move it into tasks.
+    pub fn sessions(&self) -> Sessions {
+        self.shared.sessions.clone()
     }
 
     /// Counters of the On-Behalf-Of cache (hits, misses, exchanges, errors).

@@ -57,6 +57,8 @@
 //! - [`config`]: the configuration and its defaults;
 //! - [`secret`]: tokens and secrets that never print themselves;
 //! - [`stats`]: cache counters and size for health and metrics endpoints;
+//! - [`session`]: long-running sessions: tokens for a user after the request
+//!   (background jobs, agents);
 //! - [`clock`]: injectable time, for tests.
 //!
 //! The layer is built on axum: it answers with axum's `Response`, and the service
@@ -86,6 +88,7 @@ pub mod principal;
 pub mod rejection;
 mod scope;
 pub mod secret;
+pub mod session;
 pub mod stats;
 mod validate;
 

@@ -25,6 +25,7 @@ use crate::downstream::DownstreamError;
 pub use crate::exchange::OboError;
 pub use crate::jwks::KeyError;
 pub use crate::policy::Forbidden;
+use crate::session::SessionError;
 pub use crate::validate::ValidationError;
 
 /// Why the layer or an extractor refused a request.
@@ -156,6 +157,34 @@ pub enum AuthRejection {
     /// An extractor ran on a route without `OboLayer`.
     #[error("the request was not authenticated: did you add `OboLayer` in front of this route?")]
     MissingLayer,
+}
+
+/// A session failure in a request (e.g. [`OboToken::start_session`](crate::OboToken::start_session)),
+/// answered like the On-Behalf-Of failure it amounts to: Entra unavailable or a
+/// store failure is 503, interaction or consent is relayed, an unknown, refused or
+/// another user's session is 401 `invalid_token` (sign in again), a missing
+/// refresh token is this API's misconfiguration (500).
+impl From<SessionError> for AuthRejection {
+    fn from(e: SessionError) -> Self {
+        let obo = match e {
+            SessionError::Exchange(e) => e,
+            SessionError::InteractionRequired {
+                claims,
+                authorization_uri,
+            } => OboError::InteractionRequired {
+                claims,
+                authorization_uri,
+            },
+            SessionError::ConsentRequired { scopes } => OboError::ConsentRequired { scopes },
+            SessionError::Unavailable { retry_after } => OboError::Unavailable { retry_after },
+            SessionError::Store(_) => OboError::Unavailable { retry_after: None },
+            SessionError::NoRefreshToken => OboError::Misconfigured(
+                "Entra sent no refresh token: grant `offline_access` to this API".into(),
+            ),
+            _ => OboError::InvalidGrant,
+        };
+        AuthRejection::Obo(obo)
+    }
 }
 
 impl AuthRejection {

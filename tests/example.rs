@@ -253,3 +253,94 @@ async fn continuous_access_evaluation_in_the_example() {
     assert_eq!(r.json()["id"], oid.as_str());
     assert_eq!(e.entra.tokens_issued(), 2);
 }
+
+/// The example with jobs that wait `delay` before calling Graph.
+async fn example_with_jobs(delay: std::time::Duration) -> (app::Embedded, axum::Router) {
+    let embedded = app::Embedded::start().await;
+    let layer = OboLayer::new(app::policy(embedded.config()).build().unwrap());
+    layer.warm_up().await.unwrap();
+    let jobs = app::Jobs::new(layer.sessions(), delay);
+    let router = app::router_with_jobs(layer, dev_cors(), jobs);
+    (embedded, router)
+}
+
+async fn post(app: &axum::Router, path: &str, token: &str) -> Reply {
+    use tower::ServiceExt as _;
+    let request = http::Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    read(app.clone().oneshot(request).await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_job_fetches_the_profile_through_a_session_after_the_request() {
+    let (e, app) = example_with_jobs(std::time::Duration::from_millis(300)).await;
+    let user = e.user_token();
+    let r = post(&app, "/jobs/me", &user).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().expect("a job id").to_owned();
+    let offline = e.entra.token_request_log();
+    assert!(offline.iter().any(|r| r
+        .form
+        .get("scope")
+        .is_some_and(|s| s.contains("offline_access"))));
+    assert!(!r.body.contains("1.A"), "no refresh token in the answer");
+
+    let path = format!("/jobs/{id}");
+    let r = bearer(&app, &path, &user).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"state": "pending", "result": null, "error": null})
+    );
+
+    // Another user: as unknown as an id that never existed.
+    let other = e
+        .entra
+        .token()
+        .user("00000000-0000-0000-0000-0000000000aa")
+        .sign();
+    assert_eq!(bearer(&app, &path, &other).await.status, 404);
+    assert_eq!(bearer(&app, "/jobs/nope", &user).await.status, 404);
+    assert_eq!(call(&app, &path, None).await.status, 401);
+
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        job = bearer(&app, &path, &user).await.json();
+        if job["state"] != "pending" {
+            break;
+        }
+    }
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["error"], Value::Null);
+    assert_eq!(job["result"]["displayName"], "Adele Vance");
+    let who = bearer(&app, "/whoami", &user).await.json();
+    assert_eq!(
+        job["result"]["id"], who["oid"],
+        "the profile is the caller's"
+    );
+    assert_eq!(bearer(&app, &path, &other).await.status, 404);
+}
+
+#[tokio::test]
+async fn a_job_that_graph_refuses_fails_with_the_reason() {
+    let (e, app) = example_with_jobs(std::time::Duration::from_millis(100)).await;
+    let user = e.user_token();
+    e.graph.inject_fault(GraphFault::Status(403), Some(1));
+    let r = post(&app, "/jobs/me", &user).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        job = bearer(&app, &format!("/jobs/{id}"), &user).await.json();
+        if job["state"] != "pending" {
+            break;
+        }
+    }
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["result"], Value::Null, "{job}");
+    assert!(job["error"].is_string(), "{job}");
+}

@@ -600,3 +600,194 @@ async fn two_replicas_missing_at_once_exchange_at_most_twice() {
     assert_own_token(&app_c, &user).await;
     assert_eq!((c.stats().l2_hits, entra.token_requests()), (1, n));
 }
+
+// Long-running sessions in Redis (the session store reuses the L2's Redis and keys).
+
+/// `/start`: starts a session and answers its key.
+fn app_sessions(layer: OboLayer) -> Router {
+    Router::new()
+        .route(
+            "/start",
+            get(|t: OboToken<GraphUserRead>| async move {
+                match t.start_session().await {
+                    Ok(key) => key.expose().to_owned(),
+                    Err(e) => format!("error: {e}"),
+                }
+            }),
+        )
+        .layer(layer)
+}
+
+async fn start_session(app: &Router, token: &str) -> axum_obo::session::SessionKey {
+    let r = bearer(app, "/start", token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+        .parse()
+        .unwrap_or_else(|_| panic!("a key: {}", r.body))
+}
+
+fn refresh_grants(entra: &EntraStandIn) -> usize {
+    entra
+        .token_request_log()
+        .iter()
+        .filter(|r| r.form.get("grant_type").map(String::as_str) == Some("refresh_token"))
+        .count()
+}
+
+async fn session_keys(c: &mut MultiplexedConnection) -> Vec<String> {
+    keys(c)
+        .await
+        .into_iter()
+        .filter(|k| k.contains("session:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_session_started_on_one_replica_is_used_on_another_and_sealed_at_rest() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let a = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    let b = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    let app_a = app_sessions(a.clone());
+    let user = entra.token();
+    let oid = user.claims()["oid"].as_str().unwrap().to_owned();
+    let key = start_session(&app_a, &user.sign()).await;
+
+    let token = b.sessions().token::<GraphUserRead>(&key).await.unwrap();
+    assert_eq!(claims(token.access_token().expose())["oid"], oid.as_str());
+    assert_eq!(
+        refresh_grants(&entra),
+        1,
+        "replica B redeemed the stored refresh token"
+    );
+    // Replica A sees the token B rotated: its refresh works in the strict mode.
+    entra.refuse_refresh_token_reuse(true);
+    a.sessions()
+        .token::<axum_obo::GraphDefault>(&key)
+        .await
+        .unwrap();
+    assert_eq!(refresh_grants(&entra), 2);
+
+    let mut c = redis.client().await;
+    let stored = session_keys(&mut c).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        !stored[0].contains(key.expose()),
+        "the session key is not a Redis key"
+    );
+    assert!(stored[0].starts_with("axum-obo:"), "{}", stored[0]);
+    let sealed = value(&mut c, &stored[0]).await;
+    let text = String::from_utf8_lossy(&sealed);
+    for clear in [oid.as_str(), "1.A", key.expose(), &entra.home_tenant()] {
+        assert!(!text.contains(clear), "{clear} in clear in Redis");
+    }
+    let ttl = pttl(&mut c, &stored[0]).await;
+    assert!(
+        ttl > 0 && ttl <= 24 * 3600 * 1000,
+        "expires with the idle timeout: {ttl}"
+    );
+
+    // A sealed record moved under another session's Redis key does not open.
+    let other = start_session(&app_a, &entra.token().sign()).await;
+    let both = session_keys(&mut c).await;
+    let other_redis_key = both.iter().find(|k| **k != stored[0]).unwrap().clone();
+    set_keep_ttl(&mut c, &other_redis_key, &sealed).await;
+    let e = b
+        .sessions()
+        .token::<GraphUserRead>(&other)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, axum_obo::session::SessionError::Unknown),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_survives_a_restart_and_a_key_rotation() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let session = {
+        let layer = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+        start_session(&app_sessions(layer), &entra.token().sign()).await
+    };
+    // A new process: nothing in memory.
+    let restarted = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    restarted
+        .sessions()
+        .token::<GraphUserRead>(&session)
+        .await
+        .unwrap();
+    // A new process with a new key; the old one still opens the record.
+    let rotated = OboLayer::new(
+        with_redis(&entra, &redis.url())
+            .obo_cache_key(key(2))
+            .obo_cache_old_keys([key(1)])
+            .build()
+            .unwrap(),
+    );
+    rotated
+        .sessions()
+        .token::<axum_obo::GraphDefault>(&session)
+        .await
+        .unwrap();
+    // Without the old key it is unknown, never an error of another kind.
+    let forgot = OboLayer::new(
+        with_redis(&entra, &redis.url())
+            .obo_cache_key(key(3))
+            .build()
+            .unwrap(),
+    );
+    let e = forgot
+        .sessions()
+        .token::<axum_obo::GraphDefault>(&session)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, axum_obo::session::SessionError::Unknown),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn end_removes_the_session_from_redis() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let a = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    let b = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    let key = start_session(&app_sessions(a.clone()), &entra.token().sign()).await;
+    b.sessions().token::<GraphUserRead>(&key).await.unwrap();
+    let mut c = redis.client().await;
+    assert_eq!(session_keys(&mut c).await.len(), 1);
+
+    b.sessions().end(&key).await.unwrap();
+    assert!(
+        session_keys(&mut c).await.is_empty(),
+        "no session key remains in Redis"
+    );
+    // Ended everywhere: replica A, whose memory still holds the start's token, refuses it.
+    let e = a.sessions().token::<GraphUserRead>(&key).await.unwrap_err();
+    assert!(
+        matches!(e, axum_obo::session::SessionError::Unknown),
+        "{e:?}"
+    );
+    a.sessions().end(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_store_failure_is_an_error_not_an_unknown_session() {
+    let mut redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    let key = start_session(&app_sessions(layer.clone()), &entra.token().sign()).await;
+    redis.kill();
+    let e = layer
+        .sessions()
+        .token::<GraphUserRead>(&key)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, axum_obo::session::SessionError::Store(_)),
+        "{e:?}"
+    );
+}

@@ -1,10 +1,15 @@
 //! The example's router and its offline set-up, shared with `tests/example.rs`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::extract::Path;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use axum_obo::session::{SessionKey, SessionOwner, Sessions};
 use axum_obo::{
     AuthRejection, GraphUserRead, OboConfigBuilder, OboLayer, OboToken, Principal, Require,
     Requirement,
@@ -47,6 +52,129 @@ async fn admin(_: Require<Admin>) -> Json<Value> {
     Json(json!({ "ok": true }))
 }
 
+/// Background jobs of `POST /jobs/me`, in memory: a job id is a random UUID (not
+/// the session key, which never leaves the server), owned by the user who started it.
+#[derive(Clone)]
+pub struct Jobs {
+    sessions: Sessions,
+    delay: Duration,
+    jobs: Arc<Mutex<HashMap<String, Job>>>,
+}
+
+/// One job: its owner and its state.
+#[derive(Clone)]
+struct Job {
+    owner: SessionOwner,
+    state: &'static str,
+    result: Value,
+    error: Option<String>,
+}
+
+/// The default delay of a job before it calls Graph: 2 s.
+pub const DEFAULT_JOB_DELAY: Duration = Duration::from_millis(2000);
+
+/// `OBO_EXAMPLE_JOB_DELAY_MS` (milliseconds), default [`DEFAULT_JOB_DELAY`].
+pub fn job_delay_from_env() -> Result<Duration, String> {
+    match std::env::var("OBO_EXAMPLE_JOB_DELAY_MS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("OBO_EXAMPLE_JOB_DELAY_MS: not a number of milliseconds: {v:?}")),
+        _ => Ok(DEFAULT_JOB_DELAY),
+    }
+}
+
+impl Jobs {
+    /// Jobs run through `sessions` (from `OboLayer::sessions`), each waiting `delay` first.
+    pub fn new(sessions: Sessions, delay: Duration) -> Self {
+        Self {
+            sessions,
+            delay,
+            jobs: Arc::default(),
+        }
+    }
+
+    fn set(&self, id: &str, state: &'static str, result: Value, error: Option<String>) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(job) = jobs.get_mut(id) {
+            job.state = state;
+            job.result = result;
+            job.error = error;
+        }
+    }
+
+    /// The job's work, after the request has ended: the caller's Graph profile
+    /// through the session, then the session is ended.
+    async fn run(self, id: String, key: SessionKey) {
+        tokio::time::sleep(self.delay).await;
+        let profile = match self.sessions.graph::<GraphUserRead>(&key).await {
+            Ok(graph) => graph.get_json("me").await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = self.sessions.end(&key).await {
+            tracing::warn!(job = %id, error = %e, "could not end the job's session");
+        }
+        match profile {
+            Ok(profile) => self.set(&id, "done", profile, None),
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "job failed");
+                self.set(&id, "failed", Value::Null, Some(e));
+            }
+        }
+    }
+}
+
+/// `POST /jobs/me`: starts a session for the caller and a background job that,
+/// after the job delay, fetches their Graph profile through it. 202 `{"id": …}`.
+async fn start_job(
+    Extension(jobs): Extension<Jobs>,
+    caller: Principal,
+    token: OboToken<GraphUserRead>,
+) -> Result<impl IntoResponse, AuthRejection> {
+    let key = token.start_session().await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    jobs.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        id.clone(),
+        Job {
+            owner: SessionOwner::of(&caller),
+            state: "pending",
+            result: Value::Null,
+            error: None,
+        },
+    );
+    tokio::spawn(jobs.clone().run(id.clone(), key));
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+}
+
+/// `GET /jobs/{id}`: the job's state, only for the user who started it (404
+/// otherwise, as for an unknown id).
+async fn job_status(
+    Extension(jobs): Extension<Jobs>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> axum::response::Response {
+    let job = jobs
+        .jobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
+    match job {
+        Some(job) if job.owner == SessionOwner::of(&caller) => Json(json!({
+            "state": job.state,
+            "result": job.result,
+            "error": job.error,
+        }))
+        .into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such job" })),
+        )
+            .into_response(),
+    }
+}
+
 /// The policy of the example: delegated tokens need `access_as_user`; app-only
 /// tokens are admitted with any role.
 pub fn policy(builder: OboConfigBuilder) -> OboConfigBuilder {
@@ -67,12 +195,25 @@ pub fn policy(builder: OboConfigBuilder) -> OboConfigBuilder {
 ///    (`OPTIONS`, which carry no token) are answered here and never get a 401.
 /// 6. `OboLayer` with `route_layer`: only the routes above it are authenticated;
 ///    unknown paths answer 404 (not 401), and routes added after it would be public.
+///
+/// The job routes (`POST /jobs/me`, `GET /jobs/{id}`) wait `OBO_EXAMPLE_JOB_DELAY_MS`
+/// (see [`router_with_jobs`] to choose).
 pub fn router(layer: OboLayer, cors: CorsLayer) -> Router {
+    let delay = job_delay_from_env().unwrap_or(DEFAULT_JOB_DELAY);
+    let jobs = Jobs::new(layer.sessions(), delay);
+    router_with_jobs(layer, cors, jobs)
+}
+
+/// [`router`] with its background `jobs`.
+pub fn router_with_jobs(layer: OboLayer, cors: CorsLayer, jobs: Jobs) -> Router {
     let protected = Router::new()
         .route("/whoami", get(whoami))
         .route("/me", get(me))
         .route("/admin", get(admin))
-        .route_layer(layer);
+        .route("/jobs/me", post(start_job))
+        .route("/jobs/{id}", get(job_status))
+        .route_layer(layer)
+        .layer(Extension(jobs));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)

@@ -10,7 +10,12 @@
 //! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); `OBO_CORS_ORIGINS` (browser
 //! origins allowed by CORS, comma-separated, default `http://localhost:5173`);
 //! `OBO_CLIENT_CAPABILITIES=cp1` turns on Continuous Access Evaluation (also with the
-//! embedded stand-ins); logs to stderr, `RUST_LOG`.
+//! embedded stand-ins); `OBO_EXAMPLE_JOB_DELAY_MS` (default 2000): how long a job
+//! of `POST /jobs/me` waits before it calls Graph through its long-running session
+//! (with a real tenant the session asks for `offline_access`, which Entra grants to
+//! a confidential client alongside the user's consented delegated permissions; if
+//! consent is granted by an admin, include `offline_access` in it); logs to stderr,
+//! `RUST_LOG`.
 
 mod app;
 
@@ -63,10 +68,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "  curl -s -H 'Authorization: Bearer {}' http://{addr}/admin\n",
             e.admin_token()
         );
+        println!("A background job (a long-running session; GET the id it answers):");
+        println!(
+            "  curl -s -X POST -H 'Authorization: Bearer {}' http://{addr}/jobs/me",
+            e.user_token()
+        );
+        println!("  curl -s -H 'Authorization: Bearer <same token>' http://{addr}/jobs/<id>\n");
         println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
         println!("Health:    curl -s http://{addr}/healthz\n");
     }
     let cors = app::cors(&app::cors_origins_from_env()?);
+    // Checked here so that a bad value stops the server; `router` reads it too.
+    app::job_delay_from_env()?;
     axum::serve(listener, app::router(layer, cors))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -23,6 +23,7 @@ use crate::http::shared_client;
 use crate::jwks::KeySettings;
 use crate::policy::Policy;
 use crate::secret::SecretString;
+use crate::session::{SessionSettings, SessionStore};
 use crate::validate::ValidationSettings;
 
 /// The shortest accepted [`OboConfigBuilder::min_key_refresh`]: anything less would
@@ -32,6 +33,9 @@ const MIN_KEY_REFRESH_FLOOR: Duration = Duration::from_secs(1);
 /// Default bound of the On-Behalf-Of cache: room for 100,000 users with one
 /// Graph token each (about 3 KiB per entry).
 pub const DEFAULT_OBO_CACHE_BYTES: u64 = 100_000 * 3 * 1024;
+
+/// Default idle timeout of a long-running session: 24 hours.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Builder for [`OboConfig`]. Setters never fail; [`build`](Self::build) checks
 /// everything and names the first field at fault.
@@ -60,6 +64,8 @@ pub struct OboConfigBuilder {
     max_retries: usize,
     retry_budget: Duration,
     client_capabilities: Vec<String>,
+    session_idle_timeout: Duration,
+    session_store: Option<Arc<dyn SessionStore>>,
     #[cfg(feature = "redis")]
     l2: L2Spec,
     /// Fields read from the environment, and the variable each came from (so that
@@ -112,6 +118,8 @@ impl Default for OboConfigBuilder {
             max_retries: 3,
             retry_budget: Duration::from_secs(20),
             client_capabilities: Vec::new(),
+            session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            session_store: None,
             #[cfg(feature = "redis")]
             l2: L2Spec {
                 url: None,
@@ -405,6 +413,22 @@ impl OboConfigBuilder {
         self
     }
 
+    /// A long-running session unused for this long has ended (default 24 h,
+    /// [`DEFAULT_SESSION_IDLE_TIMEOUT`]; between 1 minute and 90 days, Entra's
+    /// refresh-token inactivity window). Measured on the configured clock.
+    pub fn session_idle_timeout(mut self, idle: Duration) -> Self {
+        self.session_idle_timeout = idle;
+        self
+    }
+
+    /// Where long-running sessions are kept (default: the Redis L2's Redis, sealed
+    /// with its keys, when configured (feature `redis`); this process's memory
+    /// otherwise).
+    pub fn session_store(mut self, store: impl SessionStore) -> Self {
+        self.session_store = Some(Arc::new(store));
+        self
+    }
+
     /// Validates everything and builds the configuration.
     pub fn build(self) -> Result<OboConfig, ConfigError> {
         let origins = self.origins.clone();
@@ -465,6 +489,18 @@ impl OboConfigBuilder {
             l2: self.l2.build()?,
         };
         check_exchange(&exchange)?;
+        if !(Duration::from_secs(60)..=Duration::from_secs(90 * 24 * 3600))
+            .contains(&self.session_idle_timeout)
+        {
+            return Err(ConfigError::new(
+                "session_idle_timeout",
+                "must be between 1 minute and 90 days",
+            ));
+        }
+        let sessions = SessionSettings {
+            idle_timeout: self.session_idle_timeout,
+            store: self.session_store,
+        };
         Ok(OboConfig {
             tenant_id,
             client_id,
@@ -482,6 +518,7 @@ impl OboConfigBuilder {
                 authority,
             },
             policy: self.policy,
+            sessions,
             http,
         })
     }

@@ -26,6 +26,6 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use builder::{OboConfigBuilder, DEFAULT_OBO_CACHE_BYTES};
+pub use builder::{OboConfigBuilder, DEFAULT_OBO_CACHE_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT};
 pub use error::ConfigError;
 pub use settings::{OboConfig, DEFAULT_AUTHORITY_HOST};

@@ -11,6 +11,7 @@ use crate::downstream::DownstreamSettings;
 use crate::exchange::ExchangeSettings;
 use crate::jwks::KeySettings;
 use crate::policy::Policy;
+use crate::session::SessionSettings;
 use crate::validate::ValidationSettings;
 
 /// The public-cloud authority host.
@@ -32,6 +33,8 @@ pub struct OboConfig {
     pub(crate) downstream: DownstreamSettings,
     /// The layer-wide access policy.
     pub(crate) policy: Policy,
+    /// Long-running sessions.
+    pub(crate) sessions: SessionSettings,
     /// The one HTTP client of the layer (Entra and downstream calls), built with
     /// the configuration so that a failure is reported by `build()`.
     pub(crate) http: reqwest::Client,

@@ -33,7 +33,7 @@ use crate::credential::{ClientCredential, CredentialForm};
 use crate::http::{
     read_capped, retry_after, with_retries, Attempts, BodyError, Verdict, MAX_TOKEN_RESPONSE_BYTES,
 };
-use crate::secret::BearerToken;
+use crate::secret::{BearerToken, SecretString};
 
 /// `grant_type` of the On-Behalf-Of request.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -54,6 +54,16 @@ pub(crate) struct Issued {
     /// Seconds, in `1..=MAX_TOKEN_LIFETIME`.
     pub(crate) expires_in: i64,
     pub(crate) scope: Option<String>,
+    /// Sent when the request's scope held `offline_access` (and on every refresh).
+    pub(crate) refresh_token: Option<SecretString>,
+}
+
+/// What a token request redeems: the user's access token (On-Behalf-Of), or a
+/// refresh token kept by a session.
+#[derive(Clone, Copy)]
+pub(crate) enum Grant<'a> {
+    OnBehalfOf(&'a BearerToken),
+    RefreshToken(&'a SecretString),
 }
 
 #[derive(Deserialize)]
@@ -64,6 +74,8 @@ struct Success {
     expires_in: serde_json::Value,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -148,6 +160,38 @@ impl TokenEndpoint {
         requested: &[&str],
         claims: Option<&str>,
     ) -> Result<Issued, OboError> {
+        self.request(tid, Grant::OnBehalfOf(assertion), scope, requested, claims)
+            .await
+    }
+
+    /// Redeems a session's `refresh_token` for a token for `scope` in tenant
+    /// `tid` (`grant_type=refresh_token`), with the same client authentication,
+    /// retries and tenant backoff as [`exchange`](Self::exchange).
+    pub(crate) async fn refresh(
+        &self,
+        tid: &str,
+        refresh_token: &SecretString,
+        scope: &str,
+        requested: &[&str],
+    ) -> Result<Issued, OboError> {
+        self.request(
+            tid,
+            Grant::RefreshToken(refresh_token),
+            scope,
+            requested,
+            None,
+        )
+        .await
+    }
+
+    async fn request(
+        &self,
+        tid: &str,
+        grant: Grant<'_>,
+        scope: &str,
+        requested: &[&str],
+        claims: Option<&str>,
+    ) -> Result<Issued, OboError> {
         let credential =
             self.settings.credential.as_ref().ok_or_else(|| {
                 OboError::Misconfigured("no client credential is configured".into())
@@ -166,7 +210,7 @@ impl TokenEndpoint {
         let result = with_retries(
             self.attempts(),
             Instant::now(),
-            || self.attempt(&url, credential, assertion, (scope, claims), requested),
+            || self.attempt(&url, credential, grant, (scope, claims), requested),
             Attempt::verdict,
             |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
         )
@@ -227,12 +271,16 @@ impl TokenEndpoint {
         &self,
         url: &str,
         credential: &ClientCredential,
-        assertion: &BearerToken,
+        grant: Grant<'_>,
         (scope, claims): (&str, Option<&str>),
         requested: &[&str],
     ) -> Result<Issued, Attempt> {
         let credential = self.credential_form(credential, url).await?;
-        let mut form = request_form(&self.settings.client_id, assertion, scope, &credential);
+        let client_id = &self.settings.client_id;
+        let mut form = match grant {
+            Grant::OnBehalfOf(assertion) => request_form(client_id, assertion, scope, &credential),
+            Grant::RefreshToken(token) => refresh_form(client_id, token, scope, &credential),
+        };
         if let Some(claims) = claims {
             form.push(("claims", claims));
         }
@@ -333,6 +381,30 @@ fn request_form<'a>(
         ("client_id", client_id),
         ("client_info", "1"),
     ];
+    push_credential(&mut form, credential);
+    form
+}
+
+/// The refresh-token grant's form fields (a session's later tokens).
+fn refresh_form<'a>(
+    client_id: &'a str,
+    refresh_token: &'a SecretString,
+    scope: &'a str,
+    credential: &'a CredentialForm,
+) -> Vec<(&'static str, &'a str)> {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.expose()),
+        ("scope", scope),
+        ("client_id", client_id),
+        ("client_info", "1"),
+    ];
+    push_credential(&mut form, credential);
+    form
+}
+
+/// The client authentication fields (a secret, or an assertion).
+fn push_credential<'a>(form: &mut Vec<(&'static str, &'a str)>, credential: &'a CredentialForm) {
     match credential {
         CredentialForm::Secret(s) => form.push(("client_secret", s.expose())),
         CredentialForm::Assertion(a) => {
@@ -340,7 +412,6 @@ fn request_form<'a>(
             form.push(("client_assertion", a.expose()));
         }
     }
-    form
 }
 
 /// What a token-endpoint answer means, without any I/O: a token, a final failure,
@@ -458,6 +529,10 @@ fn parse_success(body: &[u8]) -> Option<Issued> {
         access_token: BearerToken::new(s.access_token),
         expires_in: lifetime(&s.expires_in)?,
         scope: s.scope,
+        refresh_token: s
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::new),
     })
 }
 

@@ -85,7 +85,7 @@ pub(crate) struct Exchanger {
     settings: Arc<ExchangeSettings>,
     /// The `claims` field of every exchange not answering a challenge (the capabilities).
     capabilities: Option<String>,
-    endpoint: TokenEndpoint,
+    endpoint: Arc<TokenEndpoint>,
     cache: OboCache,
     counters: Counters,
     #[cfg(feature = "redis")]
@@ -102,7 +102,7 @@ impl Exchanger {
             .flatten();
         Self {
             capabilities,
-            endpoint: TokenEndpoint::new(http, Arc::clone(&settings)),
+            endpoint: Arc::new(TokenEndpoint::new(http, Arc::clone(&settings))),
             #[cfg(feature = "redis")]
             l2: settings
                 .l2
@@ -132,6 +132,47 @@ impl Exchanger {
             l2.put(key, token, &self.counters).await;
         }
         let _ = (key, token);
+    }
+
+    /// The token endpoint client (shared with sessions: one tenant backoff).
+    pub(crate) fn endpoint(&self) -> Arc<TokenEndpoint> {
+        Arc::clone(&self.endpoint)
+    }
+
+    /// The settings of the exchange (sessions use the same clock and margins).
+    pub(crate) fn settings(&self) -> Arc<ExchangeSettings> {
+        Arc::clone(&self.settings)
+    }
+
+    /// An On-Behalf-Of exchange for `scopes` plus `offline_access`, outside the
+    /// cache, to start a session: the answer carries a refresh token.
+    pub(crate) async fn exchange_offline(
+        &self,
+        principal: &Principal,
+        assertion: &BearerToken,
+        scopes: &[&str],
+    ) -> Result<Issued, OboError> {
+        self.preflight(principal, self.settings.clock.now())?;
+        let mut sent: Vec<&str> = scopes.to_vec();
+        if !sent.contains(&"offline_access") {
+            sent.push("offline_access");
+        }
+        let sent = sent.join(" ");
+        bump(&self.counters.exchanges);
+        let result = self
+            .endpoint
+            .exchange(
+                principal.tid(),
+                assertion,
+                &sent,
+                scopes,
+                self.capabilities.as_deref(),
+            )
+            .await;
+        if result.is_err() {
+            bump(&self.counters.errors);
+        }
+        result
     }
 
     pub(crate) fn stats(&self) -> OboStats {
@@ -338,7 +379,7 @@ impl Exchanger {
 /// The cache entry of a token issued at `now` (clock seconds): fresh until
 /// `refresh_margin` before it expires (half its lifetime if that is shorter).
 /// `issued.expires_in` came from the network: every sum saturates.
-fn cache_entry(
+pub(crate) fn cache_entry(
     issued: Issued,
     now: i64,
     refresh_margin: Duration,
@@ -376,6 +417,7 @@ mod tests {
             access_token: BearerToken::new("t"),
             expires_in,
             scope: None,
+            refresh_token: None,
         }
     }
 

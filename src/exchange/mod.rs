@@ -23,4 +23,4 @@ pub(crate) mod throttle;
 
 pub use cache::OboStats;
 pub use error::OboError;
-pub(crate) use exchanger::{ExchangeSettings, Exchanger};
+pub(crate) use exchanger::{cache_entry, ExchangeSettings, Exchanger};

@@ -52,6 +52,7 @@ mod settings;
 mod store;
 mod tier;
 
-pub(crate) use seal::L2Key;
+pub(crate) use seal::{L2Key, Sealer, VERSION as SEAL_VERSION};
 pub(crate) use settings::L2Settings;
+pub(crate) use store::{Outcome, RedisStore};
 pub(crate) use tier::L2Cache;

@@ -72,6 +72,11 @@ impl RedisStore {
         .await
     }
 
+    /// `DEL key` (a missing key is not an error).
+    pub(crate) async fn del(&self, key: &str) -> Outcome<()> {
+        self.run("DEL", redis::cmd("DEL").arg(key)).await
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, op: &str, cmd: &redis::Cmd) -> Outcome<T> {
         if !self.health.admit() {
             return Outcome::Skipped;

@@ -1,0 +1,475 @@
+//! [`Sessions`]: start, use and end long-running sessions, and [`SessionSettings`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::{SessionError, SessionKey, SessionRecord, SessionStore};
+use crate::downstream::{DownstreamClient, DownstreamError, GraphClient};
+use crate::exchange::cache::CachedToken;
+use crate::exchange::endpoint::{Issued, TokenEndpoint};
+use crate::exchange::{cache_entry, ExchangeSettings, OboError};
+use crate::scope::Scope;
+use crate::secret::BearerToken;
+use crate::validate::Principal;
+
+/// `last_used` is written back at most this often per session (a store write per
+/// token would make every use a write).
+const TOUCH_EVERY: i64 = 60;
+
+/// Settings of sessions (validated by the configuration builder).
+#[derive(Clone, Debug)]
+pub(crate) struct SessionSettings {
+    /// A session unused for this long has ended.
+    pub(crate) idle_timeout: Duration,
+    /// The store; `None`: Redis when the L2 is configured, memory otherwise.
+    pub(crate) store: Option<Arc<dyn SessionStore>>,
+}
+
+/// Whose session: a tenant and a user object id (e.g. kept next to the key in a
+/// job queue), checked by [`Sessions::token_for`] and [`Sessions::graph_for`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    tid: String,
+    oid: String,
+}
+
+impl SessionOwner {
+    /// The user `oid` of tenant `tid`.
+    pub fn new(tid: impl Into<String>, oid: impl Into<String>) -> Self {
+        Self {
+            tid: tid.into(),
+            oid: oid.into(),
+        }
+    }
+
+    /// The signed-in caller.
+    pub fn of(principal: &Principal) -> Self {
+        Self::new(principal.tid(), principal.oid())
+    }
+
+    /// The tenant id.
+    pub fn tid(&self) -> &str {
+        &self.tid
+    }
+
+    /// The user's object id.
+    pub fn oid(&self) -> &str {
+        &self.oid
+    }
+}
+
+/// A downstream token obtained through a session.
+#[derive(Clone)]
+pub struct SessionToken(Arc<CachedToken>);
+
+impl SessionToken {
+    /// The access token. Send it only to the downstream API; never log it.
+    pub fn access_token(&self) -> &BearerToken {
+        &self.0.access_token
+    }
+
+    /// Expiry, seconds since the Unix epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.0.expires_at
+    }
+
+    /// The scopes granted.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.0.scopes.iter().map(|s| &**s)
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionToken")
+            .field("access_token", &self.0.access_token)
+            .field("expires_at", &self.0.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Token cache key: the session's digest and the scope set.
+type TokenKey = ([u8; 32], &'static [&'static str]);
+
+struct TokenExpiry;
+
+impl Expiry<TokenKey, Arc<CachedToken>> for TokenExpiry {
+    fn expire_after_create(
+        &self,
+        _: &TokenKey,
+        v: &Arc<CachedToken>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// Long-running On-Behalf-Of sessions: downstream tokens for a user after their
+/// request has ended (background jobs, agents). Get it from
+/// [`OboLayer::sessions`](crate::OboLayer::sessions); start a session in a
+/// handler with [`OboToken::start_session`](crate::OboToken::start_session).
+/// Cheap to clone. See the [module docs](super).
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Arc<ExchangeSettings>,
+    endpoint: Arc<TokenEndpoint>,
+    store: Arc<dyn SessionStore>,
+    idle_timeout: Duration,
+    tokens: Cache<TokenKey, Arc<CachedToken>>,
+    /// One refresh at a time per session (a rotated refresh token must be stored
+    /// before the next refresh reads it).
+    locks: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
+    graph: GraphClient,
+    http: reqwest::Client,
+    authority: String,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("store", &self.inner.store)
+            .field("idle_timeout", &self.inner.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    pub(crate) fn new(
+        settings: Arc<ExchangeSettings>,
+        endpoint: Arc<TokenEndpoint>,
+        store: Arc<dyn SessionStore>,
+        idle_timeout: Duration,
+        graph: GraphClient,
+        http: reqwest::Client,
+    ) -> Self {
+        let authority = settings.authority.clone();
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                endpoint,
+                store,
+                idle_timeout,
+                tokens: Cache::builder()
+                    .max_capacity(100_000)
+                    .expire_after(TokenExpiry)
+                    .support_invalidation_closures()
+                    .build(),
+                locks: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_idle(Duration::from_secs(600))
+                    .build(),
+                graph,
+                http,
+                authority,
+            }),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.settings.clock.now()
+    }
+
+    /// Records a session for `principal` from the answer to an On-Behalf-Of
+    /// exchange with `offline_access` for `scopes`; caches its access token.
+    pub(crate) async fn create(
+        &self,
+        principal: &Principal,
+        issued: Issued,
+        scopes: &'static [&'static str],
+    ) -> Result<SessionKey, SessionError> {
+        let refresh_token = issued
+            .refresh_token
+            .clone()
+            .ok_or(SessionError::NoRefreshToken)?;
+        let now = self.now();
+        let key = SessionKey::generate();
+        let record = SessionRecord {
+            tid: principal.tid().to_owned(),
+            oid: principal.oid().to_owned(),
+            client_id: self.inner.settings.client_id.clone(),
+            refresh_token,
+            started_at: now,
+            last_used: now,
+        };
+        self.inner
+            .store
+            .put(&key, &record, self.inner.idle_timeout)
+            .await?;
+        let token = cache_entry(issued, now, self.inner.settings.refresh_margin, scopes);
+        self.inner
+            .tokens
+            .insert((key.digest(), scopes), Arc::new(token))
+            .await;
+        tracing::info!(
+            tid = principal.tid(),
+            oid = principal.oid(),
+            "session started"
+        );
+        Ok(key)
+    }
+
+    /// A downstream token for the scopes of `S` through session `key`: from the
+    /// cache while fresh, otherwise redeemed with the session's refresh token (one
+    /// refresh at a time per session, the rotated refresh token stored).
+    pub async fn token<S: Scope>(&self, key: &SessionKey) -> Result<SessionToken, SessionError> {
+        self.token_with(key, None, S::SCOPES).await
+    }
+
+    /// As [`token`](Self::token), refused with [`SessionError::OtherUser`] unless
+    /// the session is `owner`'s.
+    pub async fn token_for<S: Scope>(
+        &self,
+        key: &SessionKey,
+        owner: &SessionOwner,
+    ) -> Result<SessionToken, SessionError> {
+        self.token_with(key, Some(owner), S::SCOPES).await
+    }
+
+    /// A Microsoft Graph client authenticated through session `key` for the scopes
+    /// of `S` (as [`OboToken::graph`](crate::OboToken::graph), without the claims
+    /// challenge hook).
+    pub async fn graph<S: Scope>(&self, key: &SessionKey) -> Result<GraphClient, SessionError> {
+        let token = self.token::<S>(key).await?;
+        Ok(self.graph_client(&token))
+    }
+
+    /// As [`graph`](Self::graph), refused unless the session is `owner`'s.
+    pub async fn graph_for<S: Scope>(
+        &self,
+        key: &SessionKey,
+        owner: &SessionOwner,
+    ) -> Result<GraphClient, SessionError> {
+        let token = self.token_for::<S>(key, owner).await?;
+        Ok(self.graph_client(&token))
+    }
+
+    /// A client for another downstream API at `base_url`, authenticated through
+    /// session `key` for the scopes of `S`.
+    pub async fn downstream<S: Scope>(
+        &self,
+        key: &SessionKey,
+        base_url: &str,
+    ) -> Result<Result<DownstreamClient, DownstreamError>, SessionError> {
+        let token = self.token::<S>(key).await?;
+        Ok(DownstreamClient::new(
+            self.inner.http.clone(),
+            base_url,
+            token.access_token().clone(),
+        )
+        .map(|c| c.with_authority(&self.inner.authority)))
+    }
+
+    fn graph_client(&self, token: &SessionToken) -> GraphClient {
+        self.inner
+            .graph
+            .clone()
+            .with_token(token.access_token().clone())
+    }
+
+    /// Whose session `key` is, if it is live.
+    pub async fn owner(&self, key: &SessionKey) -> Result<SessionOwner, SessionError> {
+        let record = self.load(key, None, self.now()).await?;
+        Ok(SessionOwner::new(record.tid, record.oid))
+    }
+
+    /// Ends session `key`: its record is deleted from the store and its tokens
+    /// from this process's cache. Ending an unknown or ended session is not an error.
+    pub async fn end(&self, key: &SessionKey) -> Result<(), SessionError> {
+        self.forget(key).await?;
+        tracing::info!("session ended");
+        Ok(())
+    }
+
+    async fn forget(&self, key: &SessionKey) -> Result<(), SessionError> {
+        let digest = key.digest();
+        let _ = self
+            .inner
+            .tokens
+            .invalidate_entries_if(move |k, _| k.0 == digest);
+        self.inner.store.delete(key).await?;
+        Ok(())
+    }
+
+    /// The live record of `key` at `now`: bound to this API's client id (and to
+    /// `owner`, if given), not idle for longer than the idle timeout (else ended).
+    async fn load(
+        &self,
+        key: &SessionKey,
+        owner: Option<&SessionOwner>,
+        now: i64,
+    ) -> Result<SessionRecord, SessionError> {
+        let Some(record) = self.inner.store.get(key).await? else {
+            return Err(SessionError::Unknown);
+        };
+        if record.client_id != self.inner.settings.client_id {
+            tracing::warn!("session of another API's client id refused");
+            return Err(SessionError::Unknown);
+        }
+        if let Some(owner) = owner {
+            if owner.tid != record.tid || owner.oid != record.oid {
+                tracing::warn!(
+                    tid = owner.tid,
+                    oid = owner.oid,
+                    "session of another user refused"
+                );
+                return Err(SessionError::OtherUser);
+            }
+        }
+        let idle = i64::try_from(self.inner.idle_timeout.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(record.last_used) > idle {
+            tracing::info!(tid = record.tid, oid = record.oid, "session ended: idle");
+            self.forget(key).await?;
+            return Err(SessionError::Unknown);
+        }
+        Ok(record)
+    }
+
+    async fn token_with(
+        &self,
+        key: &SessionKey,
+        owner: Option<&SessionOwner>,
+        scopes: &'static [&'static str],
+    ) -> Result<SessionToken, SessionError> {
+        let now = self.now();
+        let record = self.load(key, owner, now).await?;
+        if now.saturating_sub(record.last_used) >= TOUCH_EVERY {
+            self.touch(key, now).await?;
+        }
+        let tkey = (key.digest(), scopes);
+        if let Some(cached) = self.inner.tokens.get(&tkey).await {
+            if now < cached.fresh_until {
+                return Ok(SessionToken(cached));
+            }
+            self.inner.tokens.invalidate(&tkey).await;
+        }
+        self.inner
+            .tokens
+            .try_get_with(tkey, self.refresh(key, scopes))
+            .await
+            .map(SessionToken)
+            .map_err(|e: Arc<SessionError>| match Arc::try_unwrap(e) {
+                Ok(e) => e,
+                Err(shared) => clone_error(&shared),
+            })
+    }
+
+    /// The per-session lock of writes (refreshes and touches).
+    fn lock(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .locks
+            .get_with(key.digest(), || Arc::new(tokio::sync::Mutex::new(())))
+    }
+
+    /// Writes `last_used = now` back, under the session's lock and on a fresh read,
+    /// so that it never writes back a refresh token a refresh has just rotated.
+    async fn touch(&self, key: &SessionKey, now: i64) -> Result<(), SessionError> {
+        let lock = self.lock(key);
+        let _guard = lock.lock().await;
+        let Some(mut record) = self.inner.store.get(key).await? else {
+            return Err(SessionError::Unknown);
+        };
+        if record.last_used < now {
+            record.last_used = now;
+            self.inner
+                .store
+                .put(key, &record, self.inner.idle_timeout)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One refresh-token grant for `scopes` (run once per session and scope set by
+    /// the single-flight, one per session at a time): the rotated refresh token is
+    /// stored; a refused one ends the session.
+    async fn refresh(
+        &self,
+        key: &SessionKey,
+        scopes: &'static [&'static str],
+    ) -> Result<Arc<CachedToken>, SessionError> {
+        let lock = self.lock(key);
+        let _guard = lock.lock().await;
+        let now = self.now();
+        // Read again under the lock: a refresh that ran meanwhile (here or on
+        // another replica) may have rotated the refresh token.
+        let mut record = self.load(key, None, now).await?;
+        let mut sent: Vec<&str> = scopes.to_vec();
+        if !sent.contains(&"offline_access") {
+            sent.push("offline_access");
+        }
+        let sent = sent.join(" ");
+        let span = tracing::debug_span!("session_refresh", tid = record.tid, oid = record.oid, scope = %sent);
+        let result = tracing::Instrument::instrument(
+            self.inner
+                .endpoint
+                .refresh(&record.tid, &record.refresh_token, &sent, scopes),
+            span,
+        )
+        .await;
+        match result {
+            Ok(issued) => {
+                if let Some(rotated) = issued.refresh_token.clone() {
+                    record.refresh_token = rotated;
+                }
+                record.last_used = now;
+                self.inner
+                    .store
+                    .put(key, &record, self.inner.idle_timeout)
+                    .await?;
+                tracing::debug!(
+                    tid = record.tid,
+                    oid = record.oid,
+                    "session token refreshed"
+                );
+                Ok(Arc::new(cache_entry(
+                    issued,
+                    now,
+                    self.inner.settings.refresh_margin,
+                    scopes,
+                )))
+            }
+            Err(OboError::InvalidGrant) => {
+                tracing::info!(
+                    tid = record.tid,
+                    oid = record.oid,
+                    "session ended: Entra refused its refresh token; the user must sign in again"
+                );
+                self.forget(key).await?;
+                Err(SessionError::SignInAgain)
+            }
+            Err(e) => Err(SessionError::from_refresh(e)),
+        }
+    }
+}
+
+/// A copy of an error shared by the callers of one refresh.
+fn clone_error(e: &SessionError) -> SessionError {
+    match e {
+        SessionError::Unknown => SessionError::Unknown,
+        SessionError::SignInAgain => SessionError::SignInAgain,
+        SessionError::InteractionRequired {
+            claims,
+            authorization_uri,
+        } => SessionError::InteractionRequired {
+            claims: claims.clone(),
+            authorization_uri: authorization_uri.clone(),
+        },
+        SessionError::ConsentRequired { scopes } => SessionError::ConsentRequired {
+            scopes: scopes.clone(),
+        },
+        SessionError::Unavailable { retry_after } => SessionError::Unavailable {
+            retry_after: *retry_after,
+        },
+        SessionError::OtherUser => SessionError::OtherUser,
+        SessionError::NoRefreshToken => SessionError::NoRefreshToken,
+        SessionError::Exchange(e) => SessionError::Exchange(e.clone()),
+        SessionError::Store(e) => SessionError::Store(super::StoreError::new(e.to_string())),
+    }
+}

@@ -1,0 +1,287 @@
+//! Where sessions live: the [`SessionStore`] trait, the [`SessionRecord`] it holds,
+//! and the in-memory default, [`MemorySessionStore`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+use serde::{Deserialize, Serialize};
+
+use super::SessionKey;
+use crate::secret::SecretString;
+
+/// The future of a [`SessionStore`] call.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Storage of sessions, shared by every replica that must see them.
+///
+/// Implementations name an entry by [`SessionKey`] but should never store the key
+/// in clear (the built-in stores use a digest of it), and must encrypt records at
+/// rest: a record holds the user's refresh token. `put` replaces the record and
+/// its time to live (the idle timeout): an entry nobody uses disappears by itself.
+/// `delete` of a missing entry is not an error.
+pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// The record of `key`, if there is one.
+    fn get<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, Option<SessionRecord>>;
+    /// Stores `record` under `key` for `ttl`.
+    fn put<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: &'a SessionRecord,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()>;
+    /// Removes `key`'s record (if any).
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, ()>;
+}
+
+/// A store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("the session store failed: {message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source`.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// What a store keeps for a session: whose it is (tenant, user object id, this
+/// API's client id), the current refresh token, and when it was started and last
+/// used (clock seconds). `Debug` redacts the refresh token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub(crate) tid: String,
+    pub(crate) oid: String,
+    pub(crate) client_id: String,
+    pub(crate) refresh_token: SecretString,
+    pub(crate) started_at: i64,
+    pub(crate) last_used: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Encoded {
+    v: u8,
+    tid: String,
+    oid: String,
+    cid: String,
+    rt: String,
+    s: i64,
+    u: i64,
+}
+
+impl SessionRecord {
+    /// The user's tenant id.
+    pub fn tid(&self) -> &str {
+        &self.tid
+    }
+
+    /// The user's object id.
+    pub fn oid(&self) -> &str {
+        &self.oid
+    }
+
+    /// The client id of the API that started the session.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// When the session was started (clock seconds).
+    pub fn started_at(&self) -> i64 {
+        self.started_at
+    }
+
+    /// When the session was last used (clock seconds).
+    pub fn last_used(&self) -> i64 {
+        self.last_used
+    }
+
+    /// The record as bytes, **including the refresh token in clear**: for a custom
+    /// store, which must encrypt them before they leave the process.
+    pub fn to_plaintext(&self) -> Vec<u8> {
+        serde_json::to_vec(&Encoded {
+            v: 1,
+            tid: self.tid.clone(),
+            oid: self.oid.clone(),
+            cid: self.client_id.clone(),
+            rt: self.refresh_token.expose().to_owned(),
+            s: self.started_at,
+            u: self.last_used,
+        })
+        .unwrap_or_default()
+    }
+
+    /// A record from [`to_plaintext`](Self::to_plaintext)'s bytes; `None` if they
+    /// are not one.
+    pub fn from_plaintext(bytes: &[u8]) -> Option<Self> {
+        let e: Encoded = serde_json::from_slice(bytes).ok()?;
+        (e.v == 1 && !e.rt.is_empty()).then(|| Self {
+            tid: e.tid,
+            oid: e.oid,
+            client_id: e.cid,
+            refresh_token: SecretString::new(e.rt),
+            started_at: e.s,
+            last_used: e.u,
+        })
+    }
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("tid", &self.tid)
+            .field("oid", &self.oid)
+            .field("client_id", &self.client_id)
+            .field("refresh_token", &self.refresh_token)
+            .field("started_at", &self.started_at)
+            .field("last_used", &self.last_used)
+            .finish()
+    }
+}
+
+/// Sessions in this process's memory (the default): lost on restart and not
+/// shared by replicas. Entries expire after their time to live (real time), and
+/// are named by a digest of the key.
+#[derive(Clone)]
+pub struct MemorySessionStore {
+    entries: Cache<[u8; 32], (SessionRecord, Duration)>,
+}
+
+impl fmt::Debug for MemorySessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemorySessionStore")
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+struct RecordExpiry;
+
+impl Expiry<[u8; 32], (SessionRecord, Duration)> for RecordExpiry {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        v: &(SessionRecord, Duration),
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(v.1)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &[u8; 32],
+        v: &(SessionRecord, Duration),
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.1)
+    }
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemorySessionStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(1_000_000)
+                .expire_after(RecordExpiry)
+                .build(),
+        }
+    }
+}
+
+impl SessionStore for MemorySessionStore {
+    fn get<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, Option<SessionRecord>> {
+        Box::pin(async move { Ok(self.entries.get(&key.digest()).await.map(|(r, _)| r)) })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: &'a SessionRecord,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.entries
+                .insert(key.digest(), (record.clone(), ttl))
+                .await;
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.entries.invalidate(&key.digest()).await;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            tid: "t".into(),
+            oid: "o".into(),
+            client_id: "c".into(),
+            refresh_token: SecretString::new("1.Asecret"),
+            started_at: 1,
+            last_used: 2,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_debug_redacts() {
+        let r = record();
+        assert_eq!(
+            SessionRecord::from_plaintext(&r.to_plaintext()),
+            Some(r.clone())
+        );
+        assert!(!format!("{r:?}").contains("secret"));
+        assert_eq!(SessionRecord::from_plaintext(b"{}"), None);
+    }
+
+    #[tokio::test]
+    async fn memory_store_puts_gets_and_deletes() {
+        let store = MemorySessionStore::new();
+        let key = SessionKey::generate();
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        store
+            .put(&key, &record(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), Some(record()));
+        store.delete(&key).await.unwrap();
+        store.delete(&key).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), None);
+    }
+}
