@@ -13,10 +13,9 @@
 //! missing session; a value that does not open (a retired key, tampering) is a
 //! missing session, logged.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::exchange::l2::{L2Settings, Outcome, RedisStore, Sealer, SEAL_VERSION};
+use crate::exchange::l2::{L2Settings, Outcome, SealedNamespace};
 
 use super::{SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
 
@@ -26,56 +25,31 @@ const DOMAIN: &[u8] = b"axum-obo-session-redis";
 /// Sessions in Redis, sealed (feature `redis`): shared by replicas, kept across restarts.
 #[derive(Debug)]
 pub(crate) struct RedisSessionStore {
-    store: RedisStore,
-    sealer: Sealer,
-    prefix: String,
-    client_id: String,
+    ns: SealedNamespace,
 }
 
 impl RedisSessionStore {
     /// `None` (logged) if the settings cannot be used; `build()` checked them.
     pub(crate) fn new(settings: &L2Settings, client_id: &str) -> Option<Self> {
-        let store = RedisStore::new(settings.url.expose(), settings.timeout)
-            .inspect_err(|e| tracing::error!(error = %e, "Redis session store disabled: bad URL"))
-            .ok()?;
-        let sealer = Sealer::new(&settings.key, &settings.old_keys)?;
-        Some(Self {
-            store,
-            sealer,
-            prefix: settings.prefix.clone(),
-            client_id: client_id.to_owned(),
-        })
+        let ns = SealedNamespace::new(
+            settings,
+            client_id,
+            DOMAIN,
+            "session:",
+            "Redis session store",
+        )?;
+        Some(Self { ns })
     }
 
+    /// `{prefix}session:{hex digest}` of the session key's own digest.
     fn redis_key(&self, key: &SessionKey) -> String {
-        let mut input = Vec::with_capacity(DOMAIN.len() + 8 + self.client_id.len() + 32);
-        input.extend_from_slice(DOMAIN);
-        push_prefixed(&mut input, self.client_id.as_bytes());
-        input.extend_from_slice(&key.digest());
-        let digest = crate::digest::sha256(&input);
-        let mut out = String::with_capacity(self.prefix.len() + 8 + 64);
-        out.push_str(&self.prefix);
-        out.push_str("session:");
-        for b in digest {
-            let _ = write!(out, "{b:02x}");
-        }
-        out
+        self.ns.redis_key(&key.digest())
     }
 
+    /// Associated data binding the session key itself.
     fn aad(&self, key: &SessionKey) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(96 + self.prefix.len() + self.client_id.len());
-        aad.extend_from_slice(DOMAIN);
-        aad.push(SEAL_VERSION);
-        push_prefixed(&mut aad, self.prefix.as_bytes());
-        push_prefixed(&mut aad, self.client_id.as_bytes());
-        aad.extend_from_slice(key.bytes());
-        aad
+        self.ns.aad(key.bytes())
     }
-}
-
-fn push_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-    out.extend_from_slice(bytes);
 }
 
 fn failed<T>(outcome: Outcome<T>, op: &str) -> Result<T, StoreError> {
@@ -91,10 +65,11 @@ fn failed<T>(outcome: Outcome<T>, op: &str) -> Result<T, StoreError> {
 impl SessionStore for RedisSessionStore {
     fn get<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, Option<SessionRecord>> {
         Box::pin(async move {
-            let Some(sealed) = failed(self.store.get(&self.redis_key(key)).await, "GET")? else {
+            let Some(sealed) = failed(self.ns.store.get(&self.redis_key(key)).await, "GET")? else {
                 return Ok(None);
             };
             let record = self
+                .ns
                 .sealer
                 .open(&self.aad(key), &sealed)
                 .ok()
@@ -116,17 +91,21 @@ impl SessionStore for RedisSessionStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let sealed = self
+                .ns
                 .sealer
                 .seal(&self.aad(key), &record.to_plaintext())
                 .ok_or_else(|| StoreError::new("cannot seal the session record"))?;
             failed(
-                self.store.set_px(&self.redis_key(key), &sealed, ttl).await,
+                self.ns
+                    .store
+                    .set_px(&self.redis_key(key), &sealed, ttl)
+                    .await,
                 "SET",
             )
         })
     }
 
     fn delete<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, ()> {
-        Box::pin(async move { failed(self.store.del(&self.redis_key(key)).await, "DEL") })
+        Box::pin(async move { failed(self.ns.store.del(&self.redis_key(key)).await, "DEL") })
     }
 }

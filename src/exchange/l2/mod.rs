@@ -47,12 +47,14 @@
 //! A failure streak logs one warning, recovery one info line; counters are in
 //! [`OboStats`](crate::stats::OboStats).
 
+mod namespace;
 mod seal;
 mod settings;
 mod store;
 mod tier;
 
-pub(crate) use seal::{L2Key, Sealer, VERSION as SEAL_VERSION};
+pub(crate) use namespace::SealedNamespace;
+pub(crate) use seal::L2Key;
 pub(crate) use settings::L2Settings;
-pub(crate) use store::{Outcome, RedisStore};
+pub(crate) use store::Outcome;
 pub(crate) use tier::L2Cache;

@@ -1,14 +1,14 @@
 //! The L2 tier: where an entry lives in Redis, what is stored there, and how a
 //! stored value becomes a cached token again.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::seal::{Rejected, Sealer, VERSION};
-use super::store::{Outcome, RedisStore};
+use super::namespace::SealedNamespace;
+use super::seal::Rejected;
+use super::store::Outcome;
 use super::L2Settings;
 use crate::exchange::cache::{bump, CacheKey, CachedToken, Counters};
 use crate::secret::BearerToken;
@@ -19,10 +19,7 @@ const DOMAIN: &[u8] = b"axum-obo-l2";
 /// The distributed, encrypted second level of the On-Behalf-Of cache.
 #[derive(Debug)]
 pub(crate) struct L2Cache {
-    store: RedisStore,
-    sealer: Sealer,
-    prefix: String,
-    client_id: String,
+    ns: SealedNamespace,
     /// Rejected values are logged at `warn` once, then at `debug`.
     warned_rejected: AtomicBool,
 }
@@ -47,46 +44,22 @@ struct EntryIn {
 impl L2Cache {
     /// `None` (logged) if the settings cannot be used; `build()` checked them.
     pub(crate) fn new(settings: &L2Settings, client_id: &str) -> Option<Self> {
-        let store = RedisStore::new(settings.url.expose(), settings.timeout)
-            .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled: bad URL"))
-            .ok()?;
-        let sealer = Sealer::new(&settings.key, &settings.old_keys)?;
         Some(Self {
-            store,
-            sealer,
-            prefix: settings.prefix.clone(),
-            client_id: client_id.to_owned(),
+            ns: SealedNamespace::new(settings, client_id, DOMAIN, "", "Redis L2")?,
             warned_rejected: AtomicBool::new(false),
         })
     }
 
-    /// The Redis key of an entry: the prefix and a hex SHA-256 of the cache key
-    /// under a domain separator and this API's client id. Unlinkable to the L1
-    /// key, and holds no identifier or token.
+    /// The Redis key of an entry: unlinkable to the L1 key, holding no
+    /// identifier or token (see [`SealedNamespace`]).
     fn redis_key(&self, key: &CacheKey) -> String {
-        let mut input = Vec::with_capacity(DOMAIN.len() + 8 + self.client_id.len() + key.len());
-        input.extend_from_slice(DOMAIN);
-        push_prefixed(&mut input, self.client_id.as_bytes());
-        input.extend_from_slice(key);
-        let digest = crate::digest::sha256(&input);
-        let mut out = String::with_capacity(self.prefix.len() + 64);
-        out.push_str(&self.prefix);
-        for b in digest {
-            let _ = write!(out, "{b:02x}");
-        }
-        out
+        self.ns.redis_key(key)
     }
 
-    /// Associated data of an entry: format version, prefix, client id and the
-    /// cache key. A value moved under another entry's Redis key fails to open.
+    /// Associated data of an entry, binding the cache key: a value moved under
+    /// another entry's Redis key fails to open.
     fn aad(&self, key: &CacheKey) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(64 + self.prefix.len() + self.client_id.len());
-        aad.extend_from_slice(DOMAIN);
-        aad.push(VERSION);
-        push_prefixed(&mut aad, self.prefix.as_bytes());
-        push_prefixed(&mut aad, self.client_id.as_bytes());
-        aad.extend_from_slice(key);
-        aad
+        self.ns.aad(key)
     }
 
     /// The entry for `key` if Redis has one that opens and is fresh at `now`
@@ -97,7 +70,7 @@ impl L2Cache {
         now: i64,
         counters: &Counters,
     ) -> Option<CachedToken> {
-        let sealed = match self.store.get(&self.redis_key(key)).await {
+        let sealed = match self.ns.store.get(&self.redis_key(key)).await {
             Outcome::Done(Some(v)) => v,
             Outcome::Done(None) => {
                 bump(&counters.l2_misses);
@@ -142,7 +115,7 @@ impl L2Cache {
     }
 
     fn open(&self, key: &CacheKey, sealed: &[u8]) -> Result<EntryIn, Rejected> {
-        let plain = self.sealer.open(&self.aad(key), sealed)?;
+        let plain = self.ns.sealer.open(&self.aad(key), sealed)?;
         let entry: EntryIn = serde_json::from_slice(&plain).map_err(|_| Rejected::Malformed)?;
         if entry.t.is_empty() || entry.f > entry.e {
             return Err(Rejected::Malformed);
@@ -163,12 +136,13 @@ impl L2Cache {
         });
         let Some(sealed) = plain
             .ok()
-            .and_then(|p| self.sealer.seal(&self.aad(key), &p))
+            .and_then(|p| self.ns.sealer.seal(&self.aad(key), &p))
         else {
             bump(&counters.l2_errors);
             return;
         };
         match self
+            .ns
             .store
             .set_px(&self.redis_key(key), &sealed, token.ttl)
             .await
@@ -178,9 +152,4 @@ impl L2Cache {
             Outcome::Failed => bump(&counters.l2_errors),
         }
     }
-}
-
-fn push_prefixed(buf: &mut Vec<u8>, part: &[u8]) {
-    buf.extend_from_slice(&(part.len() as u64).to_be_bytes());
-    buf.extend_from_slice(part);
 }
