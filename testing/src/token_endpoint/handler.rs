@@ -144,11 +144,7 @@ fn on_behalf_of(
         .get("assertion")
         .ok_or_else(|| errors::missing_parameter("assertion"))?;
     let subject = user_assertion::validate(shared, assertion, cx.tenant, cx.now)?;
-    let scope = form
-        .get("scope")
-        .ok_or_else(|| errors::missing_parameter("scope"))?;
-    let scopes = scopes::parse(shared, scope)?;
-    let claims = ClaimsRequest::parse(form.get("claims"))?;
+    let (scopes, claims) = requested(shared, form)?;
     delegated(
         shared,
         form,
@@ -162,6 +158,21 @@ fn on_behalf_of(
             refresh_token: scopes.offline_access,
         },
     )
+}
+
+/// What a delegated grant (On-Behalf-Of or refresh) asks for: the required `scope`
+/// and the optional `claims` request.
+pub(super) fn requested(
+    shared: &Shared,
+    form: &Form,
+) -> Result<(ScopeRequest, ClaimsRequest), EntraError> {
+    let scope = form
+        .get("scope")
+        .ok_or_else(|| errors::missing_parameter("scope"))?;
+    Ok((
+        scopes::parse(shared, scope)?,
+        ClaimsRequest::parse(form.get("claims"))?,
+    ))
 }
 
 /// A delegated token to issue: who, what, for which client, under which claims request.

@@ -33,13 +33,11 @@ use super::super::ids::unix_seconds;
 use super::super::response::EntraError;
 use super::super::state::Shared;
 use super::super::EntraStandIn;
-use super::claims::ClaimsRequest;
 use super::client_auth::{authenticate, Context};
 use super::errors;
 use super::form::Form;
-use super::handler::{delegated, Delegation};
+use super::handler::{delegated, requested, Delegation};
 use super::jws::when;
-use super::scopes;
 use super::user_assertion::Subject;
 
 /// How a user's refresh tokens expired; see [`EntraStandIn::expire_refresh_tokens`].
@@ -114,11 +112,7 @@ pub(super) fn grant(
         Some(RefreshTokenExpiry::Expired) => return Err(errors::refresh_token_expired()),
         None => {}
     }
-    let scope = form
-        .get("scope")
-        .ok_or_else(|| errors::missing_parameter("scope"))?;
-    let scopes = scopes::parse(shared, scope)?;
-    let claims = ClaimsRequest::parse(form.get("claims"))?;
+    let (scopes, claims) = requested(shared, form)?;
     delegated(
         shared,
         form,
