@@ -11,7 +11,7 @@ use http::request::Parts;
 use crate::downstream::{DownstreamClient, DownstreamError, GraphClient, Renew, Renewal};
 use crate::exchange::cache::CachedToken;
 use crate::exchange::OboError;
-use crate::layer::{LayerContext, Shared};
+use crate::layer::{OboContext, Shared};
 use crate::policy::{check_requirement, Requirement};
 use crate::rejection::AuthRejection;
 use crate::scope::Scope;
@@ -19,10 +19,10 @@ use crate::secret::BearerToken;
 use crate::session::{SessionError, SessionKey};
 use crate::validate::Principal;
 
-fn context(parts: &Parts) -> Result<&LayerContext, AuthRejection> {
+fn context(parts: &Parts) -> Result<&OboContext, AuthRejection> {
     parts
         .extensions
-        .get::<LayerContext>()
+        .get::<OboContext>()
         .ok_or(AuthRejection::MissingLayer)
 }
 
@@ -163,6 +163,23 @@ impl<S: Scope> Clone for OboToken<S> {
 }
 
 impl<S: Scope> OboToken<S> {
+    /// The exchange behind the extractor and [`OboContext::obo_token`].
+    pub(crate) async fn exchange(ctx: &OboContext) -> Result<Self, AuthRejection> {
+        let auth = ctx.auth.as_ref().ok_or(AuthRejection::MissingToken)?;
+        let shared = Arc::clone(&ctx.shared);
+        let token = shared
+            .exchanger
+            .token(&auth.principal, &auth.token, S::SCOPES)
+            .await?;
+        Ok(OboToken {
+            token,
+            shared,
+            principal: auth.principal.clone(),
+            assertion: auth.token.clone(),
+            _scope: PhantomData,
+        })
+    }
+
     /// The downstream access token. Send it only to the downstream API; never
     /// return it to the client or log it.
     pub fn access_token(&self) -> &BearerToken {
@@ -349,20 +366,7 @@ impl<St: Send + Sync, S: Scope> FromRequestParts<St> for OboToken<S> {
         if let Some(Memo(t)) = parts.extensions.get::<Memo<S>>() {
             return Ok(t.clone());
         }
-        let ctx = context(parts)?;
-        let auth = ctx.auth.as_ref().ok_or(AuthRejection::MissingToken)?;
-        let shared = Arc::clone(&ctx.shared);
-        let token = shared
-            .exchanger
-            .token(&auth.principal, &auth.token, S::SCOPES)
-            .await?;
-        let t = OboToken {
-            token,
-            shared,
-            principal: auth.principal.clone(),
-            assertion: auth.token.clone(),
-            _scope: PhantomData,
-        };
+        let t = Self::exchange(context(parts)?).await?;
         parts.extensions.insert(Memo(t.clone()));
         Ok(t)
     }

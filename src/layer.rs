@@ -24,8 +24,10 @@ use tracing::Instrument as _;
 use crate::config::{ConfigError, OboConfig};
 use crate::downstream::GraphClient;
 use crate::exchange::Exchanger;
+use crate::extractor::OboToken;
 use crate::jwks::{KeyError, KeyStore};
 use crate::rejection::AuthRejection;
+use crate::scope::Scope;
 use crate::secret::BearerToken;
 #[cfg(feature = "redis")]
 use crate::session::RedisSessionStore;
@@ -92,11 +94,60 @@ fn session_store(config: &OboConfig) -> Arc<dyn SessionStore> {
     Arc::new(MemorySessionStore::new())
 }
 
-/// What the layer leaves in the request extensions for the extractors.
+/// What the layer leaves in the request extensions: the caller, and what the
+/// [`OboToken`] exchange needs.
+///
+/// axum handlers use the extractors ([`Principal`], [`Require`](crate::Require),
+/// [`OboToken`]); code without axum extractors (tonic services, rmcp tools, your
+/// own tower services) reads it from the request's extensions — any extensions
+/// map, as its `get` is generic:
+///
+/// ```
+/// use axum_obo::layer::OboContext;
+/// use axum_obo::{AuthRejection, GraphUserRead};
+///
+/// async fn display_name(extensions: &http::Extensions) -> Result<String, AuthRejection> {
+///     let ctx = extensions.get::<OboContext>().ok_or(AuthRejection::MissingLayer)?;
+///     let token = ctx.obo_token::<GraphUserRead>().await?;
+///     let me = token.graph().me().await?;
+///     Ok(me.display_name.unwrap_or_default())
+/// }
+/// ```
+///
+/// With tonic it is `request.extensions().get::<OboContext>()`; with rmcp, the
+/// `http::request::Parts` its Streamable HTTP transport puts in the tool's context.
 #[derive(Clone)]
-pub(crate) struct LayerContext {
+pub struct OboContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) auth: Option<Authenticated>,
+}
+
+impl OboContext {
+    /// The validated caller; `None` only for an anonymous request on a layer with
+    /// [`allow_anonymous`](OboLayer::allow_anonymous).
+    pub fn principal(&self) -> Option<&Principal> {
+        self.auth.as_ref().map(|a| &a.principal)
+    }
+
+    /// The caller, or [`AuthRejection::MissingToken`] for an anonymous request.
+    pub fn require_principal(&self) -> Result<&Principal, AuthRejection> {
+        self.principal().ok_or(AuthRejection::MissingToken)
+    }
+
+    /// A downstream token for the caller and the scopes of `S`, as the
+    /// [`OboToken`] extractor gets it (cached, single-flight); failures are the
+    /// extractor's rejections.
+    pub async fn obo_token<S: Scope>(&self) -> Result<OboToken<S>, AuthRejection> {
+        OboToken::exchange(self).await
+    }
+}
+
+impl fmt::Debug for OboContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OboContext")
+            .field("principal", &self.principal())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A validated caller and the token that proved it.
@@ -238,7 +289,7 @@ where
         ResponseFuture(Box::pin(async move {
             match authenticate(&shared, req.headers(), allow_anonymous).await {
                 Ok(auth) => {
-                    req.extensions_mut().insert(LayerContext { shared, auth });
+                    req.extensions_mut().insert(OboContext { shared, auth });
                     inner.call(req).await.map(IntoResponse::into_response)
                 }
                 Err(rejection) => Ok(rejection.into_response()),

@@ -124,6 +124,61 @@ async fn secret_exchange_sends_exactly_the_obo_fields_and_caches() {
     assert_eq!(entra.token_requests(), 2);
 }
 
+/// Code without axum extractors (a tonic service, an rmcp tool, a plain tower
+/// service) gets the caller and an On-Behalf-Of token from `OboContext` in the
+/// request's extensions, with the extractor's caching.
+#[tokio::test]
+async fn a_plain_tower_service_gets_the_caller_and_a_token_from_the_extensions() {
+    use axum_obo::layer::OboContext;
+    use tower::{Layer as _, ServiceExt as _};
+
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap());
+    let svc = layer.layer(tower::service_fn(
+        |req: http::Request<axum::body::Body>| async move {
+            let ctx = req
+                .extensions()
+                .get::<OboContext>()
+                .expect("the layer's context")
+                .clone();
+            let oid = ctx.require_principal().map(|p| p.oid().to_owned());
+            let body = match (oid, ctx.obo_token::<GraphUserRead>().await) {
+                (Ok(oid), Ok(t)) => format!("{oid} {}", t.access_token().expose().len()),
+                (_, Err(e)) => format!("error {}", e.status()),
+                (Err(e), _) => format!("error {}", e.status()),
+            };
+            Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::from(body)))
+        },
+    ));
+    let inbound = entra
+        .token()
+        .user("11111111-2222-3333-4444-555555555555")
+        .sign();
+    for _ in 0..2 {
+        let req = http::Request::get("/")
+            .header("authorization", format!("Bearer {inbound}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        let (oid, len) = body.split_once(' ').unwrap();
+        assert_eq!(oid, "11111111-2222-3333-4444-555555555555");
+        assert!(len.parse::<usize>().unwrap() > 100, "{body}");
+    }
+    // One exchange for both requests: the context shares the extractor's cache.
+    assert_eq!(entra.token_requests(), 1);
+
+    // Without a token the layer refuses before the service runs.
+    let req = http::Request::get("/")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 401);
+}
+
 #[tokio::test]
 async fn no_exchange_unless_a_handler_asks() {
     let entra = EntraStandIn::start().await;
