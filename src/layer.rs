@@ -2,12 +2,20 @@
 //! its [`ResponseFuture`], laid out as tower-http lays out each of its middlewares.
 //!
 //! Per request: the bearer token → validation → the layer-wide policy → request
-//! extensions for the extractors. A refusal is an `Ok` response (an
-//! [`AuthRejection`]); the inner service's errors pass through untouched.
+//! extensions for the extractors (and an [`OboContext`] for code without them). A
+//! refusal is an `Ok` response (an [`AuthRejection`]); the inner service's errors
+//! pass through untouched.
 //!
-//! The service answers with axum's [`Response`], and the service it wraps must
-//! answer with something that implements axum's [`IntoResponse`] (an axum `Router`
-//! or handler does; so does an `http::Response` with an ordinary body).
+//! It is a plain tower middleware: it wraps any service answering
+//! `http::Response<B>` — an axum `Router`, a tonic server, rmcp's Streamable HTTP
+//! service — and answers `http::Response<`[`OboBody<B>`]`>`: the inner body as it
+//! is, or the refusal's. Refusals are in the protocol of the request: a gRPC
+//! Trailers-Only answer for `content-type: application/grpc…` (see
+//! [`AuthRejection::grpc_code`]), the RFC 6750 HTTP answer otherwise.
+//!
+//! axum converts the response of a layered service into its own `Response`, which
+//! puts the `OboBody` in axum's `Body` (one small allocation, as for any
+//! body-wrapping tower-http middleware).
 
 use std::fmt;
 use std::future::Future;
@@ -15,9 +23,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::response::{IntoResponse, Response};
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, Request};
+use http::{HeaderMap, Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
@@ -34,6 +41,10 @@ use crate::session::RedisSessionStore;
 use crate::session::{MemorySessionStore, SessionStore, Sessions};
 use crate::stats::{CacheUsage, OboStats};
 use crate::validate::{Principal, ValidationError, Validator};
+
+mod body;
+
+pub use body::OboBody;
 
 /// State shared by every clone of the layer and service.
 pub(crate) struct Shared {
@@ -114,7 +125,8 @@ fn session_store(config: &OboConfig) -> Arc<dyn SessionStore> {
 /// }
 /// ```
 ///
-/// With tonic it is `request.extensions().get::<OboContext>()`; with rmcp, the
+/// With tonic it is `OboContext::from_extensions(request.extensions())?` (with the
+/// `tonic` feature, `?` turns the rejection into a `tonic::Status`); with rmcp, the
 /// `http::request::Parts` its Streamable HTTP transport puts in the tool's context.
 #[derive(Clone)]
 pub struct OboContext {
@@ -123,6 +135,14 @@ pub struct OboContext {
 }
 
 impl OboContext {
+    /// The context the layer left in `extensions` (an `http::Request`'s, a
+    /// `tonic::Request`'s, or rmcp's request parts'), or
+    /// [`AuthRejection::MissingLayer`] when no [`OboLayer`] is in front of the
+    /// service.
+    pub fn from_extensions(extensions: &http::Extensions) -> Result<&Self, AuthRejection> {
+        extensions.get::<Self>().ok_or(AuthRejection::MissingLayer)
+    }
+
     /// The validated caller; `None` only for an anonymous request on a layer with
     /// [`allow_anonymous`](OboLayer::allow_anonymous).
     pub fn principal(&self) -> Option<&Principal> {
@@ -265,22 +285,22 @@ impl<S: fmt::Debug> fmt::Debug for OboService<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for OboService<S>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for OboService<S>
 where
-    S: Service<Request<B>> + Clone + Send + 'static,
-    S::Response: IntoResponse,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Send + 'static,
 {
-    type Response = Response;
+    type Response = Response<OboBody<ResB>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<ResB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         // The clone is not ready; keep the ready one for this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -290,26 +310,37 @@ where
             match authenticate(&shared, req.headers(), allow_anonymous).await {
                 Ok(auth) => {
                     req.extensions_mut().insert(OboContext { shared, auth });
-                    inner.call(req).await.map(IntoResponse::into_response)
+                    let response = inner.call(req).await?;
+                    Ok(response.map(OboBody::inner))
                 }
-                Err(rejection) => Ok(rejection.into_response()),
+                Err(rejection) => Ok(reject(rejection, req.headers())),
             }
         }))
     }
 }
 
-/// Response future of [`OboService`].
-pub struct ResponseFuture<E>(Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>);
+/// The answer to a refused request, in its protocol (gRPC or HTTP).
+fn reject<B>(rejection: AuthRejection, request: &HeaderMap) -> Response<OboBody<B>> {
+    rejection
+        .into_response_for(request)
+        .map(OboBody::rejection)
+}
 
-impl<E> Future for ResponseFuture<E> {
-    type Output = Result<Response, E>;
+/// The output of [`ResponseFuture`]: the response, or the inner service's error.
+type Output<B, E> = Result<Response<OboBody<B>>, E>;
+
+/// Response future of [`OboService`].
+pub struct ResponseFuture<B, E>(Pin<Box<dyn Future<Output = Output<B, E>> + Send>>);
+
+impl<B, E> Future for ResponseFuture<B, E> {
+    type Output = Output<B, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.0.as_mut().poll(cx)
     }
 }
 
-impl<E> fmt::Debug for ResponseFuture<E> {
+impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ResponseFuture")
     }

@@ -61,10 +61,13 @@
 //!   (background jobs, agents);
 //! - [`clock`]: injectable time, for tests.
 //!
-//! The layer is built on axum: it answers with axum's `Response`, and the service
-//! it wraps must answer with something that implements axum's `IntoResponse` (an
-//! axum `Router` or handler does; so does an `http::Response` with an ordinary
-//! body). Its extractors are axum extractors.
+//! The layer is a plain tower middleware: it wraps any service answering
+//! `http::Response<B>` (an axum `Router`, a tonic server, rmcp's service) and
+//! refuses in the protocol of the request, a gRPC Trailers-Only answer to gRPC
+//! clients and RFC 6750 HTTP answers to the others. Its extractors are axum
+//! extractors; other code reads the caller and gets tokens through the
+//! [`OboContext`](layer::OboContext) in the request's extensions. The `tonic`
+//! feature converts the crate's errors into `tonic::Status`.
 //!
 //! The companion crate `axum-obo-testing` (a dev-dependency) provides offline
 //! stand-ins for Entra ID (discovery, JWKS with rotation, a token minter, the OBO

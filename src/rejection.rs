@@ -14,12 +14,22 @@
 //! - [`DownstreamError`]: why a call to Graph or another API failed (it lives in
 //!   [`downstream`](crate::downstream), next to the clients, and answers with the same
 //!   mapping as `AuthRejection::Downstream`).
+//!
+//! The layer answers in the protocol of the request: a gRPC request
+//! (`content-type: application/grpc…`) gets a gRPC Trailers-Only answer whose
+//! `grpc-status` is derived from the HTTP status (see
+//! [`AuthRejection::grpc_code`]), everything else the HTTP answer. With the
+//! `tonic` feature, `AuthRejection`, [`OboError`] and [`DownstreamError`] convert
+//! into `tonic::Status` the same way, for tonic handlers.
 
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+
+mod grpc;
 
 use crate::downstream::DownstreamError;
 pub use crate::exchange::OboError;
@@ -55,6 +65,13 @@ pub use crate::validate::ValidationError;
 /// | (local) inbound token about to expire | 401 `invalid_token` |
 ///
 /// Bodies are JSON `{"error": …, "error_description": …}` and never contain the token.
+///
+/// To a gRPC request (`content-type: application/grpc…`) the layer answers the
+/// same rejection as a gRPC Trailers-Only response: HTTP 200, `grpc-status` as in
+/// [`grpc_code`](Self::grpc_code)'s table (401 → 16 `UNAUTHENTICATED`, 403 → 7
+/// `PERMISSION_DENIED`, 502/503/504 → 14 `UNAVAILABLE`, 500 → 13 `INTERNAL`), the
+/// percent-encoded [`description`](Self::description) as `grpc-message`, the same
+/// `WWW-Authenticate` and `Retry-After` headers, and no body.
 ///
 /// # In your own error type
 ///
@@ -387,11 +404,10 @@ impl IntoResponse for DownstreamError {
     }
 }
 
-/// `{"error": …, "error_description": …}` with [`status`](AuthRejection::status)
-/// and [`headers`](AuthRejection::headers).
-impl IntoResponse for AuthRejection {
-    fn into_response(self) -> Response {
-        if let AuthRejection::Downstream(e) = &self {
+impl AuthRejection {
+    /// Logs what the answer does not disclose (a downstream API's details).
+    fn log(&self) {
+        if let AuthRejection::Downstream(e) = self {
             let status = e.status();
             if status.is_server_error() {
                 tracing::warn!(status = status.as_u16(), error = %e, "downstream call failed");
@@ -399,13 +415,41 @@ impl IntoResponse for AuthRejection {
                 tracing::debug!(status = status.as_u16(), error = %e, "downstream call failed");
             }
         }
+    }
+
+    /// The HTTP answer: `{"error": …, "error_description": …}` with
+    /// [`status`](Self::status) and [`headers`](Self::headers).
+    fn http_response(&self) -> http::Response<Bytes> {
         let body = serde_json::json!({
             "error": self.error_code(),
             "error_description": self.description(),
         });
-        let mut resp = (self.status(), axum::Json(body)).into_response();
-        resp.headers_mut().extend(self.headers());
+        let mut resp = http::Response::new(Bytes::from(body.to_string()));
+        *resp.status_mut() = self.status();
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.extend(self.headers());
         resp
+    }
+
+    /// The answer in the protocol of the request whose headers are `request`: a
+    /// gRPC Trailers-Only answer (empty body) for `content-type: application/grpc…`,
+    /// the HTTP answer otherwise.
+    pub(crate) fn into_response_for(self, request: &HeaderMap) -> http::Response<Bytes> {
+        self.log();
+        match grpc::grpc_content_type(request) {
+            Some(content_type) => self.grpc_response(content_type.clone()),
+            None => self.http_response(),
+        }
+    }
+}
+
+/// `{"error": …, "error_description": …}` with [`status`](AuthRejection::status)
+/// and [`headers`](AuthRejection::headers).
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        self.log();
+        self.http_response().map(axum::body::Body::from)
     }
 }
 

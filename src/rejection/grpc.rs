@@ -1,0 +1,256 @@
+//! The gRPC rendering of [`AuthRejection`]: a Trailers-Only answer for requests
+//! whose `content-type` is `application/grpc…`, and, with the `tonic` feature, the
+//! conversions into `tonic::Status`.
+//!
+//! A gRPC client reads the outcome of a call from `grpc-status`, not from the HTTP
+//! status (gRPC over HTTP/2 answers 200 even for errors). A refusal is therefore
+//! answered as the gRPC spec's *Trailers-Only* response: one header block with
+//! `:status 200`, `content-type`, `grpc-status`, the percent-encoded
+//! `grpc-message` (the rejection's [`description`](AuthRejection::description),
+//! which never holds a token), and the HTTP answer's own headers (the
+//! `WWW-Authenticate` challenge, `Retry-After`, `Cache-Control`), and no body.
+//! The code is derived from the HTTP status of the one HTTP mapping
+//! ([`AuthRejection::status`]), so the two protocols cannot drift apart.
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use super::AuthRejection;
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// gRPC's canonical status codes used here (`google.rpc.Code`).
+mod code {
+    pub(super) const UNKNOWN: i32 = 2;
+    pub(super) const NOT_FOUND: i32 = 5;
+    pub(super) const PERMISSION_DENIED: i32 = 7;
+    pub(super) const INTERNAL: i32 = 13;
+    pub(super) const UNAVAILABLE: i32 = 14;
+    pub(super) const UNAUTHENTICATED: i32 = 16;
+}
+
+/// The request's `content-type` when it is a gRPC one (`application/grpc`,
+/// `application/grpc+proto`, `application/grpc-web…`, …), which the refusal then
+/// answers with; `None` for everything else.
+pub(crate) fn grpc_content_type(request: &HeaderMap) -> Option<&HeaderValue> {
+    const PREFIX: &[u8] = b"application/grpc";
+    let value = request.get(CONTENT_TYPE)?;
+    let bytes = value.as_bytes();
+    let is_grpc = bytes.len() >= PREFIX.len()
+        && bytes[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+        && matches!(bytes.get(PREFIX.len()), None | Some(b'+' | b'-' | b';'));
+    is_grpc.then_some(value)
+}
+
+impl AuthRejection {
+    /// The gRPC status code (`grpc-status`) this rejection is answered with to a
+    /// gRPC client, derived from [`status`](Self::status):
+    ///
+    /// | HTTP status | gRPC status |
+    /// |---|---|
+    /// | 401 (no, invalid or expired token; claims challenge) | 16 `UNAUTHENTICATED` |
+    /// | 400 (malformed `Authorization` header) | 16 `UNAUTHENTICATED` |
+    /// | 403 (scope, role, policy, consent) | 7 `PERMISSION_DENIED` |
+    /// | 404 (a downstream API found no such resource) | 5 `NOT_FOUND` |
+    /// | 500 (this API's misconfiguration, missing layer) | 13 `INTERNAL` |
+    /// | 502, 503, 504 (keys, Entra or a downstream API unavailable) | 14 `UNAVAILABLE` |
+    /// | anything else | 2 `UNKNOWN` |
+    ///
+    /// This follows gRPC's "HTTP to gRPC Status Code Mapping" except for 400 and
+    /// 404: that table describes what a client should make of an HTTP error from a
+    /// proxy (400 → `INTERNAL`, 404 → `UNIMPLEMENTED`), whereas here a 400 is the
+    /// caller's malformed credentials and a 404 a missing downstream resource.
+    pub fn grpc_code(&self) -> i32 {
+        match self.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST => code::UNAUTHENTICATED,
+            StatusCode::FORBIDDEN => code::PERMISSION_DENIED,
+            StatusCode::NOT_FOUND => code::NOT_FOUND,
+            StatusCode::INTERNAL_SERVER_ERROR => code::INTERNAL,
+            StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => code::UNAVAILABLE,
+            _ => code::UNKNOWN,
+        }
+    }
+
+    /// The Trailers-Only answer to a gRPC request (see the [module docs](self)):
+    /// HTTP 200 with the `content_type` the request used, and no body.
+    pub(crate) fn grpc_response(&self, content_type: HeaderValue) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        *headers = self.headers();
+        headers.insert(CONTENT_TYPE, content_type);
+        headers.insert(GRPC_STATUS, HeaderValue::from(self.grpc_code()));
+        if let Ok(message) = HeaderValue::try_from(percent_encode(&self.description())) {
+            headers.insert(GRPC_MESSAGE, message);
+        }
+        response
+    }
+}
+
+/// `grpc-message` encoding (gRPC over HTTP/2, "Percent-Encoded"): the UTF-8 bytes,
+/// each outside printable ASCII (`%x20-%x7E`), and `%` itself, written `%XX`.
+fn percent_encode(message: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(feature = "tonic")]
+mod tonic_status {
+    use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+    use tonic::metadata::MetadataMap;
+    use tonic::{Code, Status};
+
+    use super::AuthRejection;
+    use crate::downstream::DownstreamError;
+    use crate::exchange::OboError;
+
+    /// The rejection as a gRPC status (feature `tonic`): the code of
+    /// [`AuthRejection::grpc_code`], the [`description`](AuthRejection::description)
+    /// as message, and the `www-authenticate` challenge and `retry-after` in the
+    /// metadata, as the layer's own Trailers-Only answer carries them. Return it
+    /// from a tonic handler with `?`.
+    impl From<AuthRejection> for Status {
+        fn from(rejection: AuthRejection) -> Self {
+            rejection.log();
+            let mut headers = http::HeaderMap::new();
+            if let Some(challenge) = rejection.www_authenticate() {
+                headers.insert(WWW_AUTHENTICATE, challenge);
+            }
+            if let Some(secs) = rejection.retry_after_secs() {
+                headers.insert(RETRY_AFTER, http::HeaderValue::from(secs));
+            }
+            Status::with_metadata(
+                Code::from(rejection.grpc_code()),
+                rejection.description(),
+                MetadataMap::from_headers(headers),
+            )
+        }
+    }
+
+    /// A failed On-Behalf-Of exchange as a gRPC status, as [`AuthRejection::Obo`].
+    impl From<OboError> for Status {
+        fn from(e: OboError) -> Self {
+            AuthRejection::Obo(e).into()
+        }
+    }
+
+    /// A failed downstream call as a gRPC status, as [`AuthRejection::Downstream`]
+    /// (the details are logged, not sent).
+    impl From<DownstreamError> for Status {
+        fn from(e: DownstreamError) -> Self {
+            AuthRejection::Downstream(e).into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::downstream::DownstreamError;
+    use crate::rejection::{Forbidden, KeyError, OboError, ValidationError};
+    use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
+
+    fn content_type(value: &'static str) -> Option<&'static str> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+        grpc_content_type(&h).map(|v| v.to_str().unwrap()).map(|_| value)
+    }
+
+    #[test]
+    fn grpc_requests_are_told_by_their_content_type() {
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC+json",
+            "application/grpc-web+proto",
+            "application/grpc;charset=utf-8",
+        ] {
+            assert_eq!(content_type(grpc), Some(grpc), "{grpc}");
+        }
+        for other in [
+            "application/json",
+            "application/grpcx",
+            "text/plain",
+            "application/gr",
+        ] {
+            assert_eq!(content_type(other), None, "{other}");
+        }
+        assert!(grpc_content_type(&HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("plain text, ok!"), "plain text, ok!");
+        assert_eq!(percent_encode("100% sure"), "100%25 sure");
+        assert_eq!(percent_encode("line\nbreak\t"), "line%0Abreak%09");
+        assert_eq!(percent_encode("café ✓"), "caf%C3%A9 %E2%9C%93");
+        assert_eq!(percent_encode("\x7f"), "%7F");
+    }
+
+    fn code_of(r: AuthRejection) -> (u16, i32) {
+        (r.status().as_u16(), r.grpc_code())
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_table() {
+        let cases = [
+            (AuthRejection::MissingToken, (401, 16)),
+            (AuthRejection::InvalidRequest("two headers"), (400, 16)),
+            (AuthRejection::InvalidToken(ValidationError::Expired), (401, 16)),
+            (
+                AuthRejection::InvalidToken(ValidationError::KeysUnavailable(KeyError::Backoff)),
+                (503, 14),
+            ),
+            (AuthRejection::Forbidden(Forbidden::ClientApp), (403, 7)),
+            (AuthRejection::MissingLayer, (500, 13)),
+            (AuthRejection::Obo(OboError::Timeout), (504, 14)),
+            (AuthRejection::Obo(OboError::BadResponse), (502, 14)),
+            (AuthRejection::Obo(OboError::AppOnlyToken), (403, 7)),
+            (AuthRejection::Obo(OboError::Misconfigured("x".into())), (500, 13)),
+            (
+                AuthRejection::Downstream(DownstreamError::Api {
+                    status: 404,
+                    code: "Request_ResourceNotFound".into(),
+                    message: "no such user".into(),
+                    request_id: None,
+                }),
+                (404, 5),
+            ),
+        ];
+        for (rejection, expected) in cases {
+            let name = format!("{rejection:?}");
+            assert_eq!(code_of(rejection), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn trailers_only_keeps_the_challenge_and_has_no_body() {
+        let r = AuthRejection::InvalidToken(ValidationError::Expired);
+        let resp = r.grpc_response(HeaderValue::from_static("application/grpc+proto"));
+        assert_eq!(resp.status(), 200);
+        assert!(resp.body().is_empty());
+        let h = resp.headers();
+        assert_eq!(h[CONTENT_TYPE], "application/grpc+proto");
+        assert_eq!(h["grpc-status"], "16");
+        assert_eq!(h["grpc-message"], "the token has expired");
+        assert_eq!(h[WWW_AUTHENTICATE], r.www_authenticate().unwrap());
+        assert_eq!(h[CACHE_CONTROL], "no-store");
+
+        let r = AuthRejection::InvalidToken(ValidationError::KeysUnavailable(KeyError::Backoff));
+        let resp = r.grpc_response(HeaderValue::from_static("application/grpc"));
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        assert_eq!(resp.headers()[RETRY_AFTER], "10");
+        assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+}
