@@ -1,4 +1,9 @@
-//! The example's router and its offline set-up, shared with `tests/example.rs`.
+//! The example's router and its offline set-up, shared with `tests/example.rs`
+//! and `tests/grpc.rs`.
+
+// The gRPC service, a child module so that the tests including this file get it too.
+#[path = "grpc.rs"]
+pub mod grpc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -196,6 +201,11 @@ pub fn policy(builder: OboConfigBuilder) -> OboConfigBuilder {
 /// 6. `OboLayer` with `route_layer`: only the routes above it are authenticated;
 ///    unknown paths answer 404 (not 401), and routes added after it would be public.
 ///
+/// The gRPC service [`grpc::ProfileService`] (`axum_obo.example.Profile/Me`) is one
+/// more protected route on the same port: gRPC clients speak HTTP/2 cleartext,
+/// which `axum::serve` accepts next to HTTP/1.1, and `OboLayer` refuses them in
+/// gRPC (`grpc-status` 16, 7, 14, …) rather than with HTTP statuses.
+///
 /// The job routes (`POST /jobs/me`, `GET /jobs/{id}`) wait `OBO_EXAMPLE_JOB_DELAY_MS`
 /// (see [`router_with_jobs`] to choose).
 pub fn router(layer: OboLayer, cors: CorsLayer) -> Router {
@@ -212,6 +222,10 @@ pub fn router_with_jobs(layer: OboLayer, cors: CorsLayer, jobs: Jobs) -> Router 
         .route("/admin", get(admin))
         .route("/jobs/me", post(start_job))
         .route("/jobs/{id}", get(job_status))
+        .route_service(
+            &format!("/{}/{{method}}", grpc::SERVICE),
+            grpc::ProfileService,
+        )
         .route_layer(layer)
         .layer(Extension(jobs));
     Router::new()

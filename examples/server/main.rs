@@ -1,7 +1,9 @@
 //! The example server: `cargo run --example server`.
 //!
+//! One port serves the REST routes (HTTP/1.1 and HTTP/2) and the gRPC service
+//! `axum_obo.example.Profile` (HTTP/2 cleartext; `profile.proto` describes it).
 //! Without `AZURE_CLIENT_ID` it starts an embedded Entra ID and Graph stand-in and
-//! prints `curl` lines with freshly minted tokens. With `AZURE_TENANT_ID`,
+//! prints `curl` and `grpcurl` lines with freshly minted tokens. With `AZURE_TENANT_ID`,
 //! `AZURE_CLIENT_ID` and a credential (`AZURE_CLIENT_SECRET`,
 //! `AZURE_CLIENT_CERTIFICATE_PATH`, `AZURE_FEDERATED_TOKEN_FILE`, or
 //! `OBO_MANAGED_IDENTITY` = `system` / a user-assigned identity's client id on Azure
@@ -74,6 +76,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             e.user_token()
         );
         println!("  curl -s -H 'Authorization: Bearer <same token>' http://{addr}/jobs/<id>\n");
+        println!("The same profile over gRPC (HTTP/2 cleartext, same port):");
+        println!(
+            "  grpcurl -plaintext -import-path examples/server -proto profile.proto -H 'authorization: Bearer {}' {addr} {}/Me\n",
+            e.user_token(),
+            app::grpc::SERVICE
+        );
         println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
         println!("Health:    curl -s http://{addr}/healthz\n");
     }

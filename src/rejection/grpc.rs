@@ -253,4 +253,66 @@ mod tests {
         assert_eq!(resp.headers()[RETRY_AFTER], "10");
         assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
     }
+
+    #[test]
+    fn the_protocol_follows_the_request() {
+        let rejection = || AuthRejection::Forbidden(Forbidden::ClientApp);
+        let mut request = HeaderMap::new();
+        request.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        let grpc = rejection().into_response_for(&request);
+        assert_eq!(grpc.status(), 200);
+        assert_eq!(grpc.headers()["grpc-status"], "7");
+        assert_eq!(grpc.headers()[CONTENT_TYPE], "application/grpc+proto");
+
+        // Anything else gets exactly the HTTP answer of `IntoResponse`.
+        request.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for request in [request, HeaderMap::new()] {
+            let http = rejection().into_response_for(&request);
+            let axum = axum::response::IntoResponse::into_response(rejection());
+            assert_eq!(http.status(), 403);
+            assert_eq!(http.headers(), axum.headers());
+            assert!(http.headers().get("grpc-status").is_none());
+            let body = String::from_utf8(http.body().to_vec()).unwrap();
+            assert_eq!(
+                body,
+                r#"{"error":"unauthorized_client","error_description":"the client application is not allowed to call this API"}"#
+            );
+        }
+    }
+
+    #[cfg(feature = "tonic")]
+    #[test]
+    fn a_tonic_status_says_what_the_trailers_only_answer_says() {
+        let cases = [
+            AuthRejection::MissingToken,
+            AuthRejection::InvalidToken(ValidationError::KeysUnavailable(KeyError::Backoff)),
+            AuthRejection::Forbidden(Forbidden::Insufficient {
+                scopes: vec!["access_as_user".into()],
+                roles: vec![],
+            }),
+            AuthRejection::Obo(OboError::Unavailable { retry_after: None }),
+        ];
+        for r in cases {
+            let trailers = r.grpc_response(HeaderValue::from_static("application/grpc"));
+            let h = trailers.headers();
+            let status = tonic::Status::from(r);
+            assert_eq!(h["grpc-status"], (status.code() as i32).to_string());
+            assert_eq!(h["grpc-message"], status.message());
+            let metadata = status.metadata();
+            for name in ["www-authenticate", "retry-after"] {
+                assert_eq!(
+                    h.get(name).map(|v| v.to_str().unwrap()),
+                    metadata.get(name).map(|v| v.to_str().unwrap()),
+                    "{name}"
+                );
+            }
+        }
+        let missing = tonic::Status::from(AuthRejection::MissingLayer);
+        assert_eq!(missing.code(), tonic::Code::Internal);
+        assert!(missing.message().contains("OboLayer"), "{}", missing.message());
+        let e = tonic::Status::from(OboError::AppOnlyToken);
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        let e = tonic::Status::from(DownstreamError::Timeout);
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+    }
 }
