@@ -321,9 +321,7 @@ where
 
 /// The answer to a refused request, in its protocol (gRPC or HTTP).
 fn reject<B>(rejection: AuthRejection, request: &HeaderMap) -> Response<OboBody<B>> {
-    rejection
-        .into_response_for(request)
-        .map(OboBody::rejection)
+    rejection.into_response_for(request).map(OboBody::rejection)
 }
 
 /// The output of [`ResponseFuture`]: the response, or the inner service's error.

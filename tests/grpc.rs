@@ -83,12 +83,36 @@ fn metadata(status: &Status, name: &str) -> Option<String> {
         .map(|v| v.to_str().unwrap().to_owned())
 }
 
+/// Asserts that `status` came from the layer's Trailers-Only answer (HTTP 200,
+/// `content-type: application/grpc`), not inferred by tonic from an HTTP error
+/// status (which it would map to the same code, with a message of its own).
+fn assert_trailers_only(status: &Status) {
+    assert_eq!(
+        metadata(status, "content-type").as_deref(),
+        Some("application/grpc"),
+        "{status:?}"
+    );
+    assert!(
+        !status.message().starts_with("Received http2 header"),
+        "{status:?}"
+    );
+    assert_eq!(
+        metadata(status, "cache-control").as_deref(),
+        Some("no-store")
+    );
+}
+
 #[tokio::test]
 async fn a_grpc_client_gets_the_callers_graph_profile() {
     let (e, layer, addr) = example_server(true).await;
     let channel = channel(addr).await;
-    let user = e.user_token();
-    let oid = e.entra.token().claims()["oid"].as_str().unwrap().to_owned();
+    let oid = "5d1a0a8e-1111-4000-8000-000000000001";
+    let user = e
+        .entra
+        .token()
+        .user(oid)
+        .claim("name", serde_json::json!("Adele Vance"))
+        .sign();
 
     for _ in 0..2 {
         let reply = me(&channel, Some(&user)).await.expect("the profile");
@@ -99,7 +123,9 @@ async fn a_grpc_client_gets_the_callers_graph_profile() {
     assert_eq!(layer.stats().hits, 1);
 
     // The same port still serves the REST routes over HTTP/1.1.
-    let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.version(), reqwest::Version::HTTP_11);
     assert_eq!(health.text().await.unwrap(), "ok");
 }
@@ -110,14 +136,21 @@ async fn no_token_is_unauthenticated_with_the_challenge() {
     let status = me(&channel(addr).await, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert_eq!(status.message(), "the request has no bearer token");
-    assert_eq!(metadata(&status, "www-authenticate").as_deref(), Some("Bearer"));
+    assert_eq!(
+        metadata(&status, "www-authenticate").as_deref(),
+        Some("Bearer")
+    );
+    assert_trailers_only(&status);
 
     // A bad token: its own challenge; the message never echoes the token.
     let forged = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
     let status = me(&channel(addr).await, Some(forged)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     let challenge = metadata(&status, "www-authenticate").unwrap();
-    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
     assert!(!status.message().contains("eyJ"), "{}", status.message());
     assert!(!challenge.contains("eyJ"), "{challenge}");
 }
@@ -129,9 +162,14 @@ async fn a_token_without_the_required_scope_is_permission_denied() {
     let other = e.entra.token().scopes(&["Files.Read"]).sign();
     let status = me(&channel, Some(&other)).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_trailers_only(&status);
     let challenge = metadata(&status, "www-authenticate").unwrap();
     assert!(
         challenge.starts_with("Bearer error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"access_as_user\""),
         "{challenge}"
     );
     assert_eq!(e.entra.tokens_issued(), 0, "refused before any exchange");
@@ -145,6 +183,7 @@ async fn unavailable_while_the_signing_keys_cannot_be_loaded() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_trailers_only(&status);
     assert_eq!(metadata(&status, "retry-after").as_deref(), Some("10"));
     assert!(metadata(&status, "www-authenticate").is_none());
 }
@@ -206,12 +245,19 @@ async fn the_layer_stacks_on_a_tonic_server() {
     assert_eq!(reply.display_name, "Adele Vance");
     let status = me(&channel, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert_eq!(metadata(&status, "www-authenticate").as_deref(), Some("Bearer"));
+    assert_eq!(
+        metadata(&status, "www-authenticate").as_deref(),
+        Some("Bearer")
+    );
+    assert_trailers_only(&status);
 }
 
 /// One request through `app` (the crate's test router, behind `OboLayer` with
 /// `Router::layer`) without a token, with `content_type` if any.
-async fn refused(app: &axum::Router, content_type: Option<&str>) -> http::Response<axum::body::Body> {
+async fn refused(
+    app: &axum::Router,
+    content_type: Option<&str>,
+) -> http::Response<axum::body::Body> {
     use tower::ServiceExt as _;
     let mut request = http::Request::post("/whoami");
     if let Some(ct) = content_type {

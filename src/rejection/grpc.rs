@@ -164,7 +164,9 @@ mod tests {
     fn content_type(value: &'static str) -> Option<&'static str> {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
-        grpc_content_type(&h).map(|v| v.to_str().unwrap()).map(|_| value)
+        grpc_content_type(&h)
+            .map(|v| v.to_str().unwrap())
+            .map(|_| value)
     }
 
     #[test]
@@ -207,7 +209,10 @@ mod tests {
         let cases = [
             (AuthRejection::MissingToken, (401, 16)),
             (AuthRejection::InvalidRequest("two headers"), (400, 16)),
-            (AuthRejection::InvalidToken(ValidationError::Expired), (401, 16)),
+            (
+                AuthRejection::InvalidToken(ValidationError::Expired),
+                (401, 16),
+            ),
             (
                 AuthRejection::InvalidToken(ValidationError::KeysUnavailable(KeyError::Backoff)),
                 (503, 14),
@@ -217,7 +222,10 @@ mod tests {
             (AuthRejection::Obo(OboError::Timeout), (504, 14)),
             (AuthRejection::Obo(OboError::BadResponse), (502, 14)),
             (AuthRejection::Obo(OboError::AppOnlyToken), (403, 7)),
-            (AuthRejection::Obo(OboError::Misconfigured("x".into())), (500, 13)),
+            (
+                AuthRejection::Obo(OboError::Misconfigured("x".into())),
+                (500, 13),
+            ),
             (
                 AuthRejection::Downstream(DownstreamError::Api {
                     status: 404,
@@ -258,7 +266,10 @@ mod tests {
     fn the_protocol_follows_the_request() {
         let rejection = || AuthRejection::Forbidden(Forbidden::ClientApp);
         let mut request = HeaderMap::new();
-        request.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        request.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         let grpc = rejection().into_response_for(&request);
         assert_eq!(grpc.status(), 200);
         assert_eq!(grpc.headers()["grpc-status"], "7");
@@ -309,7 +320,11 @@ mod tests {
         }
         let missing = tonic::Status::from(AuthRejection::MissingLayer);
         assert_eq!(missing.code(), tonic::Code::Internal);
-        assert!(missing.message().contains("OboLayer"), "{}", missing.message());
+        assert!(
+            missing.message().contains("OboLayer"),
+            "{}",
+            missing.message()
+        );
         let e = tonic::Status::from(OboError::AppOnlyToken);
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
         let e = tonic::Status::from(DownstreamError::Timeout);
