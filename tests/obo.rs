@@ -161,7 +161,8 @@ async fn a_plain_tower_service_gets_the_caller_and_a_token_from_the_extensions()
             .unwrap();
         let resp = svc.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), 200);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        // The layer answers `OboBody<B>` around the service's own body `B`.
+        let body = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), 1 << 20)
             .await
             .unwrap();
         let body = String::from_utf8(body.to_vec()).unwrap();
