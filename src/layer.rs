@@ -177,14 +177,17 @@ pub(crate) struct Authenticated {
     pub(crate) token: BearerToken,
 }
 
-/// A tower [`Layer`] for axum routers that admits only valid Microsoft Entra ID
-/// access tokens.
+/// A tower [`Layer`] that admits only valid Microsoft Entra ID access tokens, in
+/// front of an axum router, a tonic server or any service answering
+/// `http::Response<B>`.
 ///
 /// It validates `Authorization: Bearer …` (RS256 signature against the tenant's
 /// keys, issuer, tenant, audience, lifetime, token kind), applies the layer-wide
 /// policy of [`OboConfig`], and makes the caller available to handlers through the
-/// [`Principal`] and [`Require`](crate::Require) extractors. Refusals are RFC 6750
-/// responses (see [`AuthRejection`]); the inner service's errors pass through.
+/// [`Principal`] and [`Require`](crate::Require) extractors, and to any code through
+/// the [`OboContext`] in the request's extensions. Refusals are RFC 6750
+/// responses (see [`AuthRejection`]), or gRPC Trailers-Only answers to gRPC
+/// requests; the inner service's errors pass through.
 ///
 /// Cloning is cheap: all state is behind one `Arc`.
 #[derive(Clone)]
@@ -268,7 +271,8 @@ impl<S> Layer<S> for OboLayer {
     }
 }
 
-/// The service produced by [`OboLayer`].
+/// The service produced by [`OboLayer`]: it answers `http::Response<OboBody<B>>`
+/// around the wrapped service's `http::Response<B>`.
 #[derive(Clone)]
 pub struct OboService<S> {
     inner: S,

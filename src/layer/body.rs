@@ -19,7 +19,10 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// The response body of [`OboService`](super::OboService): the inner service's
-    /// body for an admitted request, or the refusal's (see the [module docs](self)).
+    /// body for an admitted request, moved in as it is (frames, errors, `size_hint`
+    /// and `is_end_stream` are its own), or a refusal's: the JSON of an HTTP
+    /// refusal in one frame, or no frame at all for a gRPC Trailers-Only answer.
+    /// A refusal's body never fails, so the error type is the inner body's.
     pub struct OboBody<B> {
         #[pin]
         kind: Kind<B>,
