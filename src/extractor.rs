@@ -20,10 +20,7 @@ use crate::session::{SessionError, SessionKey};
 use crate::validate::Principal;
 
 fn context(parts: &Parts) -> Result<&OboContext, AuthRejection> {
-    parts
-        .extensions
-        .get::<OboContext>()
-        .ok_or(AuthRejection::MissingLayer)
+    OboContext::from_extensions(&parts.extensions)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
