@@ -14,8 +14,13 @@
 //! of `POST /jobs/me` waits before it calls Graph through its long-running session
 //! (with a real tenant the session asks for `offline_access`, which Entra grants to
 //! a confidential client alongside the user's consented delegated permissions; if
-//! consent is granted by an admin, include `offline_access` in it); logs to stderr,
-//! `RUST_LOG`.
+//! consent is granted by an admin, include `offline_access` in it);
+//! `OBO_RESOURCE_URL` (the MCP endpoint's public URL, e.g.
+//! `https://mcp.contoso.com/mcp`; default with the embedded stand-ins
+//! `http://{listen address}/mcp`), `OBO_RESOURCE_NAME` and
+//! `OBO_RESOURCE_DOCUMENTATION` (optional): `/mcp` is then an MCP server whose
+//! RFC 9728 metadata is served at `/.well-known/oauth-protected-resource[/mcp]`;
+//! logs to stderr, `RUST_LOG`.
 
 mod app;
 
@@ -31,14 +36,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let listen = std::env::var("OBO_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let addr = listener.local_addr()?;
 
     let embedded_mode = std::env::var("AZURE_CLIENT_ID").map_or(true, |v| v.trim().is_empty());
     let (config, embedded) = if embedded_mode {
         let embedded = app::Embedded::start().await;
         // Continuous Access Evaluation against the stand-ins too.
         let capabilities = app::client_capabilities_from_env();
+        let resource = std::env::var("OBO_RESOURCE_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| format!("http://{addr}/mcp"));
         (
-            embedded.config().client_capabilities(capabilities),
+            embedded
+                .config()
+                .client_capabilities(capabilities)
+                .resource_url(resource),
             Some(embedded),
         )
     } else {
@@ -51,8 +65,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "signing keys not loaded yet ({e}); requests will answer 503 until they are"
         );
     }
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
 
     if let Some(e) = &embedded {
@@ -76,6 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  curl -s -H 'Authorization: Bearer <same token>' http://{addr}/jobs/<id>\n");
         println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
         println!("Health:    curl -s http://{addr}/healthz\n");
+        print_mcp(&addr.to_string(), &e.user_token(), layer.config());
     }
     let cors = app::cors(&app::cors_origins_from_env()?);
     // Checked here so that a bad value stops the server; `router` reads it too.
@@ -86,4 +99,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     Ok(())
+}
+
+/// How to call the MCP endpoint: its metadata, a raw `tools/call`, and the MCP
+/// Inspector.
+fn print_mcp(addr: &str, token: &str, config: &axum_obo::OboConfig) {
+    println!("MCP server (Streamable HTTP) at http://{addr}/mcp, tools `whoami` and `me`.");
+    if let Some(m) = config.resource_metadata() {
+        println!("Its protected-resource metadata (RFC 9728):");
+        println!("  curl -s {}", m.metadata_url());
+    }
+    println!("Without a token, the challenge that sends an MCP client to sign in:");
+    println!(
+        "  curl -si -X POST http://{addr}/mcp -H 'Content-Type: application/json' -d '{{}}' | grep -i www-authenticate"
+    );
+    println!("Call `me` (your Graph profile through On-Behalf-Of):");
+    println!(
+        "  curl -s http://{addr}/mcp -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"me\",\"arguments\":{{}}}}}}'"
+    );
+    println!("Or with the MCP Inspector (transport Streamable HTTP, URL http://{addr}/mcp,");
+    println!("header `Authorization: Bearer <the token above>`):");
+    println!("  npx @modelcontextprotocol/inspector\n");
 }
