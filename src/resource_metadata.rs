@@ -1,9 +1,9 @@
 //! This API as an OAuth protected resource (RFC 9728), as the MCP authorization
 //! specification (2025-06-18 and later) asks of a remote MCP server.
 //!
-//! Where it sits: the configuration builds a [`ResourceSettings`] once, when
+//! Where it sits: the configuration builds a `ResourceSettings` once, when
 //! [`resource_url`](crate::OboConfigBuilder::resource_url) is set; the layer hands
-//! every response to [`annotate`], and [`ProtectedResourceMetadata::router`] serves
+//! every response to `annotate`, and [`ProtectedResourceMetadata::router`] serves
 //! the document. Without a resource URL nothing here runs and every challenge is
 //! byte-for-byte what it was.
 //!

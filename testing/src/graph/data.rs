@@ -36,7 +36,7 @@ impl Collection {
             Collection::Messages => json!({
                 "id": format!("AAMkAGI2TG93AAA{i:06}"),
                 "subject": format!("Message {i}"),
-                "isRead": i % 3 == 0,
+                "isRead": i.is_multiple_of(3),
                 "importance": "normal",
                 "receivedDateTime": format!("2024-01-{:02}T{:02}:{:02}:00Z", i / 1440 % 28 + 1, i / 60 % 24, i % 60),
             }),
