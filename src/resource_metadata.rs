@@ -12,7 +12,8 @@
 //! - **The document** ([`ProtectedResourceMetadata`]): `resource` (the configured
 //!   URL, as given), `authorization_servers` (the issuer of each allowed tenant,
 //!   `{authority}/{tenant}/v2.0`, the home tenant first), `scopes_supported` (what a
-//!   client requests from Entra: `api://{client id}/{scope}` for each scope of
+//!   client requests from Entra: `{app id uri}/{scope}` (by default
+//!   `api://{client id}/{scope}`) for each scope of
 //!   [`require_user_scopes`](crate::OboConfigBuilder::require_user_scopes), or
 //!   `api://{client id}/.default` when no scope is required),
 //!   `bearer_methods_supported: ["header"]`, and `resource_name` /
@@ -165,6 +166,8 @@ pub(crate) struct ResourceSpec<'a> {
     pub(crate) resource: (&'a str, &'a url::Url),
     pub(crate) name: Option<String>,
     pub(crate) documentation: Option<String>,
+    /// The Application ID URI scopes are prefixed with; `api://{client id}` if `None`.
+    pub(crate) app_id_uri: Option<String>,
     /// The authority host, without a trailing slash.
     pub(crate) authority: &'a str,
     pub(crate) home_tenant: &'a str,
@@ -197,7 +200,10 @@ impl ResourceSettings {
                 .filter(|t| *t != spec.home_tenant)
                 .map(|t| issuer(spec.authority, t)),
         );
-        let scope_prefix = format!("api://{}/", spec.client_id);
+        let scope_prefix = match &spec.app_id_uri {
+            Some(uri) => format!("{uri}/"),
+            None => format!("api://{}/", spec.client_id),
+        };
         let scopes_supported: Vec<String> = if spec.user_scopes.is_empty() {
             vec![format!("{scope_prefix}.default")]
         } else {
@@ -411,6 +417,7 @@ mod tests {
             resource: (resource, &url),
             name: Some("Contoso MCP".into()),
             documentation: None,
+            app_id_uri: None,
             authority: "https://login.microsoftonline.com",
             home_tenant: HOME,
             tenants: &tenants,

@@ -1,6 +1,7 @@
 //! This API as an OAuth protected resource (RFC 9728, for MCP servers): the
 //! builder methods, the variables `from_lookup` reads (`OBO_RESOURCE_URL`,
-//! `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`), and their checks at build.
+//! `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`, `OBO_APP_ID_URI`), and their
+//! checks at build.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ pub(super) struct ResourceFields {
     pub(super) url: Option<String>,
     pub(super) name: Option<String>,
     pub(super) documentation: Option<String>,
+    pub(super) app_id_uri: Option<String>,
 }
 
 impl OboConfigBuilder {
@@ -53,7 +55,21 @@ impl OboConfigBuilder {
         self
     }
 
-    /// `OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME` and `OBO_RESOURCE_DOCUMENTATION`.
+    /// The API's Application ID URI, which the metadata's `scopes_supported` and
+    /// the challenges' `scope` put before the bare scope names (`{app id uri}/access_as_user`);
+    /// default `api://{client id}`. Set it when the registration's App ID URI is
+    /// another one (`api://contoso.com/tasks`, `https://mcp.contoso.com/mcp`). An
+    /// absolute URI without spaces or quotes; a trailing `/` is dropped. Requires
+    /// [`resource_url`](Self::resource_url); the accepted audiences are not changed
+    /// (see [`audiences`](Self::audiences) for v1 tokens). Environment: `OBO_APP_ID_URI`.
+    pub fn app_id_uri(mut self, uri: impl Into<String>) -> Self {
+        self.forget_origin("app_id_uri");
+        self.resource.app_id_uri = Some(uri.into());
+        self
+    }
+
+    /// `OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION` and
+    /// `OBO_APP_ID_URI`.
     pub(super) fn read_resource(self, get: &dyn Fn(&str) -> Option<String>) -> Self {
         let mut b = self;
         if let Some(url) = get("OBO_RESOURCE_URL") {
@@ -70,6 +86,9 @@ impl OboConfigBuilder {
             b = b
                 .resource_documentation(url)
                 .came_from("resource_documentation", "OBO_RESOURCE_DOCUMENTATION");
+        }
+        if let Some(uri) = get("OBO_APP_ID_URI") {
+            b = b.app_id_uri(uri).came_from("app_id_uri", "OBO_APP_ID_URI");
         }
         b
     }
@@ -94,6 +113,7 @@ pub(super) fn build_resource(
         for (field, given) in [
             ("resource_name", fields.name.is_some()),
             ("resource_documentation", fields.documentation.is_some()),
+            ("app_id_uri", fields.app_id_uri.is_some()),
         ] {
             if given {
                 return Err(ConfigError::new(field, "requires resource_url"));
@@ -121,10 +141,12 @@ pub(super) fn build_resource(
         .documentation
         .map(|d| resource_url("resource_documentation", d.trim()).map(|u| u.to_string()))
         .transpose()?;
+    let app_id_uri = fields.app_id_uri.as_deref().map(app_id_uri).transpose()?;
     Ok(Some(Arc::new(ResourceSettings::new(ResourceSpec {
         resource: (resource, &url),
         name,
         documentation,
+        app_id_uri,
         authority: context.authority,
         home_tenant: context.home_tenant,
         tenants: context.tenants,
@@ -151,4 +173,28 @@ fn resource_url(field: &'static str, raw: &str) -> Result<url::Url, ConfigError>
         Err(BaseUrlProblem::Path) => "must be a bare origin",
     };
     Err(ConfigError::new(field, reason))
+}
+
+/// An Application ID URI: `scheme:rest`, no whitespace, quotes or backslashes
+/// (it goes into quoted challenge parameters), no trailing `/`.
+fn app_id_uri(raw: &str) -> Result<String, ConfigError> {
+    let uri = raw.trim().trim_end_matches('/');
+    let scheme_ok = uri.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if !scheme_ok
+        || uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
+    {
+        return Err(ConfigError::new(
+            "app_id_uri",
+            "must be an absolute URI such as api://contoso.com/tasks, without spaces or quotes",
+        ));
+    }
+    Ok(uri.to_owned())
 }

@@ -92,6 +92,21 @@ fn errors_name_the_field() {
         (base().resource_url("https://user:pw@h/mcp"), "resource_url"),
         (base().resource_url(""), "resource_url"),
         (base().resource_name("Contoso"), "resource_name"),
+        (base().app_id_uri("api://contoso.com/tasks"), "app_id_uri"),
+        (
+            base().resource_url("https://h/mcp").app_id_uri("contoso"),
+            "app_id_uri",
+        ),
+        (
+            base().resource_url("https://h/mcp").app_id_uri("api://a b"),
+            "app_id_uri",
+        ),
+        (
+            base()
+                .resource_url("https://h/mcp")
+                .app_id_uri("api://a\"b"),
+            "app_id_uri",
+        ),
         (
             base().resource_documentation("https://contoso.com/docs"),
             "resource_documentation",
@@ -232,6 +247,21 @@ fn resource_url_and_its_metadata() {
     let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
     let m = c.resource_metadata().unwrap();
     assert_eq!(m.resource, "https://mcp.contoso.com/mcp");
+    assert_eq!(m.scopes_supported, [format!("api://{C}/.default")]);
+    let with_uri = |k: &str| match k {
+        "OBO_APP_ID_URI" => Some(" https://mcp.contoso.com/mcp/ ".to_owned()),
+        other => env(other),
+    };
+    let c = OboConfigBuilder::from_lookup(with_uri)
+        .unwrap()
+        .require_user_scopes(["access_as_user"])
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.resource_metadata().unwrap().scopes_supported,
+        ["https://mcp.contoso.com/mcp/access_as_user"],
+        "the Application ID URI, its trailing slash dropped"
+    );
     assert_eq!(m.resource_name.as_deref(), Some("Contoso"));
     assert_eq!(
         m.resource_documentation.as_deref(),
@@ -351,6 +381,18 @@ fn environment_errors_name_the_field_and_the_variable() {
             .concat(),
             "resource_documentation",
             "OBO_RESOURCE_DOCUMENTATION",
+        ),
+        (
+            [
+                &ID[..],
+                &[
+                    ("OBO_RESOURCE_URL", "https://h/mcp"),
+                    ("OBO_APP_ID_URI", "tasks"),
+                ],
+            ]
+            .concat(),
+            "app_id_uri",
+            "OBO_APP_ID_URI",
         ),
         (
             [
