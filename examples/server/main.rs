@@ -17,10 +17,10 @@
 //! consent is granted by an admin, include `offline_access` in it);
 //! `OBO_RESOURCE_URL` (the MCP endpoint's public URL, e.g.
 //! `https://mcp.contoso.com/mcp`; default with the embedded stand-ins
-//! `http://{listen address}/mcp`), `OBO_RESOURCE_NAME` and
-//! `OBO_RESOURCE_DOCUMENTATION` (optional): `/mcp` is then an MCP server whose
-//! RFC 9728 metadata is served at `/.well-known/oauth-protected-resource[/mcp]`;
-//! logs to stderr, `RUST_LOG`.
+//! `http://{listen address}/mcp`), `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`
+//! and `OBO_APP_ID_URI` (optional, real tenant): `/mcp` is an MCP server (tools
+//! `whoami` and `me`), and with a resource URL its RFC 9728 metadata is served at
+//! `/.well-known/oauth-protected-resource[/mcp]`; logs to stderr, `RUST_LOG`.
 
 mod app;
 
