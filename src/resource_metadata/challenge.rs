@@ -283,4 +283,36 @@ mod tests {
         annotate(Some(&s), &mut r);
         assert!(challenges(&r).is_empty(), "no challenge is invented");
     }
+
+    /// Whatever a header holds: no panic, and an answer is a valid header value,
+    /// a challenge again, that names the metadata once, at the end.
+    #[test]
+    fn any_challenge_is_rewritten_safely_or_left_alone() {
+        use proptest::prelude::*;
+        let s = settings("https://h/mcp", &["access_as_user"], &[HOME]);
+        let tail = "resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\"";
+        let config = ProptestConfig {
+            cases: 512,
+            ..ProptestConfig::default()
+        };
+        // Printable noise, and auth-param lists (tokens, quoted strings, scopes).
+        let rest = prop_oneof![
+            "[ -~]{0,60}",
+            r#"([a-z_]{1,8} ?= ?("[ !#-\[\]-~]{0,12}"|[a-zA-Z0-9.:/]{1,8}), ?){0,4}"#,
+        ];
+        proptest!(config, |(rest in rest, unauthorized: bool)| {
+            let given = format!("Bearer {rest}");
+            if let Some(out) = s.challenge(&given, unauthorized) {
+                prop_assert!(HeaderValue::from_str(&out).is_ok(), "{out}");
+                prop_assert!(out.ends_with(tail), "{out}");
+                // It parses again, with the metadata named once.
+                let params = parse_bearer(&out).unwrap_or_default();
+                let named = params
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("resource_metadata"))
+                    .count();
+                prop_assert_eq!(named, 1, "{}", out);
+            }
+        });
+    }
 }
