@@ -214,6 +214,46 @@ async fn a_user_without_consent_gets_a_tool_error() {
     assert_eq!(who.is_error, Some(false));
 }
 
+/// App-only callers pass the layer (the example admits them) but have no user
+/// to act for: `me` is a tool error, `whoami` says `app`.
+#[tokio::test]
+async fn an_app_only_caller_gets_a_tool_error_from_me() {
+    let s = serve(true).await;
+    let app_only = s
+        .embedded
+        .entra
+        .token()
+        .app_only()
+        .roles(&["Reports.Read"])
+        .sign();
+    let client = connect(&s.mcp(), Some(&app_only)).await.unwrap();
+    let who = call(&client, "whoami").await;
+    assert_eq!(who.structured_content.unwrap()["kind"], "app");
+    let me = call(&client, "me").await;
+    assert_eq!(me.is_error, Some(true));
+    assert!(
+        text(&me).starts_with("delegated_token_required: "),
+        "{}",
+        text(&me)
+    );
+    assert_eq!(s.exchanges(), 0, "no exchange is attempted");
+}
+
+#[test]
+fn the_dev_resource_url_is_one_a_client_can_use() {
+    let url = |a: &str| app::dev_resource_url(a.parse().unwrap());
+    assert_eq!(url("127.0.0.1:3000"), "http://127.0.0.1:3000/mcp");
+    assert_eq!(url("0.0.0.0:3000"), "http://localhost:3000/mcp");
+    assert_eq!(url("[::]:8080"), "http://localhost:8080/mcp");
+    // And the configuration takes it (plain http on loopback only).
+    let config = axum_obo::OboConfig::builder()
+        .tenant_id("11111111-2222-3333-4444-555555555555")
+        .client_id("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+        .resource_url(url("0.0.0.0:3000"))
+        .build();
+    assert!(config.is_ok(), "{config:?}");
+}
+
 /// The 401 that starts an MCP client's authorization: `resource_metadata` and the
 /// scope to request, as rmcp's client reports it and on the wire.
 #[tokio::test]

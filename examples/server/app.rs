@@ -318,6 +318,17 @@ pub fn cors_origins_from_env() -> Result<Vec<HeaderValue>, String> {
         .collect()
 }
 
+/// The MCP endpoint's URL with the embedded stand-ins: `http://{addr}/mcp`, or
+/// `http://localhost:{port}/mcp` when listening on every interface (`0.0.0.0`,
+/// `::`), which is no URL a client can use (and plain http is for loopback only).
+pub fn dev_resource_url(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}/mcp", addr.port())
+    } else {
+        format!("http://{addr}/mcp")
+    }
+}
+
 /// The embedded identity provider and Graph, for running without Azure.
 pub struct Embedded {
     /// The Entra ID stand-in.

@@ -47,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let resource = std::env::var("OBO_RESOURCE_URL")
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| format!("http://{addr}/mcp"));
+            .unwrap_or_else(|| app::dev_resource_url(addr));
         (
             embedded
                 .config()
@@ -88,7 +88,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  curl -s -H 'Authorization: Bearer <same token>' http://{addr}/jobs/<id>\n");
         println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
         println!("Health:    curl -s http://{addr}/healthz\n");
-        print_mcp(&addr.to_string(), &e.user_token(), layer.config());
+        let mcp = layer
+            .config()
+            .resource_url()
+            .map_or_else(|| app::dev_resource_url(addr), str::to_owned);
+        print_mcp(&mcp, &e.user_token(), layer.config());
     }
     let cors = app::cors(&app::cors_origins_from_env()?);
     // Checked here so that a bad value stops the server; `router` reads it too.
@@ -103,21 +107,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// How to call the MCP endpoint: its metadata, a raw `tools/call`, and the MCP
 /// Inspector.
-fn print_mcp(addr: &str, token: &str, config: &axum_obo::OboConfig) {
-    println!("MCP server (Streamable HTTP) at http://{addr}/mcp, tools `whoami` and `me`.");
+fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
+    println!("MCP server (Streamable HTTP) at {mcp}, tools `whoami` and `me`.");
     if let Some(m) = config.resource_metadata() {
         println!("Its protected-resource metadata (RFC 9728):");
         println!("  curl -s {}", m.metadata_url());
     }
     println!("Without a token, the challenge that sends an MCP client to sign in:");
     println!(
-        "  curl -si -X POST http://{addr}/mcp -H 'Content-Type: application/json' -d '{{}}' | grep -i www-authenticate"
+        "  curl -si -X POST {mcp} -H 'Content-Type: application/json' -d '{{}}' | grep -i www-authenticate"
     );
     println!("Call `me` (your Graph profile through On-Behalf-Of):");
     println!(
-        "  curl -s http://{addr}/mcp -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"me\",\"arguments\":{{}}}}}}'"
+        "  curl -s {mcp} -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"me\",\"arguments\":{{}}}}}}'"
     );
-    println!("Or with the MCP Inspector (transport Streamable HTTP, URL http://{addr}/mcp,");
+    println!("Or with the MCP Inspector (transport Streamable HTTP, URL {mcp},");
     println!("header `Authorization: Bearer <the token above>`):");
     println!("  npx @modelcontextprotocol/inspector\n");
 }
