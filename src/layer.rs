@@ -34,6 +34,7 @@ use crate::exchange::Exchanger;
 use crate::extractor::OboToken;
 use crate::jwks::{KeyError, KeyStore};
 use crate::rejection::AuthRejection;
+use crate::resource_metadata;
 use crate::scope::Scope;
 use crate::secret::BearerToken;
 #[cfg(feature = "redis")]
@@ -310,15 +311,21 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         let allow_anonymous = self.allow_anonymous;
+        // `None` (free) unless a resource URL is configured (RFC 9728 challenges).
+        let resource = shared.config.resource.clone();
         ResponseFuture(Box::pin(async move {
-            match authenticate(&shared, req.headers(), allow_anonymous).await {
+            let response = match authenticate(&shared, req.headers(), allow_anonymous).await {
                 Ok(auth) => {
                     req.extensions_mut().insert(OboContext { shared, auth });
                     let response = inner.call(req).await?;
                     Ok(response.map(OboBody::inner))
                 }
                 Err(rejection) => Ok(reject(rejection, req.headers())),
-            }
+            };
+            response.map(|mut r| {
+                resource_metadata::annotate(resource.as_deref(), &mut r);
+                r
+            })
         }))
     }
 }

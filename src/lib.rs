@@ -57,6 +57,8 @@
 //! - [`config`]: the configuration and its defaults;
 //! - [`secret`]: tokens and secrets that never print themselves;
 //! - [`stats`]: cache counters and size for health and metrics endpoints;
+//! - [`resource_metadata`]: this API as an OAuth protected resource (RFC 9728),
+//!   the metadata and challenges an MCP server needs;
 //! - [`session`]: long-running sessions: tokens for a user after the request
 //!   (background jobs, agents);
 //! - [`clock`]: injectable time, for tests.
@@ -89,6 +91,7 @@ pub mod layer;
 mod policy;
 pub mod principal;
 pub mod rejection;
+pub mod resource_metadata;
 mod scope;
 pub mod secret;
 pub mod session;

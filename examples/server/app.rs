@@ -1,9 +1,12 @@
 //! The example's router and its offline set-up, shared with `tests/example.rs`
-//! and `tests/grpc.rs`.
+//! and `tests/grpc.rs`, `tests/mcp.rs`.
 
-// The gRPC service, a child module so that the tests including this file get it too.
+// The gRPC service and the MCP server, child modules so that the tests including
+// this file get them too.
 #[path = "grpc.rs"]
 pub mod grpc;
+#[path = "mcp.rs"]
+pub mod mcp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -208,6 +211,11 @@ pub fn policy(builder: OboConfigBuilder) -> OboConfigBuilder {
 ///
 /// The job routes (`POST /jobs/me`, `GET /jobs/{id}`) wait `OBO_EXAMPLE_JOB_DELAY_MS`
 /// (see [`router_with_jobs`] to choose).
+///
+/// `/mcp` is an MCP server (see [`mcp`]) behind the same layer; the RFC 9728
+/// metadata it points MCP clients to (`/.well-known/oauth-protected-resource` and
+/// `/.well-known/oauth-protected-resource/mcp`, when a resource URL is configured)
+/// is public, like `/healthz`.
 pub fn router(layer: OboLayer, cors: CorsLayer) -> Router {
     let delay = job_delay_from_env().unwrap_or(DEFAULT_JOB_DELAY);
     let jobs = Jobs::new(layer.sessions(), delay);
@@ -226,10 +234,17 @@ pub fn router_with_jobs(layer: OboLayer, cors: CorsLayer, jobs: Jobs) -> Router 
             &format!("/{}/{{method}}", grpc::SERVICE),
             grpc::ProfileService,
         )
-        .route_layer(layer)
+        .route_service("/mcp", mcp::service(&layer))
+        .route_layer(layer.clone())
         .layer(Extension(jobs));
+    let metadata = layer
+        .config()
+        .resource_metadata()
+        .map(|m| m.router())
+        .unwrap_or_default();
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(metadata)
         .merge(protected)
         .layer(
             ServiceBuilder::new()
@@ -263,16 +278,24 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
 /// The browser may send `Authorization` and `Content-Type`, and may *read*
 /// `WWW-Authenticate` (the relayed claims challenge: the SPA must re-authenticate
 /// with those claims), `Retry-After` (503s) and `x-request-id`: without
-/// `expose_headers`, a browser hides them from the SPA's JavaScript.
+/// `expose_headers`, a browser hides them from the SPA's JavaScript. Browser-based
+/// MCP clients (the MCP Inspector) also send the MCP headers to `/mcp`.
 pub fn cors(origins: &[HeaderValue]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(origins.to_vec())
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            AUTHORIZATION,
+            CONTENT_TYPE,
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("last-event-id"),
+        ])
         .expose_headers([
             WWW_AUTHENTICATE,
             RETRY_AFTER,
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("mcp-session-id"),
         ])
         .max_age(Duration::from_secs(600))
 }
@@ -306,6 +329,17 @@ pub fn cors_origins_from_env() -> Result<Vec<HeaderValue>, String> {
             HeaderValue::from_str(o).map_err(|_| format!("OBO_CORS_ORIGINS: invalid origin {o:?}"))
         })
         .collect()
+}
+
+/// The MCP endpoint's URL with the embedded stand-ins: `http://{addr}/mcp`, or
+/// `http://localhost:{port}/mcp` when listening on every interface (`0.0.0.0`,
+/// `::`), which is no URL a client can use (and plain http is for loopback only).
+pub fn dev_resource_url(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}/mcp", addr.port())
+    } else {
+        format!("http://{addr}/mcp")
+    }
 }
 
 /// The embedded identity provider and Graph, for running without Azure.

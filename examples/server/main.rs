@@ -16,8 +16,13 @@
 //! of `POST /jobs/me` waits before it calls Graph through its long-running session
 //! (with a real tenant the session asks for `offline_access`, which Entra grants to
 //! a confidential client alongside the user's consented delegated permissions; if
-//! consent is granted by an admin, include `offline_access` in it); logs to stderr,
-//! `RUST_LOG`.
+//! consent is granted by an admin, include `offline_access` in it);
+//! `OBO_RESOURCE_URL` (the MCP endpoint's public URL, e.g.
+//! `https://mcp.contoso.com/mcp`; default with the embedded stand-ins
+//! `http://{listen address}/mcp`), `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`
+//! and `OBO_APP_ID_URI` (optional, real tenant): `/mcp` is an MCP server (tools
+//! `whoami` and `me`), and with a resource URL its RFC 9728 metadata is served at
+//! `/.well-known/oauth-protected-resource[/mcp]`; logs to stderr, `RUST_LOG`.
 
 mod app;
 
@@ -33,14 +38,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let listen = std::env::var("OBO_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let addr = listener.local_addr()?;
 
     let embedded_mode = std::env::var("AZURE_CLIENT_ID").map_or(true, |v| v.trim().is_empty());
     let (config, embedded) = if embedded_mode {
         let embedded = app::Embedded::start().await;
         // Continuous Access Evaluation against the stand-ins too.
         let capabilities = app::client_capabilities_from_env();
+        let resource = std::env::var("OBO_RESOURCE_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| app::dev_resource_url(addr));
         (
-            embedded.config().client_capabilities(capabilities),
+            embedded
+                .config()
+                .client_capabilities(capabilities)
+                .resource_url(resource),
             Some(embedded),
         )
     } else {
@@ -53,8 +67,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "signing keys not loaded yet ({e}); requests will answer 503 until they are"
         );
     }
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
 
     if let Some(e) = &embedded {
@@ -84,6 +96,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
         println!("Health:    curl -s http://{addr}/healthz\n");
+        let mcp = layer
+            .config()
+            .resource_url()
+            .map_or_else(|| app::dev_resource_url(addr), str::to_owned);
+        print_mcp(&mcp, &e.user_token(), layer.config());
     }
     let cors = app::cors(&app::cors_origins_from_env()?);
     // Checked here so that a bad value stops the server; `router` reads it too.
@@ -94,4 +111,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     Ok(())
+}
+
+/// How to call the MCP endpoint: its metadata, a raw `tools/call`, and the MCP
+/// Inspector.
+fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
+    println!("MCP server (Streamable HTTP) at {mcp}, tools `whoami` and `me`.");
+    if let Some(m) = config.resource_metadata() {
+        println!("Its protected-resource metadata (RFC 9728):");
+        println!("  curl -s {}", m.metadata_url());
+    }
+    println!("Without a token, the challenge that sends an MCP client to sign in:");
+    println!(
+        "  curl -si -X POST {mcp} -H 'Content-Type: application/json' -d '{{}}' | grep -i www-authenticate"
+    );
+    println!("Call `me` (your Graph profile through On-Behalf-Of):");
+    println!(
+        "  curl -s {mcp} -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"me\",\"arguments\":{{}}}}}}'"
+    );
+    println!("Or with the MCP Inspector (transport Streamable HTTP, URL {mcp},");
+    println!("header `Authorization: Bearer <the token above>`):");
+    println!("  npx @modelcontextprotocol/inspector\n");
 }

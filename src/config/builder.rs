@@ -12,6 +12,7 @@ use super::error::ConfigError;
 #[cfg(feature = "redis")]
 use super::l2::{L2Spec, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
 use super::managed_identity::{build_managed_identity, ManagedIdentitySpec};
+use super::resource::{build_resource, ResourceContext, ResourceFields};
 use super::settings::{OboConfig, DEFAULT_AUTHORITY_HOST};
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{
@@ -66,6 +67,8 @@ pub struct OboConfigBuilder {
     client_capabilities: Vec<String>,
     session_idle_timeout: Duration,
     session_store: Option<Arc<dyn SessionStore>>,
+    /// This API as an OAuth protected resource (RFC 9728).
+    pub(super) resource: ResourceFields,
     #[cfg(feature = "redis")]
     l2: L2Spec,
     /// Fields read from the environment, and the variable each came from (so that
@@ -120,6 +123,7 @@ impl Default for OboConfigBuilder {
             client_capabilities: Vec::new(),
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             session_store: None,
+            resource: ResourceFields::default(),
             #[cfg(feature = "redis")]
             l2: L2Spec {
                 url: None,
@@ -460,6 +464,17 @@ impl OboConfigBuilder {
         };
         check_key_timing(&keys)?;
         check_policy(&self.policy)?;
+        let tenants: Vec<String> = allowed_tenants.iter().cloned().collect();
+        let resource = build_resource(
+            self.resource,
+            ResourceContext {
+                authority: &authority,
+                home_tenant: &tenant_id,
+                tenants: &tenants,
+                client_id: &client_id,
+                user_scopes: &self.policy.user_scopes,
+            },
+        )?;
         let http = shared_client(self.http_timeout)
             .map_err(|e| ConfigError::new("http_client", format!("cannot be built: {e}")))?;
         let credential = match self.credential {
@@ -519,6 +534,7 @@ impl OboConfigBuilder {
             },
             policy: self.policy,
             sessions,
+            resource,
             http,
         })
     }

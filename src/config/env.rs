@@ -12,7 +12,9 @@ use super::error::ConfigError;
 impl OboConfigBuilder {
     /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
     /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant),
-    /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`) and the
+    /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`), the protected
+    /// resource (`OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`,
+    /// `OBO_RESOURCE_DOCUMENTATION`, see `resource_url`) and the
     /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
     /// else `AZURE_FEDERATED_TOKEN_FILE`, else `OBO_MANAGED_IDENTITY` (`system` or a
     /// user-assigned identity's client id; its endpoint from `IDENTITY_ENDPOINT` and
@@ -73,7 +75,7 @@ impl OboConfigBuilder {
                 .client_capabilities(capabilities)
                 .came_from("client_capabilities", "OBO_CLIENT_CAPABILITIES");
         }
-        b = b.read_credential(&get);
+        b = b.read_credential(&get).read_resource(&get);
         b.read_l2_variables(&get)?;
         for (field, variable) in [
             ("tenant_id", "AZURE_TENANT_ID"),

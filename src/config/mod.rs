@@ -13,6 +13,8 @@
 //! - `checks`: GUIDs, base URLs, audiences and other field rules.
 //! - `l2` (feature `redis`): the Redis L2 settings as given, and their checks.
 //! - `managed_identity`: the managed-identity credential's setters, variables and checks.
+//! - `resource`: this API as an OAuth protected resource (RFC 9728): setters,
+//!   variables and checks, producing `resource_metadata::ResourceSettings`.
 //! - `error`: [`ConfigError`], naming the field at fault.
 
 mod builder;
@@ -22,6 +24,7 @@ mod error;
 #[cfg(feature = "redis")]
 mod l2;
 mod managed_identity;
+mod resource;
 mod settings;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //! and answers the public getters from them.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::builder::OboConfigBuilder;
@@ -11,6 +12,7 @@ use crate::downstream::DownstreamSettings;
 use crate::exchange::ExchangeSettings;
 use crate::jwks::KeySettings;
 use crate::policy::Policy;
+use crate::resource_metadata::{ProtectedResourceMetadata, ResourceSettings};
 use crate::session::SessionSettings;
 use crate::validate::ValidationSettings;
 
@@ -35,6 +37,8 @@ pub struct OboConfig {
     pub(crate) policy: Policy,
     /// Long-running sessions.
     pub(crate) sessions: SessionSettings,
+    /// This API as an OAuth protected resource (RFC 9728), when configured.
+    pub(crate) resource: Option<Arc<ResourceSettings>>,
     /// The one HTTP client of the layer (Entra and downstream calls), built with
     /// the configuration so that a failure is reported by `build()`.
     pub(crate) http: reqwest::Client,
@@ -50,6 +54,7 @@ impl fmt::Debug for OboConfig {
             .field("exchange", &self.exchange)
             .field("downstream", &self.downstream)
             .field("policy", &self.policy)
+            .field("resource", &self.resource_url())
             .finish_non_exhaustive()
     }
 }
@@ -100,5 +105,17 @@ impl OboConfig {
     /// Allowed clock skew for `exp` and `nbf`.
     pub fn leeway(&self) -> Duration {
         self.validation.leeway
+    }
+
+    /// This API's canonical URL as an OAuth protected resource, when configured
+    /// ([`resource_url`](OboConfigBuilder::resource_url)).
+    pub fn resource_url(&self) -> Option<&str> {
+        self.resource_metadata().map(|m| m.resource.as_str())
+    }
+
+    /// The RFC 9728 metadata document, when a resource URL is configured; serve it
+    /// with [`ProtectedResourceMetadata::router`].
+    pub fn resource_metadata(&self) -> Option<&ProtectedResourceMetadata> {
+        self.resource.as_deref().map(|r| &r.metadata)
     }
 }

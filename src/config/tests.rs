@@ -78,6 +78,59 @@ fn errors_name_the_field() {
                 .managed_identity_audience("api://a b"),
             "managed_identity_audience",
         ),
+        (base().resource_url("mcp.contoso.com/mcp"), "resource_url"),
+        (
+            base().resource_url("http://mcp.contoso.com/mcp"),
+            "resource_url",
+        ),
+        (base().resource_url("ftp://127.0.0.1/mcp"), "resource_url"),
+        (base().resource_url("https://h/mcp#frag"), "resource_url"),
+        (
+            base().resource_url("https://h/mcp?tenant=x"),
+            "resource_url",
+        ),
+        (base().resource_url("https://user:pw@h/mcp"), "resource_url"),
+        (base().resource_url(""), "resource_url"),
+        (base().resource_name("Contoso"), "resource_name"),
+        (base().app_id_uri("api://contoso.com/tasks"), "app_id_uri"),
+        (
+            base().resource_url("https://h/mcp").app_id_uri("contoso"),
+            "app_id_uri",
+        ),
+        (
+            base().resource_url("https://h/mcp").app_id_uri("api://a b"),
+            "app_id_uri",
+        ),
+        (
+            base()
+                .resource_url("https://h/mcp")
+                .app_id_uri("api://a\"b"),
+            "app_id_uri",
+        ),
+        (
+            base().resource_documentation("https://contoso.com/docs"),
+            "resource_documentation",
+        ),
+        (
+            base().resource_url("https://h/mcp").resource_name(" "),
+            "resource_name",
+        ),
+        (
+            base().resource_url("https://h/mcp").resource_name("a\nb"),
+            "resource_name",
+        ),
+        (
+            base()
+                .resource_url("https://h/mcp")
+                .resource_documentation("http://docs.contoso.com"),
+            "resource_documentation",
+        ),
+        (
+            base()
+                .resource_url("https://h/mcp")
+                .resource_documentation("https://docs.contoso.com/#x"),
+            "resource_documentation",
+        ),
     ];
     for (b, field) in cases {
         let e = b.build().expect_err(field);
@@ -136,6 +189,84 @@ fn client_capabilities_are_checked_at_build() {
         .exchange
         .client_capabilities
         .is_empty());
+}
+
+/// The protected resource: absent by default; https or loopback http; the
+/// metadata it produces; read from the environment.
+#[test]
+fn resource_url_and_its_metadata() {
+    let c = base().build().unwrap();
+    assert!(c.resource_url().is_none() && c.resource_metadata().is_none());
+    assert!(c.resource.is_none(), "nothing for the layer to do");
+
+    for ok in [
+        "https://mcp.contoso.com/mcp",
+        "https://mcp.contoso.com",
+        "http://127.0.0.1:3000/mcp",
+        "http://localhost:8080/",
+    ] {
+        let c = base().resource_url(format!(" {ok} ")).build().unwrap();
+        assert_eq!(c.resource_url(), Some(ok), "trimmed, otherwise as given");
+    }
+    let c = base()
+        .allow_tenants(["99999999-2222-3333-4444-555555555555"])
+        .require_user_scopes(["access_as_user"])
+        .resource_url("https://mcp.contoso.com/mcp")
+        .resource_name(" Contoso tasks ")
+        .resource_documentation("https://contoso.com/docs/mcp")
+        .build()
+        .unwrap();
+    let m = c.resource_metadata().unwrap();
+    assert_eq!(
+        m.metadata_url(),
+        "https://mcp.contoso.com/.well-known/oauth-protected-resource/mcp"
+    );
+    assert_eq!(
+        m.authorization_servers,
+        [
+            format!("{DEFAULT_AUTHORITY_HOST}/{T}/v2.0"),
+            format!("{DEFAULT_AUTHORITY_HOST}/99999999-2222-3333-4444-555555555555/v2.0"),
+        ],
+        "the home tenant first, then each allowed tenant's issuer"
+    );
+    assert_eq!(m.scopes_supported, [format!("api://{C}/access_as_user")]);
+    assert_eq!(m.resource_name.as_deref(), Some("Contoso tasks"));
+    assert_eq!(
+        m.resource_documentation.as_deref(),
+        Some("https://contoso.com/docs/mcp")
+    );
+
+    let env = |k: &str| match k {
+        "AZURE_TENANT_ID" => Some(T.to_owned()),
+        "AZURE_CLIENT_ID" => Some(C.to_owned()),
+        "OBO_RESOURCE_URL" => Some("https://mcp.contoso.com/mcp".to_owned()),
+        "OBO_RESOURCE_NAME" => Some("Contoso".to_owned()),
+        "OBO_RESOURCE_DOCUMENTATION" => Some("https://contoso.com/docs".to_owned()),
+        _ => None,
+    };
+    let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
+    let m = c.resource_metadata().unwrap();
+    assert_eq!(m.resource, "https://mcp.contoso.com/mcp");
+    assert_eq!(m.scopes_supported, [format!("api://{C}/.default")]);
+    let with_uri = |k: &str| match k {
+        "OBO_APP_ID_URI" => Some(" https://mcp.contoso.com/mcp/ ".to_owned()),
+        other => env(other),
+    };
+    let c = OboConfigBuilder::from_lookup(with_uri)
+        .unwrap()
+        .require_user_scopes(["access_as_user"])
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.resource_metadata().unwrap().scopes_supported,
+        ["https://mcp.contoso.com/mcp/access_as_user"],
+        "the Application ID URI, its trailing slash dropped"
+    );
+    assert_eq!(m.resource_name.as_deref(), Some("Contoso"));
+    assert_eq!(
+        m.resource_documentation.as_deref(),
+        Some("https://contoso.com/docs")
+    );
 }
 
 #[test]
@@ -224,6 +355,44 @@ fn environment_errors_name_the_field_and_the_variable() {
             [&ID[..], &[("OBO_MANAGED_IDENTITY", "yes")]].concat(),
             "managed_identity",
             "OBO_MANAGED_IDENTITY",
+        ),
+        (
+            [
+                &ID[..],
+                &[("OBO_RESOURCE_URL", "http://mcp.contoso.com/mcp")],
+            ]
+            .concat(),
+            "resource_url",
+            "OBO_RESOURCE_URL",
+        ),
+        (
+            [&ID[..], &[("OBO_RESOURCE_NAME", "Contoso")]].concat(),
+            "resource_name",
+            "OBO_RESOURCE_NAME",
+        ),
+        (
+            [
+                &ID[..],
+                &[
+                    ("OBO_RESOURCE_URL", "https://h/mcp"),
+                    ("OBO_RESOURCE_DOCUMENTATION", "docs"),
+                ],
+            ]
+            .concat(),
+            "resource_documentation",
+            "OBO_RESOURCE_DOCUMENTATION",
+        ),
+        (
+            [
+                &ID[..],
+                &[
+                    ("OBO_RESOURCE_URL", "https://h/mcp"),
+                    ("OBO_APP_ID_URI", "tasks"),
+                ],
+            ]
+            .concat(),
+            "app_id_uri",
+            "OBO_APP_ID_URI",
         ),
         (
             [

@@ -1,0 +1,200 @@
+//! This API as an OAuth protected resource (RFC 9728, for MCP servers): the
+//! builder methods, the variables `from_lookup` reads (`OBO_RESOURCE_URL`,
+//! `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`, `OBO_APP_ID_URI`), and their
+//! checks at build.
+
+use std::sync::Arc;
+
+use super::builder::OboConfigBuilder;
+use super::error::ConfigError;
+use crate::http::{check_base_url, BaseUrlProblem};
+use crate::resource_metadata::{ResourceSettings, ResourceSpec};
+
+/// The resource fields as given.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ResourceFields {
+    pub(super) url: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) documentation: Option<String>,
+    pub(super) app_id_uri: Option<String>,
+}
+
+impl OboConfigBuilder {
+    /// This API's canonical URL as an OAuth protected resource (RFC 9728), e.g.
+    /// `https://mcp.contoso.com/mcp` for an MCP server: the URL clients connect to.
+    /// `https://`, or `http://` on loopback; no query or fragment.
+    ///
+    /// With it, every 401 and 403 challenge names the metadata document
+    /// (`resource_metadata="…"`) and the scopes to request, and
+    /// [`OboConfig::resource_metadata`](crate::OboConfig::resource_metadata) serves
+    /// the document (see [`resource_metadata`](crate::resource_metadata)). Without
+    /// it, challenges stay plain RFC 6750. Audience checks do not change: Entra v2
+    /// tokens carry the client id, not this URL. Environment: `OBO_RESOURCE_URL`.
+    pub fn resource_url(mut self, url: impl Into<String>) -> Self {
+        self.forget_origin("resource_url");
+        self.resource.url = Some(url.into());
+        self
+    }
+
+    /// A human-readable name for the metadata's `resource_name` (1 to 200
+    /// characters, no control characters). Requires
+    /// [`resource_url`](Self::resource_url). Environment: `OBO_RESOURCE_NAME`.
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.forget_origin("resource_name");
+        self.resource.name = Some(name.into());
+        self
+    }
+
+    /// A page of developer documentation for the metadata's
+    /// `resource_documentation` (`https://`, or `http://` on loopback). Requires
+    /// [`resource_url`](Self::resource_url). Environment:
+    /// `OBO_RESOURCE_DOCUMENTATION`.
+    pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
+        self.forget_origin("resource_documentation");
+        self.resource.documentation = Some(url.into());
+        self
+    }
+
+    /// The API's Application ID URI, which the metadata's `scopes_supported` and
+    /// the challenges' `scope` put before the bare scope names (`{app id uri}/access_as_user`);
+    /// default `api://{client id}`. Set it when the registration's App ID URI is
+    /// another one (`api://contoso.com/tasks`, `https://mcp.contoso.com/mcp`). An
+    /// absolute URI without spaces or quotes; a trailing `/` is dropped. Requires
+    /// [`resource_url`](Self::resource_url); the accepted audiences are not changed
+    /// (see [`audiences`](Self::audiences) for v1 tokens). Environment: `OBO_APP_ID_URI`.
+    pub fn app_id_uri(mut self, uri: impl Into<String>) -> Self {
+        self.forget_origin("app_id_uri");
+        self.resource.app_id_uri = Some(uri.into());
+        self
+    }
+
+    /// `OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION` and
+    /// `OBO_APP_ID_URI`.
+    pub(super) fn read_resource(self, get: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut b = self;
+        if let Some(url) = get("OBO_RESOURCE_URL") {
+            b = b
+                .resource_url(url)
+                .came_from("resource_url", "OBO_RESOURCE_URL");
+        }
+        if let Some(name) = get("OBO_RESOURCE_NAME") {
+            b = b
+                .resource_name(name)
+                .came_from("resource_name", "OBO_RESOURCE_NAME");
+        }
+        if let Some(url) = get("OBO_RESOURCE_DOCUMENTATION") {
+            b = b
+                .resource_documentation(url)
+                .came_from("resource_documentation", "OBO_RESOURCE_DOCUMENTATION");
+        }
+        if let Some(uri) = get("OBO_APP_ID_URI") {
+            b = b.app_id_uri(uri).came_from("app_id_uri", "OBO_APP_ID_URI");
+        }
+        b
+    }
+}
+
+/// The checked fields, as the settings the layer and the metadata router use.
+pub(super) struct ResourceContext<'a> {
+    pub(super) authority: &'a str,
+    pub(super) home_tenant: &'a str,
+    pub(super) tenants: &'a [String],
+    pub(super) client_id: &'a str,
+    pub(super) user_scopes: &'a [String],
+}
+
+/// The resource settings, or `None` without a resource URL; the first field at
+/// fault otherwise.
+pub(super) fn build_resource(
+    fields: ResourceFields,
+    context: ResourceContext<'_>,
+) -> Result<Option<Arc<ResourceSettings>>, ConfigError> {
+    let Some(raw) = fields.url else {
+        for (field, given) in [
+            ("resource_name", fields.name.is_some()),
+            ("resource_documentation", fields.documentation.is_some()),
+            ("app_id_uri", fields.app_id_uri.is_some()),
+        ] {
+            if given {
+                return Err(ConfigError::new(field, "requires resource_url"));
+            }
+        }
+        return Ok(None);
+    };
+    let resource = raw.trim();
+    let url = resource_url("resource_url", resource)?;
+    let name = fields
+        .name
+        .map(|n| {
+            let n = n.trim();
+            if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+                Err(ConfigError::new(
+                    "resource_name",
+                    "must be 1 to 200 characters without control characters",
+                ))
+            } else {
+                Ok(n.to_owned())
+            }
+        })
+        .transpose()?;
+    let documentation = fields
+        .documentation
+        .map(|d| resource_url("resource_documentation", d.trim()).map(|u| u.to_string()))
+        .transpose()?;
+    let app_id_uri = fields.app_id_uri.as_deref().map(app_id_uri).transpose()?;
+    Ok(Some(Arc::new(ResourceSettings::new(ResourceSpec {
+        resource: (resource, &url),
+        name,
+        documentation,
+        app_id_uri,
+        authority: context.authority,
+        home_tenant: context.home_tenant,
+        tenants: context.tenants,
+        client_id: context.client_id,
+        user_scopes: context.user_scopes,
+    }))))
+}
+
+/// An absolute URL: https (http on loopback only), a host, no credentials, query
+/// or fragment (RFC 9728 §1.2 forbids the fragment and discourages the query; the
+/// metadata address could not carry one).
+fn resource_url(field: &'static str, raw: &str) -> Result<url::Url, ConfigError> {
+    let url =
+        url::Url::parse(raw).map_err(|e| ConfigError::new(field, format!("is not a URL ({e})")))?;
+    let reason = match check_base_url(&url, false) {
+        Ok(()) => return Ok(url),
+        Err(BaseUrlProblem::PlainHttp) => {
+            "must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)"
+        }
+        Err(BaseUrlProblem::Scheme) => "must use https://",
+        Err(BaseUrlProblem::NoHost) => "has no host",
+        Err(BaseUrlProblem::Credentials) => "must not contain credentials",
+        Err(BaseUrlProblem::QueryOrFragment) => "must not have a query or a fragment",
+        Err(BaseUrlProblem::Path) => "must be a bare origin",
+    };
+    Err(ConfigError::new(field, reason))
+}
+
+/// An Application ID URI: `scheme:rest`, no whitespace, quotes or backslashes
+/// (it goes into quoted challenge parameters), no trailing `/`.
+fn app_id_uri(raw: &str) -> Result<String, ConfigError> {
+    let uri = raw.trim().trim_end_matches('/');
+    let scheme_ok = uri.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if !scheme_ok
+        || uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
+    {
+        return Err(ConfigError::new(
+            "app_id_uri",
+            "must be an absolute URI such as api://contoso.com/tasks, without spaces or quotes",
+        ));
+    }
+    Ok(uri.to_owned())
+}

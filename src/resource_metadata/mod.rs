@@ -1,0 +1,55 @@
+//! This API as an OAuth protected resource (RFC 9728), as the MCP authorization
+//! specification (2025-06-18 and later) asks of a remote MCP server.
+//!
+//! Where it sits: the configuration builds a `ResourceSettings` once, when
+//! [`resource_url`](crate::OboConfigBuilder::resource_url) is set; the layer hands
+//! every response to `annotate`, and [`ProtectedResourceMetadata::router`] serves
+//! the document. Without a resource URL nothing here runs and every challenge is
+//! byte-for-byte what it was.
+//!
+//! - `document`: [`ProtectedResourceMetadata`] and the routes serving it;
+//! - `settings`: what the builder computes once (the document, the scope prefix,
+//!   the 401 scope);
+//! - `challenge`: the pure rewrite of a `WWW-Authenticate` challenge, and the
+//!   layer's hook `annotate`.
+//!
+//! What it guarantees:
+//!
+//! - **The document** ([`ProtectedResourceMetadata`]): `resource` (the configured
+//!   URL, as given), `authorization_servers` (the issuer of each allowed tenant,
+//!   `{authority}/{tenant}/v2.0`, the home tenant first), `scopes_supported` (what a
+//!   client requests from Entra: `{app id uri}/{scope}` (by default
+//!   `api://{client id}/{scope}`) for each scope of
+//!   [`require_user_scopes`](crate::OboConfigBuilder::require_user_scopes), or
+//!   `api://{client id}/.default` when no scope is required),
+//!   `bearer_methods_supported: ["header"]`, and `resource_name` /
+//!   `resource_documentation` when configured. Entra's `organizations` and `common`
+//!   are never listed: their discovery documents name the issuer
+//!   `https://login.microsoftonline.com/{tenantid}/v2.0`, a template that fails the
+//!   issuer check RFC 8414 §3.3 asks of every client.
+//! - **Where it is served**: at the RFC 9728 §3.1 address, the well-known path
+//!   inserted between the host and the resource's path
+//!   (`https://host/.well-known/oauth-protected-resource/mcp` for `https://host/mcp`),
+//!   and at the bare `/.well-known/oauth-protected-resource` for clients that only
+//!   try the root. Both are `GET`, `application/json`, cacheable for an hour.
+//! - **Challenges**: every `WWW-Authenticate: Bearer …` challenge of a 401 or 403
+//!   response that passes through the layer (the layer's own refusals and those of
+//!   extractors and handlers inside it) gets `resource_metadata="<the RFC 9728 §3.1
+//!   address>"`; a `scope` parameter's bare scope names (`access_as_user`, as in the
+//!   token's `scp`) are written as a client requests them (`api://{client
+//!   id}/access_as_user`); and a 401 without `scope` gets the scopes of
+//!   `scopes_supported`. Scopes that are already URIs (Graph's, in a relayed consent
+//!   error) are kept. A 403 that names no scope (app-only callers, client allow-list,
+//!   role requirements) gets none: no scope would help.
+//!
+//! What a client sees: public metadata only (URLs, scope names); nothing about the
+//! caller. How it fails: it cannot, once built; a challenge this module cannot
+//! parse (another scheme, `token68`) is left as it was.
+
+mod challenge;
+mod document;
+mod settings;
+
+pub(crate) use challenge::annotate;
+pub use document::{ProtectedResourceMetadata, WELL_KNOWN_PATH};
+pub(crate) use settings::{ResourceSettings, ResourceSpec};

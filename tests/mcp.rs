@@ -1,0 +1,490 @@
+//! The example's MCP server (`/mcp`) with rmcp's own client, over loopback,
+//! against the Entra and Graph stand-ins: tool calls, the RFC 9728 metadata and
+//! challenges an MCP client relies on, and On-Behalf-Of behind the tools.
+
+#[path = "../examples/server/app.rs"]
+#[allow(dead_code)]
+mod app;
+
+use axum::routing::get;
+use axum::Router;
+use axum_obo::{OboLayer, Require, Requirement};
+use axum_obo_testing::TokenFault;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt as _};
+use serde_json::{json, Value};
+
+const OTHER_USER: &str = "5c0c3f1e-6d7a-4e55-9a0b-2f1d3c4b5a69";
+
+/// Callers with the delegated scope `Tasks.Read`.
+struct ReadTasks;
+impl Requirement for ReadTasks {
+    const SCOPES: &'static [&'static str] = &["Tasks.Read"];
+}
+
+/// The example, served on loopback.
+struct Served {
+    embedded: app::Embedded,
+    /// `http://127.0.0.1:{port}`.
+    base: String,
+    layer: OboLayer,
+}
+
+impl Served {
+    fn mcp(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+
+    fn client_id(&self) -> String {
+        self.embedded.entra.api_client_id()
+    }
+
+    /// The OBO requests the Entra stand-in has answered.
+    fn exchanges(&self) -> usize {
+        self.embedded
+            .entra
+            .token_request_log()
+            .iter()
+            .filter(|r| {
+                r.form.get("requested_token_use").map(String::as_str) == Some("on_behalf_of")
+            })
+            .count()
+    }
+}
+
+/// The example's router (plus `/tasks`, guarded by `Require<ReadTasks>`) on a
+/// loopback port; with `resource`, its resource URL is `http://{addr}/mcp`.
+async fn serve(resource: bool) -> Served {
+    let embedded = app::Embedded::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = app::policy(embedded.config());
+    if resource {
+        config = config.resource_url(format!("{base}/mcp"));
+    }
+    let layer = OboLayer::new(config.build().unwrap());
+    layer.warm_up().await.unwrap();
+    let tasks = Router::new()
+        .route("/tasks", get(|_: Require<ReadTasks>| async { "tasks" }))
+        .route_layer(layer.clone());
+    let cors = app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)]);
+    let router = app::router(layer.clone(), cors).merge(tasks);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Served {
+        embedded,
+        base,
+        layer,
+    }
+}
+
+/// rmcp's Streamable HTTP client, initialized, sending `token` on every request.
+async fn connect(
+    url: &str,
+    token: Option<&str>,
+) -> Result<RunningService<RoleClient, ClientConfig>, rmcp::service::ClientInitializeError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    if let Some(token) = token {
+        config = config.auth_header(token.to_owned());
+    }
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("axum-obo-tests", "0.0.0"),
+    )
+    .serve(StreamableHttpClientTransport::from_config(config))
+    .await
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ClientConfig>,
+    tool: &'static str,
+) -> CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(tool))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+/// The tool result's text, as a model would read it.
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+fn token_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn tools_answer_the_caller_and_their_graph_profile() {
+    let s = serve(true).await;
+    let token = s.embedded.user_token();
+    let claims = token_claims(&token);
+    let client = connect(&s.mcp(), Some(&token)).await.unwrap();
+
+    let tools = client.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["me", "whoami"]);
+
+    let who = call(&client, "whoami").await;
+    assert_eq!(who.is_error, Some(false), "{}", text(&who));
+    assert_eq!(
+        who.structured_content,
+        Some(json!({
+            "oid": claims["oid"],
+            "tid": claims["tid"],
+            "kind": "delegated",
+            "scopes": ["access_as_user"],
+        }))
+    );
+
+    let me = call(&client, "me").await;
+    assert_eq!(me.is_error, Some(false), "{}", text(&me));
+    let profile = me.structured_content.clone().unwrap();
+    assert_eq!(profile["displayName"], "Adele Vance");
+    assert_eq!(profile["id"], claims["oid"], "the caller's own profile");
+    assert!(!text(&me).contains("eyJ"), "no token in a tool result");
+    client.cancel().await.unwrap();
+}
+
+/// Each tool call is its own HTTP request through the layer; the On-Behalf-Of
+/// cache makes one exchange per user (and inbound token) of them all.
+#[tokio::test]
+async fn one_exchange_per_user_across_tool_calls() {
+    let s = serve(true).await;
+    let adele = connect(&s.mcp(), Some(&s.embedded.user_token()))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let me = call(&adele, "me").await;
+        assert_eq!(me.is_error, Some(false), "{}", text(&me));
+    }
+    assert_eq!(s.exchanges(), 1);
+
+    let other = s.embedded.entra.token().user(OTHER_USER).sign();
+    let other = connect(&s.mcp(), Some(&other)).await.unwrap();
+    for _ in 0..2 {
+        let me = call(&other, "me").await;
+        assert_eq!(me.is_error, Some(false), "{}", text(&me));
+        assert_eq!(me.structured_content.unwrap()["id"], OTHER_USER);
+    }
+    call(&adele, "me").await;
+    assert_eq!(s.exchanges(), 2, "one more for the second user, none after");
+    assert_eq!(s.layer.stats().exchanges, 2);
+}
+
+#[tokio::test]
+async fn a_user_without_consent_gets_a_tool_error() {
+    let s = serve(true).await;
+    let token = s.embedded.entra.token().user(OTHER_USER).sign();
+    s.embedded
+        .entra
+        .inject_token_fault_for_user(OTHER_USER, TokenFault::ConsentRequired);
+    let client = connect(&s.mcp(), Some(&token)).await.unwrap();
+
+    // The HTTP response has started: the failure is the tool's, not a 403.
+    let me = call(&client, "me").await;
+    assert_eq!(me.is_error, Some(true));
+    let message = text(&me);
+    assert!(message.starts_with("consent_required: "), "{message}");
+    assert!(
+        message.contains("User.Read"),
+        "names the missing scope: {message}"
+    );
+    assert!(
+        !message.contains("eyJ") && !message.contains("AADSTS"),
+        "{message}"
+    );
+    // The caller is still known; only Graph is out of reach.
+    let who = call(&client, "whoami").await;
+    assert_eq!(who.is_error, Some(false));
+}
+
+/// App-only callers pass the layer (the example admits them) but have no user
+/// to act for: `me` is a tool error, `whoami` says `app`.
+#[tokio::test]
+async fn an_app_only_caller_gets_a_tool_error_from_me() {
+    let s = serve(true).await;
+    let app_only = s
+        .embedded
+        .entra
+        .token()
+        .app_only()
+        .roles(&["Reports.Read"])
+        .sign();
+    let client = connect(&s.mcp(), Some(&app_only)).await.unwrap();
+    let who = call(&client, "whoami").await;
+    assert_eq!(who.structured_content.unwrap()["kind"], "app");
+    let me = call(&client, "me").await;
+    assert_eq!(me.is_error, Some(true));
+    assert!(
+        text(&me).starts_with("delegated_token_required: "),
+        "{}",
+        text(&me)
+    );
+    assert_eq!(s.exchanges(), 0, "no exchange is attempted");
+}
+
+#[test]
+fn the_dev_resource_url_is_one_a_client_can_use() {
+    let url = |a: &str| app::dev_resource_url(a.parse().unwrap());
+    assert_eq!(url("127.0.0.1:3000"), "http://127.0.0.1:3000/mcp");
+    assert_eq!(url("0.0.0.0:3000"), "http://localhost:3000/mcp");
+    assert_eq!(url("[::]:8080"), "http://localhost:8080/mcp");
+    // And the configuration takes it (plain http on loopback only).
+    let config = axum_obo::OboConfig::builder()
+        .tenant_id("11111111-2222-3333-4444-555555555555")
+        .client_id("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+        .resource_url(url("0.0.0.0:3000"))
+        .build();
+    assert!(config.is_ok(), "{config:?}");
+}
+
+/// The 401 that starts an MCP client's authorization: `resource_metadata` and the
+/// scope to request, as rmcp's client reports it and on the wire.
+#[tokio::test]
+async fn no_token_is_a_401_naming_the_metadata_and_the_scope() {
+    let s = serve(true).await;
+    let expected = format!(
+        "Bearer scope=\"api://{}/access_as_user\", resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+        s.client_id(),
+        s.base
+    );
+    let e = connect(&s.mcp(), None).await.unwrap_err();
+    assert!(e.is_authorization_required(), "{e}");
+    assert_eq!(e.auth_challenge(), Some(expected.as_str()));
+
+    let r = reqwest::Client::new()
+        .post(s.mcp())
+        .header(CONTENT_TYPE, "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()[WWW_AUTHENTICATE], expected.as_str());
+
+    // A bad token: RFC 6750's error, plus the same two parameters.
+    let expired = s.embedded.entra.token().expired().sign();
+    let e = connect(&s.mcp(), Some(&expired)).await.unwrap_err();
+    assert_eq!(
+        e.auth_challenge(),
+        Some(
+            format!(
+                "Bearer error=\"invalid_token\", error_description=\"the token has expired\", scope=\"api://{}/access_as_user\", resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+                s.client_id(),
+                s.base
+            )
+            .as_str()
+        )
+    );
+}
+
+/// 403s name `insufficient_scope`, the scope in requestable form, and the
+/// metadata: the layer's policy (on `/mcp`) and a `Require` inside it.
+#[tokio::test]
+async fn forbidden_names_insufficient_scope_scope_and_metadata() {
+    let s = serve(true).await;
+    let rm = format!(
+        "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+        s.base
+    );
+    let cid = s.client_id();
+
+    // A token without `access_as_user` (the example's policy) on /mcp.
+    let other = s.embedded.entra.token().scopes(&["Files.Read"]).sign();
+    let e = connect(&s.mcp(), Some(&other)).await.unwrap_err();
+    assert_eq!(
+        e.auth_challenge(),
+        Some(
+            format!(
+                "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: access_as_user\", scope=\"api://{cid}/access_as_user\", {rm}"
+            )
+            .as_str()
+        )
+    );
+
+    // `Require<ReadTasks>` inside the layer (an extractor's rejection).
+    let user = s.embedded.user_token();
+    let r = reqwest::Client::new()
+        .get(format!("{}/tasks", s.base))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.headers()[WWW_AUTHENTICATE],
+        format!(
+            "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"api://{cid}/Tasks.Read\", {rm}"
+        )
+        .as_str()
+    );
+    let reader = s
+        .embedded
+        .entra
+        .token()
+        .scopes(&["access_as_user", "Tasks.Read"])
+        .sign();
+    let r = reqwest::Client::new()
+        .get(format!("{}/tasks", s.base))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
+}
+
+/// The documents at both addresses, and the discovery chain a client follows:
+/// challenge → metadata → authorization server → its issuer.
+#[tokio::test]
+async fn the_metadata_documents() {
+    let s = serve(true).await;
+    let http = reqwest::Client::new();
+    let tenant = s.embedded.entra.home_tenant();
+    let issuer = format!("{}/{tenant}/v2.0", s.embedded.entra.authority_host());
+    let expected = json!({
+        "resource": s.mcp(),
+        "authorization_servers": [issuer],
+        "scopes_supported": [format!("api://{}/access_as_user", s.client_id())],
+        "bearer_methods_supported": ["header"],
+    });
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let r = http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json", "{path}");
+        assert_eq!(r.headers()[CACHE_CONTROL], "public, max-age=3600", "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), expected, "{path}");
+    }
+
+    // What a client does with the challenge.
+    let e = connect(&s.mcp(), None).await.unwrap_err();
+    let challenge = e.auth_challenge().unwrap().to_owned();
+    let url = challenge
+        .split("resource_metadata=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let metadata: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        metadata["resource"],
+        s.mcp(),
+        "RFC 9728 §3.3: the resource it was asked for"
+    );
+    let server = metadata["authorization_servers"][0].as_str().unwrap();
+    let discovery: Value = http
+        .get(format!("{server}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["issuer"], server,
+        "RFC 8414 §3.3: the issuer equals the authorization server's identifier"
+    );
+
+    // Public, and only for GET.
+    let r = http
+        .post(format!("{}/.well-known/oauth-protected-resource", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+/// Without a resource URL, nothing changes: no metadata routes, and the
+/// challenges are plain RFC 6750, byte for byte.
+#[tokio::test]
+async fn without_a_resource_url_challenges_are_unchanged() {
+    let s = serve(false).await;
+    assert!(s.layer.config().resource_metadata().is_none());
+    let http = reqwest::Client::new();
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let r = http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+
+    let e = connect(&s.mcp(), None).await.unwrap_err();
+    assert_eq!(e.auth_challenge(), Some("Bearer"));
+    let expired = s.embedded.entra.token().expired().sign();
+    let e = connect(&s.mcp(), Some(&expired)).await.unwrap_err();
+    assert_eq!(
+        e.auth_challenge(),
+        Some("Bearer error=\"invalid_token\", error_description=\"the token has expired\"")
+    );
+    let r = http
+        .get(format!("{}/tasks", s.base))
+        .bearer_auth(s.embedded.user_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.headers()[WWW_AUTHENTICATE],
+        "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"Tasks.Read\""
+    );
+
+    // And the MCP endpoint works the same.
+    let client = connect(&s.mcp(), Some(&s.embedded.user_token()))
+        .await
+        .unwrap();
+    let me = call(&client, "me").await;
+    assert_eq!(me.structured_content.unwrap()["displayName"], "Adele Vance");
+}
+
+/// A consent failure in a plain axum route (`/me`), rendered by the extractor
+/// inside the layer, carries the metadata too; Graph's scope stays a URI.
+#[tokio::test]
+async fn extractor_rejections_inside_the_layer_carry_the_metadata() {
+    let s = serve(true).await;
+    let token = s.embedded.entra.token().user(OTHER_USER).sign();
+    s.embedded
+        .entra
+        .inject_token_fault_for_user(OTHER_USER, TokenFault::ConsentRequired);
+    let r = reqwest::Client::new()
+        .get(format!("{}/me", s.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"https://graph.microsoft.com/User.Read\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with(&format!(
+            "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+            s.base
+        )),
+        "{challenge}"
+    );
+}
