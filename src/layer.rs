@@ -345,8 +345,8 @@ async fn authenticate(
     );
     async {
         let span = tracing::Span::current();
-        let principal = match shared.validator.validate(&token).await {
-            Ok(p) => p,
+        let (principal, token) = match shared.validator.validate(token).await {
+            Ok(validated) => validated,
             Err(e) => {
                 span.record("outcome", "rejected").record("reason", e.reason());
                 if let ValidationError::KeysUnavailable(cause) = &e {
@@ -371,9 +371,9 @@ async fn authenticate(
     .await
 }
 
-/// The bearer token of the request: `Ok(None)` when there are no bearer
-/// credentials (no header, or another scheme such as `Basic`).
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<BearerToken>, AuthRejection> {
+/// The bearer token of the request, borrowed from its header: `Ok(None)` when
+/// there are no bearer credentials (no header, or another scheme such as `Basic`).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthRejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -411,7 +411,7 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<BearerToken>, A
     // Only ASCII is left, so this cannot fail.
     let token = std::str::from_utf8(token)
         .map_err(|_| AuthRejection::InvalidToken(ValidationError::Malformed))?;
-    Ok(Some(BearerToken::new(token)))
+    Ok(Some(token))
 }
 
 #[cfg(test)]
@@ -425,7 +425,7 @@ mod tests {
             h.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
         }
         bearer_token(&h)
-            .map(|t| t.map(|t| t.expose().to_owned()))
+            .map(|t| t.map(str::to_owned))
             .map_err(|r| r.status().as_u16())
     }
 

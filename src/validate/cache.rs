@@ -1,5 +1,33 @@
-//! Successful validations, keyed by the SHA-256 of the token (never the token),
-//! kept until the token's `exp`.
+//! Successful validations, found by a keyed hash of the token and served only
+//! for the exact same token bytes, kept until the token's `exp`.
+//!
+//! # Where it sits
+//!
+//! [`Validator::validate`](super::Validator::validate) looks every bearer token
+//! up here before it verifies anything, and inserts the principal of every token
+//! that passed all checks.
+//!
+//! # What it guarantees
+//!
+//! An entry is served only for a token byte-for-byte equal to the one that was
+//! validated: the key is a 128-bit XXH3 of the token under a secret drawn at
+//! random for each cache (from aws-lc-rs's CSPRNG; never leaves the process),
+//! and a hit compares the whole stored token with the presented one in
+//! constant time (`CRYPTO_memcmp`). A different token under the same key is a
+//! miss and is validated in full. The hash only spreads tokens over the cache;
+//! exactness rests on the comparison, not on the hash (see SECURITY.md). Only
+//! tokens that passed every check are stored, so the entries cannot be chosen
+//! by someone who cannot get Entra to sign a token for this API.
+//!
+//! # What an attacker sees
+//!
+//! Nothing derived from a token leaves the process. The tokens themselves are
+//! held in memory while cached (as the On-Behalf-Of cache holds downstream
+//! tokens), in [`BearerToken`]s, which never print.
+//!
+//! # How it fails
+//!
+//! It does not: a full cache evicts (moka, TinyLFU), an expired entry is a miss.
 
 use std::time::{Duration, Instant};
 
@@ -7,9 +35,16 @@ use moka::sync::Cache;
 use moka::Expiry;
 
 use super::claims::Principal;
+use crate::secret::BearerToken;
+
+/// Bytes of the XXH3 secret (its default size).
+const SECRET_LEN: usize = 192;
 
 #[derive(Clone)]
 struct Entry {
+    /// The validated token: compared in full on every hit, and handed out so
+    /// that its clones share one SHA-256 memo (the On-Behalf-Of cache key).
+    token: BearerToken,
     principal: Principal,
     /// How long the entry may live (until `exp` + leeway, by the injected clock).
     ttl: Duration,
@@ -17,36 +52,66 @@ struct Entry {
 
 struct UntilExp;
 
-impl Expiry<[u8; 32], Entry> for UntilExp {
-    fn expire_after_create(&self, _: &[u8; 32], v: &Entry, _: Instant) -> Option<Duration> {
+impl Expiry<u128, Entry> for UntilExp {
+    fn expire_after_create(&self, _: &u128, v: &Entry, _: Instant) -> Option<Duration> {
         Some(v.ttl)
     }
 }
 
 /// Bounded cache of validated tokens.
 pub(crate) struct ValidatedCache {
-    inner: Cache<[u8; 32], Entry>,
+    inner: Cache<u128, Entry>,
+    /// The XXH3 secret of this cache, random.
+    secret: Box<[u8; SECRET_LEN]>,
 }
 
 impl ValidatedCache {
     pub(crate) fn new(capacity: u64) -> Self {
+        let mut secret = Box::new([0u8; SECRET_LEN]);
+        aws_lc_rs::rand::fill(&mut secret[..]).expect("the system's random number generator");
         Self {
             inner: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilExp)
                 .build(),
+            secret,
         }
     }
 
-    /// The cached principal for a token digest, if any.
-    pub(crate) fn get(&self, digest: &[u8; 32]) -> Option<Principal> {
-        self.inner.get(digest).map(|e| e.principal)
+    /// Where `token` is looked up.
+    pub(crate) fn key(&self, token: &str) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_secret(token.as_bytes(), &self.secret[..])
     }
 
-    /// Remembers a validation for `ttl`.
-    pub(crate) fn insert(&self, digest: [u8; 32], principal: Principal, ttl: Duration) {
+    /// The cached principal for exactly `token` (found under `key`), with the
+    /// cached copy of the token.
+    pub(crate) fn get(&self, key: u128, token: &str) -> Option<(Principal, BearerToken)> {
+        let e = self.inner.get(&key)?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            e.token.expose().as_bytes(),
+            token.as_bytes(),
+        )
+        .ok()?;
+        Some((e.principal, e.token))
+    }
+
+    /// Remembers the validation of `token` (under `key`) for `ttl`.
+    pub(crate) fn insert(
+        &self,
+        key: u128,
+        token: BearerToken,
+        principal: Principal,
+        ttl: Duration,
+    ) {
         if !ttl.is_zero() {
-            self.inner.insert(digest, Entry { principal, ttl });
+            self.inner.insert(
+                key,
+                Entry {
+                    token,
+                    principal,
+                    ttl,
+                },
+            );
         }
     }
 }
