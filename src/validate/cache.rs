@@ -79,19 +79,16 @@ impl ValidatedCache {
     }
 
     /// Where `token` is looked up.
-    pub(crate) fn key(&self, token: &str) -> u128 {
-        xxhash_rust::xxh3::xxh3_128_with_secret(token.as_bytes(), &self.secret[..])
+    pub(crate) fn key(&self, token: &[u8]) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_secret(token, &self.secret[..])
     }
 
     /// The cached principal for exactly `token` (found under `key`), with the
     /// cached copy of the token.
-    pub(crate) fn get(&self, key: u128, token: &str) -> Option<(Principal, BearerToken)> {
+    pub(crate) fn get(&self, key: u128, token: &[u8]) -> Option<(Principal, BearerToken)> {
         let e = self.inner.get(&key)?;
-        aws_lc_rs::constant_time::verify_slices_are_equal(
-            e.token.expose().as_bytes(),
-            token.as_bytes(),
-        )
-        .ok()?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(e.token.expose().as_bytes(), token)
+            .ok()?;
         Some((e.principal, e.token))
     }
 
@@ -113,5 +110,84 @@ impl ValidatedCache {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, OnceLock};
+
+    use super::*;
+    use crate::validate::claims::{PrincipalInner, TokenKind, TokenVersion};
+
+    fn principal(oid: &str) -> Principal {
+        Principal(Arc::new(PrincipalInner {
+            tid: "t".into(),
+            oid: oid.into(),
+            sub: "s".into(),
+            scopes: vec!["access_as_user".into()],
+            roles: Vec::new(),
+            client_app_id: Some("c".into()),
+            version: TokenVersion::V2,
+            kind: TokenKind::Delegated,
+            name: None,
+            preferred_username: None,
+            expires_at: 0,
+            payload: Box::default(),
+            claims: OnceLock::new(),
+        }))
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn only_the_exact_token_is_served() {
+        let cache = ValidatedCache::new(100);
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJvaWQiOiJhIn0.c2lnbmF0dXJl";
+        let key = cache.key(token.as_bytes());
+        cache.insert(key, BearerToken::new(token), principal("a"), HOUR);
+        let (p, cached) = cache.get(key, token.as_bytes()).expect("a hit");
+        assert_eq!(p.oid(), "a");
+        assert_eq!(cached.expose(), token);
+
+        // Under the very same key (as after a collision), any other bytes miss:
+        // one byte changed, a prefix, an extension.
+        let mut flipped = token.as_bytes().to_vec();
+        *flipped.last_mut().unwrap() ^= 1;
+        for other in [
+            &flipped[..],
+            &token.as_bytes()[..token.len() - 1],
+            &[token.as_bytes(), b"A"].concat(),
+        ] {
+            assert!(cache.get(key, other).is_none());
+        }
+        // Other bytes are found elsewhere.
+        assert_ne!(cache.key(&flipped), key);
+    }
+
+    #[test]
+    fn keys_are_secret_per_cache_and_zero_ttl_is_not_cached() {
+        let (a, b) = (ValidatedCache::new(10), ValidatedCache::new(10));
+        assert_ne!(a.key(b"token"), b.key(b"token"));
+        let key = a.key(b"token");
+        a.insert(
+            key,
+            BearerToken::new("token"),
+            principal("a"),
+            Duration::ZERO,
+        );
+        assert!(a.get(key, b"token").is_none());
+    }
+
+    #[test]
+    fn a_hit_hands_out_the_cached_token_and_its_digest_memo() {
+        let cache = ValidatedCache::new(10);
+        let key = cache.key(b"token");
+        cache.insert(key, BearerToken::new("token"), principal("a"), HOUR);
+        let (_, first) = cache.get(key, b"token").unwrap();
+        let digest = first.sha256();
+        let (_, second) = cache.get(key, b"token").unwrap();
+        assert_eq!(second.sha256(), digest);
+        assert_eq!(digest, crate::digest::sha256(b"token"));
     }
 }

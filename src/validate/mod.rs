@@ -17,4 +17,6 @@ pub(crate) use claims::is_guid;
 pub(crate) use claims::PrincipalInner;
 pub use claims::{Principal, TokenKind, TokenVersion};
 pub use error::ValidationError;
+#[cfg(test)]
+pub(crate) use rules::b64token;
 pub(crate) use rules::{ValidationSettings, Validator, MAX_TOKEN_LEN};
