@@ -159,12 +159,14 @@ impl Job {
             let started = std::time::Instant::now();
             // Minted on every core (RSA signing is what takes the time).
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let tokens: Vec<String> = std::thread::scope(|scope| {
+            // The primed token is user 0: exactly MANY_USERS tokens, the
+            // validated-token cache's default capacity.
+            let minted: Vec<String> = std::thread::scope(|scope| {
                 let entra = &entra;
                 let workers: Vec<_> = (0..threads)
                     .map(|t| {
                         scope.spawn(move || {
-                            (t..MANY_USERS)
+                            (1 + t..MANY_USERS)
                                 .step_by(threads)
                                 .map(|i| {
                                     let oid = format!("5f3a7c1e-9b2d-4e8f-a6c0-{i:012}");
@@ -181,7 +183,8 @@ impl Job {
                 all.sort_unstable_by_key(|(i, _)| *i);
                 all.into_iter().map(|(_, t)| t).collect()
             });
-            for t in &tokens {
+            let tokens: Vec<String> = std::iter::once(token.clone()).chain(minted).collect();
+            for t in &tokens[1..] {
                 prime(&app, t, variant).await;
             }
             let path = format!("{info}.tokens");
