@@ -27,12 +27,20 @@
 //!
 //! # How it fails
 //!
-//! It does not: a full cache evicts (moka, TinyLFU), an expired entry is a miss.
+//! It does not: a full cache evicts (quick_cache's CLOCK-Pro-like policy). An
+//! entry whose token has expired by the configured clock is refused on its next
+//! hit (and removed then); until then it is only weight under the capacity.
+//!
+//! quick_cache rather than moka (which the On-Behalf-Of cache keeps for its
+//! single-flight and per-entry TTL): a hit is one shard read lock, one
+//! SwissTable probe and the entry, where moka's read path chases bucket, key and
+//! value pointers and records the read for its LRU and frequency sketch. At
+//! 10,000 cached tokens (past the CPU caches) that was most of a request's CPU
+//! time (see benches/README.md).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use moka::sync::Cache;
-use moka::Expiry;
+use quick_cache::sync::Cache;
 
 use super::claims::Principal;
 use crate::secret::BearerToken;
@@ -46,16 +54,6 @@ struct Entry {
     /// that its clones share one SHA-256 memo (the On-Behalf-Of cache key).
     token: BearerToken,
     principal: Principal,
-    /// How long the entry may live (until `exp` + leeway, by the injected clock).
-    ttl: Duration,
-}
-
-struct UntilExp;
-
-impl Expiry<u128, Entry> for UntilExp {
-    fn expire_after_create(&self, _: &u128, v: &Entry, _: Instant) -> Option<Duration> {
-        Some(v.ttl)
-    }
 }
 
 /// Bounded cache of validated tokens.
@@ -70,10 +68,7 @@ impl ValidatedCache {
         let mut secret = Box::new([0u8; SECRET_LEN]);
         aws_lc_rs::rand::fill(&mut secret[..]).expect("the system's random number generator");
         Self {
-            inner: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExp)
-                .build(),
+            inner: Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
             secret,
         }
     }
@@ -92,7 +87,13 @@ impl ValidatedCache {
         Some((e.principal, e.token))
     }
 
-    /// Remembers the validation of `token` (under `key`) for `ttl`.
+    /// Forgets the entry under `key` (its token has expired).
+    pub(crate) fn remove(&self, key: u128) {
+        self.inner.remove(&key);
+    }
+
+    /// Remembers the validation of `token` (under `key`), unless it is valid for
+    /// no time at all (`ttl`: until `exp` + leeway, by the configured clock).
     pub(crate) fn insert(
         &self,
         key: u128,
@@ -101,14 +102,7 @@ impl ValidatedCache {
         ttl: Duration,
     ) {
         if !ttl.is_zero() {
-            self.inner.insert(
-                key,
-                Entry {
-                    token,
-                    principal,
-                    ttl,
-                },
-            );
+            self.inner.insert(key, Entry { token, principal });
         }
     }
 }

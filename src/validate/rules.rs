@@ -123,6 +123,7 @@ impl Validator {
             if self.settings.clock.now() <= p.expires_at().saturating_add(leeway) {
                 return Ok((p, cached));
             }
+            cache.remove(key);
             return Err(ValidationError::Expired);
         }
         let token = b64token(token)?;
