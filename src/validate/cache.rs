@@ -127,7 +127,7 @@ mod tests {
             name: None,
             preferred_username: None,
             expires_at: 0,
-            payload: Box::default(),
+            payload: Vec::new(),
             claims: OnceLock::new(),
         }))
     }

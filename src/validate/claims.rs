@@ -59,7 +59,7 @@ pub(crate) struct PrincipalInner {
     pub(crate) expires_at: i64,
     /// The token's decoded payload (JSON), from which [`Principal::claims`] is
     /// parsed the first time it is asked for.
-    pub(crate) payload: Box<[u8]>,
+    pub(crate) payload: Vec<u8>,
     pub(crate) claims: OnceLock<Map<String, Value>>,
 }
 

@@ -148,9 +148,20 @@ impl Validator {
         if payload_b64.contains('.') || header_b64.is_empty() || payload_b64.is_empty() {
             return Err(ValidationError::Malformed);
         }
-        let header = decode_segment(header_b64)?;
+        // Entra's JOSE headers are about 100 bytes: decoded on the stack.
+        let mut small = [0u8; 512];
+        let large;
+        let header: &[u8] = if header_b64.len() <= small.len() / 3 * 4 {
+            let n = URL_SAFE_NO_PAD
+                .decode_slice(header_b64, &mut small)
+                .map_err(|_| ValidationError::Malformed)?;
+            &small[..n]
+        } else {
+            large = decode_segment(header_b64)?;
+            &large
+        };
         let header: JoseHeader<'_> =
-            serde_json::from_slice(&header).map_err(|_| ValidationError::Malformed)?;
+            serde_json::from_slice(header).map_err(|_| ValidationError::Malformed)?;
         if header.alg != "RS256" {
             return Err(ValidationError::Algorithm);
         }
@@ -198,7 +209,7 @@ impl Validator {
         drop(claims);
         Ok(Principal::new(PrincipalInner {
             tid,
-            payload: payload.into_boxed_slice(),
+            payload,
             ..checked
         }))
     }
@@ -262,7 +273,7 @@ impl Validator {
             name,
             preferred_username,
             expires_at: exp,
-            payload: Box::default(),
+            payload: Vec::new(),
             claims: OnceLock::new(),
         })
     }
