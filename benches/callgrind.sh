@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-2000}
-VARIANTS=${VARIANTS:-"bare obo-uncached obo-cached obo-token obo-cached-many rsa-verify"}
+VARIANTS=${VARIANTS:-"bare obo-uncached obo-cached obo-token obo-cached-many rsa-verify jwt-floor jwt-preparsed"}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/axum-obo-callgrind.XXXXXX")}
 mkdir -p "$OUT_DIR"
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is required" >&2; exit 1; }
@@ -26,7 +26,7 @@ bin=$(cargo bench --bench hotpath --no-run --message-format=json-render-diagnost
 declare -A IR
 for v in $VARIANTS; do
     n=$N
-    [ "$v" = obo-uncached ] || [ "$v" = rsa-verify ] && n=$((N / 4))
+    case $v in obo-uncached | rsa-verify | jwt-*) n=$((N / 4)) ;; esac
     out="$OUT_DIR/callgrind.$v"
     valgrind --tool=callgrind --toggle-collect='*measured*' --callgrind-out-file="$out" \
         "$bin" "$v" "$n" >"$OUT_DIR/log.$v" 2>&1 || { cat "$OUT_DIR/log.$v" >&2; exit 1; }
@@ -42,7 +42,7 @@ echo "| variant | instructions/request | added over bare |"
 echo "|---|---:|---:|"
 for v in $VARIANTS; do
     added="—"
-    if [ -n "${IR[bare]:-}" ] && [ "$v" != bare ] && [ "$v" != rsa-verify ]; then
+    if [ -n "${IR[bare]:-}" ] && [[ $v == obo-* ]]; then
         added=$((IR[$v] - IR[bare]))
     fi
     printf '| %s | %s | %s |\n' "$v" "${IR[$v]}" "$added"

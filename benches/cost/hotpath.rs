@@ -15,7 +15,10 @@
 //! `load_server`), `obo-cached-many` (like `obo-cached`, 1,000 users' tokens in
 //! rotation) and `rsa-verify` (one RSA-2048 PKCS#1 v1.5 SHA-256 verification of
 //! a token's signature with a pre-parsed aws-lc-rs key: the unit the uncached
-//! path is measured in).
+//! path is measured in), `jwt-floor` (`jsonwebtoken::decode`, key parsed per
+//! call, claims into a map) and `jwt-preparsed` (`jsonwebtoken::decode` with a
+//! `CryptoProvider` over the pre-parsed key, claims into the layer's claim set):
+//! one decode each, no router, for the jsonwebtoken question.
 //!
 //! Run by `cargo bench` without arguments it only prints this usage.
 
@@ -35,7 +38,7 @@ use common::{ready, realistic_token};
 use tower::ServiceExt as _;
 
 const USAGE: &str = "usage: hotpath VARIANT ITERATIONS
-variants: bare, obo-uncached, obo-cached, obo-token, obo-cached-many, rsa-verify";
+variants: bare, obo-uncached, obo-cached, obo-token, obo-cached-many, rsa-verify, jwt-floor, jwt-preparsed";
 
 /// Users in rotation for `obo-cached-many` (minting is slow under valgrind).
 const MANY: usize = 1_000;
@@ -82,6 +85,24 @@ fn main() {
             assert!(key.verify_sig(message.as_bytes(), &signature).is_ok());
         }
         measured_verify(&key, message.as_bytes(), &signature, iterations);
+        return;
+    }
+
+    if variant == "jwt-floor" || variant == "jwt-preparsed" {
+        let der = entra.public_key_der(&entra.current_kid());
+        let parsed =
+            ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_slice()).expect("an RSA key");
+        let decode: Box<dyn Fn(&str) -> bool> = if variant == "jwt-floor" {
+            let raw = rt.block_on(common::RawDecoder::new(&entra));
+            Box::new(move |t| raw.decode(t).is_ok())
+        } else {
+            let jwt = common::PreParsedJwt::new(&entra, &der, parsed);
+            Box::new(move |t| jwt.decode(t).is_ok())
+        };
+        for _ in 0..10 {
+            assert!(decode(&tokens[0]));
+        }
+        measured_decode(&*decode, &tokens[0], iterations);
         return;
     }
 
@@ -159,6 +180,14 @@ fn requests(rt: &tokio::runtime::Runtime, router: &Router, headers: &[String], n
             router.clone().oneshot(request(&headers[i % headers.len()])),
         );
         assert!(black_box(response).is_ok_and(|r| r.status() == http::StatusCode::OK));
+    }
+}
+
+/// The measured loop of `jwt-floor` and `jwt-preparsed`.
+#[inline(never)]
+fn measured_decode(decode: &dyn Fn(&str) -> bool, token: &str, n: usize) {
+    for _ in 0..n {
+        assert!(decode(black_box(token)));
     }
 }
 
