@@ -36,7 +36,7 @@
 //! SwissTable probe and the entry, where moka's read path chases bucket, key and
 //! value pointers and records the read for its LRU and frequency sketch. At
 //! 10,000 cached tokens (past the CPU caches) that was most of a request's CPU
-//! time (see benches/README.md).
+//! time (see the README's "Performance").
 
 use std::time::Duration;
 
