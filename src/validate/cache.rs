@@ -40,7 +40,8 @@
 
 use std::time::Duration;
 
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, UnitWeighter};
 
 use super::claims::Principal;
 use crate::secret::BearerToken;
@@ -63,12 +64,38 @@ pub(crate) struct ValidatedCache {
     secret: Box<[u8; SECRET_LEN]>,
 }
 
+/// A quick_cache holding at least `capacity` tokens however they spread.
+///
+/// quick_cache bounds each of its shards to an equal part of its capacity, and
+/// tokens spread over shards unevenly: filled to exactly `capacity`, it would
+/// evict from the fuller shards. So shards hold at least 1,024 tokens each (one
+/// shard for small caches) and get an eighth more room: at 1,024 tokens a shard,
+/// over four standard deviations of the spread.
+fn sized(capacity: u64) -> Cache<u128, Entry> {
+    let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+    let most = std::thread::available_parallelism().map_or(1, |n| n.get() * 4);
+    let shards = (capacity / 1024).clamp(1, most);
+    let shards = 1usize << shards.ilog2(); // a power of two, as quick_cache wants
+    let options = OptionsBuilder::new()
+        .shards(shards)
+        .estimated_items_capacity(capacity)
+        .weight_capacity(capacity.saturating_add(capacity / 8) as u64)
+        .build()
+        .expect("every option is set");
+    Cache::with_options(
+        options,
+        UnitWeighter,
+        DefaultHashBuilder::default(),
+        DefaultLifecycle::default(),
+    )
+}
+
 impl ValidatedCache {
     pub(crate) fn new(capacity: u64) -> Self {
         let mut secret = Box::new([0u8; SECRET_LEN]);
         aws_lc_rs::rand::fill(&mut secret[..]).expect("the system's random number generator");
         Self {
-            inner: Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            inner: sized(capacity),
             secret,
         }
     }
@@ -157,6 +184,21 @@ mod tests {
         }
         // Other bytes are found elsewhere.
         assert_ne!(cache.key(&flipped), key);
+    }
+
+    #[test]
+    fn capacity_tokens_in_a_cycle_all_stay_cached() {
+        let cache = ValidatedCache::new(10_000);
+        let tokens: Vec<String> = (0..10_000).map(|i| format!("token-{i}")).collect();
+        for t in &tokens {
+            let key = cache.key(t.as_bytes());
+            cache.insert(key, BearerToken::new(t.as_str()), principal("a"), HOUR);
+        }
+        let kept = tokens
+            .iter()
+            .filter(|t| cache.get(cache.key(t.as_bytes()), t.as_bytes()).is_some())
+            .count();
+        assert_eq!(kept, tokens.len());
     }
 
     #[test]
