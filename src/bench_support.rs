@@ -48,8 +48,12 @@ impl TokenValidator {
 
     /// Validates `token` exactly as the layer does (from the validated-token cache
     /// when it is enabled and holds the token).
-    pub async fn validate(&self, token: &BearerToken) -> Result<Principal, ValidationError> {
-        self.0.validator.validate(token).await
+    pub async fn validate(&self, token: &str) -> Result<Principal, ValidationError> {
+        self.0
+            .validator
+            .validate(token.as_bytes())
+            .await
+            .map(|(p, _)| p)
     }
 }
 

@@ -166,6 +166,7 @@ mod tests {
             name: None,
             preferred_username: None,
             expires_at: 0,
+            payload: Vec::new(),
             claims: Default::default(),
         }))
     }

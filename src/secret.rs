@@ -8,7 +8,23 @@ use std::sync::{Arc, OnceLock};
 /// `Debug` and `Display` print `[redacted]`; the only way to read the token is
 /// [`BearerToken::expose`], which makes every use greppable. Cloning is cheap.
 #[derive(Clone)]
-pub struct BearerToken(Arc<str>, Arc<OnceLock<[u8; 32]>>);
+pub struct BearerToken(Arc<str>, Arc<Memo>);
+
+/// What is derived from a token, computed once per token (shared by its clones).
+#[derive(Default)]
+struct Memo {
+    sha256: OnceLock<[u8; 32]>,
+    derived: OnceLock<Derived>,
+}
+
+/// A 32-byte value derived from the token in a context (tenant, user and a
+/// static scope set): the On-Behalf-Of cache key of the first scope set asked for.
+struct Derived {
+    tid: Box<str>,
+    oid: Box<str>,
+    scopes: &'static [&'static str],
+    value: [u8; 32],
+}
 
 impl PartialEq for BearerToken {
     fn eq(&self, other: &Self) -> bool {
@@ -34,7 +50,34 @@ impl BearerToken {
     pub fn sha256(&self) -> [u8; 32] {
         *self
             .1
+            .sha256
             .get_or_init(|| crate::digest::sha256(self.0.as_bytes()))
+    }
+
+    /// `derive()`, memoized for the first context it is asked with (tenant,
+    /// user and a static scope set, compared by address): a request with the
+    /// same cached token and scope type gets it without hashing again.
+    pub(crate) fn derived(
+        &self,
+        tid: &str,
+        oid: &str,
+        scopes: &'static [&'static str],
+        derive: impl FnOnce() -> [u8; 32],
+    ) -> [u8; 32] {
+        if let Some(d) = self.1.derived.get() {
+            if std::ptr::eq(d.scopes, scopes) && *d.tid == *tid && *d.oid == *oid {
+                return d.value;
+            }
+            return derive();
+        }
+        let value = derive();
+        let _ = self.1.derived.set(Derived {
+            tid: tid.into(),
+            oid: oid.into(),
+            scopes,
+            value,
+        });
+        value
     }
 }
 

@@ -7,6 +7,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use aws_lc_rs::signature::ParsedPublicKey;
 use axum_obo::{OboConfig, OboConfigBuilder};
 use axum_obo_testing::EntraStandIn;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -122,4 +123,114 @@ pub fn resident_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The claims the layer reads, owned (`jsonwebtoken::decode` wants
+/// `DeserializeOwned`): what a jsonwebtoken-based layer would deserialize.
+#[derive(Debug, serde::Deserialize)]
+pub struct LayerClaims {
+    pub tid: String,
+    pub iss: String,
+    pub aud: Value,
+    pub exp: i64,
+    pub nbf: Option<i64>,
+    pub ver: Option<String>,
+    pub scp: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub azp: Option<String>,
+    pub appid: Option<String>,
+    pub idtyp: Option<String>,
+    pub oid: String,
+    pub sub: String,
+    pub name: Option<String>,
+    pub preferred_username: Option<String>,
+}
+
+/// Pre-parsed aws-lc-rs keys, by the DER of the `DecodingKey` they stand for:
+/// what a jsonwebtoken 11 `CryptoProvider` (a plain `fn`, no state) has to
+/// consult to avoid parsing the key on every call.
+static PREPARSED: std::sync::RwLock<Vec<(Vec<u8>, std::sync::Arc<ParsedPublicKey>)>> =
+    std::sync::RwLock::new(Vec::new());
+
+struct PreParsedVerifier(std::sync::Arc<ParsedPublicKey>);
+
+impl jsonwebtoken::signature::Verifier<Vec<u8>> for PreParsedVerifier {
+    fn verify(
+        &self,
+        msg: &[u8],
+        signature: &Vec<u8>,
+    ) -> Result<(), jsonwebtoken::signature::Error> {
+        self.0
+            .verify_sig(msg, signature)
+            .map_err(|_| jsonwebtoken::signature::Error::new())
+    }
+}
+
+impl jsonwebtoken::crypto::JwtVerifier for PreParsedVerifier {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::RS256
+    }
+}
+
+fn preparsed_verifier(
+    alg: &Algorithm,
+    key: &DecodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn jsonwebtoken::crypto::JwtVerifier>> {
+    if *alg == Algorithm::RS256 {
+        if let Ok(der) = key.try_get_as_bytes() {
+            let keys = PREPARSED.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, parsed)) = keys.iter().find(|(d, _)| d == der) {
+                return Ok(Box::new(PreParsedVerifier(std::sync::Arc::clone(parsed))));
+            }
+        }
+    }
+    (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(alg, key)
+}
+
+/// `jsonwebtoken::decode` (header, `Validation` for the registered claims, claims
+/// into [`LayerClaims`]) with a custom `CryptoProvider` whose RS256 verifier uses a
+/// pre-parsed aws-lc-rs key: jsonwebtoken as this crate's JWT layer would use it.
+pub struct PreParsedJwt {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl PreParsedJwt {
+    /// Registers `parsed` for `der` (the stand-in's key as a SubjectPublicKeyInfo)
+    /// and installs the provider (once per process).
+    pub fn new(entra: &EntraStandIn, der: &[u8], parsed: ParsedPublicKey) -> Self {
+        static PROVIDER: std::sync::OnceLock<&'static jsonwebtoken::crypto::CryptoProvider> =
+            std::sync::OnceLock::new();
+        let provider = PROVIDER.get_or_init(|| {
+            let d = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+            let p = Box::leak(Box::new(jsonwebtoken::crypto::CryptoProvider {
+                signer_factory: d.signer_factory,
+                verifier_factory: preparsed_verifier,
+                key_utils: d.key_utils.clone(),
+            }));
+            let _ = p.install_default();
+            p
+        });
+        let _ = provider;
+        PREPARSED
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((der.to_vec(), std::sync::Arc::new(parsed)));
+        let tid = entra.home_tenant();
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[entra.issuer_v2(&tid)]);
+        validation.set_audience(&[entra.api_client_id()]);
+        validation.validate_nbf = true;
+        validation.leeway = 60;
+        Self {
+            key: DecodingKey::from_rsa_der(der),
+            validation,
+        }
+    }
+
+    /// Verifies and decodes `token`.
+    pub fn decode(&self, token: &str) -> jsonwebtoken::errors::Result<LayerClaims> {
+        jsonwebtoken::decode::<LayerClaims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+    }
 }

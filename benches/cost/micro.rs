@@ -3,7 +3,12 @@
 //! - `validate/*`: a realistic Entra access token (2048-bit RSA, ~1.5 KB) through
 //!   the layer's validator with the validated-token cache disabled (every call
 //!   verifies RSA) and enabled (a hit), next to `jsonwebtoken::decode` with the
-//!   same key and checks (the floor).
+//!   same key and checks (the floor); `validate/rsa_verify_parsed`: one
+//!   RSA-2048 PKCS#1 verification with a pre-parsed aws-lc-rs key (the unit the
+//!   uncached path is measured in); `validate/jsonwebtoken_preparsed_provider`:
+//!   `jsonwebtoken::decode` with a custom `CryptoProvider` whose verifier uses a
+//!   pre-parsed aws-lc-rs key (no per-call key parsing).
+//! - `token_key/*`: what keying the validated-token cache costs per request.
 //! - `obo_cache_lookup/N`: the On-Behalf-Of cache hit path with N cached users,
 //!   looking every user up in a random order; `obo_cache_lookup_hot10/N`: the
 //!   same 10 users among N; `hashmap_reference/N`: a plain `HashMap` looked up
@@ -18,10 +23,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
@@ -30,7 +37,9 @@ use axum_obo::config::DEFAULT_OBO_CACHE_BYTES;
 use axum_obo::secret::BearerToken;
 use axum_obo::{GraphUserRead, OboLayer, OboToken, Principal};
 use axum_obo_testing::EntraStandIn;
-use common::{ready, realistic_token, RawDecoder, USER_READ};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::{ready, realistic_token, PreParsedJwt, RawDecoder, USER_READ};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tower::ServiceExt as _;
 
@@ -64,33 +73,74 @@ fn validate(c: &mut Criterion) {
             .expect("config"),
     );
     let cached = TokenValidator::new(common::config(&entra).build().expect("config"));
-    let bearer = BearerToken::new(token.as_str());
     rt.block_on(async {
         uncached.warm_up().await.expect("keys");
         cached.warm_up().await.expect("keys");
-        uncached.validate(&bearer).await.expect("a valid token");
-        cached.validate(&bearer).await.expect("a valid token");
+        uncached.validate(&token).await.expect("a valid token");
+        cached.validate(&token).await.expect("a valid token");
     });
     raw.decode(&token).expect("a valid token");
+    let der = entra.public_key_der(&entra.current_kid());
+    let parsed = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_slice())
+        .expect("an RSA public key");
+    let (message, signature) = token.rsplit_once('.').expect("a JWS");
+    let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+    let preparsed = PreParsedJwt::new(&entra, &der, parsed.clone());
+    preparsed.decode(&token).expect("a valid token");
 
     let mut g = c.benchmark_group("validate");
     g.throughput(Throughput::Elements(1));
+    g.bench_function("rsa_verify_parsed", |b| {
+        b.iter(|| {
+            parsed
+                .verify_sig(black_box(message.as_bytes()), black_box(&signature))
+                .is_ok()
+        })
+    });
     g.bench_function("jsonwebtoken_decode_floor", |b| {
         b.iter(|| raw.decode(black_box(&token)).is_ok())
     });
-    // A new `BearerToken` per call, as the layer makes one per request from the
-    // header (so that nothing computed from a token value carries over).
+    g.bench_function("jsonwebtoken_preparsed_provider", |b| {
+        b.iter(|| preparsed.decode(black_box(&token)).is_ok())
+    });
     g.bench_function("uncached", |b| {
-        b.iter(|| {
-            let bearer = BearerToken::new(black_box(token.as_str()));
-            ready(&rt, uncached.validate(&bearer)).is_ok()
-        })
+        b.iter(|| ready(&rt, uncached.validate(black_box(&token))).is_ok())
     });
     g.bench_function("cached", |b| {
+        b.iter(|| ready(&rt, cached.validate(black_box(&token))).is_ok())
+    });
+    g.finish();
+
+    // What finding a token in the validated-token cache costs before the lookup:
+    // the SHA-256 the cache was keyed by, the keyed XXH3-128 it is keyed by now
+    // (plus the constant-time comparison of the whole token on a hit), and std's
+    // keyed SipHash-1-3 for reference.
+    let mut g = c.benchmark_group("token_key");
+    g.throughput(Throughput::Bytes(token.len() as u64));
+    let mut secret = [0u8; 192];
+    aws_lc_rs::rand::fill(&mut secret).expect("random");
+    let copy = token.clone();
+    let sip = std::collections::hash_map::RandomState::new();
+    g.bench_function("sha256", |b| {
         b.iter(|| {
-            let bearer = BearerToken::new(black_box(token.as_str()));
-            ready(&rt, cached.validate(&bearer)).is_ok()
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, black_box(token.as_bytes()))
         })
+    });
+    g.bench_function("xxh3_128_secret", |b| {
+        b.iter(|| xxhash_rust::xxh3::xxh3_128_with_secret(black_box(token.as_bytes()), &secret))
+    });
+    g.bench_function("xxh3_128_secret_and_ct_compare", |b| {
+        b.iter(|| {
+            let k = xxhash_rust::xxh3::xxh3_128_with_secret(black_box(token.as_bytes()), &secret);
+            let same = aws_lc_rs::constant_time::verify_slices_are_equal(
+                black_box(token.as_bytes()),
+                black_box(copy.as_bytes()),
+            );
+            (k, same.is_ok())
+        })
+    });
+    g.bench_function("siphash13", |b| {
+        b.iter(|| sip.hash_one(black_box(token.as_bytes())))
     });
     g.finish();
     drop(entra);

@@ -232,6 +232,20 @@ pub(crate) fn request_key(
     (sent, cache_key(tid, oid, &normalized, inbound))
 }
 
+/// The cache key of (`tid`, `oid`, `scopes`, `inbound`), as [`request_key`]
+/// computes it, memoized in the inbound token for its first scope set (a cached
+/// inbound token is the same `BearerToken` on every request).
+pub(crate) fn memo_key(
+    tid: &str,
+    oid: &str,
+    scopes: &'static [&'static str],
+    inbound: &BearerToken,
+) -> CacheKey {
+    inbound.derived(tid, oid, scopes, || {
+        request_key(tid, oid, scopes, inbound).1
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +262,32 @@ mod tests {
         assert_ne!(k, cache_key("t", "u", "s", &b));
         // Length prefixes: moving a boundary changes the key.
         assert_ne!(cache_key("ab", "c", "s", &a), cache_key("a", "bc", "s", &a));
+    }
+
+    #[test]
+    fn memoized_keys_are_the_keys_of_their_own_context() {
+        const S1: &[&str] = &["https://graph.microsoft.com/User.Read"];
+        const S2: &[&str] = &["https://graph.microsoft.com/Mail.Read"];
+        let a = BearerToken::new("token-a");
+        let key = |tid, oid, scopes: &'static [&'static str]| {
+            (
+                memo_key(tid, oid, scopes, &a),
+                request_key(tid, oid, scopes, &a).1,
+            )
+        };
+        for (tid, oid, scopes) in [
+            ("t", "u", S1),
+            ("t", "u", S1),
+            ("t", "u", S2),
+            ("t2", "u", S1),
+            ("t", "u2", S1),
+            ("t", "u", S1),
+        ] {
+            let (memo, fresh) = key(tid, oid, scopes);
+            assert_eq!(memo, fresh, "{tid} {oid} {scopes:?}");
+        }
+        // The memo is the token's: another token with the same context differs.
+        let b = BearerToken::new("token-b");
+        assert_ne!(memo_key("t", "u", S1, &a), memo_key("t", "u", S1, &b));
     }
 }

@@ -37,7 +37,7 @@ use std::time::Duration;
 use moka::ops::compute::{CompResult, Op};
 use tracing::Instrument as _;
 
-use super::cache::{bump, request_key, CacheKey, CachedToken, Counters, OboCache};
+use super::cache::{bump, memo_key, request_key, CacheKey, CachedToken, Counters, OboCache};
 use super::claims::{request_claims, MalformedChallenge};
 use super::endpoint::{self, Issued, TokenEndpoint};
 #[cfg(feature = "redis")]
@@ -200,7 +200,7 @@ impl Exchanger {
     ) -> Result<Arc<CachedToken>, OboError> {
         let now = self.settings.clock.now();
         self.preflight(principal, now)?;
-        let (sent, key) = request_key(principal.tid(), principal.oid(), scopes, assertion);
+        let key = memo_key(principal.tid(), principal.oid(), scopes, assertion);
         if let Some(cached) = self.cache.lookup(&key, now, &self.counters).await {
             if cached.is_err() {
                 tracing::debug!(
@@ -212,6 +212,7 @@ impl Exchanger {
             return cached;
         }
         bump(&self.counters.misses);
+        let sent = scopes.join(" ");
         self.cache
             .tokens
             .try_get_with(key, self.fill(key, principal, assertion, &sent, scopes))

@@ -1,52 +1,229 @@
-//! Successful validations, keyed by the SHA-256 of the token (never the token),
-//! kept until the token's `exp`.
+//! Successful validations, found by a keyed hash of the token and served only
+//! for the exact same token bytes, kept until the token's `exp`.
+//!
+//! # Where it sits
+//!
+//! [`Validator::validate`](super::Validator::validate) looks every bearer token
+//! up here before it verifies anything, and inserts the principal of every token
+//! that passed all checks.
+//!
+//! # What it guarantees
+//!
+//! An entry is served only for a token byte-for-byte equal to the one that was
+//! validated: the key is a 128-bit XXH3 of the token under a secret drawn at
+//! random for each cache (from aws-lc-rs's CSPRNG; never leaves the process),
+//! and a hit compares the whole stored token with the presented one in
+//! constant time (`CRYPTO_memcmp`). A different token under the same key is a
+//! miss and is validated in full. The hash only spreads tokens over the cache;
+//! exactness rests on the comparison, not on the hash (see SECURITY.md). Only
+//! tokens that passed every check are stored, so the entries cannot be chosen
+//! by someone who cannot get Entra to sign a token for this API.
+//!
+//! # What an attacker sees
+//!
+//! Nothing derived from a token leaves the process. The tokens themselves are
+//! held in memory while cached (as the On-Behalf-Of cache holds downstream
+//! tokens), in [`BearerToken`]s, which never print.
+//!
+//! # How it fails
+//!
+//! It does not: a full cache evicts (quick_cache's CLOCK-Pro-like policy). An
+//! entry whose token has expired by the configured clock is refused on its next
+//! hit (and removed then); until then it is only weight under the capacity.
+//!
+//! quick_cache rather than moka (which the On-Behalf-Of cache keeps for its
+//! single-flight and per-entry TTL): a hit is one shard read lock, one
+//! SwissTable probe and the entry, where moka's read path chases bucket, key and
+//! value pointers and records the read for its LRU and frequency sketch: at
+//! 10,000 cached tokens (past the CPU caches) moka's probe took nearly half of
+//! the load server's CPU (see the README's "Performance").
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use moka::sync::Cache;
-use moka::Expiry;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, UnitWeighter};
 
 use super::claims::Principal;
+use crate::secret::BearerToken;
+
+/// Bytes of the XXH3 secret (its default size).
+const SECRET_LEN: usize = 192;
 
 #[derive(Clone)]
 struct Entry {
+    /// The validated token: compared in full on every hit, and handed out so
+    /// that its clones share one SHA-256 memo (the On-Behalf-Of cache key).
+    token: BearerToken,
     principal: Principal,
-    /// How long the entry may live (until `exp` + leeway, by the injected clock).
-    ttl: Duration,
-}
-
-struct UntilExp;
-
-impl Expiry<[u8; 32], Entry> for UntilExp {
-    fn expire_after_create(&self, _: &[u8; 32], v: &Entry, _: Instant) -> Option<Duration> {
-        Some(v.ttl)
-    }
 }
 
 /// Bounded cache of validated tokens.
 pub(crate) struct ValidatedCache {
-    inner: Cache<[u8; 32], Entry>,
+    inner: Cache<u128, Entry>,
+    /// The XXH3 secret of this cache, random.
+    secret: Box<[u8; SECRET_LEN]>,
+}
+
+/// A quick_cache holding at least `capacity` tokens however they spread.
+///
+/// quick_cache bounds each of its shards to an equal part of its capacity, and
+/// tokens spread over shards unevenly: filled to exactly `capacity`, it would
+/// evict from the fuller shards. So shards hold at least 1,024 tokens each (one
+/// shard for small caches) and get an eighth more room: at 1,024 tokens a shard,
+/// over four standard deviations of the spread.
+fn sized(capacity: u64) -> Cache<u128, Entry> {
+    let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+    let most = std::thread::available_parallelism().map_or(1, |n| n.get() * 4);
+    let shards = (capacity / 1024).clamp(1, most);
+    let shards = 1usize << shards.ilog2(); // a power of two, as quick_cache wants
+    let options = OptionsBuilder::new()
+        .shards(shards)
+        .estimated_items_capacity(capacity)
+        .weight_capacity(capacity.saturating_add(capacity / 8) as u64)
+        .build()
+        .expect("every option is set");
+    Cache::with_options(
+        options,
+        UnitWeighter,
+        DefaultHashBuilder::default(),
+        DefaultLifecycle::default(),
+    )
 }
 
 impl ValidatedCache {
     pub(crate) fn new(capacity: u64) -> Self {
+        let mut secret = Box::new([0u8; SECRET_LEN]);
+        aws_lc_rs::rand::fill(&mut secret[..]).expect("the system's random number generator");
         Self {
-            inner: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExp)
-                .build(),
+            inner: sized(capacity),
+            secret,
         }
     }
 
-    /// The cached principal for a token digest, if any.
-    pub(crate) fn get(&self, digest: &[u8; 32]) -> Option<Principal> {
-        self.inner.get(digest).map(|e| e.principal)
+    /// Where `token` is looked up.
+    pub(crate) fn key(&self, token: &[u8]) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_secret(token, &self.secret[..])
     }
 
-    /// Remembers a validation for `ttl`.
-    pub(crate) fn insert(&self, digest: [u8; 32], principal: Principal, ttl: Duration) {
+    /// The cached principal for exactly `token` (found under `key`), with the
+    /// cached copy of the token.
+    pub(crate) fn get(&self, key: u128, token: &[u8]) -> Option<(Principal, BearerToken)> {
+        let e = self.inner.get(&key)?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(e.token.expose().as_bytes(), token)
+            .ok()?;
+        Some((e.principal, e.token))
+    }
+
+    /// Forgets the entry under `key` (its token has expired).
+    pub(crate) fn remove(&self, key: u128) {
+        self.inner.remove(&key);
+    }
+
+    /// Remembers the validation of `token` (under `key`), unless it is valid for
+    /// no time at all (`ttl`: until `exp` + leeway, by the configured clock).
+    pub(crate) fn insert(
+        &self,
+        key: u128,
+        token: BearerToken,
+        principal: Principal,
+        ttl: Duration,
+    ) {
         if !ttl.is_zero() {
-            self.inner.insert(digest, Entry { principal, ttl });
+            self.inner.insert(key, Entry { token, principal });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, OnceLock};
+
+    use super::*;
+    use crate::validate::claims::{PrincipalInner, TokenKind, TokenVersion};
+
+    fn principal(oid: &str) -> Principal {
+        Principal(Arc::new(PrincipalInner {
+            tid: "t".into(),
+            oid: oid.into(),
+            sub: "s".into(),
+            scopes: vec!["access_as_user".into()],
+            roles: Vec::new(),
+            client_app_id: Some("c".into()),
+            version: TokenVersion::V2,
+            kind: TokenKind::Delegated,
+            name: None,
+            preferred_username: None,
+            expires_at: 0,
+            payload: Vec::new(),
+            claims: OnceLock::new(),
+        }))
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn only_the_exact_token_is_served() {
+        let cache = ValidatedCache::new(100);
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJvaWQiOiJhIn0.c2lnbmF0dXJl";
+        let key = cache.key(token.as_bytes());
+        cache.insert(key, BearerToken::new(token), principal("a"), HOUR);
+        let (p, cached) = cache.get(key, token.as_bytes()).expect("a hit");
+        assert_eq!(p.oid(), "a");
+        assert_eq!(cached.expose(), token);
+
+        // Under the very same key (as after a collision), any other bytes miss:
+        // one byte changed, a prefix, an extension.
+        let mut flipped = token.as_bytes().to_vec();
+        *flipped.last_mut().unwrap() ^= 1;
+        for other in [
+            &flipped[..],
+            &token.as_bytes()[..token.len() - 1],
+            &[token.as_bytes(), b"A"].concat(),
+        ] {
+            assert!(cache.get(key, other).is_none());
+        }
+        // Other bytes are found elsewhere.
+        assert_ne!(cache.key(&flipped), key);
+    }
+
+    #[test]
+    fn capacity_tokens_in_a_cycle_all_stay_cached() {
+        let cache = ValidatedCache::new(10_000);
+        let tokens: Vec<String> = (0..10_000).map(|i| format!("token-{i}")).collect();
+        for t in &tokens {
+            let key = cache.key(t.as_bytes());
+            cache.insert(key, BearerToken::new(t.as_str()), principal("a"), HOUR);
+        }
+        let kept = tokens
+            .iter()
+            .filter(|t| cache.get(cache.key(t.as_bytes()), t.as_bytes()).is_some())
+            .count();
+        assert_eq!(kept, tokens.len());
+    }
+
+    #[test]
+    fn keys_are_secret_per_cache_and_zero_ttl_is_not_cached() {
+        let (a, b) = (ValidatedCache::new(10), ValidatedCache::new(10));
+        assert_ne!(a.key(b"token"), b.key(b"token"));
+        let key = a.key(b"token");
+        a.insert(
+            key,
+            BearerToken::new("token"),
+            principal("a"),
+            Duration::ZERO,
+        );
+        assert!(a.get(key, b"token").is_none());
+    }
+
+    #[test]
+    fn a_hit_hands_out_the_cached_token_and_its_digest_memo() {
+        let cache = ValidatedCache::new(10);
+        let key = cache.key(b"token");
+        cache.insert(key, BearerToken::new("token"), principal("a"), HOUR);
+        let (_, first) = cache.get(key, b"token").unwrap();
+        let digest = first.sha256();
+        let (_, second) = cache.get(key, b"token").unwrap();
+        assert_eq!(second.sha256(), digest);
+        assert_eq!(digest, crate::digest::sha256(b"token"));
     }
 }

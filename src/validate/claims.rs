@@ -1,7 +1,7 @@
 //! The validated principal: what a handler learns about the caller.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Map, Value};
@@ -57,7 +57,10 @@ pub(crate) struct PrincipalInner {
     pub(crate) name: Option<String>,
     pub(crate) preferred_username: Option<String>,
     pub(crate) expires_at: i64,
-    pub(crate) claims: Map<String, Value>,
+    /// The token's decoded payload (JSON), from which [`Principal::claims`] is
+    /// parsed the first time it is asked for.
+    pub(crate) payload: Vec<u8>,
+    pub(crate) claims: OnceLock<Map<String, Value>>,
 }
 
 /// The caller, as established by a validated access token. Cheap to clone.
@@ -75,6 +78,10 @@ pub(crate) struct PrincipalInner {
 pub struct Principal(pub(crate) Arc<PrincipalInner>);
 
 impl Principal {
+    pub(crate) fn new(inner: PrincipalInner) -> Self {
+        Self(Arc::new(inner))
+    }
+
     /// Tenant id (`tid`), a lowercase GUID. For guest users this is the tenant
     /// that issued the token (the resource tenant), not the user's home tenant.
     pub fn tid(&self) -> &str {
@@ -130,11 +137,15 @@ impl Principal {
     }
     /// Every claim of the token, for anything not modelled above.
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.0.claims
+        // Parsed on first use: most requests never read claims beyond the
+        // modelled ones. The payload parsed as JSON when it was validated.
+        self.0
+            .claims
+            .get_or_init(|| serde_json::from_slice(&self.0.payload).unwrap_or_default())
     }
     /// One claim by name.
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.0.claims.get(name)
+        self.claims().get(name)
     }
 }
 

@@ -2,12 +2,14 @@
 //!
 //! - [`claims`]: the validated [`Principal`] and its kinds.
 //! - [`error`]: why a token is refused.
+//! - [`payload`]: the claims the checks read, borrowed from the payload.
 //! - [`rules`]: the checks (signature, issuer, tenant, audience, lifetime, kind).
-//! - [`cache`]: successful validations by SHA-256 of the token, until `exp`.
+//! - [`cache`]: successful validations, for the exact same token, until `exp`.
 
 pub(crate) mod cache;
 pub(crate) mod claims;
 pub(crate) mod error;
+pub(crate) mod payload;
 pub(crate) mod rules;
 
 pub(crate) use claims::is_guid;
@@ -15,4 +17,6 @@ pub(crate) use claims::is_guid;
 pub(crate) use claims::PrincipalInner;
 pub use claims::{Principal, TokenKind, TokenVersion};
 pub use error::ValidationError;
+#[cfg(test)]
+pub(crate) use rules::b64token;
 pub(crate) use rules::{ValidationSettings, Validator, MAX_TOKEN_LEN};

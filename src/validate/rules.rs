@@ -5,7 +5,7 @@
 //!
 //! The layer calls [`Validator::validate`] on every request with a bearer token.
 //! It reads keys from the [`KeyStore`] and keeps successful validations in a
-//! cache keyed by the token's SHA-256 (never the token), configured by
+//! cache that serves only the exact same token bytes, configured by
 //! [`ValidationSettings`].
 //!
 //! # What it guarantees and how it fails
@@ -16,19 +16,20 @@
 //! configured clock. Every refusal is a [`ValidationError`]; keys that cannot be
 //! loaded are [`ValidationError::KeysUnavailable`], never an acceptance.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use super::cache::ValidatedCache;
 use super::claims::is_guid;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
+use super::payload::{Claims, Json};
 use crate::clock::Clock;
 use crate::jwks::{issuer_tenant, KeyStore, TenantMetadata};
 use crate::secret::BearerToken;
@@ -42,10 +43,11 @@ pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 const MAX_CACHE_TTL: i64 = 24 * 3600;
 
 #[derive(Deserialize)]
-struct JoseHeader {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
 }
 
 /// What validation needs; built and validated once by the configuration builder.
@@ -96,29 +98,47 @@ impl Validator {
         &self.keys
     }
 
-    /// Validates `token`, from the cache when it was validated before.
-    pub(crate) async fn validate(&self, token: &BearerToken) -> Result<Principal, ValidationError> {
-        let raw = token.expose();
-        if raw.len() > MAX_TOKEN_LEN {
+    /// Validates `token`, from the cache when exactly this token was validated
+    /// before. Returns the caller and the token to keep for the request (the
+    /// cached copy on a hit, so that its SHA-256 is computed once per token).
+    ///
+    /// `token` is the header's bytes: a hit needs nothing more than their
+    /// equality with a validated token; a miss checks them as an RFC 6750
+    /// b64token first.
+    pub(crate) async fn validate(
+        &self,
+        token: &[u8],
+    ) -> Result<(Principal, BearerToken), ValidationError> {
+        if token.len() > MAX_TOKEN_LEN {
             return Err(ValidationError::TooLarge);
         }
         let leeway = self.settings.leeway.as_secs() as i64;
         let Some(cache) = &self.cache else {
-            return self.validate_uncached(raw).await;
+            let token = b64token(token)?;
+            let p = self.validate_uncached(token).await?;
+            return Ok((p, BearerToken::new(token)));
         };
-        let digest = token.sha256();
-        if let Some(p) = cache.get(&digest) {
+        let key = cache.key(token);
+        if let Some((p, cached)) = cache.get(key, token) {
             if self.settings.clock.now() <= p.expires_at().saturating_add(leeway) {
-                return Ok(p);
+                return Ok((p, cached));
             }
+            cache.remove(key);
             return Err(ValidationError::Expired);
         }
-        let p = self.validate_uncached(raw).await?;
+        let token = b64token(token)?;
+        let p = self.validate_uncached(token).await?;
         let ttl = (p.expires_at().saturating_add(leeway))
             .saturating_sub(self.settings.clock.now())
             .clamp(0, MAX_CACHE_TTL);
-        cache.insert(digest, p.clone(), Duration::from_secs(ttl as u64));
-        Ok(p)
+        let token = BearerToken::new(token);
+        cache.insert(
+            key,
+            token.clone(),
+            p.clone(),
+            Duration::from_secs(ttl as u64),
+        );
+        Ok((p, token))
     }
 
     async fn validate_uncached(&self, token: &str) -> Result<Principal, ValidationError> {
@@ -128,15 +148,29 @@ impl Validator {
         if payload_b64.contains('.') || header_b64.is_empty() || payload_b64.is_empty() {
             return Err(ValidationError::Malformed);
         }
-        let header: JoseHeader = decode_segment(header_b64)?;
+        // Entra's JOSE headers are about 100 bytes: decoded on the stack.
+        let mut small = [0u8; 512];
+        let large;
+        let header: &[u8] = if header_b64.len() <= small.len() / 3 * 4 {
+            let n = URL_SAFE_NO_PAD
+                .decode_slice(header_b64, &mut small)
+                .map_err(|_| ValidationError::Malformed)?;
+            &small[..n]
+        } else {
+            large = decode_segment(header_b64)?;
+            &large
+        };
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(header).map_err(|_| ValidationError::Malformed)?;
         if header.alg != "RS256" {
             return Err(ValidationError::Algorithm);
         }
-        let claims: Map<String, Value> = decode_segment(payload_b64)?;
+        let payload = decode_segment(payload_b64)?;
+        let claims = Claims::parse(&payload).map_err(|_| ValidationError::Malformed)?;
 
         // The tenant picks the key set, so it is read before the signature is
         // checked; nothing else is trusted until it is.
-        let tid = str_claim(&claims, "tid")?;
+        let tid = str_claim(&claims.tid, "tid")?;
         if !is_guid(tid) {
             return Err(ValidationError::Claim("tid"));
         }
@@ -153,41 +187,50 @@ impl Validator {
             .keys(&tid)
             .await
             .map_err(ValidationError::KeysUnavailable)?;
-        if !loaded.keys.contains_key(&kid) {
+        if !loaded.keys.contains_key(&*kid) {
             loaded = self
                 .keys
                 .refresh_for_unknown_kid(&tid, &loaded)
                 .await
                 .map_err(ValidationError::KeysUnavailable)?;
         }
-        let key = loaded.keys.get(&kid).ok_or(ValidationError::UnknownKey)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
+        let key = loaded.keys.get(&*kid).ok_or(ValidationError::UnknownKey)?;
+        // RS256 signatures are as long as the modulus: at most 8192 bits here.
+        let mut sig = [0u8; 1024];
+        let sig_len = URL_SAFE_NO_PAD
+            .decode_slice(signature, &mut sig)
             .map_err(|_| ValidationError::Signature)?;
-        if key.verify_sig(message.as_bytes(), &signature).is_err() {
+        if key.verify_sig(message.as_bytes(), &sig[..sig_len]).is_err() {
             return Err(ValidationError::Signature);
         }
 
         // Signed by Entra: now the claims.
-        self.check_claims(tid, claims, &loaded.metadata)
+        let checked = self.check_claims(&claims, &tid, &loaded.metadata)?;
+        drop(claims);
+        Ok(Principal::new(PrincipalInner {
+            tid,
+            payload,
+            ..checked
+        }))
     }
 
-    /// The checks on the claims of a token whose signature has been verified.
+    /// The checks on the claims of a token whose signature has been verified; the
+    /// principal they describe, without its tenant and payload.
     fn check_claims(
         &self,
-        tid: String,
-        claims: Map<String, Value>,
+        claims: &Claims<'_>,
+        tid: &str,
         meta: &TenantMetadata,
-    ) -> Result<Principal, ValidationError> {
-        let scopes = string_list(&claims, "scp")?;
-        let roles = string_list(&claims, "roles")?;
+    ) -> Result<PrincipalInner, ValidationError> {
+        let scopes = string_list(&claims.scp, "scp")?;
+        let roles = string_list(&claims.roles, "roles")?;
 
         // ID tokens first, whatever their audience, so that the most common OBO
         // mistake is named as such: a `nonce` is proof of an ID token.
-        if claims.contains_key("nonce") {
+        if claims.nonce.is_some() {
             return Err(ValidationError::IdToken);
         }
-        let aud_ok = self.audience_accepted(&claims);
+        let aud_ok = self.audience_accepted(&claims.aud);
         if scopes.is_none() && roles.is_none() && !aud_ok {
             return Err(ValidationError::IdToken);
         }
@@ -195,30 +238,31 @@ impl Validator {
             return Err(ValidationError::Audience);
         }
 
-        let version = check_issuer(&claims, &tid, meta)?;
+        let version = check_issuer(claims, tid, meta)?;
         // Every Entra access token names the client it was issued to; ID tokens
         // never do. Without it, a token with `roles` would pass as app-only.
-        let client_claim = match version {
-            TokenVersion::V2 => "azp",
-            TokenVersion::V1 => "appid",
+        let (client_claim, client) = match version {
+            TokenVersion::V2 => ("azp", &claims.azp),
+            TokenVersion::V1 => ("appid", &claims.appid),
         };
-        let client_app_id = match claims.get(client_claim) {
-            Some(Value::String(c)) if !c.is_empty() => c.clone(),
+        let client_app_id = match client {
+            Some(Json::Str(c)) if !c.is_empty() => c.as_ref().to_owned(),
             None => return Err(ValidationError::IdToken),
             Some(_) => return Err(ValidationError::Claim(client_claim)),
         };
 
-        let exp = self.check_lifetime(&claims)?;
-        let oid = str_claim(&claims, "oid")?.to_owned();
-        let sub = str_claim(&claims, "sub")?.to_owned();
-        let kind = token_kind(&claims, scopes.is_some(), roles.is_some())?;
-        let opt = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-        let preferred_username = opt("preferred_username")
-            .or_else(|| opt("upn"))
-            .or_else(|| opt("unique_name"));
-        let name = opt("name");
-        Ok(Principal(Arc::new(PrincipalInner {
-            tid,
+        let exp = self.check_lifetime(claims)?;
+        let oid = str_claim(&claims.oid, "oid")?.to_owned();
+        let sub = str_claim(&claims.sub, "sub")?.to_owned();
+        let kind = token_kind(&claims.idtyp, scopes.is_some(), roles.is_some())?;
+        let opt =
+            |claim: &Option<Json<'_>>| claim.as_ref().and_then(Json::as_str).map(str::to_owned);
+        let preferred_username = opt(&claims.preferred_username)
+            .or_else(|| opt(&claims.upn))
+            .or_else(|| opt(&claims.unique_name));
+        let name = opt(&claims.name);
+        Ok(PrincipalInner {
+            tid: String::new(),
             oid,
             sub,
             scopes: scopes.unwrap_or_default(),
@@ -229,29 +273,30 @@ impl Validator {
             name,
             preferred_username,
             expires_at: exp,
-            claims,
-        })))
+            payload: Vec::new(),
+            claims: OnceLock::new(),
+        })
     }
 
     /// Whether `aud` (a string, or an array with one accepted entry) is accepted.
-    fn audience_accepted(&self, claims: &Map<String, Value>) -> bool {
+    fn audience_accepted(&self, aud: &Option<Json<'_>>) -> bool {
         let accepted = |a: &str| self.settings.audiences.contains(a);
-        match claims.get("aud") {
-            Some(Value::String(a)) => accepted(a),
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
+        match aud {
+            Some(Json::Str(a)) => accepted(a),
+            Some(Json::List(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
             _ => false,
         }
     }
 
     /// `exp` (required) and `nbf` (optional) against the clock and leeway; returns `exp`.
-    fn check_lifetime(&self, claims: &Map<String, Value>) -> Result<i64, ValidationError> {
+    fn check_lifetime(&self, claims: &Claims<'_>) -> Result<i64, ValidationError> {
         let now = self.settings.clock.now();
         let leeway = self.settings.leeway.as_secs() as i64;
-        let exp = time_claim(claims, "exp")?.ok_or(ValidationError::Claim("exp"))?;
+        let exp = time_claim(&claims.exp, "exp")?.ok_or(ValidationError::Claim("exp"))?;
         if now > exp.saturating_add(leeway) {
             return Err(ValidationError::Expired);
         }
-        if let Some(nbf) = time_claim(claims, "nbf")? {
+        if let Some(nbf) = time_claim(&claims.nbf, "nbf")? {
             if nbf > now.saturating_add(leeway) {
                 return Err(ValidationError::NotYetValid);
             }
@@ -260,17 +305,33 @@ impl Validator {
     }
 }
 
+/// Whether `iss` is `template` with every `{tenantid}` replaced by `tid`
+/// (compared piece by piece, without building the string).
+fn is_issuer(iss: &str, template: &str, tid: &str) -> bool {
+    let mut parts = template.split("{tenantid}");
+    let Some(mut rest) = parts.next().and_then(|first| iss.strip_prefix(first)) else {
+        return false;
+    };
+    for part in parts {
+        match rest.strip_prefix(tid).and_then(|r| r.strip_prefix(part)) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// The token version its issuer names: `iss` must be the tenant's v2 or v1 issuer
 /// (templates filled with `tid`), name `tid` itself, and agree with `ver` if present.
 fn check_issuer(
-    claims: &Map<String, Value>,
+    claims: &Claims<'_>,
     tid: &str,
     meta: &TenantMetadata,
 ) -> Result<TokenVersion, ValidationError> {
-    let iss = str_claim(claims, "iss")?;
-    let version = if iss == meta.issuer_v2.replace("{tenantid}", tid) {
+    let iss = str_claim(&claims.iss, "iss")?;
+    let version = if is_issuer(iss, &meta.issuer_v2, tid) {
         TokenVersion::V2
-    } else if iss == meta.issuer_v1.replace("{tenantid}", tid) {
+    } else if is_issuer(iss, &meta.issuer_v1, tid) {
         TokenVersion::V1
     } else {
         return Err(ValidationError::Issuer);
@@ -278,7 +339,7 @@ fn check_issuer(
     if issuer_tenant(iss).is_none_or(|t| !t.eq_ignore_ascii_case(tid)) {
         return Err(ValidationError::Issuer);
     }
-    match (claims.get("ver").and_then(Value::as_str), version) {
+    match (claims.ver.as_ref().and_then(Json::as_str), version) {
         (None, _) | (Some("2.0"), TokenVersion::V2) | (Some("1.0"), TokenVersion::V1) => {}
         _ => return Err(ValidationError::Claim("ver")),
     }
@@ -289,15 +350,11 @@ fn check_issuer(
 /// when present, otherwise roles without scopes. A token that fits neither
 /// cleanly is refused rather than guessed.
 fn token_kind(
-    claims: &Map<String, Value>,
+    idtyp: &Option<Json<'_>>,
     has_scopes: bool,
     has_roles: bool,
 ) -> Result<TokenKind, ValidationError> {
-    match (
-        claims.get("idtyp").map(Value::as_str),
-        has_scopes,
-        has_roles,
-    ) {
+    match (idtyp.as_ref().map(Json::as_str), has_scopes, has_roles) {
         (_, false, false) => Err(ValidationError::NoScopesOrRoles),
         (Some(Some("app")), false, true) => Ok(TokenKind::App),
         (Some(Some("user")) | None, true, _) => Ok(TokenKind::Delegated),
@@ -309,13 +366,13 @@ fn token_kind(
 /// `scp` (a space-separated string) or `roles` (an array of strings): absent or
 /// empty is `None`, any other shape an error naming the claim.
 fn string_list(
-    claims: &Map<String, Value>,
+    claim: &Option<Json<'_>>,
     name: &'static str,
 ) -> Result<Option<Vec<String>>, ValidationError> {
-    let list: Vec<String> = match (name, claims.get(name)) {
+    let list: Vec<String> = match (name, claim) {
         (_, None) => return Ok(None),
-        ("scp", Some(Value::String(s))) => s.split_whitespace().map(str::to_owned).collect(),
-        ("roles", Some(Value::Array(a))) => a
+        ("scp", Some(Json::Str(s))) => s.split_whitespace().map(str::to_owned).collect(),
+        ("roles", Some(Json::List(a))) => a
             .iter()
             .map(|r| r.as_str().map(str::to_owned))
             .collect::<Option<_>>()
@@ -325,20 +382,45 @@ fn string_list(
     Ok(Some(list).filter(|l| !l.is_empty()))
 }
 
-fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, ValidationError> {
-    let bytes = URL_SAFE_NO_PAD
+/// `token` as a string if it is an RFC 6750 b64token:
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub(crate) fn b64token(token: &[u8]) -> Result<&str, ValidationError> {
+    let body_end = token.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    // Branch-free, so that the compiler vectorizes the ~1.5 KB of a token.
+    let allowed = |c: u8| {
+        ((c | 0x20).wrapping_sub(b'a') < 26)
+            | (c.wrapping_sub(b'0') < 10)
+            | (c == b'-')
+            | (c == b'.')
+            | (c == b'_')
+            | (c == b'~')
+            | (c == b'+')
+            | (c == b'/')
+    };
+    let bad = token[..body_end]
+        .iter()
+        .fold(0u8, |bad, &c| bad | u8::from(!allowed(c)));
+    if body_end == 0 || bad != 0 {
+        return Err(ValidationError::Malformed);
+    }
+    // Only ASCII is left, so this cannot fail.
+    std::str::from_utf8(token).map_err(|_| ValidationError::Malformed)
+}
+
+/// A base64url segment (no padding), decoded.
+fn decode_segment(segment: &str) -> Result<Vec<u8>, ValidationError> {
+    URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| ValidationError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| ValidationError::Malformed)
+        .map_err(|_| ValidationError::Malformed)
 }
 
 fn str_claim<'a>(
-    claims: &'a Map<String, Value>,
+    claim: &'a Option<Json<'_>>,
     name: &'static str,
 ) -> Result<&'a str, ValidationError> {
-    claims
-        .get(name)
-        .and_then(Value::as_str)
+    claim
+        .as_ref()
+        .and_then(Json::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(ValidationError::Claim(name))
 }
@@ -346,20 +428,13 @@ fn str_claim<'a>(
 /// A NumericDate claim: absent is `None`; present but not a finite number in
 /// range is an error.
 fn time_claim(
-    claims: &Map<String, Value>,
+    claim: &Option<Json<'_>>,
     name: &'static str,
 ) -> Result<Option<i64>, ValidationError> {
-    match claims.get(name) {
+    match claim {
         None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                return Ok(Some(i));
-            }
-            match n.as_f64() {
-                Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(Some(f as i64)),
-                _ => Err(ValidationError::Claim(name)),
-            }
-        }
+        Some(Json::Int(i)) => Ok(Some(*i)),
+        Some(Json::Float(f)) if f.is_finite() && f.abs() < 1e15 => Ok(Some(*f as i64)),
         Some(_) => Err(ValidationError::Claim(name)),
     }
 }
@@ -370,21 +445,52 @@ mod tests {
 
     #[test]
     fn time_claims() {
-        let m: Map<String, Value> =
-            serde_json::from_str(r#"{"a":5,"b":5.9,"c":"5","d":1e300,"e":-3}"#).unwrap();
-        assert_eq!(time_claim(&m, "a").unwrap(), Some(5));
-        assert_eq!(time_claim(&m, "b").unwrap(), Some(5));
-        assert!(time_claim(&m, "c").is_err());
-        assert!(time_claim(&m, "d").is_err());
-        assert_eq!(time_claim(&m, "e").unwrap(), Some(-3));
-        assert_eq!(time_claim(&m, "z").unwrap(), None);
+        fn t(json: &str) -> Result<Option<i64>, ValidationError> {
+            time_claim(
+                &serde_json::from_str::<Claims<'_>>(json).unwrap().exp,
+                "exp",
+            )
+        }
+        assert_eq!(t(r#"{"exp":5}"#).unwrap(), Some(5));
+        assert_eq!(t(r#"{"exp":5.9}"#).unwrap(), Some(5));
+        assert!(t(r#"{"exp":"5"}"#).is_err());
+        assert!(t(r#"{"exp":1e300}"#).is_err());
+        assert!(t(r#"{"exp":null}"#).is_err());
+        assert_eq!(t(r#"{"exp":-3}"#).unwrap(), Some(-3));
+        assert_eq!(t(r#"{}"#).unwrap(), None);
     }
 
     #[test]
     fn segments_are_strict() {
-        assert!(decode_segment::<Value>("e30").is_ok()); // {}
-        assert!(decode_segment::<Value>("e30=").is_err()); // padding
-        assert!(decode_segment::<Value>("!!").is_err());
-        assert!(decode_segment::<JoseHeader>("e30").is_err()); // no alg
+        assert!(decode_segment("e30").is_ok()); // {}
+        assert!(decode_segment("e30=").is_err()); // padding
+        assert!(decode_segment("!!").is_err());
+        let header = decode_segment("e30").unwrap();
+        assert!(serde_json::from_slice::<JoseHeader<'_>>(&header).is_err()); // no alg
+    }
+
+    #[test]
+    fn issuers_match_their_template_exactly() {
+        let t = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        let tid = "7e536741-2298-4446-abd7-665c5f4aca6b";
+        let iss = format!("https://login.microsoftonline.com/{tid}/v2.0");
+        assert!(is_issuer(&iss, t, tid));
+        assert!(!is_issuer(&format!("{iss}/"), t, tid));
+        assert!(!is_issuer(&iss, t, "7e536741-2298-4446-abd7-665c5f4aca6c"));
+        assert!(!is_issuer(
+            "https://login.microsoftonline.com//v2.0",
+            t,
+            tid
+        ));
+        assert!(is_issuer(
+            "https://sts.example/",
+            "https://sts.example/",
+            tid
+        ));
+        assert!(!is_issuer(
+            "https://sts.example/x",
+            "https://sts.example/",
+            tid
+        ));
     }
 }
