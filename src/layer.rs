@@ -311,8 +311,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         let allow_anonymous = self.allow_anonymous;
-        // `None` (free) unless a resource URL is configured (RFC 9728 challenges).
-        let resource = shared.config.resource.clone();
+        // `None` (free) unless a resource URL is configured and the request is for
+        // it (RFC 9728 challenges name the metadata of the URL the client used).
+        let resource = (shared.config.resource.as_ref())
+            .filter(|r| r.covers(req.uri().path()))
+            .cloned();
         ResponseFuture(Box::pin(async move {
             let response = match authenticate(&shared, req.headers(), allow_anonymous).await {
                 Ok(auth) => {

@@ -24,7 +24,8 @@ impl OboConfigBuilder {
     /// `https://mcp.contoso.com/mcp` for an MCP server: the URL clients connect to.
     /// `https://`, or `http://` on loopback; no query or fragment.
     ///
-    /// With it, every 401 and 403 challenge names the metadata document
+    /// With it, the 401s (and the 403s a scope of this API can fix) of requests
+    /// for this URL or a path under it name the metadata document
     /// (`resource_metadata="…"`) and the scopes to request, and
     /// [`OboConfig::resource_metadata`](crate::OboConfig::resource_metadata) serves
     /// the document (see [`resource_metadata`](crate::resource_metadata)). Without
