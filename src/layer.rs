@@ -323,7 +323,7 @@ where
                     let response = inner.call(req).await?;
                     Ok(response.map(OboBody::inner))
                 }
-                Err(rejection) => Ok(reject(rejection, req.headers())),
+                Err(rejection) => Ok(reject(rejection, req.headers(), req.version())),
             };
             response.map(|mut r| {
                 resource_metadata::annotate(resource.as_deref(), &mut r);
@@ -334,8 +334,14 @@ where
 }
 
 /// The answer to a refused request, in its protocol (gRPC or HTTP).
-fn reject<B>(rejection: AuthRejection, request: &HeaderMap) -> Response<OboBody<B>> {
-    rejection.into_response_for(request).map(OboBody::rejection)
+fn reject<B>(
+    rejection: AuthRejection,
+    request: &HeaderMap,
+    version: http::Version,
+) -> Response<OboBody<B>> {
+    rejection
+        .into_response_for(request, version)
+        .map(OboBody::rejection)
 }
 
 /// The output of [`ResponseFuture`]: the response, or the inner service's error.
