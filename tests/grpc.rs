@@ -18,7 +18,7 @@ use http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-fn dev_cors() -> tower_http::cors::CorsLayer {
+fn dev_cors() -> app::Cors {
     app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)])
 }
 

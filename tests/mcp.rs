@@ -554,3 +554,82 @@ async fn only_the_resource_and_paths_under_it_name_the_metadata() {
         .as_str()
     );
 }
+
+/// Streamable HTTP: the server validates `Origin` (DNS rebinding). A browser
+/// request from an origin that is neither the resource's nor a CORS origin is
+/// refused with 403 before anything else; no `Origin` (a non-browser client),
+/// the resource's origin and the CORS origins pass on (here to the 401).
+#[tokio::test]
+async fn mcp_refuses_requests_from_foreign_origins() {
+    let s = serve(true).await;
+    let http = reqwest::Client::new();
+    let post = |origin: Option<&str>| {
+        let mut r = http
+            .post(s.mcp())
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}");
+        if let Some(origin) = origin {
+            r = r.header(http::header::ORIGIN, origin);
+        }
+        r.send()
+    };
+    for foreign in ["http://evil.example", "null", "http://localhost:5174"] {
+        let r = post(Some(foreign)).await.unwrap();
+        assert_eq!(r.status(), 403, "{foreign}");
+        assert!(r.headers().get(WWW_AUTHENTICATE).is_none(), "{foreign}");
+    }
+    for allowed in [None, Some(app::DEV_ORIGIN), Some(s.base.as_str())] {
+        let r = post(allowed).await.unwrap();
+        assert_eq!(r.status(), 401, "{allowed:?}");
+    }
+    // Other routes are not MCP's business.
+    let r = http
+        .get(format!("{}/healthz", s.base))
+        .header(http::header::ORIGIN, "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The metadata is public: any origin may read it (a browser MCP client on
+/// another origin), preflight included; the app's CORS exposes the gRPC status.
+#[tokio::test]
+async fn the_metadata_is_readable_from_any_origin() {
+    let s = serve(true).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/.well-known/oauth-protected-resource/mcp", s.base);
+    let r = http
+        .get(&url)
+        .header(http::header::ORIGIN, "https://inspector.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let r = http
+        .request(http::Method::OPTIONS, &url)
+        .header(http::header::ORIGIN, "https://inspector.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "mcp-protocol-version")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+
+    let r = http
+        .get(format!("{}/whoami", s.base))
+        .header(http::header::ORIGIN, app::DEV_ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], app::DEV_ORIGIN);
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["www-authenticate", "grpc-status", "grpc-message"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+}
