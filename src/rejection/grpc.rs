@@ -1,14 +1,17 @@
-//! The gRPC rendering of [`AuthRejection`]: a Trailers-Only answer for requests
-//! whose `content-type` is `application/grpc…`, and, with the `tonic` feature, the
-//! conversions into `tonic::Status`.
+//! The gRPC rendering of [`AuthRejection`]: a Trailers-Only answer for gRPC
+//! requests (`content-type: application/grpc[+…]` over HTTP/2 or later, or
+//! grpc-web over any version), and, with the `tonic` feature, the conversions
+//! into `tonic::Status`.
 //!
 //! A gRPC client reads the outcome of a call from `grpc-status`, not from the HTTP
 //! status (gRPC over HTTP/2 answers 200 even for errors). A refusal is therefore
 //! answered as the gRPC spec's *Trailers-Only* response: one header block with
 //! `:status 200`, `content-type`, `grpc-status`, the percent-encoded
 //! `grpc-message` (the rejection's [`description`](AuthRejection::description),
-//! which never holds a token), and the HTTP answer's own headers (the
-//! `WWW-Authenticate` challenge, `Retry-After`, `Cache-Control`), and no body.
+//! which never holds a token), and the HTTP answer's own headers (the plain RFC
+//! 6750 `WWW-Authenticate` challenge, `Retry-After`, `Cache-Control`), and no
+//! body. RFC 9728's `resource_metadata` is an HTTP mechanism: it is never added
+//! to a gRPC answer, even with a resource URL.
 //! The code is derived from the HTTP status of the one HTTP mapping
 //! ([`AuthRejection::status`]), so the two protocols cannot drift apart.
 

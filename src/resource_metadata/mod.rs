@@ -3,7 +3,8 @@
 //!
 //! Where it sits: the configuration builds a `ResourceSettings` once, when
 //! [`resource_url`](crate::OboConfigBuilder::resource_url) is set; the layer hands
-//! every response to `annotate`, and [`ProtectedResourceMetadata::router`] serves
+//! the response of every request for the resource's path (or a path under it) to
+//! `annotate`, and [`ProtectedResourceMetadata::router`] serves
 //! the document. Without a resource URL nothing here runs and every challenge is
 //! byte-for-byte what it was.
 //!
@@ -23,7 +24,9 @@
 //!   [`require_user_scopes`](crate::OboConfigBuilder::require_user_scopes), or
 //!   `api://{client id}/.default` when no scope is required),
 //!   `bearer_methods_supported: ["header"]`, and `resource_name` /
-//!   `resource_documentation` when configured. Entra's `organizations` and `common`
+//!   `resource_documentation` when configured (the builder accepts only a resource
+//!   URL in the `url` crate's canonical form, so `resource` and the metadata
+//!   address spell the same URL). Entra's `organizations` and `common`
 //!   are never listed: their discovery documents name the issuer
 //!   `https://login.microsoftonline.com/{tenantid}/v2.0`, a template that fails the
 //!   issuer check RFC 8414 §3.3 asks of every client.
@@ -31,7 +34,9 @@
 //!   inserted between the host and the resource's path
 //!   (`https://host/.well-known/oauth-protected-resource/mcp` for `https://host/mcp`),
 //!   and at the bare `/.well-known/oauth-protected-resource` for clients that only
-//!   try the root. Both are `GET`, `application/json`, cacheable for an hour.
+//!   try the root (MCP's fallback; by RFC 9728 §3.3 that address describes the
+//!   resource at the origin root, so do not merge it when another resource lives
+//!   there). Both are `GET`, `application/json`, cacheable for an hour.
 //! - **Which responses**: only those to requests for the resource (RFC 9728
 //!   §3.3: the metadata's `resource` is the URL the client used): the request's
 //!   path (as the layer sees it; inside `Router::nest`, the nested part) equals
