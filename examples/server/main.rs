@@ -132,5 +132,7 @@ fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
     );
     println!("Or with the MCP Inspector (transport Streamable HTTP, URL {mcp},");
     println!("header `Authorization: Bearer <the token above>`):");
-    println!("  npx @modelcontextprotocol/inspector\n");
+    println!("  npx @modelcontextprotocol/inspector");
+    println!("(a browser connecting to /mcp directly needs its origin in OBO_CORS_ORIGINS:");
+    println!("/mcp refuses other Origins with 403)\n");
 }
