@@ -311,8 +311,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         let allow_anonymous = self.allow_anonymous;
-        // `None` (free) unless a resource URL is configured (RFC 9728 challenges).
-        let resource = shared.config.resource.clone();
+        // `None` (free) unless a resource URL is configured and the request is for
+        // it (RFC 9728 challenges name the metadata of the URL the client used).
+        let resource = (shared.config.resource.as_ref())
+            .filter(|r| r.covers(req.uri().path()))
+            .cloned();
         ResponseFuture(Box::pin(async move {
             let response = match authenticate(&shared, req.headers(), allow_anonymous).await {
                 Ok(auth) => {
@@ -320,7 +323,7 @@ where
                     let response = inner.call(req).await?;
                     Ok(response.map(OboBody::inner))
                 }
-                Err(rejection) => Ok(reject(rejection, req.headers())),
+                Err(rejection) => Ok(reject(rejection, req.headers(), req.version())),
             };
             response.map(|mut r| {
                 resource_metadata::annotate(resource.as_deref(), &mut r);
@@ -331,8 +334,14 @@ where
 }
 
 /// The answer to a refused request, in its protocol (gRPC or HTTP).
-fn reject<B>(rejection: AuthRejection, request: &HeaderMap) -> Response<OboBody<B>> {
-    rejection.into_response_for(request).map(OboBody::rejection)
+fn reject<B>(
+    rejection: AuthRejection,
+    request: &HeaderMap,
+    version: http::Version,
+) -> Response<OboBody<B>> {
+    rejection
+        .into_response_for(request, version)
+        .map(OboBody::rejection)
 }
 
 /// The output of [`ResponseFuture`]: the response, or the inner service's error.

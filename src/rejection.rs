@@ -432,13 +432,18 @@ impl AuthRejection {
         resp
     }
 
-    /// The answer in the protocol of the request whose headers are `request`: a
-    /// gRPC Trailers-Only answer (empty body) for `content-type: application/grpc…`,
-    /// the HTTP answer otherwise.
-    pub(crate) fn into_response_for(self, request: &HeaderMap) -> http::Response<Bytes> {
+    /// The answer in the protocol of the request whose headers are `request`,
+    /// received over `version`: a gRPC Trailers-Only answer (empty body) for a gRPC
+    /// request (`content-type: application/grpc…` over HTTP/2, or grpc-web), the
+    /// HTTP answer otherwise.
+    pub(crate) fn into_response_for(
+        self,
+        request: &HeaderMap,
+        version: http::Version,
+    ) -> http::Response<Bytes> {
         self.log();
-        match grpc::grpc_content_type(request) {
-            Some(content_type) => self.grpc_response(content_type.clone()),
+        match grpc::grpc_content_type(request, version) {
+            Some(content_type) => self.grpc_response(content_type),
             None => self.http_response(),
         }
     }

@@ -6,7 +6,7 @@ mod common;
 #[allow(dead_code)]
 mod app;
 
-fn dev_cors() -> tower_http::cors::CorsLayer {
+fn dev_cors() -> app::Cors {
     app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)])
 }
 

@@ -18,7 +18,7 @@ use http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-fn dev_cors() -> tower_http::cors::CorsLayer {
+fn dev_cors() -> app::Cors {
     app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)])
 }
 
@@ -253,13 +253,14 @@ async fn the_layer_stacks_on_a_tonic_server() {
 }
 
 /// One request through `app` (the crate's test router, behind `OboLayer` with
-/// `Router::layer`) without a token, with `content_type` if any.
+/// `Router::layer`) without a token, over `version`, with `content_type` if any.
 async fn refused(
     app: &axum::Router,
     content_type: Option<&str>,
+    version: http::Version,
 ) -> http::Response<axum::body::Body> {
     use tower::ServiceExt as _;
-    let mut request = http::Request::post("/whoami");
+    let mut request = http::Request::post("/whoami").version(version);
     if let Some(ct) = content_type {
         request = request.header(http::header::CONTENT_TYPE, ct);
     }
@@ -275,7 +276,7 @@ async fn an_axum_router_behind_the_layer_answers_http_as_before() {
     let router = app(OboLayer::new(config(&entra).build().unwrap()));
 
     for content_type in [None, Some("application/json"), Some("text/plain")] {
-        let resp = refused(&router, content_type).await;
+        let resp = refused(&router, content_type, http::Version::HTTP_11).await;
         assert_eq!(resp.status(), 401);
         let h = resp.headers().clone();
         assert_eq!(h[http::header::CONTENT_TYPE], "application/json");
@@ -289,8 +290,23 @@ async fn an_axum_router_behind_the_layer_answers_http_as_before() {
         );
     }
 
+    // `application/grpc` over HTTP/1.1 is no gRPC (gRPC needs HTTP/2): HTTP.
+    let resp = refused(
+        &router,
+        Some("application/grpc+proto"),
+        http::Version::HTTP_11,
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("grpc-status").is_none());
+
     // The same router, asked in gRPC: a header-only Trailers-Only answer.
-    let resp = refused(&router, Some("application/grpc+proto")).await;
+    let resp = refused(
+        &router,
+        Some("application/grpc+proto"),
+        http::Version::HTTP_2,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let h = resp.headers().clone();
     assert_eq!(h[http::header::CONTENT_TYPE], "application/grpc+proto");

@@ -8,7 +8,7 @@ mod app;
 
 use axum::routing::get;
 use axum::Router;
-use axum_obo::{OboLayer, Require, Requirement};
+use axum_obo::{AuthRejection, GraphUserRead, OboLayer, OboToken, Require, Requirement};
 use axum_obo_testing::TokenFault;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use rmcp::model::{
@@ -26,6 +26,11 @@ const OTHER_USER: &str = "5c0c3f1e-6d7a-4e55-9a0b-2f1d3c4b5a69";
 struct ReadTasks;
 impl Requirement for ReadTasks {
     const SCOPES: &'static [&'static str] = &["Tasks.Read"];
+}
+
+/// A plain route calling Graph on the caller's behalf.
+async fn graph_me(token: OboToken<GraphUserRead>) -> Result<axum::Json<Value>, AuthRejection> {
+    Ok(axum::Json(token.graph().get_json("me").await?))
 }
 
 /// The example, served on loopback.
@@ -58,7 +63,8 @@ impl Served {
     }
 }
 
-/// The example's router (plus `/tasks`, guarded by `Require<ReadTasks>`) on a
+/// The example's router (plus `/tasks` and `/mcp/tasks`, guarded by
+/// `Require<ReadTasks>`, and `/mcp/me`, calling Graph) on a
 /// loopback port; with `resource`, its resource URL is `http://{addr}/mcp`.
 async fn serve(resource: bool) -> Served {
     let embedded = app::Embedded::start().await;
@@ -72,6 +78,8 @@ async fn serve(resource: bool) -> Served {
     layer.warm_up().await.unwrap();
     let tasks = Router::new()
         .route("/tasks", get(|_: Require<ReadTasks>| async { "tasks" }))
+        .route("/mcp/tasks", get(|_: Require<ReadTasks>| async { "tasks" }))
+        .route("/mcp/me", get(graph_me))
         .route_layer(layer.clone());
     let cors = app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)]);
     let router = app::router(layer.clone(), cors).merge(tasks);
@@ -318,10 +326,12 @@ async fn forbidden_names_insufficient_scope_scope_and_metadata() {
         )
     );
 
-    // `Require<ReadTasks>` inside the layer (an extractor's rejection).
+    // `Require<ReadTasks>` inside the layer (an extractor's rejection), under
+    // `/mcp`: the scope the layer already requires, then the route's (MCP
+    // 2025-11-25's "minimum approach": a client asking for these gets both).
     let user = s.embedded.user_token();
     let r = reqwest::Client::new()
-        .get(format!("{}/tasks", s.base))
+        .get(format!("{}/mcp/tasks", s.base))
         .bearer_auth(&user)
         .send()
         .await
@@ -330,7 +340,7 @@ async fn forbidden_names_insufficient_scope_scope_and_metadata() {
     assert_eq!(
         r.headers()[WWW_AUTHENTICATE],
         format!(
-            "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"api://{cid}/Tasks.Read\", {rm}"
+            "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"api://{cid}/access_as_user api://{cid}/Tasks.Read\", {rm}"
         )
         .as_str()
     );
@@ -341,7 +351,7 @@ async fn forbidden_names_insufficient_scope_scope_and_metadata() {
         .scopes(&["access_as_user", "Tasks.Read"])
         .sign();
     let r = reqwest::Client::new()
-        .get(format!("{}/tasks", s.base))
+        .get(format!("{}/mcp/tasks", s.base))
         .bearer_auth(&reader)
         .send()
         .await
@@ -455,17 +465,19 @@ async fn without_a_resource_url_challenges_are_unchanged() {
     assert_eq!(me.structured_content.unwrap()["displayName"], "Adele Vance");
 }
 
-/// A consent failure in a plain axum route (`/me`), rendered by the extractor
-/// inside the layer, carries the metadata too; Graph's scope stays a URI.
+/// A consent failure relayed from the On-Behalf-Of exchange (`/mcp/me`) is no
+/// step-up challenge: no scope of this API would fix it, so the 403 keeps its
+/// plain RFC 6750 challenge (Graph's scope, no `resource_metadata`) instead of
+/// sending an MCP client to ask for Graph's scopes in a loop.
 #[tokio::test]
-async fn extractor_rejections_inside_the_layer_carry_the_metadata() {
+async fn a_downstream_consent_error_is_no_step_up_challenge() {
     let s = serve(true).await;
     let token = s.embedded.entra.token().user(OTHER_USER).sign();
     s.embedded
         .entra
         .inject_token_fault_for_user(OTHER_USER, TokenFault::ConsentRequired);
     let r = reqwest::Client::new()
-        .get(format!("{}/me", s.base))
+        .get(format!("{}/mcp/me", s.base))
         .bearer_auth(&token)
         .send()
         .await
@@ -477,14 +489,147 @@ async fn extractor_rejections_inside_the_layer_carry_the_metadata() {
         "{challenge}"
     );
     assert!(
-        challenge.contains("scope=\"https://graph.microsoft.com/User.Read\""),
-        "{challenge}"
+        challenge.ends_with("scope=\"https://graph.microsoft.com/User.Read\""),
+        "the plain answer, unchanged: {challenge}"
     );
-    assert!(
-        challenge.ends_with(&format!(
-            "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+    assert!(!challenge.contains("resource_metadata"), "{challenge}");
+
+    // An app-only caller (no scope of this API helps) on `/mcp/me`: plain too.
+    let app = s
+        .embedded
+        .entra
+        .token()
+        .app_only()
+        .roles(&["Reader"])
+        .sign();
+    let r = reqwest::Client::new()
+        .get(format!("{}/mcp/me", s.base))
+        .bearer_auth(&app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(!challenge.contains("resource_metadata"), "{challenge}");
+    assert!(!challenge.contains("scope=\""), "{challenge}");
+}
+
+/// RFC 9728 §3.3: a challenge names the metadata of the resource the client
+/// asked for. Routes behind the layer outside `/mcp` (`/me`, `/tasks`) answer
+/// plain RFC 6750 challenges; `/mcp` and the paths under it are annotated.
+#[tokio::test]
+async fn only_the_resource_and_paths_under_it_name_the_metadata() {
+    let s = serve(true).await;
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{}/me", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
+    let r = http
+        .get(format!("{}/tasks", s.base))
+        .bearer_auth(s.embedded.user_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.headers()[WWW_AUTHENTICATE],
+        "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"Tasks.Read\""
+    );
+    // `/mcpx` is not under `/mcp`.
+    let r = http.get(format!("{}/mcpx", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .get(format!("{}/mcp/tasks", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()[WWW_AUTHENTICATE],
+        format!(
+            "Bearer scope=\"api://{}/access_as_user\", resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+            s.client_id(),
             s.base
-        )),
-        "{challenge}"
+        )
+        .as_str()
     );
+}
+
+/// Streamable HTTP: the server validates `Origin` (DNS rebinding). A browser
+/// request from an origin that is neither the resource's nor a CORS origin is
+/// refused with 403 before anything else; no `Origin` (a non-browser client),
+/// the resource's origin and the CORS origins pass on (here to the 401).
+#[tokio::test]
+async fn mcp_refuses_requests_from_foreign_origins() {
+    let s = serve(true).await;
+    let http = reqwest::Client::new();
+    let post = |origin: Option<&str>| {
+        let mut r = http
+            .post(s.mcp())
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}");
+        if let Some(origin) = origin {
+            r = r.header(http::header::ORIGIN, origin);
+        }
+        r.send()
+    };
+    for foreign in ["http://evil.example", "null", "http://localhost:5174"] {
+        let r = post(Some(foreign)).await.unwrap();
+        assert_eq!(r.status(), 403, "{foreign}");
+        assert!(r.headers().get(WWW_AUTHENTICATE).is_none(), "{foreign}");
+    }
+    for allowed in [None, Some(app::DEV_ORIGIN), Some(s.base.as_str())] {
+        let r = post(allowed).await.unwrap();
+        assert_eq!(r.status(), 401, "{allowed:?}");
+    }
+    // Other routes are not MCP's business.
+    let r = http
+        .get(format!("{}/healthz", s.base))
+        .header(http::header::ORIGIN, "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The metadata is public: any origin may read it (a browser MCP client on
+/// another origin), preflight included; the app's CORS exposes the gRPC status.
+#[tokio::test]
+async fn the_metadata_is_readable_from_any_origin() {
+    let s = serve(true).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/.well-known/oauth-protected-resource/mcp", s.base);
+    let r = http
+        .get(&url)
+        .header(http::header::ORIGIN, "https://inspector.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let r = http
+        .request(http::Method::OPTIONS, &url)
+        .header(http::header::ORIGIN, "https://inspector.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "mcp-protocol-version")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+
+    let r = http
+        .get(format!("{}/whoami", s.base))
+        .header(http::header::ORIGIN, app::DEV_ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], app::DEV_ORIGIN);
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["www-authenticate", "grpc-status", "grpc-message"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
 }

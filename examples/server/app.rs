@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Path;
+use axum::extract::{Path, State};
+use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -23,11 +24,11 @@ use axum_obo::{
     Requirement,
 };
 use axum_obo_testing::{EntraStandIn, GraphStandIn, Harness};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceBuilder;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -212,18 +213,23 @@ pub fn policy(builder: OboConfigBuilder) -> OboConfigBuilder {
 /// The job routes (`POST /jobs/me`, `GET /jobs/{id}`) wait `OBO_EXAMPLE_JOB_DELAY_MS`
 /// (see [`router_with_jobs`] to choose).
 ///
-/// `/mcp` is an MCP server (see [`mcp`]) behind the same layer; the RFC 9728
-/// metadata it points MCP clients to (`/.well-known/oauth-protected-resource` and
+/// `/mcp` is an MCP server (see [`mcp`]) behind the same layer; before the token,
+/// it checks `Origin` as the Streamable HTTP transport requires (against DNS
+/// rebinding): a browser request from an origin that is neither the resource
+/// URL's nor one of the CORS origins is refused with 403 (no `Origin`, a
+/// non-browser client, passes). The RFC 9728 metadata it points MCP clients to
+/// (`/.well-known/oauth-protected-resource` and
 /// `/.well-known/oauth-protected-resource/mcp`, when a resource URL is configured)
-/// is public, like `/healthz`.
-pub fn router(layer: OboLayer, cors: CorsLayer) -> Router {
+/// is public, like `/healthz`, and readable from any origin
+/// (`Access-Control-Allow-Origin: *`).
+pub fn router(layer: OboLayer, cors: Cors) -> Router {
     let delay = job_delay_from_env().unwrap_or(DEFAULT_JOB_DELAY);
     let jobs = Jobs::new(layer.sessions(), delay);
     router_with_jobs(layer, cors, jobs)
 }
 
 /// [`router`] with its background `jobs`.
-pub fn router_with_jobs(layer: OboLayer, cors: CorsLayer, jobs: Jobs) -> Router {
+pub fn router_with_jobs(layer: OboLayer, cors: Cors, jobs: Jobs) -> Router {
     let protected = Router::new()
         .route("/whoami", get(whoami))
         .route("/me", get(me))
@@ -234,18 +240,35 @@ pub fn router_with_jobs(layer: OboLayer, cors: CorsLayer, jobs: Jobs) -> Router 
             &format!("/{}/{{method}}", grpc::SERVICE),
             grpc::ProfileService,
         )
-        .route_service("/mcp", mcp::service(&layer))
         .route_layer(layer.clone())
         .layer(Extension(jobs));
+    // `/mcp`: `Origin` is checked before the token (outermost route layer).
+    let mcp = Router::new()
+        .route_service("/mcp", mcp::service(&layer))
+        .route_layer(layer.clone())
+        .route_layer(middleware::from_fn_with_state(
+            Arc::new(mcp_origins(&layer, &cors.origins)),
+            check_origin,
+        ));
+    // The metadata is public: any origin may read it, preflights included.
     let metadata = layer
         .config()
         .resource_metadata()
         .map(|m| m.router())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET])
+                .allow_headers(Any)
+                .max_age(Duration::from_secs(600)),
+        );
     Router::new()
         .route("/healthz", get(healthz))
-        .merge(metadata)
         .merge(protected)
+        .merge(mcp)
+        .layer(cors.layer)
+        .merge(metadata)
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([
@@ -258,9 +281,43 @@ pub fn router_with_jobs(layer: OboLayer, cors: CorsLayer, jobs: Jobs) -> Router 
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_secs(30),
-                ))
-                .layer(cors),
+                )),
         )
+}
+
+/// The origins a browser may call `/mcp` from: the resource URL's origin (when
+/// configured) and the CORS origins.
+fn mcp_origins(layer: &OboLayer, cors: &[HeaderValue]) -> Vec<HeaderValue> {
+    let resource = layer
+        .config()
+        .resource_url()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| HeaderValue::from_str(&u.origin().ascii_serialization()).ok());
+    resource.into_iter().chain(cors.iter().cloned()).collect()
+}
+
+/// The Streamable HTTP transport's `Origin` check (against DNS rebinding): a
+/// request carrying an `Origin` outside `allowed` is refused with 403; one
+/// without (a non-browser client) passes.
+async fn check_origin(
+    State(allowed): State<Arc<Vec<HeaderValue>>>,
+    request: Request<Body>,
+    next: Next,
+) -> axum::response::Response {
+    match request.headers().get(ORIGIN) {
+        Some(origin)
+            if !allowed
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes())) =>
+        {
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({ "error": "origin_not_allowed" })),
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// The trace span of a request: method, path and request id (never headers).
@@ -273,15 +330,26 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = id)
 }
 
+/// The example's CORS: the layer, and the origins it allows (which `/mcp`'s
+/// `Origin` check accepts too).
+#[derive(Clone)]
+pub struct Cors {
+    /// The `CorsLayer` in front of the routes (the metadata has its own).
+    pub layer: CorsLayer,
+    /// The allowed browser origins.
+    pub origins: Vec<HeaderValue>,
+}
+
 /// CORS for a browser front end at `origins` (e.g. a SPA on `http://localhost:5173`).
 ///
 /// The browser may send `Authorization` and `Content-Type`, and may *read*
 /// `WWW-Authenticate` (the relayed claims challenge: the SPA must re-authenticate
-/// with those claims), `Retry-After` (503s) and `x-request-id`: without
-/// `expose_headers`, a browser hides them from the SPA's JavaScript. Browser-based
-/// MCP clients (the MCP Inspector) also send the MCP headers to `/mcp`.
-pub fn cors(origins: &[HeaderValue]) -> CorsLayer {
-    CorsLayer::new()
+/// with those claims), `Retry-After` (503s), `x-request-id`, and `grpc-status` /
+/// `grpc-message` (grpc-web refusals): without `expose_headers`, a browser hides
+/// them from the SPA's JavaScript. Browser-based MCP clients (the MCP Inspector)
+/// also send the MCP headers to `/mcp`.
+pub fn cors(origins: &[HeaderValue]) -> Cors {
+    let layer = CorsLayer::new()
         .allow_origin(origins.to_vec())
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
@@ -296,8 +364,14 @@ pub fn cors(origins: &[HeaderValue]) -> CorsLayer {
             RETRY_AFTER,
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
         ])
-        .max_age(Duration::from_secs(600))
+        .max_age(Duration::from_secs(600));
+    Cors {
+        layer,
+        origins: origins.to_vec(),
+    }
 }
 
 /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`), for the embedded mode;

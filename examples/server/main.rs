@@ -10,7 +10,8 @@
 //! compute, see the README's portal setup) it talks to real
 //! Entra ID and Graph (`AZURE_AUTHORITY_HOST`, `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS`
 //! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); `OBO_CORS_ORIGINS` (browser
-//! origins allowed by CORS, comma-separated, default `http://localhost:5173`);
+//! origins allowed by CORS, comma-separated, default `http://localhost:5173`; with
+//! the resource URL's origin, the only `Origin`s `/mcp` accepts);
 //! `OBO_CLIENT_CAPABILITIES=cp1` turns on Continuous Access Evaluation (also with the
 //! embedded stand-ins); `OBO_EXAMPLE_JOB_DELAY_MS` (default 2000): how long a job
 //! of `POST /jobs/me` waits before it calls Graph through its long-running session
@@ -131,5 +132,7 @@ fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
     );
     println!("Or with the MCP Inspector (transport Streamable HTTP, URL {mcp},");
     println!("header `Authorization: Bearer <the token above>`):");
-    println!("  npx @modelcontextprotocol/inspector\n");
+    println!("  npx @modelcontextprotocol/inspector");
+    println!("(a browser connecting to /mcp directly needs its origin in OBO_CORS_ORIGINS:");
+    println!("/mcp refuses other Origins with 403)\n");
 }

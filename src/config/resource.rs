@@ -22,9 +22,13 @@ pub(super) struct ResourceFields {
 impl OboConfigBuilder {
     /// This API's canonical URL as an OAuth protected resource (RFC 9728), e.g.
     /// `https://mcp.contoso.com/mcp` for an MCP server: the URL clients connect to.
-    /// `https://`, or `http://` on loopback; no query or fragment.
+    /// `https://`, or `http://` on loopback; no query or fragment; in canonical
+    /// form (lower-case scheme and host, no default port such as `:443`, no `.`
+    /// or `..` segments, spaces and braces percent-encoded; `build()` names the
+    /// form to write otherwise), and no path segment starting with `:` or `*`.
     ///
-    /// With it, every 401 and 403 challenge names the metadata document
+    /// With it, the 401s (and the 403s a scope of this API can fix) of requests
+    /// for this URL or a path under it name the metadata document
     /// (`resource_metadata="…"`) and the scopes to request, and
     /// [`OboConfig::resource_metadata`](crate::OboConfig::resource_metadata) serves
     /// the document (see [`resource_metadata`](crate::resource_metadata)). Without
@@ -123,6 +127,7 @@ pub(super) fn build_resource(
     };
     let resource = raw.trim();
     let url = resource_url("resource_url", resource)?;
+    canonical_resource(resource, &url)?;
     let name = fields
         .name
         .map(|n| {
@@ -173,6 +178,35 @@ fn resource_url(field: &'static str, raw: &str) -> Result<url::Url, ConfigError>
         Err(BaseUrlProblem::Path) => "must be a bare origin",
     };
     Err(ConfigError::new(field, reason))
+}
+
+/// The resource URL exactly as the `url` crate writes it (lower-case scheme and
+/// host, no default port, dot segments resolved, percent-encoding), but for a
+/// bare origin's trailing `/`: the metadata address is derived from that form, and
+/// the document's `resource` must name the same URL (RFC 9728 §3.3). And a path
+/// axum can route the metadata at: no segment starting with `:` or `*`, no `{`
+/// or `}`.
+fn canonical_resource(given: &str, url: &url::Url) -> Result<(), ConfigError> {
+    let canonical = url.as_str();
+    let bare_origin = url.path() == "/" && canonical.strip_suffix('/') == Some(given);
+    if given != canonical && !bare_origin {
+        return Err(ConfigError::new(
+            "resource_url",
+            format!("is not in canonical form; write it as {canonical}"),
+        ));
+    }
+    let unroutable = url
+        .path()
+        .split('/')
+        .any(|segment| segment.starts_with([':', '*']) || segment.contains(['{', '}']));
+    if unroutable {
+        return Err(ConfigError::new(
+            "resource_url",
+            "has a path segment starting with `:` or `*`, or holding `{` or `}`, \
+             which the metadata route cannot match literally",
+        ));
+    }
+    Ok(())
 }
 
 /// An Application ID URI: `scheme:rest`, no whitespace, quotes or backslashes

@@ -641,3 +641,58 @@ fn debug_shows_no_secrets_and_is_useful() {
     let c = base().build().unwrap();
     assert!(format!("{c:?}").contains(T));
 }
+
+/// The resource URL is refused unless it is already in the canonical form the
+/// metadata address is derived from (else the document and the challenges would
+/// name two spellings of one resource), and unless axum can route its metadata
+/// path; the error names the field and, where there is one, the form to use.
+#[test]
+fn the_resource_url_must_be_canonical_and_routable() {
+    let refused = [
+        (
+            "HTTP://LocalHost:38125/my mcp",
+            Some("http://localhost:38125/my%20mcp"),
+        ),
+        (
+            "https://MCP.contoso.com/mcp",
+            Some("https://mcp.contoso.com/mcp"),
+        ),
+        (
+            "https://mcp.contoso.com:443/mcp",
+            Some("https://mcp.contoso.com/mcp"),
+        ),
+        ("http://127.0.0.1:80/mcp", Some("http://127.0.0.1/mcp")),
+        ("https://h/a/../mcp", Some("https://h/mcp")),
+        ("https://h/./mcp", Some("https://h/mcp")),
+        ("https://h/{mcp}", Some("https://h/%7Bmcp%7D")),
+        ("https://h/tools/:id", None),
+        ("https://h/:mcp", None),
+        ("https://h/tools/*rest", None),
+    ];
+    for (given, canonical) in refused {
+        let e = base().resource_url(given).build().expect_err(given);
+        assert_eq!(e.field(), "resource_url", "{given}: {e}");
+        if let Some(canonical) = canonical {
+            assert!(e.to_string().contains(canonical), "{given}: {e}");
+        }
+    }
+    for ok in [
+        "https://h",
+        "https://h/",
+        "https://h/mcp",
+        "https://h/mcp/",
+        "https://h:8443/tools/v1",
+        "http://localhost:38125/my%20mcp",
+        "http://[::1]:3000/mcp",
+        "https://h/a/%7Bb%7D/x*y/a:b",
+    ] {
+        let c = base()
+            .resource_url(ok)
+            .build()
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        let m = c.resource_metadata().unwrap();
+        assert_eq!(m.resource, ok, "kept as given");
+        // The routes build (axum panics on a path it cannot route).
+        let _: axum::Router = m.router();
+    }
+}

@@ -1,20 +1,23 @@
-//! The gRPC rendering of [`AuthRejection`]: a Trailers-Only answer for requests
-//! whose `content-type` is `application/grpc…`, and, with the `tonic` feature, the
-//! conversions into `tonic::Status`.
+//! The gRPC rendering of [`AuthRejection`]: a Trailers-Only answer for gRPC
+//! requests (`content-type: application/grpc[+…]` over HTTP/2 or later, or
+//! grpc-web over any version), and, with the `tonic` feature, the conversions
+//! into `tonic::Status`.
 //!
 //! A gRPC client reads the outcome of a call from `grpc-status`, not from the HTTP
 //! status (gRPC over HTTP/2 answers 200 even for errors). A refusal is therefore
 //! answered as the gRPC spec's *Trailers-Only* response: one header block with
 //! `:status 200`, `content-type`, `grpc-status`, the percent-encoded
 //! `grpc-message` (the rejection's [`description`](AuthRejection::description),
-//! which never holds a token), and the HTTP answer's own headers (the
-//! `WWW-Authenticate` challenge, `Retry-After`, `Cache-Control`), and no body.
+//! which never holds a token), and the HTTP answer's own headers (the plain RFC
+//! 6750 `WWW-Authenticate` challenge, `Retry-After`, `Cache-Control`), and no
+//! body. RFC 9728's `resource_metadata` is an HTTP mechanism: it is never added
+//! to a gRPC answer, even with a resource URL.
 //! The code is derived from the HTTP status of the one HTTP mapping
 //! ([`AuthRejection::status`]), so the two protocols cannot drift apart.
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 
 use super::AuthRejection;
 
@@ -31,17 +34,37 @@ mod code {
     pub(super) const UNAUTHENTICATED: i32 = 16;
 }
 
-/// The request's `content-type` when it is a gRPC one (`application/grpc`,
-/// `application/grpc+proto`, `application/grpc-web…`, …), which the refusal then
-/// answers with; `None` for everything else.
-pub(crate) fn grpc_content_type(request: &HeaderMap) -> Option<&HeaderValue> {
-    const PREFIX: &[u8] = b"application/grpc";
-    let value = request.get(CONTENT_TYPE)?;
-    let bytes = value.as_bytes();
-    let is_grpc = bytes.len() >= PREFIX.len()
-        && bytes[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
-        && matches!(bytes.get(PREFIX.len()), None | Some(b'+' | b'-' | b';'));
-    is_grpc.then_some(value)
+/// The `content-type` of the answer to a gRPC request, or `None` for a request
+/// that is not one (answered in HTTP).
+///
+/// A gRPC request has `content-type: application/grpc[+suffix]` and arrives over
+/// HTTP/2 or later (gRPC runs on nothing else; over HTTP/1.x that `content-type`
+/// is answered in HTTP). A grpc-web request (`application/grpc-web[+suffix]`,
+/// `application/grpc-web-text[+suffix]`) may arrive over any version. The answer
+/// uses the normalized form of the request's type: lower case, its `+proto`,
+/// `+json` or custom suffix kept, parameters dropped.
+pub(crate) fn grpc_content_type(request: &HeaderMap, version: Version) -> Option<HeaderValue> {
+    let value = request.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    let (base, suffix) = match essence.split_once('+') {
+        Some((base, suffix)) => (base, Some(suffix)),
+        None => (essence.as_str(), None),
+    };
+    let http2 = version >= Version::HTTP_2;
+    let allowed = match base {
+        "application/grpc" => http2,
+        "application/grpc-web" | "application/grpc-web-text" => true,
+        _ => false,
+    };
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.".contains(&c))
+    };
+    if !allowed || suffix.is_some_and(|s| !token(s)) {
+        return None;
+    }
+    HeaderValue::from_str(&essence).ok()
 }
 
 impl AuthRejection {
@@ -76,7 +99,8 @@ impl AuthRejection {
     }
 
     /// The Trailers-Only answer to a gRPC request (see the [module docs](self)):
-    /// HTTP 200 with the `content_type` the request used, and no body.
+    /// HTTP 200 with `content_type` (the normalized form of the request's), and no
+    /// body.
     pub(crate) fn grpc_response(&self, content_type: HeaderValue) -> Response<Bytes> {
         let mut response = Response::new(Bytes::new());
         let headers = response.headers_mut();
@@ -160,35 +184,81 @@ mod tests {
     use crate::downstream::DownstreamError;
     use crate::rejection::{Forbidden, KeyError, OboError, ValidationError};
     use http::header::{CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
+    use http::Version;
 
-    fn content_type(value: &'static str) -> Option<&'static str> {
+    fn content_type(value: &'static str, version: Version) -> Option<String> {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
-        grpc_content_type(&h)
-            .map(|v| v.to_str().unwrap())
-            .map(|_| value)
+        grpc_content_type(&h, version).map(|v| v.to_str().unwrap().to_owned())
     }
 
+    /// gRPC requests are told by their `content-type`, answered with its
+    /// normalized form (lower case, the `+…` suffix kept, no parameters).
     #[test]
     fn grpc_requests_are_told_by_their_content_type() {
-        for grpc in [
-            "application/grpc",
-            "application/grpc+proto",
-            "Application/GRPC+json",
-            "application/grpc-web+proto",
-            "application/grpc;charset=utf-8",
+        for (given, answered) in [
+            ("application/grpc", "application/grpc"),
+            ("application/grpc+proto", "application/grpc+proto"),
+            ("Application/GRPC+json", "application/grpc+json"),
+            ("application/grpc+thrift", "application/grpc+thrift"),
+            ("application/grpc;charset=utf-8", "application/grpc"),
+            (
+                "application/grpc+proto; charset=utf-8",
+                "application/grpc+proto",
+            ),
+            ("application/grpc-web", "application/grpc-web"),
+            ("application/grpc-web+proto", "application/grpc-web+proto"),
+            ("application/grpc-web-text", "application/grpc-web-text"),
+            (
+                "application/grpc-web-text+proto;x=1",
+                "application/grpc-web-text+proto",
+            ),
         ] {
-            assert_eq!(content_type(grpc), Some(grpc), "{grpc}");
+            assert_eq!(
+                content_type(given, Version::HTTP_2).as_deref(),
+                Some(answered),
+                "{given}"
+            );
         }
         for other in [
             "application/json",
             "application/grpcx",
+            "application/grpc-foo",
+            "application/grpc-webx",
+            "application/grpc+",
+            "application/grpc+a b",
             "text/plain",
             "application/gr",
         ] {
-            assert_eq!(content_type(other), None, "{other}");
+            assert_eq!(content_type(other, Version::HTTP_2), None, "{other}");
         }
-        assert!(grpc_content_type(&HeaderMap::new()).is_none());
+        assert!(grpc_content_type(&HeaderMap::new(), Version::HTTP_2).is_none());
+    }
+
+    /// Only HTTP/2 (and later) carries gRPC; grpc-web also runs over HTTP/1.1.
+    #[test]
+    fn grpc_over_http1_is_answered_in_http() {
+        for version in [Version::HTTP_10, Version::HTTP_11] {
+            assert_eq!(content_type("application/grpc", version), None);
+            assert_eq!(content_type("application/grpc+proto", version), None);
+            assert_eq!(
+                content_type("application/grpc-web+proto", version).as_deref(),
+                Some("application/grpc-web+proto")
+            );
+            assert_eq!(
+                content_type("application/grpc-web-text", version).as_deref(),
+                Some("application/grpc-web-text")
+            );
+        }
+        assert!(content_type("application/grpc", Version::HTTP_3).is_some());
+        let mut request = HeaderMap::new();
+        request.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        let r = AuthRejection::MissingToken.into_response_for(&request, Version::HTTP_11);
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().get("grpc-status").is_none());
+        let r = AuthRejection::MissingToken.into_response_for(&request, Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "16");
     }
 
     #[test]
@@ -270,15 +340,21 @@ mod tests {
             CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
         );
-        let grpc = rejection().into_response_for(&request);
+        let grpc = rejection().into_response_for(&request, Version::HTTP_2);
         assert_eq!(grpc.status(), 200);
         assert_eq!(grpc.headers()["grpc-status"], "7");
+        assert_eq!(grpc.headers()[CONTENT_TYPE], "application/grpc+proto");
+        request.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/GRPC+proto; charset=utf-8"),
+        );
+        let grpc = rejection().into_response_for(&request, Version::HTTP_2);
         assert_eq!(grpc.headers()[CONTENT_TYPE], "application/grpc+proto");
 
         // Anything else gets exactly the HTTP answer of `IntoResponse`.
         request.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for request in [request, HeaderMap::new()] {
-            let http = rejection().into_response_for(&request);
+            let http = rejection().into_response_for(&request, Version::HTTP_2);
             let axum = axum::response::IntoResponse::into_response(rejection());
             assert_eq!(http.status(), 403);
             assert_eq!(http.headers(), axum.headers());

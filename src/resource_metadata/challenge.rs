@@ -10,40 +10,79 @@ use super::settings::{qualify, ResourceSettings};
 use crate::rejection::quoted;
 
 impl ResourceSettings {
-    /// `challenge` with `resource_metadata`, its scopes in requestable form, and
-    /// (on a 401) the supported scopes when it names none; `None` when it is not a
-    /// `Bearer` challenge this function can parse, or already names its metadata.
+    /// `challenge` with `resource_metadata` and its scopes in requestable form;
+    /// `None` (leave it alone) when it is not a `Bearer` challenge this function
+    /// can parse, already names its metadata, or is a 403 no scope of this API
+    /// can fix.
+    ///
+    /// - A 401 (`unauthorized`) keeps this API's scopes of its `scope`, drops
+    ///   downstream ones (URIs of another API), and, when none is left, names the
+    ///   supported scopes.
+    /// - A 403 is annotated only when it is `insufficient_scope` naming this API's
+    ///   own scopes; its `scope` becomes the layer-wide required scopes followed
+    ///   by the ones named (MCP 2025-11-25: a client asking for these gets all it
+    ///   needs at once), without duplicates. A 403 naming no scope (app-only
+    ///   callers, client allow-list, app roles) or another API's (a relayed
+    ///   consent error) is not a step-up challenge and is left as it is.
     pub(crate) fn challenge(&self, challenge: &str, unauthorized: bool) -> Option<String> {
         let params = parse_bearer(challenge)?;
-        if params
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("resource_metadata"))
-        {
+        let named = |param: &str| {
+            params
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(param))
+                .map(|(_, value)| unquote(value))
+        };
+        if named("resource_metadata").is_some() {
             return None;
         }
+        let given: Vec<String> = named("scope")
+            .map(|v| v.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let mut scopes: Vec<String> = Vec::new();
+        if unauthorized {
+            for s in given.iter().filter(|s| self.is_own(s)) {
+                push_new(&mut scopes, qualify(&self.scope_prefix, s));
+            }
+            if scopes.is_empty() {
+                for s in self.challenge_scope.split_ascii_whitespace() {
+                    push_new(&mut scopes, s.to_owned());
+                }
+            }
+        } else {
+            let step_up = named("error").as_deref() == Some("insufficient_scope")
+                && !given.is_empty()
+                && given.iter().all(|s| self.is_own(s));
+            if !step_up {
+                return None;
+            }
+            for s in &self.required_scopes {
+                push_new(&mut scopes, s.clone());
+            }
+            for s in &given {
+                push_new(&mut scopes, qualify(&self.scope_prefix, s));
+            }
+        }
         let mut out = String::from("Bearer");
-        let mut has_scope = false;
         let mut separator = " ";
+        let scope = quoted(&scopes.join(" "));
+        let mut wrote_scope = false;
         for (name, value) in &params {
             out.push_str(separator);
             separator = ", ";
             if name.eq_ignore_ascii_case("scope") {
-                has_scope = true;
-                let scopes: Vec<String> = unquote(value)
-                    .split_ascii_whitespace()
-                    .map(|s| qualify(&self.scope_prefix, s))
-                    .collect();
-                let _ = write!(out, "{name}=\"{}\"", quoted(&scopes.join(" ")));
+                if wrote_scope {
+                    // A repeated `scope` (invalid): one is enough.
+                    out.truncate(out.len() - 2);
+                    continue;
+                }
+                wrote_scope = true;
+                let _ = write!(out, "{name}=\"{scope}\"");
             } else {
                 let _ = write!(out, "{name}={value}");
             }
         }
-        if unauthorized && !has_scope && !self.challenge_scope.is_empty() {
-            let _ = write!(
-                out,
-                "{separator}scope=\"{}\"",
-                quoted(&self.challenge_scope)
-            );
+        if !wrote_scope && !scopes.is_empty() {
+            let _ = write!(out, "{separator}scope=\"{scope}\"");
             separator = ", ";
         }
         let _ = write!(
@@ -55,8 +94,17 @@ impl ResourceSettings {
     }
 }
 
+/// Appends `scope` unless it is already there.
+fn push_new(scopes: &mut Vec<String>, scope: String) {
+    if !scopes.contains(&scope) {
+        scopes.push(scope);
+    }
+}
+
 /// The layer's one hook: on a 401 or 403, each `Bearer` challenge gets what
-/// [`ResourceSettings::challenge`] adds. Nothing at all without a resource URL.
+/// [`ResourceSettings::challenge`] adds. Nothing at all without a resource URL;
+/// the layer passes `None` too when the request's path is not covered by the
+/// resource URL ([`ResourceSettings::covers`]).
 pub(crate) fn annotate<B>(settings: Option<&ResourceSettings>, response: &mut http::Response<B>) {
     let Some(settings) = settings else {
         return;
@@ -184,23 +232,24 @@ mod tests {
                 true,
                 format!("Bearer error=\"invalid_token\", error_description=\"the token has expired\", {scope}, {rm}"),
             ),
-            // 403 from a requirement: its bare scopes become requestable.
+            // 403 from a requirement: the required scopes, then its bare
+            // scopes as requestable, each once; commas and `=` inside quotes
+            // do not split.
             (
-                "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read Tasks.Write\", scope=\"Tasks.Read Tasks.Write\"",
+                "Bearer error=\"insufficient_scope\", error_description=\"a, b=c: Tasks.Read Tasks.Write\", scope=\"Tasks.Read Tasks.Write\"",
                 false,
-                format!("Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read Tasks.Write\", scope=\"api://{C}/Tasks.Read api://{C}/Tasks.Write\", {rm}"),
+                format!("Bearer error=\"insufficient_scope\", error_description=\"a, b=c: Tasks.Read Tasks.Write\", scope=\"api://{C}/access_as_user api://{C}/Tasks.Read api://{C}/Tasks.Write\", {rm}"),
             ),
-            // 403 naming no scope (app-only, roles): none is invented.
             (
-                "Bearer error=\"insufficient_scope\", error_description=\"x\"",
+                "Bearer error=\"insufficient_scope\", error_description=\"x\", scope=\"access_as_user\"",
                 false,
-                format!("Bearer error=\"insufficient_scope\", error_description=\"x\", {rm}"),
+                format!("Bearer error=\"insufficient_scope\", error_description=\"x\", {scope}, {rm}"),
             ),
-            // URIs are kept; commas and `=` inside quotes do not split.
+            // A 401 naming only another API's scope: ours instead.
             (
-                "Bearer error=\"insufficient_scope\", error_description=\"a, b=c\", scope=\"https://graph.microsoft.com/Mail.Read\"",
-                false,
-                format!("Bearer error=\"insufficient_scope\", error_description=\"a, b=c\", scope=\"https://graph.microsoft.com/Mail.Read\", {rm}"),
+                "Bearer error=\"invalid_token\", scope=\"https://graph.microsoft.com/Mail.Read\"",
+                true,
+                format!("Bearer error=\"invalid_token\", {scope}, {rm}"),
             ),
             // A claims challenge (base64 with `=` padding) keeps its parameters.
             (
@@ -239,6 +288,39 @@ mod tests {
         ] {
             assert_eq!(s.challenge(given, true), None, "{given}");
         }
+    }
+
+    /// A 403 that no scope of this API can fix is no step-up challenge: left as
+    /// it is, without `resource_metadata`, and never with downstream scopes.
+    #[test]
+    fn only_a_403_for_this_apis_scopes_is_annotated() {
+        let s = settings("https://h/mcp", &["access_as_user"], &[HOME]);
+        for given in [
+            // A relayed consent error (Graph's scope).
+            "Bearer error=\"insufficient_scope\", error_description=\"consent is required\", scope=\"https://graph.microsoft.com/User.Read\"",
+            // Ours and another API's together.
+            "Bearer error=\"insufficient_scope\", scope=\"Tasks.Read https://graph.microsoft.com/User.Read\"",
+            // App-only callers, the client allow-list, app roles: no scope.
+            "Bearer error=\"insufficient_scope\", error_description=\"x\"",
+            // Another error, or none.
+            "Bearer error=\"invalid_token\", scope=\"access_as_user\"",
+            "Bearer scope=\"access_as_user\"",
+            "Bearer",
+        ] {
+            assert_eq!(s.challenge(given, false), None, "{given}");
+        }
+        // Scopes already in this API's requestable form count as its own.
+        assert_eq!(
+            s.challenge(
+                &format!("Bearer error=\"insufficient_scope\", scope=\"api://{C}/Tasks.Read access_as_user\""),
+                false
+            )
+            .as_deref(),
+            Some(
+                format!("Bearer error=\"insufficient_scope\", scope=\"api://{C}/access_as_user api://{C}/Tasks.Read\", resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\"")
+                    .as_str()
+            )
+        );
     }
 
     #[test]

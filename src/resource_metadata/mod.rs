@@ -3,7 +3,8 @@
 //!
 //! Where it sits: the configuration builds a `ResourceSettings` once, when
 //! [`resource_url`](crate::OboConfigBuilder::resource_url) is set; the layer hands
-//! every response to `annotate`, and [`ProtectedResourceMetadata::router`] serves
+//! the response of every request for the resource's path (or a path under it) to
+//! `annotate`, and [`ProtectedResourceMetadata::router`] serves
 //! the document. Without a resource URL nothing here runs and every challenge is
 //! byte-for-byte what it was.
 //!
@@ -23,7 +24,9 @@
 //!   [`require_user_scopes`](crate::OboConfigBuilder::require_user_scopes), or
 //!   `api://{client id}/.default` when no scope is required),
 //!   `bearer_methods_supported: ["header"]`, and `resource_name` /
-//!   `resource_documentation` when configured. Entra's `organizations` and `common`
+//!   `resource_documentation` when configured (the builder accepts only a resource
+//!   URL in the `url` crate's canonical form, so `resource` and the metadata
+//!   address spell the same URL). Entra's `organizations` and `common`
 //!   are never listed: their discovery documents name the issuer
 //!   `https://login.microsoftonline.com/{tenantid}/v2.0`, a template that fails the
 //!   issuer check RFC 8414 §3.3 asks of every client.
@@ -31,16 +34,30 @@
 //!   inserted between the host and the resource's path
 //!   (`https://host/.well-known/oauth-protected-resource/mcp` for `https://host/mcp`),
 //!   and at the bare `/.well-known/oauth-protected-resource` for clients that only
-//!   try the root. Both are `GET`, `application/json`, cacheable for an hour.
-//! - **Challenges**: every `WWW-Authenticate: Bearer …` challenge of a 401 or 403
-//!   response that passes through the layer (the layer's own refusals and those of
-//!   extractors and handlers inside it) gets `resource_metadata="<the RFC 9728 §3.1
-//!   address>"`; a `scope` parameter's bare scope names (`access_as_user`, as in the
-//!   token's `scp`) are written as a client requests them (`api://{client
-//!   id}/access_as_user`); and a 401 without `scope` gets the scopes of
-//!   `scopes_supported`. Scopes that are already URIs (Graph's, in a relayed consent
-//!   error) are kept. A 403 that names no scope (app-only callers, client allow-list,
-//!   role requirements) gets none: no scope would help.
+//!   try the root (MCP's fallback; by RFC 9728 §3.3 that address describes the
+//!   resource at the origin root, so do not merge it when another resource lives
+//!   there). Both are `GET`, `application/json`, cacheable for an hour.
+//! - **Which responses**: only those to requests for the resource (RFC 9728
+//!   §3.3: the metadata's `resource` is the URL the client used): the request's
+//!   path (as the layer sees it; inside `Router::nest`, the nested part) equals
+//!   the resource URL's path or lies under it (`/mcp`, `/mcp/…` for
+//!   `https://host/mcp`; not `/me` nor `/mcpx`); a resource at the origin root
+//!   covers every path. Other routes behind the same layer keep plain RFC 6750
+//!   challenges.
+//! - **401**: each `WWW-Authenticate: Bearer …` challenge (the layer's own
+//!   refusals and those of extractors and handlers inside it) gets
+//!   `resource_metadata="<the RFC 9728 §3.1 address>"`, and a `scope` naming this
+//!   API's scopes as a client requests them (`api://{client id}/access_as_user`;
+//!   `scopes_supported` when the challenge named none). Another API's scopes
+//!   (URIs such as Graph's) never appear in an annotated `scope`.
+//! - **403**: annotated only when it is `insufficient_scope` naming scopes of
+//!   this API (the layer's policy, `Require<R>`): its `scope` lists the
+//!   layer-wide required scopes, then the missing ones, each once, in requestable
+//!   form (MCP 2025-11-25: a client asking for these is not refused for lacking
+//!   the others). A 403 that no scope of this API can fix (a relayed downstream
+//!   consent error, the client allow-list, app roles, an app-only token where a
+//!   user is needed) is not a step-up challenge: it is left exactly as without a
+//!   resource URL, so an MCP client does not loop asking for scopes.
 //!
 //! What a client sees: public metadata only (URLs, scope names); nothing about the
 //! caller. How it fails: it cannot, once built; a challenge this module cannot

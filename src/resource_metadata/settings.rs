@@ -13,6 +13,11 @@ pub(crate) struct ResourceSettings {
     pub(super) scope_prefix: String,
     /// `scopes_supported`, space-separated: the `scope` of 401 challenges.
     pub(super) challenge_scope: String,
+    /// The layer-wide required scopes in requestable form, which a 403's `scope`
+    /// lists before the route's own.
+    pub(super) required_scopes: Vec<String>,
+    /// The resource URL's path; `""` for the origin root, which covers every path.
+    pub(super) path: String,
 }
 
 /// The inputs of [`ResourceSettings::new`], already checked by the builder.
@@ -68,6 +73,12 @@ impl ResourceSettings {
                 .collect()
         };
         let challenge_scope = scopes_supported.join(" ");
+        let required_scopes = spec
+            .user_scopes
+            .iter()
+            .map(|s| qualify(&scope_prefix, s))
+            .collect();
+        let path = path.to_owned();
         Self {
             metadata: ProtectedResourceMetadata {
                 resource: resource.to_owned(),
@@ -81,7 +92,27 @@ impl ResourceSettings {
             },
             scope_prefix,
             challenge_scope,
+            required_scopes,
+            path,
         }
+    }
+
+    /// Whether a request for `path` is a request for this resource (RFC 9728
+    /// §3.3: the metadata's `resource` is the URL the client used): the resource's
+    /// path itself or a path under it (`{path}/…`); every path when the resource
+    /// is the origin root.
+    pub(crate) fn covers(&self, path: &str) -> bool {
+        let own = self.path.trim_end_matches('/');
+        match path.strip_prefix(own) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    /// Whether `scope` is one of this API's: a bare name (`access_as_user`, as in
+    /// `scp`) or one already prefixed with this API's Application ID URI.
+    pub(super) fn is_own(&self, scope: &str) -> bool {
+        !scope.contains(['/', ':']) || scope.starts_with(&self.scope_prefix)
     }
 }
 
@@ -163,6 +194,30 @@ pub(super) mod tests {
             assert_eq!(s.metadata.metadata_url(), url, "{resource}");
             assert_eq!(s.metadata.paths().collect::<Vec<_>>(), paths, "{resource}");
             assert_eq!(s.metadata.resource, resource, "kept as given");
+        }
+    }
+
+    #[test]
+    fn a_resource_covers_its_path_and_the_paths_under_it() {
+        let cases = [
+            ("https://h/mcp", "/mcp", true),
+            ("https://h/mcp", "/mcp/", true),
+            ("https://h/mcp", "/mcp/tools/x", true),
+            ("https://h/mcp", "/mcpx", false),
+            ("https://h/mcp", "/me", false),
+            ("https://h/mcp", "/", false),
+            ("https://h/mcp", "/a/mcp", false),
+            ("https://h/mcp/", "/mcp/", true),
+            ("https://h/mcp/", "/mcp/x", true),
+            ("https://h/tools/v1", "/tools/v1/x", true),
+            ("https://h/tools/v1", "/tools", false),
+            ("https://h", "/", true),
+            ("https://h", "/anything/at/all", true),
+            ("https://h/", "/me", true),
+        ];
+        for (resource, path, covered) in cases {
+            let s = settings(resource, &["access_as_user"], &[HOME]);
+            assert_eq!(s.covers(path), covered, "{resource} {path}");
         }
     }
 
