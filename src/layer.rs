@@ -6,6 +6,12 @@
 //! refusal is an `Ok` response (an [`AuthRejection`]); the inner service's errors
 //! pass through untouched.
 //!
+//! A token validated before (a validated-token cache hit) that the policy admits
+//! needs no waiting: `call` then calls the ready inner service itself and returns
+//! its future unboxed. Everything else (a miss, which may wait for keys, a refusal,
+//! an anonymous request) goes through one boxed future, on a clone of the inner
+//! service swapped in as tower's docs advise.
+//!
 //! It is a plain tower middleware: it wraps any service answering
 //! `http::Response<B>` — an axum `Router`, a tonic server, rmcp's Streamable HTTP
 //! service — and answers `http::Response<`[`OboBody<B>`]`>`: the inner body as it
@@ -21,10 +27,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
@@ -34,7 +41,7 @@ use crate::exchange::Exchanger;
 use crate::extractor::OboToken;
 use crate::jwks::{KeyError, KeyStore};
 use crate::rejection::AuthRejection;
-use crate::resource_metadata;
+use crate::resource_metadata::{self, ResourceSettings};
 use crate::scope::Scope;
 use crate::secret::BearerToken;
 #[cfg(feature = "redis")]
@@ -299,24 +306,34 @@ where
 {
     type Response = Response<OboBody<ResB>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResB, S::Error>;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        // Fast path: a token validated before (a validated-token cache hit, which
+        // needs no waiting) that the policy admits. The ready inner service is
+        // called now, and its future is returned unboxed.
+        if let Some(auth) = admit_cached(&self.shared, req.headers()) {
+            let shared = Arc::clone(&self.shared);
+            let resource = resource_of(&shared, &req);
+            req.extensions_mut().insert(OboContext {
+                shared,
+                auth: Some(auth),
+            });
+            return ResponseFuture::admitted(self.inner.call(req), resource);
+        }
+
+        // Everything else may wait (for keys): the boxed path.
         // The clone is not ready; keep the ready one for this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);
         let allow_anonymous = self.allow_anonymous;
-        // `None` (free) unless a resource URL is configured and the request is for
-        // it (RFC 9728 challenges name the metadata of the URL the client used).
-        let resource = (shared.config.resource.as_ref())
-            .filter(|r| r.covers(req.uri().path()))
-            .cloned();
-        ResponseFuture(Box::pin(async move {
+        let resource = resource_of(&shared, &req);
+        ResponseFuture::validating(Box::pin(async move {
             let response = match authenticate(&shared, req.headers(), allow_anonymous).await {
                 Ok(auth) => {
                     req.extensions_mut().insert(OboContext { shared, auth });
@@ -333,6 +350,15 @@ where
     }
 }
 
+/// The resource whose metadata the response's challenges name: `None` (free)
+/// unless a resource URL is configured and the request is for it (RFC 9728
+/// challenges name the metadata of the URL the client used).
+fn resource_of<B>(shared: &Shared, req: &Request<B>) -> Option<Arc<ResourceSettings>> {
+    (shared.config.resource.as_ref())
+        .filter(|r| r.covers(req.uri().path()))
+        .cloned()
+}
+
 /// The answer to a refused request, in its protocol (gRPC or HTTP).
 fn reject<B>(
     rejection: AuthRejection,
@@ -347,21 +373,88 @@ fn reject<B>(
 /// The output of [`ResponseFuture`]: the response, or the inner service's error.
 type Output<B, E> = Result<Response<OboBody<B>>, E>;
 
-/// Response future of [`OboService`].
-pub struct ResponseFuture<B, E>(Pin<Box<dyn Future<Output = Output<B, E>> + Send>>);
-
-impl<B, E> Future for ResponseFuture<B, E> {
-    type Output = Output<B, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.as_mut().poll(cx)
+pin_project! {
+    /// Response future of [`OboService`]: the inner service's future `F`, unboxed,
+    /// for a request admitted at once (its token found in the validated-token
+    /// cache), or a boxed future that validates first (a cache miss, a refusal,
+    /// an anonymous request).
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: FutureKind<F, B, E>,
     }
 }
 
-impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+pin_project! {
+    #[project = FutureKindProj]
+    enum FutureKind<F, B, E> {
+        Admitted {
+            #[pin]
+            future: F,
+            // What the MCP hook needs (see `resource_metadata::annotate`).
+            resource: Option<Arc<ResourceSettings>>,
+        },
+        Validating {
+            future: Pin<Box<dyn Future<Output = Output<B, E>> + Send>>,
+        },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    fn admitted(future: F, resource: Option<Arc<ResourceSettings>>) -> Self {
+        Self {
+            kind: FutureKind::Admitted { future, resource },
+        }
+    }
+
+    fn validating(future: Pin<Box<dyn Future<Output = Output<B, E>> + Send>>) -> Self {
+        Self {
+            kind: FutureKind::Validating { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Output<B, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureKindProj::Admitted { future, resource } => {
+                let mut response = ready!(future.poll(cx))?.map(OboBody::inner);
+                resource_metadata::annotate(resource.as_deref(), &mut response);
+                Poll::Ready(Ok(response))
+            }
+            FutureKindProj::Validating { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ResponseFuture")
     }
+}
+
+/// The caller of a request whose bearer token is in the validated-token cache
+/// and whose principal the layer-wide policy admits; `None` for anything else
+/// (no or a bad header, a miss, an expired entry, a refusal), which
+/// [`authenticate`] then handles, logs and answers.
+///
+/// Its `obo_validate` span has the fields of `authenticate`'s accepted path.
+fn admit_cached(shared: &Shared, headers: &HeaderMap) -> Option<Authenticated> {
+    let token = bearer_token(headers).ok()??;
+    let (principal, token) = shared.validator.cached(token)?;
+    shared.config.policy.check(&principal).ok()?;
+    let _span = tracing::debug_span!(
+        "obo_validate",
+        tid = principal.tid(),
+        oid = principal.oid(),
+        outcome = "accepted",
+        reason = tracing::field::Empty,
+    );
+    Some(Authenticated { principal, token })
 }
 
 async fn authenticate(

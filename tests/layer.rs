@@ -316,6 +316,28 @@ async fn lifetime_uses_the_injected_clock_and_leeway() {
 }
 
 #[tokio::test]
+async fn a_cached_token_the_policy_refuses_stays_refused() {
+    // The second request finds the token in the validated-token cache; the
+    // policy still refuses it (the cache-hit fast path declines, the full path answers).
+    let entra = EntraStandIn::start().await;
+    let cfg = config(&entra)
+        .require_user_scopes(["access_as_user"])
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let token = entra.token().scopes(&["other_scope"]).sign();
+    for _ in 0..2 {
+        let r = bearer(&app, "/whoami", &token).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert_eq!(r.json()["error"], "insufficient_scope");
+    }
+    let ok = entra.token().sign();
+    for _ in 0..2 {
+        assert_eq!(bearer(&app, "/whoami", &ok).await.status, 200);
+    }
+}
+
+#[tokio::test]
 async fn policy_is_enforced_with_403() {
     let entra = EntraStandIn::start().await;
     let cfg = config(&entra)

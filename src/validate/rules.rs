@@ -120,7 +120,7 @@ impl Validator {
         };
         let key = cache.key(token);
         if let Some((p, cached)) = cache.get(key, token) {
-            if self.settings.clock.now() <= p.expires_at().saturating_add(leeway) {
+            if self.unexpired(&p) {
                 return Ok((p, cached));
             }
             cache.remove(key);
@@ -139,6 +139,25 @@ impl Validator {
             Duration::from_secs(ttl as u64),
         );
         Ok((p, token))
+    }
+
+    /// The cached validation of exactly `token`, if it holds (`exp` plus leeway,
+    /// by the configured clock): [`validate`](Self::validate)'s hit path, without
+    /// waiting. `None` on a miss, for an expired entry (which `validate` then
+    /// refuses and forgets) and when the cache is off.
+    pub(crate) fn cached(&self, token: &[u8]) -> Option<(Principal, BearerToken)> {
+        let cache = self.cache.as_ref()?;
+        if token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let (p, cached) = cache.get(cache.key(token), token)?;
+        self.unexpired(&p).then_some((p, cached))
+    }
+
+    /// Whether a cached validation of `p` still holds by the configured clock.
+    fn unexpired(&self, p: &Principal) -> bool {
+        let leeway = self.settings.leeway.as_secs() as i64;
+        self.settings.clock.now() <= p.expires_at().saturating_add(leeway)
     }
 
     async fn validate_uncached(&self, token: &str) -> Result<Principal, ValidationError> {
