@@ -147,28 +147,10 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::validate::{PrincipalInner, TokenVersion};
 
     fn principal(scopes: &[&str], roles: &[&str]) -> Principal {
-        let owned = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
-        Principal(Arc::new(PrincipalInner {
-            tid: "t".into(),
-            oid: "o".into(),
-            sub: "s".into(),
-            scopes: owned(scopes),
-            roles: owned(roles),
-            client_app_id: Some("c".into()),
-            version: TokenVersion::V2,
-            kind: TokenKind::Delegated,
-            name: None,
-            preferred_username: None,
-            expires_at: 0,
-            payload: Vec::new(),
-            claims: Default::default(),
-        }))
+        Principal::for_tests("o", scopes, roles)
     }
 
     struct Nothing;

@@ -26,10 +26,22 @@ pub(super) fn normalize_guid(
 
 /// A bare `scheme://host[:port]`: https, or http on loopback only.
 pub(super) fn validate_base_url(field: &'static str, raw: &str) -> Result<String, ConfigError> {
-    let url = reqwest::Url::parse(raw.trim())
+    let url = https_url(field, raw.trim(), true)?;
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// An absolute URL that this API names or calls: https (http on loopback only), a
+/// host, no credentials, query or fragment; with `bare_origin`, no path either.
+/// Every URL setting's error names the field and the rule it breaks.
+pub(super) fn https_url(
+    field: &'static str,
+    raw: &str,
+    bare_origin: bool,
+) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(raw)
         .map_err(|e| ConfigError::new(field, format!("is not a URL ({e})")))?;
-    let reason = match check_base_url(&url, true) {
-        Ok(()) => return Ok(url.as_str().trim_end_matches('/').to_owned()),
+    let reason = match check_base_url(&url, bare_origin) {
+        Ok(()) => return Ok(url),
         Err(BaseUrlProblem::PlainHttp) => {
             "must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)"
                 .to_owned()
@@ -39,8 +51,11 @@ pub(super) fn validate_base_url(field: &'static str, raw: &str) -> Result<String
         }
         Err(BaseUrlProblem::NoHost) => "has no host".to_owned(),
         Err(BaseUrlProblem::Credentials) => "must not contain credentials".to_owned(),
-        Err(BaseUrlProblem::QueryOrFragment | BaseUrlProblem::Path) => {
+        Err(BaseUrlProblem::QueryOrFragment | BaseUrlProblem::Path) if bare_origin => {
             "must be a bare scheme://host[:port] without path, query or fragment".to_owned()
+        }
+        Err(BaseUrlProblem::QueryOrFragment | BaseUrlProblem::Path) => {
+            "must not have a query or a fragment".to_owned()
         }
     };
     Err(ConfigError::new(field, reason))

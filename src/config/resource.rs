@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use super::builder::OboConfigBuilder;
+use super::checks::https_url;
 use super::error::ConfigError;
-use crate::http::{check_base_url, BaseUrlProblem};
 use crate::resource_metadata::{ResourceSettings, ResourceSpec};
 
 /// The resource fields as given.
@@ -126,7 +126,9 @@ pub(super) fn build_resource(
         return Ok(None);
     };
     let resource = raw.trim();
-    let url = resource_url("resource_url", resource)?;
+    // RFC 9728 §1.2 forbids a fragment and discourages a query: no query either,
+    // which the metadata address could not carry.
+    let url = https_url("resource_url", resource, false)?;
     canonical_resource(resource, &url)?;
     let name = fields
         .name
@@ -144,7 +146,7 @@ pub(super) fn build_resource(
         .transpose()?;
     let documentation = fields
         .documentation
-        .map(|d| resource_url("resource_documentation", d.trim()).map(|u| u.to_string()))
+        .map(|d| https_url("resource_documentation", d.trim(), false).map(|u| u.to_string()))
         .transpose()?;
     let app_id_uri = fields.app_id_uri.as_deref().map(app_id_uri).transpose()?;
     Ok(Some(Arc::new(ResourceSettings::new(ResourceSpec {
@@ -158,26 +160,6 @@ pub(super) fn build_resource(
         client_id: context.client_id,
         user_scopes: context.user_scopes,
     }))))
-}
-
-/// An absolute URL: https (http on loopback only), a host, no credentials, query
-/// or fragment (RFC 9728 §1.2 forbids the fragment and discourages the query; the
-/// metadata address could not carry one).
-fn resource_url(field: &'static str, raw: &str) -> Result<url::Url, ConfigError> {
-    let url =
-        url::Url::parse(raw).map_err(|e| ConfigError::new(field, format!("is not a URL ({e})")))?;
-    let reason = match check_base_url(&url, false) {
-        Ok(()) => return Ok(url),
-        Err(BaseUrlProblem::PlainHttp) => {
-            "must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)"
-        }
-        Err(BaseUrlProblem::Scheme) => "must use https://",
-        Err(BaseUrlProblem::NoHost) => "has no host",
-        Err(BaseUrlProblem::Credentials) => "must not contain credentials",
-        Err(BaseUrlProblem::QueryOrFragment) => "must not have a query or a fragment",
-        Err(BaseUrlProblem::Path) => "must be a bare origin",
-    };
-    Err(ConfigError::new(field, reason))
 }
 
 /// The resource URL exactly as the `url` crate writes it (lower-case scheme and

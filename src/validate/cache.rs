@@ -136,27 +136,10 @@ impl ValidatedCache {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, OnceLock};
-
     use super::*;
-    use crate::validate::claims::{PrincipalInner, TokenKind, TokenVersion};
 
     fn principal(oid: &str) -> Principal {
-        Principal(Arc::new(PrincipalInner {
-            tid: "t".into(),
-            oid: oid.into(),
-            sub: "s".into(),
-            scopes: vec!["access_as_user".into()],
-            roles: Vec::new(),
-            client_app_id: Some("c".into()),
-            version: TokenVersion::V2,
-            kind: TokenKind::Delegated,
-            name: None,
-            preferred_username: None,
-            expires_at: 0,
-            payload: Vec::new(),
-            claims: OnceLock::new(),
-        }))
+        Principal::for_tests(oid, &["access_as_user"], &[])
     }
 
     const HOUR: Duration = Duration::from_secs(3600);

@@ -77,6 +77,29 @@ pub(crate) struct PrincipalInner {
 #[derive(Clone)]
 pub struct Principal(pub(crate) Arc<PrincipalInner>);
 
+#[cfg(test)]
+impl Principal {
+    /// A delegated v2 caller of tenant `t`, for unit tests of what reads a principal.
+    pub(crate) fn for_tests(oid: &str, scopes: &[&str], roles: &[&str]) -> Self {
+        let owned = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+        Principal(Arc::new(PrincipalInner {
+            tid: "t".into(),
+            oid: oid.into(),
+            sub: "s".into(),
+            scopes: owned(scopes),
+            roles: owned(roles),
+            client_app_id: Some("c".into()),
+            version: TokenVersion::V2,
+            kind: TokenKind::Delegated,
+            name: None,
+            preferred_username: None,
+            expires_at: 0,
+            payload: Vec::new(),
+            claims: Default::default(),
+        }))
+    }
+}
+
 impl Principal {
     pub(crate) fn new(inner: PrincipalInner) -> Self {
         Self(Arc::new(inner))

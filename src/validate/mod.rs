@@ -13,8 +13,6 @@ pub(crate) mod payload;
 pub(crate) mod rules;
 
 pub(crate) use claims::is_guid;
-#[cfg(test)]
-pub(crate) use claims::PrincipalInner;
 pub use claims::{Principal, TokenKind, TokenVersion};
 pub use error::ValidationError;
 #[cfg(test)]
