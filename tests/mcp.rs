@@ -422,6 +422,27 @@ async fn the_metadata_documents() {
     assert_eq!(r.status(), 405);
 }
 
+/// `/tasks` (outside `/mcp`) refuses a caller without `Tasks.Read` with the plain
+/// RFC 6750 challenge, twice: validated, then admitted from the validated-token
+/// cache (the layer's fast path), which must leave it alone the same way.
+async fn tasks_is_a_plain_403_validated_and_cached(s: &Served, http: &reqwest::Client) {
+    let token = s.embedded.user_token();
+    for pass in ["validated", "cached"] {
+        let r = http
+            .get(format!("{}/tasks", s.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{pass}");
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"Tasks.Read\"",
+            "{pass}"
+        );
+    }
+}
+
 /// Without a resource URL, nothing changes: no metadata routes, and the
 /// challenges are plain RFC 6750, byte for byte.
 #[tokio::test]
@@ -445,23 +466,7 @@ async fn without_a_resource_url_challenges_are_unchanged() {
         e.auth_challenge(),
         Some("Bearer error=\"invalid_token\", error_description=\"the token has expired\"")
     );
-    // Twice: validated, then admitted from the validated-token cache (the layer's
-    // fast path), which must choose the resource by path the same way.
-    let token = s.embedded.user_token();
-    for pass in ["validated", "cached"] {
-        let r = http
-            .get(format!("{}/tasks", s.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{pass}");
-        assert_eq!(
-            r.headers()[WWW_AUTHENTICATE],
-            "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"Tasks.Read\"",
-            "{pass}"
-        );
-    }
+    tasks_is_a_plain_403_validated_and_cached(&s, &http).await;
 
     // And the MCP endpoint works the same.
     let client = connect(&s.mcp(), Some(&s.embedded.user_token()))
@@ -530,23 +535,7 @@ async fn only_the_resource_and_paths_under_it_name_the_metadata() {
     let r = http.get(format!("{}/me", s.base)).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
-    // Twice: validated, then admitted from the validated-token cache (the layer's
-    // fast path), which must choose the resource by path the same way.
-    let token = s.embedded.user_token();
-    for pass in ["validated", "cached"] {
-        let r = http
-            .get(format!("{}/tasks", s.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{pass}");
-        assert_eq!(
-            r.headers()[WWW_AUTHENTICATE],
-            "Bearer error=\"insufficient_scope\", error_description=\"requires one of the scopes: Tasks.Read\", scope=\"Tasks.Read\"",
-            "{pass}"
-        );
-    }
+    tasks_is_a_plain_403_validated_and_cached(&s, &http).await;
     // `/mcpx` is not under `/mcp`.
     let r = http.get(format!("{}/mcpx", s.base)).send().await.unwrap();
     assert_eq!(r.status(), 404);
