@@ -18,6 +18,7 @@
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::AuthRejection;
 
@@ -115,18 +116,11 @@ impl AuthRejection {
 }
 
 /// `grpc-message` encoding (gRPC over HTTP/2, "Percent-Encoded"): the UTF-8 bytes,
-/// each outside printable ASCII (`%x20-%x7E`), and `%` itself, written `%XX`.
+/// each outside printable ASCII (`%x20-%x7E`), and `%` itself, written `%XX`:
+/// `percent-encoding`'s controls set plus `%` (non-ASCII is always encoded).
 fn percent_encode(message: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(message.len());
-    for &b in message.as_bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    const GRPC_MESSAGE_SET: &AsciiSet = &CONTROLS.add(b'%');
+    utf8_percent_encode(message, GRPC_MESSAGE_SET).to_string()
 }
 
 #[cfg(feature = "tonic")]
