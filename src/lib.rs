@@ -59,6 +59,8 @@
 //! - [`stats`]: cache counters and size for health and metrics endpoints;
 //! - [`resource_metadata`]: this API as an OAuth protected resource (RFC 9728),
 //!   the metadata and challenges an MCP server needs;
+//! - [`mcp`]: MCP sessions bound to the caller who created them
+//!   ([`BindMcpSessions`](mcp::BindMcpSessions));
 //! - [`session`]: long-running sessions: tokens for a user after the request
 //!   (background jobs, agents);
 //! - [`clock`]: injectable time, for tests.
@@ -88,6 +90,7 @@ mod extractor;
 mod http;
 mod jwks;
 pub mod layer;
+pub mod mcp;
 mod policy;
 pub mod principal;
 pub mod rejection;
