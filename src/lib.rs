@@ -78,6 +78,8 @@
 //! token endpoint with fault injection) and Microsoft Graph, for your own tests.
 
 #![warn(missing_docs, missing_debug_implementations)]
+// docs.rs (`[package.metadata.docs.rs]`): mark what a feature gates.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unreachable_pub)]
 
 pub mod clock;
