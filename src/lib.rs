@@ -59,6 +59,8 @@
 //! - [`stats`]: cache counters and size for health and metrics endpoints;
 //! - [`resource_metadata`]: this API as an OAuth protected resource (RFC 9728),
 //!   the metadata and challenges an MCP server needs;
+//! - [`mcp`]: MCP sessions bound to the caller who created them
+//!   ([`BindMcpSessions`](mcp::BindMcpSessions));
 //! - [`session`]: long-running sessions: tokens for a user after the request
 //!   (background jobs, agents);
 //! - [`clock`]: injectable time, for tests.
@@ -76,6 +78,8 @@
 //! token endpoint with fault injection) and Microsoft Graph, for your own tests.
 
 #![warn(missing_docs, missing_debug_implementations)]
+// docs.rs (`[package.metadata.docs.rs]`): mark what a feature gates.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unreachable_pub)]
 
 pub mod clock;
@@ -88,6 +92,7 @@ mod extractor;
 mod http;
 mod jwks;
 pub mod layer;
+pub mod mcp;
 mod policy;
 pub mod principal;
 pub mod rejection;

@@ -8,6 +8,11 @@ mod app;
 
 use axum::routing::get;
 use axum::Router;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum_obo::clock::ManualClock;
+use axum_obo::mcp::{BindMcpSessions, SESSION_ID};
 use axum_obo::{AuthRejection, GraphUserRead, OboLayer, OboToken, Require, Requirement};
 use axum_obo_testing::TokenFault;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -633,4 +638,299 @@ async fn the_metadata_is_readable_from_any_origin() {
     for name in ["www-authenticate", "grpc-status", "grpc-message"] {
         assert!(exposed.contains(name), "{exposed}");
     }
+}
+
+// MCP sessions bound to their creator (`axum_obo::mcp::BindMcpSessions`).
+
+const PROTOCOL: &str = "2025-06-18";
+
+/// `/mcp` as the example serves it (sessions bound by `sessions`, whose clock
+/// the test holds), plus a spy recording every `Mcp-Session-Id` the server hands
+/// out, on a loopback port.
+struct Sessions {
+    served: Served,
+    sessions: BindMcpSessions,
+    created: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+}
+
+async fn serve_sessions(clock: &ManualClock) -> Sessions {
+    let embedded = app::Embedded::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = app::policy(embedded.config())
+        .resource_url(format!("{base}/mcp"))
+        .build()
+        .unwrap();
+    let layer = OboLayer::new(config);
+    layer.warm_up().await.unwrap();
+    let sessions = BindMcpSessions::new()
+        .idle_timeout(Duration::from_secs(600))
+        .clock(clock.clone());
+    let created = Arc::new(Mutex::new(Vec::new()));
+    let spy = Arc::clone(&created);
+    let router = app::mcp::router(&layer, sessions.clone()).layer(axum::middleware::map_response(
+        move |r: axum::response::Response| {
+            if let Some(id) = r.headers().get(SESSION_ID) {
+                spy.lock().unwrap().push(id.to_str().unwrap().to_owned());
+            }
+            async move { r }
+        },
+    ));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Sessions {
+        served: Served {
+            embedded,
+            base,
+            layer,
+        },
+        sessions,
+        created,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Sessions {
+    fn last_created(&self) -> String {
+        self.created
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a session was created")
+    }
+
+    /// A raw Streamable HTTP request: a JSON-RPC `body` with `method` to `/mcp`.
+    async fn send(
+        &self,
+        method: http::Method,
+        token: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut r = self
+            .http
+            .request(method, self.served.mcp())
+            .bearer_auth(token)
+            .header(http::header::ACCEPT, "application/json, text/event-stream")
+            .header("mcp-protocol-version", PROTOCOL);
+        if let Some(session) = session {
+            r = r.header(SESSION_ID, session);
+        }
+        if let Some(body) = body {
+            r = r
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        r.send().await.unwrap()
+    }
+
+    /// `initialize` and `notifications/initialized` over raw HTTP: the new
+    /// session's id.
+    async fn initialize(&self, token: &str) -> String {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": PROTOCOL, "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"}}});
+        let r = self.send(http::Method::POST, token, None, Some(init)).await;
+        assert_eq!(r.status(), 200);
+        let id = r.headers()[SESSION_ID].to_str().unwrap().to_owned();
+        r.text().await.unwrap();
+        let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let r = self
+            .send(http::Method::POST, token, Some(&id), Some(done))
+            .await;
+        assert_eq!(r.status(), 202);
+        id
+    }
+
+    /// `tools/call whoami` in `session`: the status, and the body when 200.
+    async fn whoami(&self, token: &str, session: &str) -> (u16, String) {
+        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}}});
+        let r = self
+            .send(http::Method::POST, token, Some(session), Some(call))
+            .await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+fn bob(s: &Sessions) -> String {
+    s.served.embedded.entra.token().user(OTHER_USER).sign()
+}
+
+/// Bob's valid token on Alice's session id is a 404 for every method (as for an
+/// unknown session), and leaves her session alone; Alice's rmcp client goes on.
+#[tokio::test]
+async fn a_session_serves_only_the_caller_who_created_it() {
+    let clock = ManualClock::now_system();
+    let s = serve_sessions(&clock).await;
+    let alice = s.served.embedded.user_token();
+    let client = connect(&s.served.mcp(), Some(&alice)).await.unwrap();
+    let session = s.last_created();
+
+    let bob = bob(&s);
+    let (status, body) = s.whoami(&bob, &session).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains(OTHER_USER), "{body}");
+    let r = s.send(http::Method::GET, &bob, Some(&session), None).await;
+    assert_eq!(r.status(), 404, "the session's event stream");
+    let r = s
+        .send(http::Method::DELETE, &bob, Some(&session), None)
+        .await;
+    assert_eq!(r.status(), 404, "nor may Bob end it");
+
+    // Alice's session is intact, and the tools still see whoever calls.
+    let who = call(&client, "whoami").await;
+    assert_eq!(who.is_error, Some(false), "{}", text(&who));
+    assert_eq!(
+        who.structured_content.unwrap()["oid"],
+        token_claims(&alice)["oid"]
+    );
+    assert_eq!(s.sessions.bound_sessions(), 1);
+    client.cancel().await.unwrap();
+}
+
+/// The owner is the tenant, the user and the client application: the same user
+/// through another client application is another caller.
+#[tokio::test]
+async fn the_same_user_through_another_client_is_another_caller() {
+    let clock = ManualClock::now_system();
+    let s = serve_sessions(&clock).await;
+    let alice = s.served.embedded.user_token();
+    let session = s.initialize(&alice).await;
+    let (status, body) = s.whoami(&alice, &session).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = token_claims(&alice);
+    let other_app = s
+        .served
+        .embedded
+        .entra
+        .token()
+        .user(claims["oid"].as_str().unwrap())
+        .client_app("3d5e7f90-1a2b-4c3d-8e9f-0a1b2c3d4e5f")
+        .sign();
+    assert_eq!(token_claims(&other_app)["oid"], claims["oid"]);
+    let (status, _) = s.whoami(&other_app, &session).await;
+    assert_eq!(status, 404);
+}
+
+/// An id this layer never handed out is a 404 for a valid caller, even when it
+/// names a live session of the MCP server: here one created through another
+/// binding (another replica, the session shared through a session store). Unknown
+/// ids fail closed.
+#[tokio::test]
+async fn an_unknown_session_id_is_not_found() {
+    let clock = ManualClock::now_system();
+    let s = serve_sessions(&clock).await;
+    let alice = s.served.embedded.user_token();
+    let (status, _) = s
+        .whoami(&alice, "3f2a4c1e-0000-4000-8000-000000000000")
+        .await;
+    assert_eq!(status, 404);
+
+    // A second "replica": the same MCP service (its sessions), its own bindings.
+    let layer = &s.served.layer;
+    let mcp = app::mcp::service(layer);
+    let replica = |sessions: BindMcpSessions| {
+        Router::new()
+            .route_service("/mcp", mcp.clone())
+            .route_layer(sessions)
+            .route_layer(layer.clone())
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let first = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let router = replica(BindMcpSessions::new());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let router = replica(BindMcpSessions::new());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    // The session the first replica created, presented to the second.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": PROTOCOL, "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let r = s
+        .http
+        .post(&first)
+        .bearer_auth(&alice)
+        .header(http::header::ACCEPT, "application/json, text/event-stream")
+        .header(CONTENT_TYPE, "application/json")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    let session = r.headers()[SESSION_ID].to_str().unwrap().to_owned();
+    r.text().await.unwrap();
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "whoami", "arguments": {}}});
+    let send = |url: &str, body: &Value| {
+        s.http
+            .post(url)
+            .bearer_auth(&alice)
+            .header(http::header::ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .header("mcp-protocol-version", PROTOCOL)
+            .header(SESSION_ID, &session)
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(send(&first, &done).await.unwrap().status(), 202);
+    assert_eq!(send(&first, &call).await.unwrap().status(), 200);
+    assert_eq!(
+        send(&second, &call).await.unwrap().status(),
+        404,
+        "a live session, but not one this binding recorded"
+    );
+}
+
+/// `DELETE` by the owner ends the session and its binding; an idle binding
+/// expires on the layer's clock, and each use keeps it alive.
+#[tokio::test]
+async fn delete_and_idleness_remove_the_binding() {
+    let clock = ManualClock::now_system();
+    let s = serve_sessions(&clock).await;
+    let alice = s.served.embedded.user_token();
+
+    let first = s.initialize(&alice).await;
+    let r = s
+        .send(http::Method::DELETE, &alice, Some(&first), None)
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(s.sessions.bound_sessions(), 0);
+    assert_eq!(s.whoami(&alice, &first).await.0, 404);
+
+    let second = s.initialize(&alice).await;
+    clock.advance(Duration::from_secs(500));
+    assert_eq!(s.whoami(&alice, &second).await.0, 200);
+    clock.advance(Duration::from_secs(500));
+    assert_eq!(
+        s.whoami(&alice, &second).await.0,
+        200,
+        "500 s after the last use"
+    );
+    clock.advance(Duration::from_secs(601));
+    assert_eq!(s.whoami(&alice, &second).await.0, 404, "601 s idle");
+    assert_eq!(s.sessions.bound_sessions(), 0);
+}
+
+/// `BindMcpSessions` outside `OboLayer` cannot know the caller: every request is
+/// a 500 (the log names the missing layer), never a session served unchecked.
+#[tokio::test]
+async fn sessions_bound_outside_the_layer_are_a_500() {
+    let clock = ManualClock::now_system();
+    let s = serve_sessions(&clock).await;
+    let layer = &s.served.layer;
+    let misordered = Router::new()
+        .route_service("/mcp", app::mcp::service(layer))
+        .route_layer(layer.clone())
+        .route_layer(BindMcpSessions::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, misordered).await });
+    let e = connect(&url, Some(&s.served.embedded.user_token()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("500"), "{e}");
 }

@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use axum_obo::mcp::BindMcpSessions;
 use axum_obo::session::{SessionKey, SessionOwner, Sessions};
 use axum_obo::{
     AuthRejection, GraphUserRead, OboConfigBuilder, OboLayer, OboToken, Principal, Require,
@@ -213,7 +214,8 @@ pub fn policy(builder: OboConfigBuilder) -> OboConfigBuilder {
 /// The job routes (`POST /jobs/me`, `GET /jobs/{id}`) wait `OBO_EXAMPLE_JOB_DELAY_MS`
 /// (see [`router_with_jobs`] to choose).
 ///
-/// `/mcp` is an MCP server (see [`mcp`]) behind the same layer; before the token,
+/// `/mcp` is an MCP server (see [`mcp`]) behind the same layer, each MCP session
+/// bound to the caller who created it ([`BindMcpSessions`]); before the token,
 /// it checks `Origin` as the Streamable HTTP transport requires (against DNS
 /// rebinding): a browser request from an origin that is neither the resource
 /// URL's nor one of the CORS origins is refused with 403 (no `Origin`, a
@@ -243,13 +245,9 @@ pub fn router_with_jobs(layer: OboLayer, cors: Cors, jobs: Jobs) -> Router {
         .route_layer(layer.clone())
         .layer(Extension(jobs));
     // `/mcp`: `Origin` is checked before the token (outermost route layer).
-    let mcp = Router::new()
-        .route_service("/mcp", mcp::service(&layer))
-        .route_layer(layer.clone())
-        .route_layer(middleware::from_fn_with_state(
-            Arc::new(mcp_origins(&layer, &cors.origins)),
-            check_origin,
-        ));
+    let mcp = mcp::router(&layer, BindMcpSessions::new()).route_layer(
+        middleware::from_fn_with_state(Arc::new(mcp_origins(&layer, &cors.origins)), check_origin),
+    );
     // The metadata is public: any origin may read it, preflights included.
     let metadata = layer
         .config()

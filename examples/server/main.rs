@@ -126,10 +126,20 @@ fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
     println!(
         "  curl -si -X POST {mcp} -H 'Content-Type: application/json' -d '{{}}' | grep -i www-authenticate"
     );
-    println!("Call `me` (your Graph profile through On-Behalf-Of):");
+    println!("Call `me` (your Graph profile through On-Behalf-Of) in a session (bash):");
     println!(
-        "  curl -s {mcp} -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18' \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"me\",\"arguments\":{{}}}}}}'"
+        "  H=(-H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18')"
     );
+    println!(
+        "  SID=$(curl -si {mcp} \"${{H[@]}}\" -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}' \\\n    | sed -n 's/^mcp-session-id: *//Ip' | tr -d '\\r')"
+    );
+    println!(
+        "  curl -s {mcp} \"${{H[@]}}\" -H \"Mcp-Session-Id: $SID\" -d '{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}'"
+    );
+    println!(
+        "  curl -s {mcp} \"${{H[@]}}\" -H \"Mcp-Session-Id: $SID\" \\\n    -d '{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{{\"name\":\"me\",\"arguments\":{{}}}}}}'"
+    );
+    println!("(the session answers only you: another user's token with $SID gets 404)");
     println!("Or with the MCP Inspector (transport Streamable HTTP, URL {mcp},");
     println!("header `Authorization: Bearer <the token above>`):");
     println!("  npx @modelcontextprotocol/inspector");

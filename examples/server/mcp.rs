@@ -12,17 +12,26 @@
 //! runs after the HTTP response has started, so an On-Behalf-Of failure (consent
 //! missing, MFA) is a tool error (`isError: true`) with the rejection's safe
 //! description, never a token.
+//!
+//! Sessions: clients of the revisions before 2026-07-28 get an `Mcp-Session-Id`
+//! at `initialize` (rmcp's `LocalSessionManager`, in this process: behind several
+//! replicas, route a session to the replica that created it, sticky on that
+//! header). `BindMcpSessions`, inside the layer, binds each session id to the
+//! caller who created it: another caller's request with that id is a 404, as for
+//! an unknown session. Clients of 2026-07-28 and later are served statelessly.
 
+use axum::Router;
 use axum_obo::layer::OboContext;
+use axum_obo::mcp::BindMcpSessions;
 use axum_obo::{AuthRejection, GraphUserRead, OboLayer};
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
-use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 
-/// The tools; stateless (a new value per request).
+/// The tools; a new value per session (or per request, for stateless clients).
 #[derive(Clone, Debug, Default)]
 pub struct Tools;
 
@@ -99,11 +108,21 @@ impl ServerHandler for Tools {
     }
 }
 
-/// rmcp's Streamable HTTP service for `/mcp`: stateless (every request carries
-/// the token and passes the layer; nothing to pin to one replica) with plain
-/// JSON responses. `Host` must be loopback or the host of the configured
-/// resource URL (rmcp's DNS-rebinding guard).
-pub fn service(layer: &OboLayer) -> StreamableHttpService<Tools, NeverSessionManager> {
+/// `/mcp`: the MCP [`service`] behind `sessions` (each session bound to the
+/// caller who created it) behind `layer` (every request authenticated).
+pub fn router(layer: &OboLayer, sessions: BindMcpSessions) -> Router {
+    Router::new()
+        .route_service("/mcp", service(layer))
+        // Inside the layer: the caller is known when sessions are checked.
+        .route_layer(sessions)
+        .route_layer(layer.clone())
+}
+
+/// rmcp's Streamable HTTP service for `/mcp`: sessions for clients that ask for
+/// them (kept in this process), plain JSON responses for stateless clients.
+/// `Host` must be loopback or the host of the configured resource URL (rmcp's
+/// DNS-rebinding guard).
+pub fn service(layer: &OboLayer) -> StreamableHttpService<Tools, LocalSessionManager> {
     let mut hosts = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -119,9 +138,8 @@ pub fn service(layer: &OboLayer) -> StreamableHttpService<Tools, NeverSessionMan
     }
     StreamableHttpService::new(
         || Ok(Tools),
-        NeverSessionManager::default().into(),
+        LocalSessionManager::default().into(),
         StreamableHttpServerConfig::default()
-            .with_legacy_session_mode(false)
             .with_json_response(true)
             .with_allowed_hosts(hosts),
     )
