@@ -44,6 +44,8 @@
 
 mod error;
 mod key;
+mod limit;
+mod locks;
 mod manager;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -55,4 +57,6 @@ pub(crate) use manager::SessionSettings;
 pub use manager::{SessionOwner, SessionToken, Sessions};
 #[cfg(feature = "redis")]
 pub(crate) use redis_store::RedisSessionStore;
-pub use store::{MemorySessionStore, SessionRecord, SessionStore, StoreError, StoreFuture};
+pub use store::{
+    MemorySessionStore, RecordVersion, SessionRecord, SessionStore, StoreError, StoreFuture,
+};
