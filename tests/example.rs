@@ -402,8 +402,7 @@ async fn a_job_failing_at_graph_with_a_server_error_reports_no_downstream_detail
 
 #[tokio::test]
 async fn one_user_starting_jobs_in_a_loop_is_bounded_and_others_are_served() {
-    let (e, app, jobs, _) =
-        example_with_jobs_on(std::time::Duration::from_secs(60), clock()).await;
+    let (e, app, jobs, _) = example_with_jobs_on(std::time::Duration::from_secs(60), clock()).await;
     let user = e.user_token();
     let oid = bearer(&app, "/whoami", &user).await.json()["oid"]
         .as_str()
@@ -462,8 +461,14 @@ async fn finished_jobs_expire_after_the_retention() {
     let id = r.json()["id"].as_str().unwrap().to_owned();
     assert_eq!(finished(&app, &id, &user).await["state"], "done");
     clock.advance(app::JOB_RETENTION - std::time::Duration::from_secs(1));
-    assert_eq!(bearer(&app, &format!("/jobs/{id}"), &user).await.status, 200);
+    assert_eq!(
+        bearer(&app, &format!("/jobs/{id}"), &user).await.status,
+        200
+    );
     clock.advance(std::time::Duration::from_secs(1));
-    assert_eq!(bearer(&app, &format!("/jobs/{id}"), &user).await.status, 404);
+    assert_eq!(
+        bearer(&app, &format!("/jobs/{id}"), &user).await.status,
+        404
+    );
     assert_eq!(jobs.kept(), 0);
 }

@@ -832,5 +832,9 @@ async fn end_during_a_refresh_on_another_replica_is_not_undone() {
             "{e:?}"
         );
     }
-    assert_eq!(refresh_grants(&entra), 1, "an ended session asks Entra nothing more");
+    assert_eq!(
+        refresh_grants(&entra),
+        1,
+        "an ended session asks Entra nothing more"
+    );
 }

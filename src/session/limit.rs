@@ -19,11 +19,14 @@ use std::time::Duration;
 /// Users whose buckets are kept at once.
 const USERS: u64 = 100_000;
 
+/// A user: tenant id and object id.
+type User = (Box<str>, Box<str>);
+
 /// Per-user token buckets of session starts.
 pub(crate) struct StartLimiter {
     limit: u32,
     window: Duration,
-    buckets: moka::sync::Cache<(Box<str>, Box<str>), Arc<Mutex<Bucket>>>,
+    buckets: moka::sync::Cache<User, Arc<Mutex<Bucket>>>,
 }
 
 /// Starts left (fractional) as of `at` (clock seconds).
@@ -104,7 +107,10 @@ mod tests {
 
     #[test]
     fn a_clock_going_back_never_grants_more() {
-        let mut b = Bucket { tokens: 0.0, at: 100 };
+        let mut b = Bucket {
+            tokens: 0.0,
+            at: 100,
+        };
         assert!(take(&mut b, 2.0, 60.0, 50).is_err());
         assert!(take(&mut b, 2.0, 60.0, 100).is_err());
         take(&mut b, 2.0, 60.0, 130).unwrap();

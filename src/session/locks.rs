@@ -32,7 +32,10 @@ impl LockTable {
     /// Sessions with a lock in the table.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -57,7 +60,11 @@ impl SessionLock<'_> {
 
 impl Drop for SessionLock<'_> {
     fn drop(&mut self) {
-        let mut map = self.table.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .table
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Released under the table's lock, where every other handle is made: the
         // table's own handle alone means nobody else holds or waits.
         drop(self.mutex.take());

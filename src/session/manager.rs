@@ -357,6 +357,7 @@ impl Sessions {
         now: i64,
     ) -> Result<(SessionRecord, RecordVersion), SessionError> {
         let Some((record, version)) = self.inner.store.get(key).await? else {
+            self.forget_pending(&key.digest());
             return Err(SessionError::Unknown);
         };
         if record.client_id != self.inner.settings.client_id {
@@ -522,7 +523,11 @@ impl Sessions {
             match outcome {
                 Ok(None) => {
                     self.forget_pending(&digest);
-                    tracing::debug!(tid = record.tid, oid = record.oid, "session token refreshed");
+                    tracing::debug!(
+                        tid = record.tid,
+                        oid = record.oid,
+                        "session token refreshed"
+                    );
                     return Ok(());
                 }
                 Ok(Some(None)) => {
@@ -560,7 +565,11 @@ impl Sessions {
     /// The rotated refresh token to redeem instead of `stored`, if this process
     /// could not store it.
     fn pending_for(&self, digest: &[u8; 32], stored: &SecretString) -> Option<SecretString> {
-        let mut pending = self.inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match pending.get(digest) {
             Some(p) if p.replaces == *stored => Some(p.rotated.clone()),
             // Stored since (by another replica's refresh): no longer needed.
