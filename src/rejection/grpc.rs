@@ -285,6 +285,12 @@ mod tests {
             ),
             (AuthRejection::Forbidden(Forbidden::ClientApp), (403, 7)),
             (AuthRejection::MissingLayer, (500, 13)),
+            (
+                AuthRejection::TooManySessions {
+                    retry_after: std::time::Duration::from_secs(6),
+                },
+                (429, 8),
+            ),
             (AuthRejection::Obo(OboError::Timeout), (504, 14)),
             (AuthRejection::Obo(OboError::BadResponse), (502, 14)),
             (AuthRejection::Obo(OboError::AppOnlyToken), (403, 7)),
