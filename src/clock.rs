@@ -26,11 +26,22 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to; for tests.
 ///
+/// Clones share their time: advancing one advances every clone, so a test keeps
+/// a clone and hands another to
+/// [`OboConfigBuilder::clock`](crate::OboConfigBuilder::clock). Everything that
+/// expires in the crate follows it: validated tokens, the On-Behalf-Of cache, and
+/// the session cache ([`Sessions`](crate::session::Sessions) serves a cached
+/// token while it is fresh on this clock), idle sessions and the session start
+/// limit.
+///
 /// ```
 /// use axum_obo::clock::{Clock, ManualClock};
 /// let clock = ManualClock::at(1_700_000_000);
 /// clock.advance(std::time::Duration::from_secs(30));
 /// assert_eq!(clock.now(), 1_700_000_030);
+/// let shared = clock.clone();
+/// shared.advance(std::time::Duration::from_secs(10));
+/// assert_eq!(clock.now(), 1_700_000_040, "clones share their time");
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<AtomicI64>);

@@ -253,20 +253,12 @@ impl<S: Scope> OboToken<S> {
     ///     Ok(())
     /// }
     /// ```
+    ///
+    /// This costs a second exchange after the extractor's own; a handler that
+    /// only starts a session takes [`OboContext`] and calls
+    /// [`OboContext::start_session`] (one exchange).
     pub async fn start_session(&self) -> Result<SessionKey, SessionError> {
-        let issued = self
-            .shared
-            .exchanger
-            .exchange_offline(&self.principal, &self.assertion, S::SCOPES)
-            .await
-            .map_err(|e| match e {
-                OboError::InvalidGrant => SessionError::Exchange(e),
-                e => SessionError::from_refresh(e),
-            })?;
-        self.shared
-            .sessions
-            .create(&self.principal, issued, S::SCOPES)
-            .await
+        start_session(&self.shared, &self.principal, &self.assertion, S::SCOPES).await
     }
 
     /// The claims-challenge hook of this token's clients, when capabilities are configured.
@@ -280,6 +272,69 @@ impl<S: Scope> OboToken<S> {
                 scopes: S::SCOPES,
             }) as Arc<dyn Renew>
         })
+    }
+}
+
+/// A session for `principal` through one On-Behalf-Of exchange of `assertion`
+/// with `offline_access` (after the per-user start limit admits it).
+async fn start_session(
+    shared: &Shared,
+    principal: &Principal,
+    assertion: &BearerToken,
+    scopes: &'static [&'static str],
+) -> Result<SessionKey, SessionError> {
+    shared.sessions.admit_start(principal)?;
+    let issued = shared
+        .exchanger
+        .exchange_offline(principal, assertion, scopes)
+        .await
+        .map_err(|e| match e {
+            OboError::InvalidGrant => SessionError::Exchange(e),
+            e => SessionError::from_refresh(e),
+        })?;
+    shared.sessions.create(principal, issued, scopes).await
+}
+
+impl OboContext {
+    /// Starts a long-running session for the caller with **one** On-Behalf-Of
+    /// exchange for the scopes of `S` plus `offline_access` (its access token is
+    /// the session's first, cached), as [`OboToken::start_session`] does without
+    /// the extractor's exchange before it. Returns the session's key, a bearer
+    /// capability to keep like a secret. An anonymous request (on a layer that
+    /// allows them) has no one to start a session for: [`SessionError::Unknown`]
+    /// (401 as an [`AuthRejection`]).
+    ///
+    /// Starts are bounded per user
+    /// ([`session_start_limit`](crate::OboConfigBuilder::session_start_limit)):
+    /// past the bound, [`SessionError::TooManySessions`] (429 with `Retry-After`
+    /// once turned into an [`AuthRejection`]), without asking Entra.
+    ///
+    /// ```
+    /// use axum_obo::layer::OboContext;
+    /// use axum_obo::{AuthRejection, GraphUserRead};
+    ///
+    /// async fn start_job(ctx: OboContext) -> Result<(), AuthRejection> {
+    ///     let key = ctx.start_session::<GraphUserRead>().await?;
+    ///     // Hand `key.expose()` to the job queue.
+    ///     # let _ = key;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn start_session<S: Scope>(&self) -> Result<SessionKey, SessionError> {
+        let auth = self.auth.as_ref().ok_or(SessionError::Unknown)?;
+        start_session(&self.shared, &auth.principal, &auth.token, S::SCOPES).await
+    }
+}
+
+/// The layer's context as an extractor (a clone: cheap), for handlers that use
+/// it directly, e.g. [`OboContext::start_session`]. Without the layer: 500,
+/// [`AuthRejection::MissingLayer`]. Anonymous requests (on a layer that allows
+/// them) get a context without a principal.
+impl<S: Send + Sync> FromRequestParts<S> for OboContext {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        context(parts).cloned()
     }
 }
 

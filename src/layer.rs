@@ -83,7 +83,7 @@ impl Shared {
             exchanger.settings(),
             exchanger.endpoint(),
             session_store(&config),
-            config.sessions.idle_timeout,
+            &config.sessions,
             graph.clone(),
             http.clone(),
         );

@@ -174,16 +174,28 @@ pub enum AuthRejection {
     /// An extractor ran on a route without `OboLayer`.
     #[error("the request was not authenticated: did you add `OboLayer` in front of this route?")]
     MissingLayer,
+    /// The caller has started too many long-running sessions lately
+    /// ([`SessionError::TooManySessions`]): 429 with `Retry-After`.
+    #[error("too many sessions started; retry later")]
+    TooManySessions {
+        /// When the next start will be admitted.
+        retry_after: Duration,
+    },
 }
 
 /// A session failure in a request (e.g. [`OboToken::start_session`](crate::OboToken::start_session)),
-/// answered like the On-Behalf-Of failure it amounts to: Entra unavailable or a
+/// answered like the On-Behalf-Of failure it amounts to (too many starts by the
+/// caller is 429 with `Retry-After`): Entra unavailable or a
 /// store failure is 503, interaction or consent is relayed, an unknown, refused or
 /// another user's session is 401 `invalid_token` (sign in again), a missing
 /// refresh token is this API's misconfiguration (500).
 impl From<SessionError> for AuthRejection {
     fn from(e: SessionError) -> Self {
         let obo = match e {
+            SessionError::TooManySessions { retry_after } => {
+                return AuthRejection::TooManySessions { retry_after }
+            }
+            SessionError::Downstream(e) => return AuthRejection::Downstream(e),
             SessionError::Exchange(e) => e,
             SessionError::InteractionRequired {
                 claims,
@@ -216,6 +228,7 @@ impl AuthRejection {
             AuthRejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             AuthRejection::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthRejection::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthRejection::TooManySessions { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthRejection::Obo(e) => match e {
                 OboError::AppOnlyToken | OboError::ConsentRequired { .. } => StatusCode::FORBIDDEN,
                 OboError::InboundTokenExpiring
@@ -242,6 +255,7 @@ impl AuthRejection {
             AuthRejection::Forbidden(Forbidden::ClientApp) => "unauthorized_client",
             AuthRejection::Forbidden(_) => "insufficient_scope",
             AuthRejection::MissingLayer => "server_error",
+            AuthRejection::TooManySessions { .. } => "too_many_requests",
             AuthRejection::Obo(e) => match e {
                 OboError::AppOnlyToken => "delegated_token_required",
                 OboError::InboundTokenExpiring | OboError::InvalidGrant => "invalid_token",
@@ -298,7 +312,7 @@ impl AuthRejection {
                 bearer("insufficient_scope", scopes)
             }
             AuthRejection::Forbidden(_) => bearer("insufficient_scope", &[]),
-            AuthRejection::MissingLayer => None,
+            AuthRejection::MissingLayer | AuthRejection::TooManySessions { .. } => None,
             AuthRejection::Obo(e) => match e {
                 OboError::AppOnlyToken => bearer("insufficient_scope", &[]),
                 OboError::ConsentRequired { scopes } => bearer("insufficient_scope", scopes),
@@ -328,6 +342,7 @@ impl AuthRejection {
                 Some(retry_after.map_or(5, |d| d.as_secs().max(1)))
             }
             AuthRejection::Downstream(e) => downstream_retry_after(e),
+            AuthRejection::TooManySessions { retry_after } => Some(retry_after.as_secs().max(1)),
             _ => None,
         }
     }

@@ -256,12 +256,35 @@ async fn continuous_access_evaluation_in_the_example() {
 
 /// The example with jobs that wait `delay` before calling Graph.
 async fn example_with_jobs(delay: std::time::Duration) -> (app::Embedded, axum::Router) {
-    let embedded = app::Embedded::start().await;
-    let layer = OboLayer::new(app::policy(embedded.config()).build().unwrap());
-    layer.warm_up().await.unwrap();
-    let jobs = app::Jobs::new(layer.sessions(), delay);
-    let router = app::router_with_jobs(layer, dev_cors(), jobs);
+    let (embedded, router, _, _) = example_with_jobs_on(delay, clock()).await;
     (embedded, router)
+}
+
+/// The example with jobs that wait `delay`, everything on `clock`; also its jobs.
+async fn example_with_jobs_on(
+    delay: std::time::Duration,
+    clock: axum_obo::clock::ManualClock,
+) -> (app::Embedded, axum::Router, app::Jobs, OboLayer) {
+    let embedded = app::Embedded::start().await;
+    let config = app::policy(embedded.config().clock(clock.clone()));
+    let layer = OboLayer::new(config.build().unwrap());
+    layer.warm_up().await.unwrap();
+    let jobs = app::Jobs::new(layer.sessions(), delay).with_clock(clock);
+    let router = app::router_with_jobs(layer.clone(), dev_cors(), jobs.clone());
+    (embedded, router, jobs, layer)
+}
+
+/// Polls job `id` until it is no longer pending; its state.
+async fn finished(app: &axum::Router, id: &str, user: &str) -> Value {
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        job = bearer(app, &format!("/jobs/{id}"), user).await.json();
+        if job["state"] != "pending" {
+            break;
+        }
+    }
+    job
 }
 
 async fn post(app: &axum::Router, path: &str, token: &str) -> Reply {
@@ -277,9 +300,15 @@ async fn post(app: &axum::Router, path: &str, token: &str) -> Reply {
 async fn a_job_fetches_the_profile_through_a_session_after_the_request() {
     let (e, app) = example_with_jobs(std::time::Duration::from_millis(300)).await;
     let user = e.user_token();
+    let asked = e.entra.token_requests();
     let r = post(&app, "/jobs/me", &user).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.json()["id"].as_str().expect("a job id").to_owned();
+    assert_eq!(
+        e.entra.token_requests() - asked,
+        1,
+        "a job costs one exchange (with offline_access)"
+    );
     let offline = e.entra.token_request_log();
     assert!(offline.iter().any(|r| r
         .form
@@ -315,6 +344,11 @@ async fn a_job_fetches_the_profile_through_a_session_after_the_request() {
     }
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(job["error"], Value::Null);
+    assert_eq!(
+        e.entra.token_requests() - asked,
+        1,
+        "the job's Graph call used the session's first token"
+    );
     assert_eq!(job["result"]["displayName"], "Adele Vance");
     let who = bearer(&app, "/whoami", &user).await.json();
     assert_eq!(
@@ -342,5 +376,99 @@ async fn a_job_that_graph_refuses_fails_with_the_reason() {
     }
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["result"], Value::Null, "{job}");
-    assert!(job["error"].is_string(), "{job}");
+    // The public description only: never the downstream API's own message.
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("refused access"), "{error}");
+    assert!(!error.contains("General exception"), "{error}");
+    assert!(!error.contains("generalException:"), "{error}");
+}
+
+#[tokio::test]
+async fn a_job_failing_at_graph_with_a_server_error_reports_no_downstream_detail() {
+    let (e, app) = example_with_jobs(std::time::Duration::from_millis(100)).await;
+    let user = e.user_token();
+    // Graph answers 502 with its own message, past the retries.
+    e.graph.inject_fault(GraphFault::Status(502), Some(100));
+    let r = post(&app, "/jobs/me", &user).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let job = finished(&app, &id, &user).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(!error.contains("General exception"), "{error}");
+    assert!(!error.contains("127.0.0.1"), "{error}");
+    assert!(!error.contains("http"), "{error}");
+}
+
+#[tokio::test]
+async fn one_user_starting_jobs_in_a_loop_is_bounded_and_others_are_served() {
+    let (e, app, jobs, _) = example_with_jobs_on(std::time::Duration::from_secs(60), clock()).await;
+    let user = e.user_token();
+    let oid = bearer(&app, "/whoami", &user).await.json()["oid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut accepted = 0;
+    let mut refused = 0;
+    for _ in 0..200 {
+        let r = post(&app, "/jobs/me", &user).await;
+        match r.status.as_u16() {
+            202 => accepted += 1,
+            429 => {
+                refused += 1;
+                let retry: u64 = r.retry_after.as_deref().unwrap().parse().unwrap();
+                assert!(retry >= 1, "{retry}");
+            }
+            other => panic!("{other}: {}", r.body),
+        }
+        if accepted == app::MAX_JOBS_PER_USER {
+            // Entra throttles a client repeating the same exchange (AADSTS50196).
+            e.entra.inject_token_fault_for_user(
+                &oid,
+                axum_obo_testing::TokenFault::TooManyRequests {
+                    retry_after: Some(30),
+                },
+            );
+        }
+    }
+    assert_eq!((accepted, refused), (app::MAX_JOBS_PER_USER, 190));
+    assert!(jobs.kept() <= app::MAX_JOBS_PER_USER, "{}", jobs.kept());
+    assert!(
+        e.entra.token_requests() <= app::MAX_JOBS_PER_USER + 1,
+        "refused jobs ask Entra nothing: {}",
+        e.entra.token_requests()
+    );
+    // Another user of the tenant is served.
+    let other = e
+        .entra
+        .token()
+        .user("00000000-0000-0000-0000-0000000000cc")
+        .sign();
+    let r = bearer(&app, "/me", &other).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(&app, "/jobs/me", &other).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+#[tokio::test]
+async fn finished_jobs_expire_after_the_retention() {
+    let clock = clock();
+    let (e, app, jobs, _) =
+        example_with_jobs_on(std::time::Duration::from_millis(50), clock.clone()).await;
+    let user = e.user_token();
+    let r = post(&app, "/jobs/me", &user).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(finished(&app, &id, &user).await["state"], "done");
+    clock.advance(app::JOB_RETENTION - std::time::Duration::from_secs(1));
+    assert_eq!(
+        bearer(&app, &format!("/jobs/{id}"), &user).await.status,
+        200
+    );
+    clock.advance(std::time::Duration::from_secs(1));
+    assert_eq!(
+        bearer(&app, &format!("/jobs/{id}"), &user).await.status,
+        404
+    );
+    assert_eq!(jobs.kept(), 0);
 }

@@ -791,3 +791,50 @@ async fn a_session_store_failure_is_an_error_not_an_unknown_session() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn end_during_a_refresh_on_another_replica_is_not_undone() {
+    let redis = RedisServer::start().await;
+    let entra = EntraStandIn::start().await;
+    let a = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    let b = OboLayer::new(with_redis(&entra, &redis.url()).build().unwrap());
+    let key = start_session(&app_sessions(a.clone()), &entra.token().sign()).await;
+
+    // Replica B (no token of the session in memory) refreshes; Entra answers
+    // slowly; replica A ends the session meanwhile.
+    entra.inject_token_fault(TokenFault::Delay(Duration::from_millis(400)), Some(1));
+    let asked = entra.token_requests();
+    let refresh = tokio::spawn({
+        let (sessions, key) = (b.sessions(), key.clone());
+        async move { sessions.token::<GraphUserRead>(&key).await }
+    });
+    while entra.token_requests() == asked {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.sessions().end(&key).await.unwrap();
+    let late = refresh.await.unwrap();
+    assert!(
+        matches!(late, Err(axum_obo::session::SessionError::Unknown)),
+        "the refresh finished after the end: {late:?}"
+    );
+
+    // Nothing wrote it back: no key in Redis, unknown to both replicas.
+    let mut c = redis.client().await;
+    assert!(session_keys(&mut c).await.is_empty());
+    for layer in [&a, &b] {
+        let e = layer
+            .sessions()
+            .token::<GraphUserRead>(&key)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, axum_obo::session::SessionError::Unknown),
+            "{e:?}"
+        );
+    }
+    assert_eq!(
+        refresh_grants(&entra),
+        1,
+        "an ended session asks Entra nothing more"
+    );
+}

@@ -5,12 +5,19 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use axum::routing::post;
 use axum::Router;
 use axum_obo::clock::ManualClock;
-use axum_obo::session::{SessionError, SessionKey, SessionOwner, Sessions};
-use axum_obo::{GraphDefault, GraphUserRead, OboLayer, OboToken};
-use axum_obo_testing::Harness;
+use axum_obo::layer::OboContext;
+use axum_obo::session::{
+    MemorySessionStore, RecordVersion, SessionError, SessionKey, SessionOwner, SessionRecord,
+    SessionStore, Sessions, StoreError, StoreFuture,
+};
+use axum_obo::{AuthRejection, GraphDefault, GraphUserRead, OboLayer, OboToken};
+use axum_obo_testing::{Harness, TokenFault};
 use common::*;
 
 /// Two hours: past any downstream token's lifetime and the inbound token's.
@@ -41,6 +48,13 @@ async fn fixture_with(
                     Ok(key) => key.expose().to_owned(),
                     Err(e) => format!("error: {e}"),
                 }
+            }),
+        )
+        .route(
+            "/start-one",
+            post(|ctx: OboContext| async move {
+                let key = ctx.start_session::<GraphUserRead>().await?;
+                Ok::<_, AuthRejection>(key.expose().to_owned())
             }),
         )
         .layer(layer);
@@ -301,4 +315,254 @@ async fn concurrent_uses_of_two_scope_sets_never_lose_a_rotation() {
         6,
         "one refresh per scope set each time"
     );
+}
+
+/// A store sharing `inner`'s entries whose `replace` fails `fail` times after
+/// letting `skip` through: a transient store failure.
+#[derive(Debug, Clone)]
+struct Flaky {
+    inner: MemorySessionStore,
+    skip: Arc<AtomicUsize>,
+    fail: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    fn new() -> Self {
+        Self {
+            inner: MemorySessionStore::new(),
+            skip: Arc::default(),
+            fail: Arc::default(),
+        }
+    }
+
+    /// Fails the `n`th next `replace` (from 1).
+    fn fail_replace(&self, n: usize) {
+        self.skip.store(n - 1, Ordering::SeqCst);
+        self.fail.store(1, Ordering::SeqCst);
+    }
+}
+
+impl SessionStore for Flaky {
+    fn get<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> StoreFuture<'a, Option<(SessionRecord, RecordVersion)>> {
+        self.inner.get(key)
+    }
+
+    fn insert<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: &'a SessionRecord,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        self.inner.insert(key, record, ttl)
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: &'a SessionRecord,
+        expected: &'a RecordVersion,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let take = |n: &AtomicUsize| {
+            n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_ok()
+        };
+        if !take(&self.skip) && take(&self.fail) {
+            return Box::pin(async { Err(StoreError::new("injected store failure")) });
+        }
+        self.inner.replace(key, record, expected, ttl)
+    }
+
+    fn delete<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, ()> {
+        self.inner.delete(key)
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_the_store_failed_to_take_is_not_lost() {
+    let store = Flaky::new();
+    let f = fixture_with(|c| c.session_store(store.clone())).await;
+    // Strict mode: the refresh token a refresh redeemed is spent.
+    f.harness.entra().refuse_refresh_token_reuse(true);
+    let key = start(&f, &f.harness.entra().token().sign()).await;
+    f.clock.advance(LATER);
+    // The touch's write goes through; the refresh's write of the rotated token fails.
+    store.fail_replace(2);
+    let e = f.sessions.token::<GraphUserRead>(&key).await.unwrap_err();
+    assert!(matches!(e, SessionError::Store(_)), "{e:?}");
+    assert_eq!(refreshes(&f).len(), 1);
+    // The store is back: the next refresh redeems the rotated token, not the spent one.
+    let token = f.sessions.token::<GraphUserRead>(&key).await;
+    assert!(token.is_ok(), "{token:?}");
+    let sent = refreshes(&f);
+    assert_eq!(sent.len(), 2);
+    assert_ne!(sent[0], sent[1], "the rotated refresh token was redeemed");
+    // … and stored: the session goes on.
+    f.clock.advance(LATER);
+    f.sessions.token::<GraphUserRead>(&key).await.unwrap();
+    assert_eq!(refreshes(&f).len(), 3);
+}
+
+/// A replica of one API: a layer on `clock` sharing `store` with the others.
+fn replica(harness: &Harness, clock: &ManualClock, store: &MemorySessionStore) -> OboLayer {
+    let config = harness
+        .config()
+        .clock(clock.clone())
+        .session_store(store.clone())
+        .build()
+        .unwrap();
+    OboLayer::new(config)
+}
+
+#[tokio::test]
+async fn end_during_a_refresh_ends_the_session_on_every_replica() {
+    let harness = Harness::start().await;
+    let clock = clock();
+    let store = MemorySessionStore::new();
+    let a = replica(&harness, &clock, &store);
+    let b = replica(&harness, &clock, &store);
+    let app_a = Router::new()
+        .route(
+            "/start",
+            post(|ctx: OboContext| async move {
+                let key = ctx.start_session::<GraphUserRead>().await?;
+                Ok::<_, AuthRejection>(key.expose().to_owned())
+            }),
+        )
+        .layer(a.clone());
+    let r = post_bearer(&app_a, "/start", &harness.entra().token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let key: SessionKey = r.body.parse().unwrap();
+    clock.advance(LATER);
+
+    // Replica A refreshes; Entra answers slowly; replica B ends the session meanwhile.
+    harness
+        .entra()
+        .inject_token_fault(TokenFault::Delay(Duration::from_millis(400)), Some(1));
+    let asked = harness.entra().token_requests();
+    let refresh = tokio::spawn({
+        let (sessions, key) = (a.sessions(), key.clone());
+        async move { sessions.token::<GraphUserRead>(&key).await }
+    });
+    while harness.entra().token_requests() == asked {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.sessions().end(&key).await.unwrap();
+    let late = refresh.await.unwrap();
+    assert!(
+        matches!(late, Err(SessionError::Unknown)),
+        "the refresh finished after the end: {late:?}"
+    );
+
+    // Ended everywhere, and nothing wrote it back.
+    for sessions in [a.sessions(), b.sessions()] {
+        let e = sessions.token::<GraphUserRead>(&key).await.unwrap_err();
+        assert!(matches!(e, SessionError::Unknown), "{e:?}");
+        assert!(matches!(
+            sessions.owner(&key).await,
+            Err(SessionError::Unknown)
+        ));
+    }
+    assert!(store.get(&key).await.unwrap().is_none());
+    let refreshed = harness
+        .entra()
+        .token_request_log()
+        .into_iter()
+        .filter(|r| r.form.get("grant_type").map(String::as_str) == Some("refresh_token"))
+        .count();
+    assert_eq!(refreshed, 1, "an ended session asks Entra nothing more");
+}
+
+#[tokio::test]
+async fn a_session_starts_with_one_exchange_from_the_context() {
+    let f = fixture().await;
+    let asked = f.harness.entra().token_requests();
+    let r = post_bearer(&f.app, "/start-one", &f.harness.entra().token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let key: SessionKey = r.body.parse().unwrap();
+    assert_eq!(
+        f.harness.entra().token_requests() - asked,
+        1,
+        "one exchange, with offline_access"
+    );
+    let scope = f.harness.entra().token_request_log().pop().unwrap().form["scope"].clone();
+    assert!(scope.split(' ').any(|s| s == "offline_access"), "{scope}");
+    // Its first token is the exchange's, cached.
+    f.sessions.token::<GraphUserRead>(&key).await.unwrap();
+    assert_eq!(f.harness.entra().token_requests() - asked, 1);
+    assert!(refreshes(&f).is_empty());
+}
+
+#[tokio::test]
+async fn starts_are_bounded_per_user_with_a_429_and_retry_after() {
+    let f = fixture_with(|c| c.session_start_limit(2, Duration::from_secs(60))).await;
+    let user = f.harness.entra().token().sign();
+    for _ in 0..2 {
+        let r = post_bearer(&f.app, "/start-one", &user).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let asked = f.harness.entra().token_requests();
+    let r = post_bearer(&f.app, "/start-one", &user).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.retry_after.as_deref(), Some("30"));
+    assert_eq!(r.json()["error"], "too_many_requests", "{}", r.body);
+    assert_eq!(
+        f.harness.entra().token_requests(),
+        asked,
+        "a refused start asks Entra nothing"
+    );
+    // The extractor's path is bounded too.
+    let e = post_bearer(&f.app, "/start", &user).await;
+    assert!(e.body.starts_with("error: too many sessions"), "{}", e.body);
+    // Another user of the tenant is not affected.
+    let other = f
+        .harness
+        .entra()
+        .token()
+        .user("00000000-0000-0000-0000-0000000000bb")
+        .sign();
+    assert_eq!(post_bearer(&f.app, "/start-one", &other).await.status, 200);
+    // The bucket refills on the configured clock.
+    f.clock.advance(Duration::from_secs(30));
+    let r = post_bearer(&f.app, "/start-one", &user).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_start_limit_is_checked_at_build() {
+    let h = Harness::start().await;
+    for (starts, per) in [
+        (0, Duration::from_secs(60)),
+        (1, Duration::ZERO),
+        (1, Duration::from_secs(2 * 24 * 3600)),
+    ] {
+        let e = h
+            .config()
+            .session_start_limit(starts, per)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "session_start_limit");
+    }
+}
+
+#[tokio::test]
+async fn downstream_refuses_a_bad_base_url_before_any_refresh() {
+    let f = fixture().await;
+    let key = start(&f, &f.harness.entra().token().sign()).await;
+    f.clock.advance(LATER);
+    let e = f
+        .sessions
+        .downstream::<GraphUserRead>(&key, "ftp://api.contoso.example")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SessionError::Downstream(_)), "{e:?}");
+    assert!(refreshes(&f).is_empty());
+    f.sessions
+        .downstream::<GraphUserRead>(&key, "https://api.contoso.example/v2")
+        .await
+        .unwrap();
+    assert_eq!(refreshes(&f).len(), 1);
 }

@@ -18,6 +18,8 @@ use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use axum_obo::clock::{Clock, SystemClock};
+use axum_obo::layer::OboContext;
 use axum_obo::mcp::BindMcpSessions;
 use axum_obo::session::{SessionKey, SessionOwner, Sessions};
 use axum_obo::{
@@ -64,24 +66,40 @@ async fn admin(_: Require<Admin>) -> Json<Value> {
 
 /// Background jobs of `POST /jobs/me`, in memory: a job id is a random UUID (not
 /// the session key, which never leaves the server), owned by the user who started it.
+///
+/// Bounded: a user has at most [`MAX_JOBS_PER_USER`] jobs kept; a new one replaces
+/// their oldest finished job, or is refused with 429 and `Retry-After` when all of
+/// them are still running. A finished job is kept for [`JOB_RETENTION`] (10
+/// minutes) after it finished, then forgotten (`GET /jobs/{id}` answers 404).
+/// Starting the sessions is bounded by the library too
+/// (`OboConfigBuilder::session_start_limit`, 10 per minute and user by default).
 #[derive(Clone)]
 pub struct Jobs {
     sessions: Sessions,
     delay: Duration,
+    clock: Arc<dyn Clock>,
     jobs: Arc<Mutex<HashMap<String, Job>>>,
 }
 
-/// One job: its owner and its state.
+/// One job: its owner, its state and when it was started and finished (clock seconds).
 #[derive(Clone)]
 struct Job {
     owner: SessionOwner,
     state: &'static str,
     result: Value,
     error: Option<String>,
+    started: i64,
+    finished: Option<i64>,
 }
 
 /// The default delay of a job before it calls Graph: 2 s.
 pub const DEFAULT_JOB_DELAY: Duration = Duration::from_millis(2000);
+
+/// The jobs one user may have kept at once (running or finished).
+pub const MAX_JOBS_PER_USER: usize = 10;
+
+/// How long a finished job is kept: 10 minutes.
+pub const JOB_RETENTION: Duration = Duration::from_secs(600);
 
 /// `OBO_EXAMPLE_JOB_DELAY_MS` (milliseconds), default [`DEFAULT_JOB_DELAY`].
 pub fn job_delay_from_env() -> Result<Duration, String> {
@@ -101,75 +119,141 @@ impl Jobs {
         Self {
             sessions,
             delay,
+            clock: Arc::new(SystemClock),
             jobs: Arc::default(),
         }
     }
 
-    fn set(&self, id: &str, state: &'static str, result: Value, error: Option<String>) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(job) = jobs.get_mut(id) {
+    /// The same jobs, their retention measured on `clock` (for tests).
+    #[allow(dead_code)] // tests/example.rs
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Jobs kept right now (running or finished, every user).
+    #[allow(dead_code)] // tests/example.rs
+    pub fn kept(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Job>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets jobs finished more than [`JOB_RETENTION`] ago.
+    fn expire(jobs: &mut HashMap<String, Job>, now: i64) {
+        let keep = JOB_RETENTION.as_secs() as i64;
+        jobs.retain(|_, job| job.finished.is_none_or(|at| now.saturating_sub(at) < keep));
+    }
+
+    /// Makes room for one more job of `owner`: their oldest finished job goes
+    /// when they have [`MAX_JOBS_PER_USER`]; `false` when all of those are running.
+    fn make_room(jobs: &mut HashMap<String, Job>, owner: &SessionOwner) -> bool {
+        let theirs = jobs.values().filter(|j| &j.owner == owner).count();
+        if theirs < MAX_JOBS_PER_USER {
+            return true;
+        }
+        let oldest = jobs
+            .iter()
+            .filter(|(_, j)| &j.owner == owner && j.finished.is_some())
+            .min_by_key(|(_, j)| j.started)
+            .map(|(id, _)| id.clone());
+        match oldest {
+            Some(id) => jobs.remove(&id).is_some(),
+            None => false,
+        }
+    }
+
+    fn finish(&self, id: &str, state: &'static str, result: Value, error: Option<String>) {
+        let now = self.clock.now();
+        if let Some(job) = self.lock().get_mut(id) {
             job.state = state;
             job.result = result;
             job.error = error;
+            job.finished = Some(now);
         }
     }
 
     /// The job's work, after the request has ended: the caller's Graph profile
-    /// through the session, then the session is ended.
+    /// through the session, then the session is ended. A failure is recorded
+    /// with its public description only (what the API's own error responses say;
+    /// never a downstream message, a transport cause or configuration details),
+    /// and logged in full.
     async fn run(self, id: String, key: SessionKey) {
         tokio::time::sleep(self.delay).await;
         let profile = match self.sessions.graph::<GraphUserRead>(&key).await {
-            Ok(graph) => graph.get_json("me").await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(graph) => graph.get_json("me").await.map_err(AuthRejection::from),
+            Err(e) => Err(AuthRejection::from(e)),
         };
         if let Err(e) = self.sessions.end(&key).await {
             tracing::warn!(job = %id, error = %e, "could not end the job's session");
         }
         match profile {
-            Ok(profile) => self.set(&id, "done", profile, None),
+            Ok(profile) => self.finish(&id, "done", profile, None),
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "job failed");
-                self.set(&id, "failed", Value::Null, Some(e));
+                self.finish(&id, "failed", Value::Null, Some(e.description()));
             }
         }
     }
 }
 
-/// `POST /jobs/me`: starts a session for the caller and a background job that,
-/// after the job delay, fetches their Graph profile through it. 202 `{"id": …}`.
+/// `POST /jobs/me`: starts a session for the caller (one On-Behalf-Of exchange,
+/// with `offline_access`) and a background job that, after the job delay, fetches
+/// their Graph profile through it. 202 `{"id": …}`; 429 with `Retry-After` when
+/// the caller already has [`MAX_JOBS_PER_USER`] jobs running, or has started
+/// too many sessions lately.
 async fn start_job(
     Extension(jobs): Extension<Jobs>,
-    caller: Principal,
-    token: OboToken<GraphUserRead>,
-) -> Result<impl IntoResponse, AuthRejection> {
-    let key = token.start_session().await?;
+    ctx: OboContext,
+) -> Result<axum::response::Response, AuthRejection> {
+    let owner = SessionOwner::of(ctx.require_principal()?);
+    let now = jobs.clock.now();
+    let room = {
+        let mut all = jobs.lock();
+        Jobs::expire(&mut all, now);
+        Jobs::make_room(&mut all, &owner)
+    };
+    if !room {
+        let retry = jobs.delay.as_secs().max(1);
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(RETRY_AFTER, HeaderValue::from(retry))],
+            Json(json!({ "error": "too_many_jobs" })),
+        )
+            .into_response());
+    }
+    let key = ctx.start_session::<GraphUserRead>().await?;
     let id = uuid::Uuid::new_v4().to_string();
-    jobs.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
+    jobs.lock().insert(
         id.clone(),
         Job {
-            owner: SessionOwner::of(&caller),
+            owner,
             state: "pending",
             result: Value::Null,
             error: None,
+            started: now,
+            finished: None,
         },
     );
     tokio::spawn(jobs.clone().run(id.clone(), key));
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
 /// `GET /jobs/{id}`: the job's state, only for the user who started it (404
-/// otherwise, as for an unknown id).
+/// otherwise, as for an unknown id or a job finished more than
+/// [`JOB_RETENTION`] ago).
 async fn job_status(
     Extension(jobs): Extension<Jobs>,
     caller: Principal,
     Path(id): Path<String>,
 ) -> axum::response::Response {
-    let job = jobs
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        .cloned();
+    let job = {
+        let mut all = jobs.lock();
+        Jobs::expire(&mut all, jobs.clock.now());
+        all.get(&id).cloned()
+    };
     match job {
         Some(job) if job.owner == SessionOwner::of(&caller) => Json(json!({
             "state": job.state,

@@ -38,6 +38,11 @@ pub const DEFAULT_OBO_CACHE_BYTES: u64 = 100_000 * 3 * 1024;
 /// Default idle timeout of a long-running session: 24 hours.
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// Default bound of session starts per user: 10 …
+pub const DEFAULT_SESSION_START_LIMIT: u32 = 10;
+/// … per minute (a token bucket: a burst of 10, then one every 6 s).
+pub const DEFAULT_SESSION_START_WINDOW: Duration = Duration::from_secs(60);
+
 /// Builder for [`OboConfig`]. Setters never fail; [`build`](Self::build) checks
 /// everything and names the first field at fault.
 #[must_use]
@@ -67,6 +72,7 @@ pub struct OboConfigBuilder {
     client_capabilities: Vec<String>,
     session_idle_timeout: Duration,
     session_store: Option<Arc<dyn SessionStore>>,
+    session_start_limit: (u32, Duration),
     /// This API as an OAuth protected resource (RFC 9728).
     pub(super) resource: ResourceFields,
     #[cfg(feature = "redis")]
@@ -123,6 +129,7 @@ impl Default for OboConfigBuilder {
             client_capabilities: Vec::new(),
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             session_store: None,
+            session_start_limit: (DEFAULT_SESSION_START_LIMIT, DEFAULT_SESSION_START_WINDOW),
             resource: ResourceFields::default(),
             #[cfg(feature = "redis")]
             l2: L2Spec {
@@ -425,6 +432,19 @@ impl OboConfigBuilder {
         self
     }
 
+    /// How many long-running sessions one user (tenant and object id) may start:
+    /// `starts` per `per`, as a token bucket (a burst of `starts`, then one every
+    /// `per / starts`), on the configured clock, per process. Past it a start is
+    /// refused before any exchange with
+    /// [`SessionError::TooManySessions`](crate::session::SessionError::TooManySessions)
+    /// (429 with `Retry-After` in a request). Default 10 per minute
+    /// ([`DEFAULT_SESSION_START_LIMIT`], [`DEFAULT_SESSION_START_WINDOW`]);
+    /// `starts` at least 1, `per` between 1 second and 1 day.
+    pub fn session_start_limit(mut self, starts: u32, per: Duration) -> Self {
+        self.session_start_limit = (starts, per);
+        self
+    }
+
     /// Where long-running sessions are kept (default: the Redis L2's Redis, sealed
     /// with its keys, when configured (feature `redis`); this process's memory
     /// otherwise).
@@ -512,9 +532,20 @@ impl OboConfigBuilder {
                 "must be between 1 minute and 90 days",
             ));
         }
+        let (start_limit, start_window) = self.session_start_limit;
+        if start_limit == 0
+            || !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&start_window)
+        {
+            return Err(ConfigError::new(
+                "session_start_limit",
+                "must admit at least 1 start per 1 second to 1 day",
+            ));
+        }
         let sessions = SessionSettings {
             idle_timeout: self.session_idle_timeout,
             store: self.session_store,
+            start_limit,
+            start_window,
         };
         Ok(OboConfig {
             tenant_id,

@@ -29,6 +29,9 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use builder::{OboConfigBuilder, DEFAULT_OBO_CACHE_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT};
+pub use builder::{
+    OboConfigBuilder, DEFAULT_OBO_CACHE_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT,
+    DEFAULT_SESSION_START_LIMIT, DEFAULT_SESSION_START_WINDOW,
+};
 pub use error::ConfigError;
 pub use settings::{OboConfig, DEFAULT_AUTHORITY_HOST};

@@ -30,6 +30,7 @@ mod code {
     pub(super) const UNKNOWN: i32 = 2;
     pub(super) const NOT_FOUND: i32 = 5;
     pub(super) const PERMISSION_DENIED: i32 = 7;
+    pub(super) const RESOURCE_EXHAUSTED: i32 = 8;
     pub(super) const INTERNAL: i32 = 13;
     pub(super) const UNAVAILABLE: i32 = 14;
     pub(super) const UNAUTHENTICATED: i32 = 16;
@@ -92,6 +93,7 @@ impl AuthRejection {
             StatusCode::FORBIDDEN => code::PERMISSION_DENIED,
             StatusCode::NOT_FOUND => code::NOT_FOUND,
             StatusCode::INTERNAL_SERVER_ERROR => code::INTERNAL,
+            StatusCode::TOO_MANY_REQUESTS => code::RESOURCE_EXHAUSTED,
             StatusCode::BAD_GATEWAY
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT => code::UNAVAILABLE,
@@ -283,6 +285,12 @@ mod tests {
             ),
             (AuthRejection::Forbidden(Forbidden::ClientApp), (403, 7)),
             (AuthRejection::MissingLayer, (500, 13)),
+            (
+                AuthRejection::TooManySessions {
+                    retry_after: std::time::Duration::from_secs(6),
+                },
+                (429, 8),
+            ),
             (AuthRejection::Obo(OboError::Timeout), (504, 14)),
             (AuthRejection::Obo(OboError::BadResponse), (502, 14)),
             (AuthRejection::Obo(OboError::AppOnlyToken), (403, 7)),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::StoreError;
+use crate::downstream::DownstreamError;
 use crate::exchange::OboError;
 
 /// Why a session could not be started or used.
@@ -40,6 +41,19 @@ pub enum SessionError {
         /// When to retry, if known.
         retry_after: Option<Duration>,
     },
+    /// The user has started too many sessions lately (the per-user start limit,
+    /// [`session_start_limit`](crate::OboConfigBuilder::session_start_limit)):
+    /// refused before any exchange; retry after `retry_after`. In a request it
+    /// is answered 429 with `Retry-After`.
+    #[error("too many sessions started by this user; retry later")]
+    TooManySessions {
+        /// When the next start will be admitted.
+        retry_after: Duration,
+    },
+    /// The downstream client could not be made (a base URL it refuses; see
+    /// [`Sessions::downstream`](super::Sessions::downstream)).
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
     /// The session belongs to another user (tenant or object id): refused.
     #[error("the session belongs to another user")]
     OtherUser,

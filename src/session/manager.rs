@@ -1,24 +1,31 @@
 //! [`Sessions`]: start, use and end long-running sessions, and [`SessionSettings`].
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::Expiry;
 
-use super::{SessionError, SessionKey, SessionRecord, SessionStore};
-use crate::downstream::{DownstreamClient, DownstreamError, GraphClient};
+use super::limit::StartLimiter;
+use super::locks::LockTable;
+use super::{RecordVersion, SessionError, SessionKey, SessionRecord, SessionStore, StoreError};
+use crate::downstream::{DownstreamClient, GraphClient};
 use crate::exchange::cache::CachedToken;
 use crate::exchange::endpoint::{Issued, TokenEndpoint};
 use crate::exchange::{cache_entry, ExchangeSettings, OboError};
 use crate::scope::Scope;
-use crate::secret::BearerToken;
+use crate::secret::{BearerToken, SecretString};
 use crate::validate::Principal;
 
 /// `last_used` is written back at most this often per session (a store write per
 /// token would make every use a write).
 const TOUCH_EVERY: i64 = 60;
+
+/// How many times a refreshed record is written over records that other writers
+/// (touches) changed meanwhile before giving up (keeping the rotation in memory).
+const WRITE_ATTEMPTS: usize = 4;
 
 /// Settings of sessions (validated by the configuration builder).
 #[derive(Clone, Debug)]
@@ -27,6 +34,10 @@ pub(crate) struct SessionSettings {
     pub(crate) idle_timeout: Duration,
     /// The store; `None`: Redis when the L2 is configured, memory otherwise.
     pub(crate) store: Option<Arc<dyn SessionStore>>,
+    /// Session starts per user: at most this many …
+    pub(crate) start_limit: u32,
+    /// … per this long (a token bucket refilled evenly).
+    pub(crate) start_window: Duration,
 }
 
 /// Whose session: a tenant and a user object id (e.g. kept next to the key in a
@@ -111,8 +122,15 @@ impl Expiry<TokenKey, Arc<CachedToken>> for TokenExpiry {
 /// Long-running On-Behalf-Of sessions: downstream tokens for a user after their
 /// request has ended (background jobs, agents). Get it from
 /// [`OboLayer::sessions`](crate::OboLayer::sessions); start a session in a
-/// handler with [`OboToken::start_session`](crate::OboToken::start_session).
+/// handler with [`OboContext::start_session`](crate::layer::OboContext::start_session)
+/// (one exchange) or [`OboToken::start_session`](crate::OboToken::start_session).
 /// Cheap to clone. See the [module docs](super).
+///
+/// Its token cache follows the configured [clock](crate::OboConfigBuilder::clock):
+/// a cached token is served while fresh on that clock (with a
+/// [`ManualClock`](crate::clock::ManualClock), advancing it expires them; moka's
+/// own real-time expiry only frees memory). Idle timeouts and the start limit use
+/// the same clock.
 #[derive(Clone)]
 pub struct Sessions {
     inner: Arc<Inner>,
@@ -125,8 +143,14 @@ struct Inner {
     idle_timeout: Duration,
     tokens: Cache<TokenKey, Arc<CachedToken>>,
     /// One refresh at a time per session (a rotated refresh token must be stored
-    /// before the next refresh reads it).
-    locks: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
+    /// before the next refresh reads it); a lock is kept while anyone holds or
+    /// waits for it, never evicted.
+    locks: LockTable,
+    /// Rotated refresh tokens the store failed to take, by session digest: used
+    /// by the next refresh (the stored one may be spent), dropped once stored.
+    pending: Mutex<HashMap<[u8; 32], PendingRotation>>,
+    /// Session starts per user.
+    starts: StartLimiter,
     graph: GraphClient,
     http: reqwest::Client,
     authority: String,
@@ -146,11 +170,13 @@ impl Sessions {
         settings: Arc<ExchangeSettings>,
         endpoint: Arc<TokenEndpoint>,
         store: Arc<dyn SessionStore>,
-        idle_timeout: Duration,
+        session: &SessionSettings,
         graph: GraphClient,
         http: reqwest::Client,
     ) -> Self {
         let authority = settings.authority.clone();
+        let idle_timeout = session.idle_timeout;
+        let starts = StartLimiter::new(session.start_limit, session.start_window);
         Self {
             inner: Arc::new(Inner {
                 settings,
@@ -162,10 +188,9 @@ impl Sessions {
                     .expire_after(TokenExpiry)
                     .support_invalidation_closures()
                     .build(),
-                locks: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_idle(Duration::from_secs(600))
-                    .build(),
+                locks: LockTable::default(),
+                pending: Mutex::default(),
+                starts,
                 graph,
                 http,
                 authority,
@@ -175,6 +200,22 @@ impl Sessions {
 
     fn now(&self) -> i64 {
         self.inner.settings.clock.now()
+    }
+
+    /// Admits one more session start for `principal` (before its exchange), or
+    /// [`SessionError::TooManySessions`] past the per-user start limit.
+    pub(crate) fn admit_start(&self, principal: &Principal) -> Result<(), SessionError> {
+        self.inner
+            .starts
+            .admit(principal.tid(), principal.oid(), self.now())
+            .map_err(|retry_after| {
+                tracing::info!(
+                    tid = principal.tid(),
+                    oid = principal.oid(),
+                    "session start refused: the user's start limit is reached"
+                );
+                SessionError::TooManySessions { retry_after }
+            })
     }
 
     /// Records a session for `principal` from the answer to an On-Behalf-Of
@@ -201,7 +242,7 @@ impl Sessions {
         };
         self.inner
             .store
-            .put(&key, &record, self.inner.idle_timeout)
+            .insert(&key, &record, self.inner.idle_timeout)
             .await?;
         let token = cache_entry(issued, now, self.inner.settings.refresh_margin, scopes);
         self.inner
@@ -252,19 +293,22 @@ impl Sessions {
     }
 
     /// A client for another downstream API at `base_url`, authenticated through
-    /// session `key` for the scopes of `S`.
+    /// session `key` for the scopes of `S`. A `base_url` the client refuses is
+    /// [`SessionError::Downstream`], checked before any token is asked for.
     pub async fn downstream<S: Scope>(
         &self,
         key: &SessionKey,
         base_url: &str,
-    ) -> Result<Result<DownstreamClient, DownstreamError>, SessionError> {
+    ) -> Result<DownstreamClient, SessionError> {
+        // The URL first: a bad one costs no refresh.
+        DownstreamClient::new(self.inner.http.clone(), base_url, BearerToken::new(""))?;
         let token = self.token::<S>(key).await?;
         Ok(DownstreamClient::new(
             self.inner.http.clone(),
             base_url,
             token.access_token().clone(),
-        )
-        .map(|c| c.with_authority(&self.inner.authority)))
+        )?
+        .with_authority(&self.inner.authority))
     }
 
     fn graph_client(&self, token: &SessionToken) -> GraphClient {
@@ -276,12 +320,17 @@ impl Sessions {
 
     /// Whose session `key` is, if it is live.
     pub async fn owner(&self, key: &SessionKey) -> Result<SessionOwner, SessionError> {
-        let record = self.load(key, None, self.now()).await?;
+        let (record, _) = self.load(key, None, self.now()).await?;
         Ok(SessionOwner::new(record.tid, record.oid))
     }
 
     /// Ends session `key`: its record is deleted from the store and its tokens
     /// from this process's cache. Ending an unknown or ended session is not an error.
+    ///
+    /// Once it has returned `Ok`, the session is ended for every replica sharing
+    /// the store: a refresh or touch already under way (here or elsewhere) finds
+    /// the record gone when it writes ([`SessionStore::replace`] is
+    /// compare-and-set), writes nothing and answers [`SessionError::Unknown`].
     pub async fn end(&self, key: &SessionKey) -> Result<(), SessionError> {
         self.forget(key).await?;
         tracing::info!("session ended");
@@ -294,6 +343,7 @@ impl Sessions {
             .inner
             .tokens
             .invalidate_entries_if(move |k, _| k.0 == digest);
+        self.forget_pending(&digest);
         self.inner.store.delete(key).await?;
         Ok(())
     }
@@ -305,8 +355,9 @@ impl Sessions {
         key: &SessionKey,
         owner: Option<&SessionOwner>,
         now: i64,
-    ) -> Result<SessionRecord, SessionError> {
-        let Some(record) = self.inner.store.get(key).await? else {
+    ) -> Result<(SessionRecord, RecordVersion), SessionError> {
+        let Some((record, version)) = self.inner.store.get(key).await? else {
+            self.forget_pending(&key.digest());
             return Err(SessionError::Unknown);
         };
         if record.client_id != self.inner.settings.client_id {
@@ -329,7 +380,7 @@ impl Sessions {
             self.forget(key).await?;
             return Err(SessionError::Unknown);
         }
-        Ok(record)
+        Ok((record, version))
     }
 
     async fn token_with(
@@ -339,7 +390,7 @@ impl Sessions {
         scopes: &'static [&'static str],
     ) -> Result<SessionToken, SessionError> {
         let now = self.now();
-        let record = self.load(key, owner, now).await?;
+        let (record, _) = self.load(key, owner, now).await?;
         if now.saturating_sub(record.last_used) >= TOUCH_EVERY {
             self.touch(key, now).await?;
         }
@@ -361,27 +412,27 @@ impl Sessions {
             })
     }
 
-    /// The per-session lock of writes (refreshes and touches).
-    fn lock(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
-        self.inner
-            .locks
-            .get_with(key.digest(), || Arc::new(tokio::sync::Mutex::new(())))
-    }
-
     /// Writes `last_used = now` back, under the session's lock and on a fresh read,
-    /// so that it never writes back a refresh token a refresh has just rotated.
+    /// compare-and-set: it never writes back a refresh token a refresh has just
+    /// rotated, nor a session that has ended.
     async fn touch(&self, key: &SessionKey, now: i64) -> Result<(), SessionError> {
-        let lock = self.lock(key);
+        let lock = self.inner.locks.get(key.digest());
         let _guard = lock.lock().await;
-        let Some(mut record) = self.inner.store.get(key).await? else {
+        let Some((mut record, version)) = self.inner.store.get(key).await? else {
             return Err(SessionError::Unknown);
         };
         if record.last_used < now {
             record.last_used = now;
-            self.inner
+            let written = self
+                .inner
                 .store
-                .put(key, &record, self.inner.idle_timeout)
+                .replace(key, &record, &version, self.inner.idle_timeout)
                 .await?;
+            // Changed since read: ended, or rewritten by a refresh (another
+            // replica's), which set `last_used` itself.
+            if !written && self.inner.store.get(key).await?.is_none() {
+                return Err(SessionError::Unknown);
+            }
         }
         Ok(())
     }
@@ -394,12 +445,17 @@ impl Sessions {
         key: &SessionKey,
         scopes: &'static [&'static str],
     ) -> Result<Arc<CachedToken>, SessionError> {
-        let lock = self.lock(key);
+        let lock = self.inner.locks.get(key.digest());
         let _guard = lock.lock().await;
         let now = self.now();
         // Read again under the lock: a refresh that ran meanwhile (here or on
         // another replica) may have rotated the refresh token.
-        let mut record = self.load(key, None, now).await?;
+        let (mut record, version) = self.load(key, None, now).await?;
+        // A rotation the store failed to take: the stored token may be spent.
+        let stored = record.refresh_token.clone();
+        let redeemed = self
+            .pending_for(&key.digest(), &stored)
+            .unwrap_or_else(|| stored.clone());
         let mut sent: Vec<&str> = scopes.to_vec();
         if !sent.contains(&"offline_access") {
             sent.push("offline_access");
@@ -409,25 +465,15 @@ impl Sessions {
         let result = tracing::Instrument::instrument(
             self.inner
                 .endpoint
-                .refresh(&record.tid, &record.refresh_token, &sent, scopes),
+                .refresh(&record.tid, &redeemed, &sent, scopes),
             span,
         )
         .await;
         match result {
             Ok(issued) => {
-                if let Some(rotated) = issued.refresh_token.clone() {
-                    record.refresh_token = rotated;
-                }
+                record.refresh_token = issued.refresh_token.clone().unwrap_or(redeemed);
                 record.last_used = now;
-                self.inner
-                    .store
-                    .put(key, &record, self.inner.idle_timeout)
-                    .await?;
-                tracing::debug!(
-                    tid = record.tid,
-                    oid = record.oid,
-                    "session token refreshed"
-                );
+                self.write_refreshed(key, record, version, &stored).await?;
                 Ok(Arc::new(cache_entry(
                     issued,
                     now,
@@ -447,6 +493,125 @@ impl Sessions {
             Err(e) => Err(SessionError::from_refresh(e)),
         }
     }
+
+    /// Stores `record` (just refreshed; `stored` is the refresh token the store
+    /// held when it was read, at `version`), compare-and-set:
+    ///
+    /// - the session has ended meanwhile: nothing is written, [`SessionError::Unknown`];
+    /// - another replica has rotated the refresh token meanwhile: theirs is kept;
+    /// - a touch has rewritten the same refresh token: written over it;
+    /// - the store fails: the rotation is kept in memory for the next refresh of
+    ///   this session (a strict Entra has spent `stored`), and the error returned.
+    async fn write_refreshed(
+        &self,
+        key: &SessionKey,
+        mut record: SessionRecord,
+        mut version: RecordVersion,
+        stored: &SecretString,
+    ) -> Result<(), SessionError> {
+        let digest = key.digest();
+        let store = &self.inner.store;
+        for _ in 0..WRITE_ATTEMPTS {
+            let outcome = match store
+                .replace(key, &record, &version, self.inner.idle_timeout)
+                .await
+            {
+                Ok(true) => Ok(None),
+                Ok(false) => store.get(key).await.map(Some),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(None) => {
+                    self.forget_pending(&digest);
+                    tracing::debug!(
+                        tid = record.tid,
+                        oid = record.oid,
+                        "session token refreshed"
+                    );
+                    return Ok(());
+                }
+                Ok(Some(None)) => {
+                    self.forget_pending(&digest);
+                    tracing::info!(
+                        tid = record.tid,
+                        oid = record.oid,
+                        "session ended during its refresh; not written back"
+                    );
+                    return Err(SessionError::Unknown);
+                }
+                Ok(Some(Some((fresh, _)))) if fresh.refresh_token != *stored => {
+                    self.forget_pending(&digest);
+                    tracing::debug!(
+                        tid = record.tid,
+                        oid = record.oid,
+                        "session refreshed elsewhere meanwhile; its refresh token kept"
+                    );
+                    return Ok(());
+                }
+                Ok(Some(Some((fresh, newer)))) => {
+                    record.last_used = record.last_used.max(fresh.last_used);
+                    version = newer;
+                }
+                Err(e) => {
+                    self.keep_pending(digest, stored, &record.refresh_token);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.keep_pending(digest, stored, &record.refresh_token);
+        Err(StoreError::new("the session record kept changing while it was written").into())
+    }
+
+    /// The rotated refresh token to redeem instead of `stored`, if this process
+    /// could not store it.
+    fn pending_for(&self, digest: &[u8; 32], stored: &SecretString) -> Option<SecretString> {
+        let mut pending = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match pending.get(digest) {
+            Some(p) if p.replaces == *stored => Some(p.rotated.clone()),
+            // Stored since (by another replica's refresh): no longer needed.
+            Some(_) => {
+                pending.remove(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep_pending(&self, digest: [u8; 32], stored: &SecretString, rotated: &SecretString) {
+        tracing::warn!(
+            "the session store failed to take a rotated refresh token; kept in memory until stored"
+        );
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                digest,
+                PendingRotation {
+                    replaces: stored.clone(),
+                    rotated: rotated.clone(),
+                },
+            );
+    }
+
+    fn forget_pending(&self, digest: &[u8; 32]) {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(digest);
+    }
+}
+
+/// A rotated refresh token the store has not taken yet: it replaces `replaces`
+/// (the stored one, maybe spent) until it is stored.
+struct PendingRotation {
+    replaces: SecretString,
+    rotated: SecretString,
 }
 
 /// A copy of an error shared by the callers of one refresh.
@@ -468,6 +633,10 @@ fn clone_error(e: &SessionError) -> SessionError {
             retry_after: *retry_after,
         },
         SessionError::OtherUser => SessionError::OtherUser,
+        SessionError::TooManySessions { retry_after } => SessionError::TooManySessions {
+            retry_after: *retry_after,
+        },
+        SessionError::Downstream(e) => SessionError::Downstream(e.clone()),
         SessionError::NoRefreshToken => SessionError::NoRefreshToken,
         SessionError::Exchange(e) => SessionError::Exchange(e.clone()),
         SessionError::Store(e) => SessionError::Store(super::StoreError::new(e.to_string())),

@@ -4,9 +4,12 @@
 //! # Where it sits
 //!
 //! A handler starts a session with
-//! [`OboToken::start_session`](crate::OboToken::start_session): one On-Behalf-Of
-//! exchange with `offline_access` added, whose refresh token is kept in a
-//! [`SessionStore`] under a new random [`SessionKey`]. Later, any task holding the
+//! [`OboContext::start_session`](crate::layer::OboContext::start_session) (the
+//! context is an extractor too): one On-Behalf-Of exchange with `offline_access`
+//! added, whose refresh token is kept in a [`SessionStore`] under a new random
+//! [`SessionKey`] and whose access token is the session's first, cached.
+//! [`OboToken::start_session`](crate::OboToken::start_session) does the same after
+//! the extractor's own exchange (two in all). Later, any task holding the
 //! key calls [`Sessions`] (from [`OboLayer::sessions`](crate::OboLayer::sessions)):
 //! tokens for any consented scope set, cached per session and scope set, redeemed
 //! with the refresh-token grant and the same client credential as On-Behalf-Of.
@@ -18,10 +21,26 @@
 //!   user's object id and this API's client id; another API's record is unknown,
 //!   another user's is refused ([`Sessions::token_for`]).
 //! - One refresh at a time per session in a process (concurrent callers of one
-//!   scope set share it); each rotated refresh token is stored before the next
-//!   refresh reads it.
+//!   scope set share it; the session's lock lives exactly while someone holds or
+//!   waits for it, never evicted); each rotated refresh token is stored before
+//!   the next refresh reads it. Every write to a stored session is
+//!   compare-and-set ([`SessionStore::replace`]): a touch never writes back a
+//!   refresh token another replica has rotated meanwhile.
+//! - A rotated refresh token the store fails to take (a transient error) is kept
+//!   in this process's memory and redeemed by the session's next refresh instead
+//!   of the stored one, which a strict Entra has spent; it is dropped once
+//!   stored. The failing call answers [`SessionError::Store`].
+//! - Starts are bounded per user (tenant and object id): a token bucket of
+//!   [`session_start_limit`](crate::OboConfigBuilder::session_start_limit)
+//!   starts (default 10 per minute), per process, on the configured clock. Past
+//!   it, [`SessionError::TooManySessions`] (429 with `Retry-After` in a
+//!   request), before any exchange: a client looping on "start a job" neither
+//!   fills the store nor draws Entra's throttling (AADSTS50196) on the tenant.
 //! - A session ends: on [`Sessions::end`] (deleted from the store and the local
-//!   cache), when Entra refuses its refresh token (`invalid_grant`: revoked,
+//!   cache; once it returns, the session is ended for every replica sharing the
+//!   store, and a refresh or touch already under way, here or on another
+//!   replica, writes nothing back and answers [`SessionError::Unknown`]), when
+//!   Entra refuses its refresh token (`invalid_grant`: revoked,
 //!   expired; [`SessionError::SignInAgain`]), or when unused for the idle timeout
 //!   ([`session_idle_timeout`](crate::OboConfigBuilder::session_idle_timeout), on
 //!   the configured clock; stores also expire entries after it).
@@ -44,6 +63,8 @@
 
 mod error;
 mod key;
+mod limit;
+mod locks;
 mod manager;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -55,4 +76,6 @@ pub(crate) use manager::SessionSettings;
 pub use manager::{SessionOwner, SessionToken, Sessions};
 #[cfg(feature = "redis")]
 pub(crate) use redis_store::RedisSessionStore;
-pub use store::{MemorySessionStore, SessionRecord, SessionStore, StoreError, StoreFuture};
+pub use store::{
+    MemorySessionStore, RecordVersion, SessionRecord, SessionStore, StoreError, StoreFuture,
+};

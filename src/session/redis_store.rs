@@ -9,6 +9,11 @@
 //! session's Redis key does not open. The time to live is the idle timeout,
 //! renewed on every write, so an abandoned session disappears by itself.
 //!
+//! A record's version is its sealed value (a fresh random nonce on every write);
+//! [`replace`](SessionStore::replace) is a Lua script that sets the new value only
+//! if the key still holds that one: an ended (deleted) session or a record another
+//! replica has rewritten since it was read is never overwritten.
+//!
 //! Unlike the L2, a Redis failure is an error ([`StoreError`]), never taken for a
 //! missing session; a value that does not open (a retired key, tampering) is a
 //! missing session, logged.
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 use crate::exchange::l2::{L2Settings, Outcome, SealedNamespace};
 
-use super::{SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
+use super::{RecordVersion, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
 
 /// Domain separator of everything the store derives from a session key.
 const DOMAIN: &[u8] = b"axum-obo-session-redis";
@@ -46,6 +51,14 @@ impl RedisSessionStore {
         self.ns.redis_key(&key.digest())
     }
 
+    /// `record` sealed for `key`.
+    fn seal(&self, key: &SessionKey, record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+        self.ns
+            .sealer
+            .seal(&self.aad(key), &record.to_plaintext())
+            .ok_or_else(|| StoreError::new("cannot seal the session record"))
+    }
+
     /// Associated data binding the session key itself.
     fn aad(&self, key: &SessionKey) -> Vec<u8> {
         self.ns.aad(key.bytes())
@@ -63,7 +76,10 @@ fn failed<T>(outcome: Outcome<T>, op: &str) -> Result<T, StoreError> {
 }
 
 impl SessionStore for RedisSessionStore {
-    fn get<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, Option<SessionRecord>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> StoreFuture<'a, Option<(SessionRecord, RecordVersion)>> {
         Box::pin(async move {
             let Some(sealed) = failed(self.ns.store.get(&self.redis_key(key)).await, "GET")? else {
                 return Ok(None);
@@ -79,28 +95,43 @@ impl SessionStore for RedisSessionStore {
                     "Redis session value does not open (retired key or tampering); session unknown"
                 );
             }
-            Ok(record)
+            Ok(record.map(|r| (r, RecordVersion::new(sealed))))
         })
     }
 
-    fn put<'a>(
+    fn insert<'a>(
         &'a self,
         key: &'a SessionKey,
         record: &'a SessionRecord,
         ttl: Duration,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let sealed = self
-                .ns
-                .sealer
-                .seal(&self.aad(key), &record.to_plaintext())
-                .ok_or_else(|| StoreError::new("cannot seal the session record"))?;
+            let sealed = self.seal(key, record)?;
             failed(
                 self.ns
                     .store
                     .set_px(&self.redis_key(key), &sealed, ttl)
                     .await,
                 "SET",
+            )
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: &'a SessionRecord,
+        expected: &'a RecordVersion,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let sealed = self.seal(key, record)?;
+            failed(
+                self.ns
+                    .store
+                    .compare_and_set(&self.redis_key(key), expected.as_bytes(), &sealed, ttl)
+                    .await,
+                "EVAL",
             )
         })
     }

@@ -4,9 +4,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use moka::Expiry;
 use serde::{Deserialize, Serialize};
 
@@ -20,21 +23,65 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///
 /// Implementations name an entry by [`SessionKey`] but should never store the key
 /// in clear (the built-in stores use a digest of it), and must encrypt records at
-/// rest: a record holds the user's refresh token. `put` replaces the record and
-/// its time to live (the idle timeout): an entry nobody uses disappears by itself.
-/// `delete` of a missing entry is not an error.
+/// rest: a record holds the user's refresh token. Every write sets the entry's
+/// time to live (the idle timeout): an entry nobody uses disappears by itself.
+///
+/// Writes to an existing session are compare-and-set: [`get`](Self::get) answers
+/// the record with a [`RecordVersion`], and [`replace`](Self::replace) writes only
+/// if the stored entry is still that version. A session deleted by
+/// [`delete`](Self::delete) (ended) therefore stays deleted: a refresh or a touch
+/// that read it earlier, here or on another replica, finds it gone and writes
+/// nothing. `replace` must be atomic in the store (the Redis store runs a script).
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
-    /// The record of `key`, if there is one.
-    fn get<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, Option<SessionRecord>>;
-    /// Stores `record` under `key` for `ttl`.
-    fn put<'a>(
+    /// The record of `key` and its version, if there is one.
+    fn get<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> StoreFuture<'a, Option<(SessionRecord, RecordVersion)>>;
+    /// Stores the record of a new session (`key` was just generated) for `ttl`.
+    fn insert<'a>(
         &'a self,
         key: &'a SessionKey,
         record: &'a SessionRecord,
         ttl: Duration,
     ) -> StoreFuture<'a, ()>;
+    /// Replaces `key`'s record with `record` for `ttl` if the stored one is still
+    /// `expected` (the version [`get`](Self::get) answered); `false`, writing
+    /// nothing, if it has changed or is gone.
+    fn replace<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: &'a SessionRecord,
+        expected: &'a RecordVersion,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
     /// Removes `key`'s record (if any).
     fn delete<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, ()>;
+}
+
+/// The version of a stored [`SessionRecord`], for [`SessionStore::replace`]'s
+/// compare-and-set: opaque bytes, different for every write (the in-memory store
+/// counts writes; the Redis store uses the sealed value itself, whose nonce is
+/// random).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecordVersion(Arc<[u8]>);
+
+impl RecordVersion {
+    /// A version made of `bytes`.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into().into())
+    }
+
+    /// The version's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RecordVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordVersion({} bytes)", self.0.len())
+    }
 }
 
 /// A store could not be read or written.
@@ -165,7 +212,17 @@ impl fmt::Debug for SessionRecord {
 /// are named by a digest of the key.
 #[derive(Clone)]
 pub struct MemorySessionStore {
-    entries: Cache<[u8; 32], (SessionRecord, Duration)>,
+    entries: Cache<[u8; 32], Stored>,
+    /// The version of the next write.
+    writes: Arc<AtomicU64>,
+}
+
+/// A record, its time to live and its version (the write that stored it).
+#[derive(Clone)]
+struct Stored {
+    record: SessionRecord,
+    ttl: Duration,
+    version: u64,
 }
 
 impl fmt::Debug for MemorySessionStore {
@@ -178,24 +235,19 @@ impl fmt::Debug for MemorySessionStore {
 
 struct RecordExpiry;
 
-impl Expiry<[u8; 32], (SessionRecord, Duration)> for RecordExpiry {
-    fn expire_after_create(
-        &self,
-        _: &[u8; 32],
-        v: &(SessionRecord, Duration),
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(v.1)
+impl Expiry<[u8; 32], Stored> for RecordExpiry {
+    fn expire_after_create(&self, _: &[u8; 32], v: &Stored, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
     }
 
     fn expire_after_update(
         &self,
         _: &[u8; 32],
-        v: &(SessionRecord, Duration),
+        v: &Stored,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(v.1)
+        Some(v.ttl)
     }
 }
 
@@ -213,16 +265,34 @@ impl MemorySessionStore {
                 .max_capacity(1_000_000)
                 .expire_after(RecordExpiry)
                 .build(),
+            writes: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    fn stored(&self, record: &SessionRecord, ttl: Duration) -> Stored {
+        Stored {
+            record: record.clone(),
+            ttl,
+            version: self.writes.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
 
 impl SessionStore for MemorySessionStore {
-    fn get<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, Option<SessionRecord>> {
-        Box::pin(async move { Ok(self.entries.get(&key.digest()).await.map(|(r, _)| r)) })
+    fn get<'a>(
+        &'a self,
+        key: &'a SessionKey,
+    ) -> StoreFuture<'a, Option<(SessionRecord, RecordVersion)>> {
+        Box::pin(async move {
+            Ok(self
+                .entries
+                .get(&key.digest())
+                .await
+                .map(|s| (s.record, RecordVersion::new(s.version.to_be_bytes()))))
+        })
     }
 
-    fn put<'a>(
+    fn insert<'a>(
         &'a self,
         key: &'a SessionKey,
         record: &'a SessionRecord,
@@ -230,9 +300,39 @@ impl SessionStore for MemorySessionStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.entries
-                .insert(key.digest(), (record.clone(), ttl))
+                .insert(key.digest(), self.stored(record, ttl))
                 .await;
             Ok(())
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        record: &'a SessionRecord,
+        expected: &'a RecordVersion,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            // Atomic per key: moka runs the closures of one key one at a time.
+            let result = self
+                .entries
+                .entry(key.digest())
+                .and_compute_with(|current| {
+                    let same = current.is_some_and(|e| {
+                        e.value().version.to_be_bytes().as_slice() == expected.as_bytes()
+                    });
+                    std::future::ready(if same {
+                        Op::Put(self.stored(record, ttl))
+                    } else {
+                        Op::Nop
+                    })
+                })
+                .await;
+            Ok(matches!(
+                result,
+                moka::ops::compute::CompResult::ReplacedWith(_)
+            ))
         })
     }
 
@@ -271,17 +371,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_store_puts_gets_and_deletes() {
+    async fn memory_store_inserts_gets_and_deletes() {
         let store = MemorySessionStore::new();
         let key = SessionKey::generate();
         assert_eq!(store.get(&key).await.unwrap(), None);
         store
-            .put(&key, &record(), Duration::from_secs(60))
+            .insert(&key, &record(), Duration::from_secs(60))
             .await
             .unwrap();
-        assert_eq!(store.get(&key).await.unwrap(), Some(record()));
+        assert_eq!(store.get(&key).await.unwrap().unwrap().0, record());
         store.delete(&key).await.unwrap();
         store.delete(&key).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_store_replaces_only_the_version_it_was_given() {
+        let store = MemorySessionStore::new();
+        let key = SessionKey::generate();
+        let ttl = Duration::from_secs(60);
+        store.insert(&key, &record(), ttl).await.unwrap();
+        let (_, v1) = store.get(&key).await.unwrap().unwrap();
+        let mut newer = record();
+        newer.last_used = 3;
+        assert!(store.replace(&key, &newer, &v1, ttl).await.unwrap());
+        let (stored, v2) = store.get(&key).await.unwrap().unwrap();
+        assert_eq!((stored.last_used, v1 == v2), (3, false));
+        // A writer that read before the last write writes nothing.
+        assert!(!store.replace(&key, &record(), &v1, ttl).await.unwrap());
+        assert_eq!(store.get(&key).await.unwrap().unwrap().0.last_used, 3);
+        // A deleted (ended) session is not written back.
+        store.delete(&key).await.unwrap();
+        assert!(!store.replace(&key, &newer, &v2, ttl).await.unwrap());
         assert_eq!(store.get(&key).await.unwrap(), None);
     }
 }

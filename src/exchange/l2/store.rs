@@ -72,6 +72,38 @@ impl RedisStore {
         .await
     }
 
+    /// `SET key value PX ttl` only if `key` holds `expected` (a missing key does
+    /// not), atomically (a script); whether it was set. The session store's
+    /// compare-and-set.
+    pub(crate) async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Outcome<bool> {
+        const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+             redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set = self
+            .run::<i64>(
+                "EVAL",
+                redis::cmd("EVAL")
+                    .arg(SCRIPT)
+                    .arg(1)
+                    .arg(key)
+                    .arg(expected)
+                    .arg(value)
+                    .arg(millis),
+            )
+            .await;
+        match set {
+            Outcome::Done(n) => Outcome::Done(n == 1),
+            Outcome::Skipped => Outcome::Skipped,
+            Outcome::Failed => Outcome::Failed,
+        }
+    }
+
     /// `DEL key` (a missing key is not an error).
     pub(crate) async fn del(&self, key: &str) -> Outcome<()> {
         self.run("DEL", redis::cmd("DEL").arg(key)).await
