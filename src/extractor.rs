@@ -204,8 +204,8 @@ impl<S: Scope> OboToken<S> {
     /// ([`client_capabilities`](crate::OboConfigBuilder::client_capabilities), e.g.
     /// `cp1`), a claims challenge from the API (Continuous Access Evaluation) is
     /// answered: the cached token is replaced by a re-exchange carrying the
-    /// challenge's claims, and the call is retried once (see the README's
-    /// "Continuous Access Evaluation"). Without them, the challenge is relayed.
+    /// challenge's claims, and the call is retried once (see
+    /// `docs/cae.md`). Without them, the challenge is relayed.
     pub fn graph(&self) -> GraphClient {
         let graph = self
             .shared

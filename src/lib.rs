@@ -33,7 +33,7 @@
 //! let app = Router::new()
 //!     .route("/whoami", get(whoami))
 //!     .route("/me", get(me))
-//!     .layer(OboLayer::new(config));
+//!     .route_layer(OboLayer::new(config));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(())
@@ -117,3 +117,37 @@ pub use policy::Requirement;
 pub use rejection::AuthRejection;
 pub use scope::{GraphDefault, GraphUserRead, Scope};
 pub use validate::Principal;
+
+/// The README and the guides in `docs/`, as doctests: `cargo test` compiles every
+/// Rust snippet in them (and runs those not marked `no_run`), so none can rot.
+/// Snippets may use the root crate's dev-dependencies (`axum-obo-testing`, tokio's
+/// full features, tower-http, rmcp, tonic).
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../README.md")]
+    mod readme {}
+    #[doc = include_str!("../docs/configuration.md")]
+    mod configuration {}
+    #[doc = include_str!("../docs/tower-stack.md")]
+    mod tower_stack {}
+    #[doc = include_str!("../docs/errors.md")]
+    mod errors {}
+    #[doc = include_str!("../docs/graph.md")]
+    mod graph {}
+    #[doc = include_str!("../docs/sessions.md")]
+    mod sessions {}
+    #[doc = include_str!("../docs/cae.md")]
+    mod cae {}
+    #[doc = include_str!("../docs/mcp.md")]
+    mod mcp {}
+    #[doc = include_str!("../docs/grpc.md")]
+    mod grpc {}
+    #[doc = include_str!("../docs/redis.md")]
+    mod redis {}
+    #[doc = include_str!("../docs/security.md")]
+    mod security {}
+    #[doc = include_str!("../docs/testing.md")]
+    mod testing {}
+    #[doc = include_str!("../docs/performance.md")]
+    mod performance {}
+}

@@ -7,7 +7,7 @@
 //! `AZURE_CLIENT_ID` and a credential (`AZURE_CLIENT_SECRET`,
 //! `AZURE_CLIENT_CERTIFICATE_PATH`, `AZURE_FEDERATED_TOKEN_FILE`, or
 //! `OBO_MANAGED_IDENTITY` = `system` / a user-assigned identity's client id on Azure
-//! compute, see the README's portal setup) it talks to real
+//! compute, see `docs/configuration.md`) it talks to real
 //! Entra ID and Graph (`AZURE_AUTHORITY_HOST`, `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS`
 //! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); `OBO_CORS_ORIGINS` (browser
 //! origins allowed by CORS, comma-separated, default `http://localhost:5173`; with

@@ -36,7 +36,7 @@
 //! SwissTable probe and the entry, where moka's read path chases bucket, key and
 //! value pointers and records the read for its LRU and frequency sketch: at
 //! 10,000 cached tokens (past the CPU caches) moka's probe took nearly half of
-//! the load server's CPU (see the README's "Performance").
+//! the load server's CPU (see `docs/performance.md`).
 
 use std::time::Duration;
 
