@@ -195,9 +195,11 @@ impl From<SessionError> for AuthRejection {
             SessionError::ConsentRequired { scopes } => OboError::ConsentRequired { scopes },
             SessionError::Unavailable { retry_after } => OboError::Unavailable { retry_after },
             SessionError::Store(_) => OboError::Unavailable { retry_after: None },
-            SessionError::NoRefreshToken => OboError::Misconfigured(
-                "Entra sent no refresh token: grant `offline_access` to this API".into(),
-            ),
+            SessionError::NoRefreshToken => {
+                let why = "Entra sent no refresh token: grant `offline_access` to this API";
+                tracing::error!("cannot start a session: {why}");
+                OboError::Misconfigured(why.into())
+            }
             _ => OboError::InvalidGrant,
         };
         AuthRejection::Obo(obo)

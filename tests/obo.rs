@@ -984,3 +984,36 @@ async fn a_tenant_throttled_with_retry_after_waits_that_long() {
     assert_eq!(bearer(&app, "/obo", &other).await.status, 200);
     assert_eq!(entra.token_requests(), 2);
 }
+
+/// A configuration without a client credential builds (an API may only validate),
+/// but its first On-Behalf-Of call says why it answers 500: once, at error level,
+/// naming the settings to set; later calls only at debug level.
+#[tokio::test]
+async fn a_missing_credential_is_logged_once_at_error_level() {
+    use tracing::Instrument as _;
+    let (logs, _guard) = capture_logs();
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(config(&entra).build().unwrap()));
+    // The span's name marks this test's lines in the binary-wide capture.
+    let span = tracing::info_span!("no_credential_probe");
+    for _ in 0..3 {
+        let r = bearer(&app, "/obo", &entra.token().sign())
+            .instrument(span.clone())
+            .await;
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert_eq!(r.json()["error"], "server_error");
+        assert!(!r.body.contains("credential"), "no detail leaks: {}", r.body);
+    }
+    assert_eq!(entra.token_requests(), 0);
+    let text = logs.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("no_credential_probe") && l.contains("no client credential"))
+        .collect();
+    let errors = lines.iter().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(errors, 1, "one error line: {lines:#?}");
+    assert_eq!(lines.len(), 3, "then debug lines: {lines:#?}");
+    for setting in ["AZURE_CLIENT_SECRET", "OBO_MANAGED_IDENTITY", "client_secret"] {
+        assert!(lines[0].contains(setting), "names {setting}: {}", lines[0]);
+    }
+}
