@@ -978,3 +978,94 @@ async fn downstream_calls_are_not_capped_at_the_entra_timeout() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, r#"{"ok":true}"#);
 }
+
+/// An app's own error shape, set with `render_refusals_with`: a hook that also
+/// tries to change the status and drop or replace the challenge.
+fn app_shaped(layer: OboLayer) -> axum::Router {
+    use axum::response::IntoResponse;
+    app(layer.render_refusals_with(|r| {
+        let body = json!({ "code": r.error_code(), "message": r.description(), "shape": "app" });
+        let mut response = (http::StatusCode::OK, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert("www-authenticate", http::HeaderValue::from_static("Basic"));
+        headers.insert("retry-after", http::HeaderValue::from_static("999"));
+        headers.insert("x-app", http::HeaderValue::from_static("1"));
+        response
+    }))
+}
+
+fn assert_app_shaped(r: &Reply, status: u16, code: &str, challenge: Option<&str>) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.json()["shape"], "app", "{}", r.body);
+    assert_eq!(r.json()["code"], code, "{}", r.body);
+    assert!(r.json().get("error").is_none(), "not the crate's JSON: {}", r.body);
+    match challenge {
+        Some(c) => {
+            let h = r.www_authenticate.as_deref().unwrap_or_default();
+            assert!(h.starts_with(c), "the crate's challenge: {h}");
+        }
+        None => assert_eq!(r.www_authenticate, None),
+    }
+    assert_eq!(r.retry_after, None, "the hook's Retry-After is not kept");
+}
+
+#[tokio::test]
+async fn refusals_are_rendered_in_the_apps_shape_keeping_status_and_challenge() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(config(&entra).build().unwrap());
+    let shaped = app_shaped(layer);
+
+    // The layer's own refusals.
+    let r = call(&shaped, "/whoami", None).await;
+    assert_app_shaped(&r, 401, "unauthorized", Some("Bearer"));
+    assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
+    let r = bearer(&shaped, "/whoami", "not-a-jwt").await;
+    assert_app_shaped(&r, 401, "invalid_token", Some("Bearer error=\"invalid_token\""));
+    let r = call(&shaped, "/whoami", Some(b"Bearer ")).await;
+    assert_app_shaped(&r, 400, "invalid_request", Some("Bearer error=\"invalid_request\""));
+
+    // An extractor's rejection (Require<Admin>), on the validating path and
+    // on the validated-token cache's fast path.
+    let user = entra.token().sign();
+    for pass in ["validated", "cached"] {
+        let r = bearer(&shaped, "/admin", &user).await;
+        assert_app_shaped(&r, 403, "insufficient_scope", Some("Bearer error=\"insufficient_scope\""));
+        assert!(r.www_authenticate.unwrap().contains("Admin"), "{pass}");
+    }
+    // Admitted requests are untouched.
+    let r = bearer(&shaped, "/whoami", &user).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json().get("shape").is_none());
+
+    // Without the hook: the crate's JSON.
+    let plain = app(OboLayer::new(config(&entra).build().unwrap()));
+    let r = bearer(&plain, "/admin", &user).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"].as_str()), (403, Some("insufficient_scope")));
+}
+
+#[tokio::test]
+async fn a_rendered_503_keeps_the_crates_retry_after_and_grpc_stays_grpc() {
+    use tower::ServiceExt as _;
+    // No keys can be fetched: 503 with the crate's Retry-After.
+    let entra = EntraStandIn::start().await;
+    let token = entra.token().sign();
+    let config = config(&entra).build().unwrap();
+    drop(entra);
+    let app = app_shaped(OboLayer::new(config));
+    let r = bearer(&app, "/whoami", &token).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["shape"], "app");
+    assert_eq!(r.retry_after.as_deref(), Some("10"), "the crate's, not the hook's");
+
+    // A gRPC request keeps its Trailers-Only answer.
+    let request = http::Request::post("/whoami")
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "16");
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert!(response.headers().get("x-app").is_none());
+}
