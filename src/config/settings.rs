@@ -100,6 +100,13 @@ impl OboConfig {
         self.exchange.credential.is_some()
     }
 
+    /// Whether tokens of any organization's tenant are admitted
+    /// ([`allow_any_tenant`](OboConfigBuilder::allow_any_tenant)); then
+    /// [`allowed_tenants`](Self::allowed_tenants) lists the named ones only.
+    pub fn admits_any_tenant(&self) -> bool {
+        self.validation.any_tenant
+    }
+
     /// Tenants whose tokens are admitted.
     pub fn allowed_tenants(&self) -> impl Iterator<Item = &str> {
         self.validation.allowed_tenants.iter().map(String::as_str)
