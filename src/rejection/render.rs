@@ -100,3 +100,54 @@ fn in_memory(mut body: axum::body::Body) -> Option<Bytes> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Refusal;
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn the_hooks_body_with_the_crates_status_challenge_and_retry_after() {
+        let renderer = Renderer::new(|r| {
+            let mut response = (http::StatusCode::IM_A_TEAPOT, r.error_code().to_owned()).into_response();
+            response.headers_mut().insert(CACHE_CONTROL, "private".parse().unwrap());
+            response
+        });
+        let rejection = AuthRejection::NotAdmitted(Refusal::unavailable("db down"));
+        let r = renderer.render(&rejection);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.body(), "temporarily_unavailable");
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+        assert_eq!(r.headers()[CACHE_CONTROL], "private", "the hook's own Cache-Control");
+        assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
+
+        let plain = Renderer::new(|_| "refused".into_response());
+        let r = plain.render(&AuthRejection::NotAdmitted(Refusal::forbidden("no plan")));
+        assert_eq!((r.status().as_u16(), r.body().as_ref()), (403, b"refused".as_slice()));
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+        let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer error=\"insufficient_scope\""), "{challenge}");
+        assert!(challenge.contains("no plan"), "{challenge}");
+    }
+
+    #[test]
+    fn a_streaming_body_falls_back_to_the_crates_answer() {
+        let renderer = Renderer::new(|_| {
+            let stream = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            axum::body::Body::from_stream(stream).into_response()
+        });
+        let r = renderer.render(&AuthRejection::MissingToken);
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(body["error"], "unauthorized");
+    }
+
+    #[test]
+    fn a_rejections_answer_carries_it_for_the_layer() {
+        let r = AuthRejection::MissingToken.into_response();
+        let Refused(carried) = r.extensions().get::<Refused>().expect("marked");
+        assert!(matches!(**carried, AuthRejection::MissingToken));
+    }
+}
