@@ -413,8 +413,7 @@ where
         let resource = resource_of(&shared, &req);
         let hooks = self.hooks.clone();
         ResponseFuture::validating(Box::pin(async move {
-            let response = match authenticate(&shared, &hooks, req.headers(), allow_anonymous)
-                .await
+            let response = match authenticate(&shared, &hooks, req.headers(), allow_anonymous).await
             {
                 Ok(auth) => {
                     let renderer = renderer_for(&hooks, &req);

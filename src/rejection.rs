@@ -5,11 +5,15 @@
 //! every extractor of this crate, convertible from each cause below (so `?` works
 //! in a handler returning `Result<_, AuthRejection>`), and readable piece by piece
 //! (status, error code, description, `WWW-Authenticate`, `Retry-After`) for APIs
-//! that answer errors in their own JSON shape. The causes:
+//! that answer errors in their own JSON shape — in handlers through their own
+//! error type, and for the layer's refusals and the extractors' rejections through
+//! [`OboLayer::render_refusals_with`](crate::OboLayer::render_refusals_with).
+//! The causes:
 //!
 //! - [`ValidationError`]: why the access token was refused (its [`KeyError`] when
 //!   the signing keys could not be fetched);
 //! - [`Forbidden`]: why a valid token may not call this API or route;
+//! - [`Refusal`]: why the app's [admission hook](crate::admission) refused the caller;
 //! - [`OboError`]: why the On-Behalf-Of exchange produced no token;
 //! - [`DownstreamError`]: why a call to Graph or another API failed (it lives in
 //!   [`downstream`](crate::downstream), next to the clients, and answers with the same
@@ -34,7 +38,8 @@ mod render;
 
 pub(crate) use render::{Refused, Renderer};
 
-use crate::admission::{Refusal, RefusalKind};
+pub use crate::admission::Refusal;
+use crate::admission::RefusalKind;
 use crate::downstream::DownstreamError;
 pub use crate::exchange::OboError;
 pub use crate::jwks::KeyError;

@@ -7,6 +7,7 @@ mod common;
 mod app;
 
 #[path = "../examples/server/banner.rs"]
+#[allow(dead_code)]
 mod banner;
 
 fn dev_cors() -> app::Cors {
@@ -418,5 +419,8 @@ async fn the_printed_commands_show_each_token_once_and_work() {
     assert!(String::from_utf8_lossy(&body).contains("Adele Vance"));
     let admin_route = command(&format!("http://{addr}/admin"));
     let body = run(admin_route).await;
-    assert!(!String::from_utf8_lossy(&body).contains("error"), "{body:?}");
+    assert!(
+        !String::from_utf8_lossy(&body).contains("error"),
+        "{body:?}"
+    );
 }

@@ -998,7 +998,11 @@ fn assert_app_shaped(r: &Reply, status: u16, code: &str, challenge: Option<&str>
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.json()["shape"], "app", "{}", r.body);
     assert_eq!(r.json()["code"], code, "{}", r.body);
-    assert!(r.json().get("error").is_none(), "not the crate's JSON: {}", r.body);
+    assert!(
+        r.json().get("error").is_none(),
+        "not the crate's JSON: {}",
+        r.body
+    );
     match challenge {
         Some(c) => {
             let h = r.www_authenticate.as_deref().unwrap_or_default();
@@ -1020,16 +1024,31 @@ async fn refusals_are_rendered_in_the_apps_shape_keeping_status_and_challenge() 
     assert_app_shaped(&r, 401, "unauthorized", Some("Bearer"));
     assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
     let r = bearer(&shaped, "/whoami", "not-a-jwt").await;
-    assert_app_shaped(&r, 401, "invalid_token", Some("Bearer error=\"invalid_token\""));
+    assert_app_shaped(
+        &r,
+        401,
+        "invalid_token",
+        Some("Bearer error=\"invalid_token\""),
+    );
     let r = call(&shaped, "/whoami", Some(b"Bearer ")).await;
-    assert_app_shaped(&r, 400, "invalid_request", Some("Bearer error=\"invalid_request\""));
+    assert_app_shaped(
+        &r,
+        400,
+        "invalid_request",
+        Some("Bearer error=\"invalid_request\""),
+    );
 
     // An extractor's rejection (Require<Admin>), on the validating path and
     // on the validated-token cache's fast path.
     let user = entra.token().sign();
     for pass in ["validated", "cached"] {
         let r = bearer(&shaped, "/admin", &user).await;
-        assert_app_shaped(&r, 403, "insufficient_scope", Some("Bearer error=\"insufficient_scope\""));
+        assert_app_shaped(
+            &r,
+            403,
+            "insufficient_scope",
+            Some("Bearer error=\"insufficient_scope\""),
+        );
         assert!(r.www_authenticate.unwrap().contains("Admin"), "{pass}");
     }
     // Admitted requests are untouched.
@@ -1040,7 +1059,10 @@ async fn refusals_are_rendered_in_the_apps_shape_keeping_status_and_challenge() 
     // Without the hook: the crate's JSON.
     let plain = app(OboLayer::new(config(&entra).build().unwrap()));
     let r = bearer(&plain, "/admin", &user).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"].as_str()), (403, Some("insufficient_scope")));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
 }
 
 #[tokio::test]
@@ -1055,7 +1077,11 @@ async fn a_rendered_503_keeps_the_crates_retry_after_and_grpc_stays_grpc() {
     let r = bearer(&app, "/whoami", &token).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["shape"], "app");
-    assert_eq!(r.retry_after.as_deref(), Some("10"), "the crate's, not the hook's");
+    assert_eq!(
+        r.retry_after.as_deref(),
+        Some("10"),
+        "the crate's, not the hook's"
+    );
 
     // A gRPC request keeps its Trailers-Only answer.
     let request = http::Request::post("/whoami")
@@ -1128,11 +1154,37 @@ async fn any_tenant_admits_organizations_but_keeps_every_other_check() {
         // consumers tenant: refused as before.
         let (a, b) = (tenants[0], tenants[1]);
         let refused = [
-            ("iss of another tenant", entra.token().tenant(a).issuer(&entra.issuer_v2(b)).sign()),
-            ("template issuer", entra.token().tenant(a).issuer(&entra.issuer_v2("{tenantid}")).sign()),
-            ("audience", entra.token().tenant(a).audience("https://graph.microsoft.com").sign()),
-            ("unknown key", entra.token().tenant(a).kid(&entra.unpublished_key()).sign()),
-            ("consumers", entra.token().tenant("9188040d-6c67-4c5b-b112-36a304b66dad").sign()),
+            (
+                "iss of another tenant",
+                entra.token().tenant(a).issuer(&entra.issuer_v2(b)).sign(),
+            ),
+            (
+                "template issuer",
+                entra
+                    .token()
+                    .tenant(a)
+                    .issuer(&entra.issuer_v2("{tenantid}"))
+                    .sign(),
+            ),
+            (
+                "audience",
+                entra
+                    .token()
+                    .tenant(a)
+                    .audience("https://graph.microsoft.com")
+                    .sign(),
+            ),
+            (
+                "unknown key",
+                entra.token().tenant(a).kid(&entra.unpublished_key()).sign(),
+            ),
+            (
+                "consumers",
+                entra
+                    .token()
+                    .tenant("9188040d-6c67-4c5b-b112-36a304b66dad")
+                    .sign(),
+            ),
         ];
         for (what, token) in refused {
             let r = bearer(&app, "/whoami", &token).await;
@@ -1145,8 +1197,14 @@ async fn any_tenant_admits_organizations_but_keeps_every_other_check() {
         .iter()
         .filter(|r| r.path.contains("/organizations/"))
         .count();
-    assert!(orgs >= 1, "the organizations metadata and keys were fetched");
-    for tid in ["0b2f4d6e-1111-4222-8333-944455566677", "5a1e2f3c-aaaa-4bbb-8ccc-0123456789ab"] {
+    assert!(
+        orgs >= 1,
+        "the organizations metadata and keys were fetched"
+    );
+    for tid in [
+        "0b2f4d6e-1111-4222-8333-944455566677",
+        "5a1e2f3c-aaaa-4bbb-8ccc-0123456789ab",
+    ] {
         assert!(
             !entra.request_log().iter().any(|r| r.path.contains(tid)),
             "no discovery for {tid}"
@@ -1188,26 +1246,51 @@ async fn an_every_request_admission_hook_refuses_and_fails_as_documented() {
     for _ in 0..3 {
         assert_eq!(bearer(&app, "/whoami", &ok).await.status, 200);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "cached validations run it too");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "cached validations run it too"
+    );
 
-    let suspended = entra.token().user("00000000-0000-4000-8000-00000000000a").sign();
+    let suspended = entra
+        .token()
+        .user("00000000-0000-4000-8000-00000000000a")
+        .sign();
     for _ in 0..2 {
         let r = bearer(&app, "/whoami", &suspended).await;
         assert_eq!(r.status, 403, "{}", r.body);
         assert_eq!(r.json()["error"], "insufficient_scope");
         assert_eq!(r.json()["error_description"], "this account is suspended");
-        assert!(r.www_authenticate.unwrap().starts_with("Bearer error=\"insufficient_scope\""));
+        assert!(r
+            .www_authenticate
+            .unwrap()
+            .starts_with("Bearer error=\"insufficient_scope\""));
     }
-    let r = bearer(&app, "/whoami", &entra.token().user("00000000-0000-4000-8000-00000000000b").sign()).await;
+    let r = bearer(
+        &app,
+        "/whoami",
+        &entra
+            .token()
+            .user("00000000-0000-4000-8000-00000000000b")
+            .sign(),
+    )
+    .await;
     assert_invalid_token(&r, "unauthorized");
     assert!(r.body.contains("work account"));
 
-    let failing = entra.token().user("00000000-0000-4000-8000-00000000000c").sign();
+    let failing = entra
+        .token()
+        .user("00000000-0000-4000-8000-00000000000c")
+        .sign();
     let r = bearer(&app, "/whoami", &failing).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["error"], "temporarily_unavailable");
     assert_eq!(r.retry_after.as_deref(), Some("5"));
-    assert!(!r.body.contains("10.0.0.7"), "the cause is not disclosed: {}", r.body);
+    assert!(
+        !r.body.contains("10.0.0.7"),
+        "the cause is not disclosed: {}",
+        r.body
+    );
     assert_eq!(r.www_authenticate, None);
 }
 
@@ -1244,9 +1327,16 @@ async fn a_per_tenant_admission_hook_runs_once_per_tenant() {
     let app = app(OboLayer::new(config).admit_with(admission));
 
     let tokens: Vec<String> = (0..20)
-        .map(|i| entra.token().tenant(paying).user(&format!("00000000-0000-4000-8000-{i:012}")).sign())
+        .map(|i| {
+            entra
+                .token()
+                .tenant(paying)
+                .user(&format!("00000000-0000-4000-8000-{i:012}"))
+                .sign()
+        })
         .collect();
-    let answers = futures_util::future::join_all(tokens.iter().map(|t| bearer(&app, "/whoami", t))).await;
+    let answers =
+        futures_util::future::join_all(tokens.iter().map(|t| bearer(&app, "/whoami", t))).await;
     assert!(answers.iter().all(|r| r.status == 200));
     for t in &tokens {
         assert_eq!(bearer(&app, "/whoami", t).await.status, 200);
@@ -1263,5 +1353,9 @@ async fn a_per_tenant_admission_hook_runs_once_per_tenant() {
 
     let runs = runs.lock().unwrap().clone();
     let count = |t: &str| runs.iter().filter(|r| *r == t).count();
-    assert_eq!((count(paying), count(unpaid), count(flaky)), (1, 1, 2), "{runs:?}");
+    assert_eq!(
+        (count(paying), count(unpaid), count(flaky)),
+        (1, 1, 2),
+        "{runs:?}"
+    );
 }

@@ -31,7 +31,9 @@ impl Banner<'_> {
         };
         line(&format!("Embedded Entra ID stand-in at {}", self.entra));
         line(&format!("Embedded Graph stand-in at {}\n", self.graph));
-        line("Two users' tokens (Adele; Megan, who has the app role Admin), for the commands below:");
+        line(
+            "Two users' tokens (Adele; Megan, who has the app role Admin), for the commands below:",
+        );
         line(&format!("  export TOKEN='{}'", self.user_token));
         line(&format!("  export ADMIN_TOKEN='{}'\n", self.admin_token));
         line("Your Graph profile, fetched on your behalf (On-Behalf-Of):");
@@ -80,7 +82,9 @@ impl Banner<'_> {
                  -H \"authorization: Bearer $TOKEN\" --data-binary @- --output - \
                  http://{addr}/{grpc_service}/Me"
             );
-            s.push_str("  (or install grpcurl for a readable answer: see examples/server/profile.proto)");
+            s.push_str(
+                "  (or install grpcurl for a readable answer: see examples/server/profile.proto)",
+            );
             s.push('\n');
         }
         s
@@ -89,7 +93,6 @@ impl Banner<'_> {
 
 /// Whether an executable named `name` is on the `PATH`.
 pub fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(name).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
 }

@@ -110,8 +110,11 @@ mod tests {
     #[test]
     fn the_hooks_body_with_the_crates_status_challenge_and_retry_after() {
         let renderer = Renderer::new(|r| {
-            let mut response = (http::StatusCode::IM_A_TEAPOT, r.error_code().to_owned()).into_response();
-            response.headers_mut().insert(CACHE_CONTROL, "private".parse().unwrap());
+            let mut response =
+                (http::StatusCode::IM_A_TEAPOT, r.error_code().to_owned()).into_response();
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, "private".parse().unwrap());
             response
         });
         let rejection = AuthRejection::NotAdmitted(Refusal::unavailable("db down"));
@@ -119,15 +122,25 @@ mod tests {
         assert_eq!(r.status(), 503);
         assert_eq!(r.body(), "temporarily_unavailable");
         assert_eq!(r.headers()[RETRY_AFTER], "5");
-        assert_eq!(r.headers()[CACHE_CONTROL], "private", "the hook's own Cache-Control");
+        assert_eq!(
+            r.headers()[CACHE_CONTROL],
+            "private",
+            "the hook's own Cache-Control"
+        );
         assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
 
         let plain = Renderer::new(|_| "refused".into_response());
         let r = plain.render(&AuthRejection::NotAdmitted(Refusal::forbidden("no plan")));
-        assert_eq!((r.status().as_u16(), r.body().as_ref()), (403, b"refused".as_slice()));
+        assert_eq!(
+            (r.status().as_u16(), r.body().as_ref()),
+            (403, b"refused".as_slice())
+        );
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
         let challenge = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(challenge.starts_with("Bearer error=\"insufficient_scope\""), "{challenge}");
+        assert!(
+            challenge.starts_with("Bearer error=\"insufficient_scope\""),
+            "{challenge}"
+        );
         assert!(challenge.contains("no plan"), "{challenge}");
     }
 

@@ -852,7 +852,11 @@ async fn scope_names_match_case_insensitively_and_are_granted_as_registered() {
     let answer = post_token(
         entra,
         &tid,
-        &obo_form(entra, &entra.token().sign(), &format!("{api}/ACCESS_AS_USER {api}/Custom.Thing")),
+        &obo_form(
+            entra,
+            &entra.token().sign(),
+            &format!("{api}/ACCESS_AS_USER {api}/Custom.Thing"),
+        ),
     )
     .await;
     assert_eq!(answer.0, 200, "{}", answer.2);
