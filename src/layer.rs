@@ -35,12 +35,13 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
+use crate::admission::Admission;
 use crate::config::{ConfigError, OboConfig};
 use crate::downstream::GraphClient;
 use crate::exchange::Exchanger;
 use crate::extractor::OboToken;
 use crate::jwks::{KeyError, KeyStore};
-use crate::rejection::AuthRejection;
+use crate::rejection::{AuthRejection, Refused, Renderer};
 use crate::resource_metadata::{self, ResourceSettings};
 use crate::scope::Scope;
 use crate::secret::BearerToken;
@@ -202,6 +203,16 @@ pub(crate) struct Authenticated {
 pub struct OboLayer {
     shared: Arc<Shared>,
     allow_anonymous: bool,
+    hooks: Hooks,
+}
+
+/// The app's hooks of a layer (none by default: then they cost one branch each).
+#[derive(Clone, Default)]
+struct Hooks {
+    /// Refusals in the app's shape.
+    renderer: Option<Renderer>,
+    /// The app's check after validation.
+    admission: Option<Arc<Admission>>,
 }
 
 impl fmt::Debug for OboLayer {
@@ -209,6 +220,8 @@ impl fmt::Debug for OboLayer {
         f.debug_struct("OboLayer")
             .field("config", &self.shared.config)
             .field("allow_anonymous", &self.allow_anonymous)
+            .field("renders_refusals", &self.hooks.renderer.is_some())
+            .field("admission", &self.hooks.admission)
             .finish()
     }
 }
@@ -220,6 +233,7 @@ impl OboLayer {
         Self {
             shared: Arc::new(Shared::new(config)),
             allow_anonymous: false,
+            hooks: Hooks::default(),
         }
     }
 
@@ -234,6 +248,67 @@ impl OboLayer {
     #[must_use]
     pub fn allow_anonymous(mut self, allow: bool) -> Self {
         self.allow_anonymous = allow;
+        self
+    }
+
+    /// Answers refusals in the app's own shape: `render` chooses the body (and
+    /// headers) of the layer's refusals and of the extractors' rejections (any
+    /// [`AuthRejection`] answered inside this layer); the status code, the
+    /// `WWW-Authenticate` challenge and `Retry-After` stay the crate's, whatever
+    /// `render` sets. gRPC requests keep their gRPC answers. The body must be in
+    /// memory (JSON, text, bytes); see [`rejection`](crate::rejection) for the
+    /// pieces (`error_code`, `description`, …).
+    ///
+    /// ```
+    /// use axum::response::IntoResponse;
+    /// use axum::{routing::get, Json, Router};
+    /// use axum_obo::{OboLayer, Principal};
+    /// use serde_json::json;
+    ///
+    /// fn app(layer: OboLayer) -> Router {
+    ///     let layer = layer.render_refusals_with(|r| {
+    ///         Json(json!({ "code": r.error_code(), "message": r.description() })).into_response()
+    ///     });
+    ///     Router::new()
+    ///         .route("/whoami", get(|p: Principal| async move { p.oid().to_owned() }))
+    ///         .layer(layer)
+    /// }
+    /// ```
+    ///
+    /// An extractor on a route without this layer answers the crate's own JSON
+    /// (its 500 names the missing layer). Without a hook the layer's cost is
+    /// unchanged.
+    #[must_use]
+    pub fn render_refusals_with<F>(mut self, render: F) -> Self
+    where
+        F: Fn(&AuthRejection) -> axum::response::Response + Send + Sync + 'static,
+    {
+        self.hooks.renderer = Some(Renderer::new(render));
+        self
+    }
+
+    /// Runs the app's admission check after each token is validated (see
+    /// [`admission`](crate::admission): when it runs, what it may answer).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum_obo::admission::{Admission, Refusal};
+    /// use axum_obo::OboLayer;
+    ///
+    /// # async fn is_customer(_: &str) -> Result<bool, std::io::Error> { Ok(true) }
+    /// fn with_customers(layer: OboLayer) -> OboLayer {
+    ///     layer.admit_with(Admission::per_tenant(Duration::from_secs(300), |tid| async move {
+    ///         match is_customer(&tid).await {
+    ///             Ok(true) => Ok(()),
+    ///             Ok(false) => Err(Refusal::forbidden("your organization has no subscription")),
+    ///             Err(e) => Err(Refusal::unavailable(e)),
+    ///         }
+    ///     }))
+    /// }
+    /// ```
+    #[must_use]
+    pub fn admit_with(mut self, admission: Admission) -> Self {
+        self.hooks.admission = Some(Arc::new(admission));
         self
     }
 
@@ -275,6 +350,7 @@ impl<S> Layer<S> for OboLayer {
             inner,
             shared: Arc::clone(&self.shared),
             allow_anonymous: self.allow_anonymous,
+            hooks: self.hooks.clone(),
         }
     }
 }
@@ -286,6 +362,7 @@ pub struct OboService<S> {
     inner: S,
     shared: Arc<Shared>,
     allow_anonymous: bool,
+    hooks: Hooks,
 }
 
 impl<S: fmt::Debug> fmt::Debug for OboService<S> {
@@ -316,14 +393,15 @@ where
         // Fast path: a token validated before (a validated-token cache hit, which
         // needs no waiting) that the policy admits. The ready inner service is
         // called now, and its future is returned unboxed.
-        if let Some(auth) = admit_cached(&self.shared, req.headers()) {
+        if let Some(auth) = admit_cached(&self.shared, &self.hooks, req.headers()) {
             let shared = Arc::clone(&self.shared);
             let resource = resource_of(&shared, &req);
+            let renderer = renderer_for(&self.hooks, &req);
             req.extensions_mut().insert(OboContext {
                 shared,
                 auth: Some(auth),
             });
-            return ResponseFuture::admitted(self.inner.call(req), resource);
+            return ResponseFuture::admitted(self.inner.call(req), resource, renderer);
         }
 
         // Everything else may wait (for keys): the boxed path.
@@ -333,14 +411,22 @@ where
         let shared = Arc::clone(&self.shared);
         let allow_anonymous = self.allow_anonymous;
         let resource = resource_of(&shared, &req);
+        let hooks = self.hooks.clone();
         ResponseFuture::validating(Box::pin(async move {
-            let response = match authenticate(&shared, req.headers(), allow_anonymous).await {
+            let response = match authenticate(&shared, &hooks, req.headers(), allow_anonymous).await
+            {
                 Ok(auth) => {
+                    let renderer = renderer_for(&hooks, &req);
                     req.extensions_mut().insert(OboContext { shared, auth });
                     let response = inner.call(req).await?;
-                    Ok(response.map(OboBody::inner))
+                    Ok(rendered(response, renderer.as_ref()))
                 }
-                Err(rejection) => Ok(reject(rejection, req.headers(), req.version())),
+                Err(rejection) => Ok(reject(
+                    rejection,
+                    req.headers(),
+                    req.version(),
+                    hooks.renderer.as_ref(),
+                )),
             };
             response.map(|mut r| {
                 resource_metadata::annotate(resource.as_deref(), &mut r);
@@ -359,15 +445,35 @@ fn resource_of<B>(shared: &Shared, req: &Request<B>) -> Option<Arc<ResourceSetti
         .cloned()
 }
 
-/// The answer to a refused request, in its protocol (gRPC or HTTP).
+/// The answer to a refused request, in its protocol (gRPC or HTTP), in the
+/// app's shape when it set a renderer.
 fn reject<B>(
     rejection: AuthRejection,
     request: &HeaderMap,
     version: http::Version,
+    renderer: Option<&Renderer>,
 ) -> Response<OboBody<B>> {
     rejection
-        .into_response_for(request, version)
+        .into_response_for(request, version, renderer)
         .map(OboBody::rejection)
+}
+
+/// The renderer for the inner service's answer to `req`: the app's, unless the
+/// request is gRPC (whose answers are never rendered) or there is none.
+fn renderer_for<B>(hooks: &Hooks, req: &Request<B>) -> Option<Renderer> {
+    let renderer = hooks.renderer.as_ref()?;
+    (!AuthRejection::is_grpc(req.headers(), req.version())).then(|| renderer.clone())
+}
+
+/// The inner service's response, or, when it is an [`AuthRejection`]'s answer
+/// (an extractor's rejection) and the app set a renderer, the app's rendering.
+fn rendered<B>(response: Response<B>, renderer: Option<&Renderer>) -> Response<OboBody<B>> {
+    if let Some(renderer) = renderer {
+        if let Some(Refused(rejection)) = response.extensions().get::<Refused>() {
+            return renderer.render(rejection).map(OboBody::rejection);
+        }
+    }
+    response.map(OboBody::inner)
 }
 
 /// The output of [`ResponseFuture`]: the response, or the inner service's error.
@@ -392,6 +498,8 @@ pin_project! {
             future: F,
             // What the MCP hook needs (see `resource_metadata::annotate`).
             resource: Option<Arc<ResourceSettings>>,
+            // The app's rendering of an extractor's rejection, if it set one.
+            renderer: Option<Renderer>,
         },
         Validating {
             future: Pin<Box<dyn Future<Output = Output<B, E>> + Send>>,
@@ -400,9 +508,17 @@ pin_project! {
 }
 
 impl<F, B, E> ResponseFuture<F, B, E> {
-    fn admitted(future: F, resource: Option<Arc<ResourceSettings>>) -> Self {
+    fn admitted(
+        future: F,
+        resource: Option<Arc<ResourceSettings>>,
+        renderer: Option<Renderer>,
+    ) -> Self {
         Self {
-            kind: FutureKind::Admitted { future, resource },
+            kind: FutureKind::Admitted {
+                future,
+                resource,
+                renderer,
+            },
         }
     }
 
@@ -421,8 +537,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            FutureKindProj::Admitted { future, resource } => {
-                let mut response = ready!(future.poll(cx))?.map(OboBody::inner);
+            FutureKindProj::Admitted {
+                future,
+                resource,
+                renderer,
+            } => {
+                let mut response = rendered(ready!(future.poll(cx))?, renderer.as_ref());
                 resource_metadata::annotate(resource.as_deref(), &mut response);
                 Poll::Ready(Ok(response))
             }
@@ -443,10 +563,15 @@ impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
 /// [`authenticate`] then handles, logs and answers.
 ///
 /// Its `obo_validate` span has the fields of `authenticate`'s accepted path.
-fn admit_cached(shared: &Shared, headers: &HeaderMap) -> Option<Authenticated> {
+fn admit_cached(shared: &Shared, hooks: &Hooks, headers: &HeaderMap) -> Option<Authenticated> {
     let token = bearer_token(headers).ok()??;
     let (principal, token) = shared.validator.cached(token)?;
     shared.config.policy.check(&principal).ok()?;
+    if let Some(admission) = &hooks.admission {
+        if !admission.admitted_now(&principal) {
+            return None;
+        }
+    }
     let _span = tracing::debug_span!(
         "obo_validate",
         tid = principal.tid(),
@@ -459,6 +584,7 @@ fn admit_cached(shared: &Shared, headers: &HeaderMap) -> Option<Authenticated> {
 
 async fn authenticate(
     shared: &Shared,
+    hooks: &Hooks,
     headers: &HeaderMap,
     allow_anonymous: bool,
 ) -> Result<Option<Authenticated>, AuthRejection> {
@@ -505,6 +631,13 @@ async fn authenticate(
             span.record("outcome", "forbidden").record("reason", "policy");
             tracing::debug!("request forbidden: {f}");
             return Err(AuthRejection::Forbidden(f));
+        }
+        if let Some(admission) = &hooks.admission {
+            if let Err(refusal) = admission.check(&principal).await {
+                span.record("outcome", "forbidden").record("reason", "admission");
+                tracing::debug!("request not admitted: {refusal}");
+                return Err(AuthRejection::NotAdmitted(refusal));
+            }
         }
         span.record("outcome", "accepted");
         Ok(Some(Authenticated { principal, token }))

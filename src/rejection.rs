@@ -5,11 +5,15 @@
 //! every extractor of this crate, convertible from each cause below (so `?` works
 //! in a handler returning `Result<_, AuthRejection>`), and readable piece by piece
 //! (status, error code, description, `WWW-Authenticate`, `Retry-After`) for APIs
-//! that answer errors in their own JSON shape. The causes:
+//! that answer errors in their own JSON shape — in handlers through their own
+//! error type, and for the layer's refusals and the extractors' rejections through
+//! [`OboLayer::render_refusals_with`](crate::OboLayer::render_refusals_with).
+//! The causes:
 //!
 //! - [`ValidationError`]: why the access token was refused (its [`KeyError`] when
 //!   the signing keys could not be fetched);
 //! - [`Forbidden`]: why a valid token may not call this API or route;
+//! - [`Refusal`]: why the app's [admission hook](crate::admission) refused the caller;
 //! - [`OboError`]: why the On-Behalf-Of exchange produced no token;
 //! - [`DownstreamError`]: why a call to Graph or another API failed (it lives in
 //!   [`downstream`](crate::downstream), next to the clients, and answers with the same
@@ -30,7 +34,12 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 mod grpc;
+mod render;
 
+pub(crate) use render::{Refused, Renderer};
+
+pub use crate::admission::Refusal;
+use crate::admission::RefusalKind;
 use crate::downstream::DownstreamError;
 pub use crate::exchange::OboError;
 pub use crate::jwks::KeyError;
@@ -46,6 +55,7 @@ pub use crate::validate::ValidationError;
 /// | [`InvalidRequest`](Self::InvalidRequest) | 400 | `Bearer error="invalid_request"` |
 /// | [`InvalidToken`](Self::InvalidToken) | 401 (503 if keys are unavailable) | `Bearer error="invalid_token"` |
 /// | [`Forbidden`](Self::Forbidden) | 403 | `Bearer error="insufficient_scope"` |
+/// | [`NotAdmitted`](Self::NotAdmitted) | 401, 403 or 503 (see [`Refusal`]) | `invalid_token`, `insufficient_scope`, — |
 /// | [`MissingLayer`](Self::MissingLayer) | 500 | — |
 /// | [`Obo`](Self::Obo) | see below | see below |
 /// | [`Downstream`](Self::Downstream) | as [`DownstreamError`] answers itself | claims challenge only |
@@ -171,6 +181,9 @@ pub enum AuthRejection {
     /// A call to Graph or another downstream API failed.
     #[error(transparent)]
     Downstream(#[from] DownstreamError),
+    /// The app's admission hook refused the caller (see [`admission`](crate::admission)).
+    #[error(transparent)]
+    NotAdmitted(#[from] Refusal),
     /// An extractor ran on a route without `OboLayer`.
     #[error("the request was not authenticated: did you add `OboLayer` in front of this route?")]
     MissingLayer,
@@ -207,9 +220,11 @@ impl From<SessionError> for AuthRejection {
             SessionError::ConsentRequired { scopes } => OboError::ConsentRequired { scopes },
             SessionError::Unavailable { retry_after } => OboError::Unavailable { retry_after },
             SessionError::Store(_) => OboError::Unavailable { retry_after: None },
-            SessionError::NoRefreshToken => OboError::Misconfigured(
-                "Entra sent no refresh token: grant `offline_access` to this API".into(),
-            ),
+            SessionError::NoRefreshToken => {
+                let why = "Entra sent no refresh token: grant `offline_access` to this API";
+                tracing::error!("cannot start a session: {why}");
+                OboError::Misconfigured(why.into())
+            }
             _ => OboError::InvalidGrant,
         };
         AuthRejection::Obo(obo)
@@ -227,6 +242,11 @@ impl AuthRejection {
             }
             AuthRejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             AuthRejection::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthRejection::NotAdmitted(r) => match r.kind() {
+                RefusalKind::Unauthorized => StatusCode::UNAUTHORIZED,
+                RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+                RefusalKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            },
             AuthRejection::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
             AuthRejection::TooManySessions { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthRejection::Obo(e) => match e {
@@ -254,6 +274,11 @@ impl AuthRejection {
             AuthRejection::InvalidToken(_) => "invalid_token",
             AuthRejection::Forbidden(Forbidden::ClientApp) => "unauthorized_client",
             AuthRejection::Forbidden(_) => "insufficient_scope",
+            AuthRejection::NotAdmitted(r) => match r.kind() {
+                RefusalKind::Unauthorized => "invalid_token",
+                RefusalKind::Forbidden => "insufficient_scope",
+                RefusalKind::Unavailable => "temporarily_unavailable",
+            },
             AuthRejection::MissingLayer => "server_error",
             AuthRejection::TooManySessions { .. } => "too_many_requests",
             AuthRejection::Obo(e) => match e {
@@ -312,6 +337,11 @@ impl AuthRejection {
                 bearer("insufficient_scope", scopes)
             }
             AuthRejection::Forbidden(_) => bearer("insufficient_scope", &[]),
+            AuthRejection::NotAdmitted(r) => match r.kind() {
+                RefusalKind::Unauthorized => bearer("invalid_token", &[]),
+                RefusalKind::Forbidden => bearer("insufficient_scope", &[]),
+                RefusalKind::Unavailable => None,
+            },
             AuthRejection::MissingLayer | AuthRejection::TooManySessions { .. } => None,
             AuthRejection::Obo(e) => match e {
                 OboError::AppOnlyToken => bearer("insufficient_scope", &[]),
@@ -343,6 +373,7 @@ impl AuthRejection {
             }
             AuthRejection::Downstream(e) => downstream_retry_after(e),
             AuthRejection::TooManySessions { retry_after } => Some(retry_after.as_secs().max(1)),
+            AuthRejection::NotAdmitted(r) if r.kind() == RefusalKind::Unavailable => Some(5),
             _ => None,
         }
     }
@@ -451,25 +482,44 @@ impl AuthRejection {
     /// received over `version`: a gRPC Trailers-Only answer (empty body) for a gRPC
     /// request (`content-type: application/grpc…` over HTTP/2, or grpc-web), the
     /// HTTP answer otherwise.
+    ///
+    /// With a `renderer` (the app's hook), the HTTP answer is the hook's body with
+    /// the crate's status, challenge and `Retry-After`.
     pub(crate) fn into_response_for(
         self,
         request: &HeaderMap,
         version: http::Version,
+        renderer: Option<&Renderer>,
     ) -> http::Response<Bytes> {
         self.log();
-        match grpc::grpc_content_type(request, version) {
-            Some(content_type) => self.grpc_response(content_type),
-            None => self.http_response(),
+        match (grpc::grpc_content_type(request, version), renderer) {
+            (Some(content_type), _) => self.grpc_response(content_type),
+            (None, Some(renderer)) => renderer.render(&self),
+            (None, None) => self.http_response(),
         }
+    }
+
+    /// Whether a request with these headers is answered in gRPC.
+    pub(crate) fn is_grpc(request: &HeaderMap, version: http::Version) -> bool {
+        grpc::grpc_content_type(request, version).is_some()
     }
 }
 
 /// `{"error": …, "error_description": …}` with [`status`](AuthRejection::status)
 /// and [`headers`](AuthRejection::headers).
+///
+/// Behind an [`OboLayer`](crate::OboLayer) with
+/// [`render_refusals_with`](crate::OboLayer::render_refusals_with), the layer
+/// answers this response again in the app's shape (the response carries the
+/// rejection in its extensions for that).
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         self.log();
-        self.http_response().map(axum::body::Body::from)
+        let mut response = self.http_response().map(axum::body::Body::from);
+        response
+            .extensions_mut()
+            .insert(Refused(std::sync::Arc::new(self)));
+        response
     }
 }
 

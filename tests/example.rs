@@ -6,6 +6,10 @@ mod common;
 #[allow(dead_code)]
 mod app;
 
+#[path = "../examples/server/banner.rs"]
+#[allow(dead_code)]
+mod banner;
+
 fn dev_cors() -> app::Cors {
     app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)])
 }
@@ -471,4 +475,80 @@ async fn finished_jobs_expire_after_the_retention() {
         404
     );
     assert_eq!(jobs.kept(), 0);
+}
+
+/// What the example prints: each user's token once (as a shell variable the
+/// commands use), and a gRPC call with curl when grpcurl is not installed —
+/// which, run as printed against the example's router, answers the profile.
+#[tokio::test]
+async fn the_printed_commands_show_each_token_once_and_work() {
+    let (e, router, _) = example().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (user, admin) = (e.user_token(), e.admin_token());
+    let (entra, graph) = (e.entra.authority_host(), e.graph.url());
+    let banner = |grpcurl| {
+        banner::Banner {
+            addr,
+            entra: &entra,
+            graph: &graph,
+            user_token: &user,
+            admin_token: &admin,
+            grpc_service: app::grpc::SERVICE,
+            grpcurl,
+        }
+        .text()
+    };
+    for grpcurl in [true, false] {
+        let text = banner(grpcurl);
+        assert_eq!(text.matches(user.as_str()).count(), 1, "{text}");
+        assert_eq!(text.matches(admin.as_str()).count(), 1, "{text}");
+        assert_eq!(text.contains("grpcurl -plaintext"), grpcurl, "{text}");
+        assert_eq!(text.contains("--http2-prior-knowledge"), !grpcurl, "{text}");
+    }
+
+    // Run the printed curl commands as a shell would, with the exported tokens.
+    let text = banner(false);
+    let exports: Vec<&str> = text.lines().filter(|l| l.contains("export ")).collect();
+    assert_eq!(exports.len(), 2, "{text}");
+    let command = |needle: &str| -> String {
+        let mut lines = text.lines().skip_while(|l| !l.contains(needle));
+        let first = lines.next().unwrap_or_else(|| panic!("{needle} in {text}"));
+        let mut command = first.trim().to_owned();
+        while command.ends_with('\\') {
+            command.pop();
+            command.push_str(lines.next().unwrap().trim());
+        }
+        command
+    };
+    let prelude = format!("{}\n{}\n", exports[0].trim(), exports[1].trim());
+    let run = |command: String| {
+        let script = format!("{prelude}{command}");
+        async move {
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .await
+                .expect("sh runs");
+            assert!(out.status.success(), "{script}: {out:?}");
+            out.stdout
+        }
+    };
+    let grpc = command("--http2-prior-knowledge");
+    let reply = run(grpc).await;
+    // A gRPC frame: uncompressed, then the MeReply message with the display name.
+    assert_eq!(reply.first(), Some(&0), "{reply:?}");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("Adele Vance"), "{reply}");
+    let me = command(&format!("http://{addr}/me"));
+    let body = run(me).await;
+    assert!(String::from_utf8_lossy(&body).contains("Adele Vance"));
+    let admin_route = command(&format!("http://{addr}/admin"));
+    let body = run(admin_route).await;
+    assert!(
+        !String::from_utf8_lossy(&body).contains("error"),
+        "{body:?}"
+    );
 }

@@ -978,3 +978,384 @@ async fn downstream_calls_are_not_capped_at_the_entra_timeout() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, r#"{"ok":true}"#);
 }
+
+/// An app's own error shape, set with `render_refusals_with`: a hook that also
+/// tries to change the status and drop or replace the challenge.
+fn app_shaped(layer: OboLayer) -> axum::Router {
+    use axum::response::IntoResponse;
+    app(layer.render_refusals_with(|r| {
+        let body = json!({ "code": r.error_code(), "message": r.description(), "shape": "app" });
+        let mut response = (http::StatusCode::OK, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert("www-authenticate", http::HeaderValue::from_static("Basic"));
+        headers.insert("retry-after", http::HeaderValue::from_static("999"));
+        headers.insert("x-app", http::HeaderValue::from_static("1"));
+        response
+    }))
+}
+
+fn assert_app_shaped(r: &Reply, status: u16, code: &str, challenge: Option<&str>) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.json()["shape"], "app", "{}", r.body);
+    assert_eq!(r.json()["code"], code, "{}", r.body);
+    assert!(
+        r.json().get("error").is_none(),
+        "not the crate's JSON: {}",
+        r.body
+    );
+    match challenge {
+        Some(c) => {
+            let h = r.www_authenticate.as_deref().unwrap_or_default();
+            assert!(h.starts_with(c), "the crate's challenge: {h}");
+        }
+        None => assert_eq!(r.www_authenticate, None),
+    }
+    assert_eq!(r.retry_after, None, "the hook's Retry-After is not kept");
+}
+
+#[tokio::test]
+async fn refusals_are_rendered_in_the_apps_shape_keeping_status_and_challenge() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(config(&entra).build().unwrap());
+    let shaped = app_shaped(layer);
+
+    // The layer's own refusals.
+    let r = call(&shaped, "/whoami", None).await;
+    assert_app_shaped(&r, 401, "unauthorized", Some("Bearer"));
+    assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
+    let r = bearer(&shaped, "/whoami", "not-a-jwt").await;
+    assert_app_shaped(
+        &r,
+        401,
+        "invalid_token",
+        Some("Bearer error=\"invalid_token\""),
+    );
+    let r = call(&shaped, "/whoami", Some(b"Bearer ")).await;
+    assert_app_shaped(
+        &r,
+        400,
+        "invalid_request",
+        Some("Bearer error=\"invalid_request\""),
+    );
+
+    // An extractor's rejection (Require<Admin>), on the validating path and
+    // on the validated-token cache's fast path.
+    let user = entra.token().sign();
+    for pass in ["validated", "cached"] {
+        let r = bearer(&shaped, "/admin", &user).await;
+        assert_app_shaped(
+            &r,
+            403,
+            "insufficient_scope",
+            Some("Bearer error=\"insufficient_scope\""),
+        );
+        assert!(r.www_authenticate.unwrap().contains("Admin"), "{pass}");
+    }
+    // Admitted requests are untouched.
+    let r = bearer(&shaped, "/whoami", &user).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json().get("shape").is_none());
+
+    // Without the hook: the crate's JSON.
+    let plain = app(OboLayer::new(config(&entra).build().unwrap()));
+    let r = bearer(&plain, "/admin", &user).await;
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+}
+
+#[tokio::test]
+async fn a_rendered_503_keeps_the_crates_retry_after_and_grpc_stays_grpc() {
+    use tower::ServiceExt as _;
+    // No keys can be fetched: 503 with the crate's Retry-After.
+    let entra = EntraStandIn::start().await;
+    let token = entra.token().sign();
+    let config = config(&entra).build().unwrap();
+    drop(entra);
+    let app = app_shaped(OboLayer::new(config));
+    let r = bearer(&app, "/whoami", &token).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["shape"], "app");
+    assert_eq!(
+        r.retry_after.as_deref(),
+        Some("10"),
+        "the crate's, not the hook's"
+    );
+
+    // A gRPC request keeps its Trailers-Only answer.
+    let request = http::Request::post("/whoami")
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "16");
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert!(response.headers().get("x-app").is_none());
+}
+
+/// Any tenant (`OBO_ALLOWED_TENANTS=*` or `allow_any_tenant`): every check but
+/// the tenant list stays — signature, the token's own tenant's issuer, audience,
+/// the consumers tenant — with one key set for every organization, and the
+/// RFC 9728 metadata names no other tenant.
+#[tokio::test]
+async fn any_tenant_admits_organizations_but_keeps_every_other_check() {
+    let entra = EntraStandIn::start().await;
+    let from_env = axum_obo::OboConfigBuilder::from_lookup(|name| match name {
+        "AZURE_TENANT_ID" => Some(entra.home_tenant()),
+        "AZURE_CLIENT_ID" => Some(entra.api_client_id()),
+        "AZURE_AUTHORITY_HOST" => Some(entra.authority_host()),
+        "OBO_ALLOWED_TENANTS" => Some(" * ".to_owned()),
+        "OBO_RESOURCE_URL" => Some("https://api.contoso.example/mcp".to_owned()),
+        _ => None,
+    })
+    .unwrap()
+    .build()
+    .unwrap();
+    let built = config(&entra).allow_any_tenant().build().unwrap();
+    let closed = config(&entra).build().unwrap();
+    assert!(from_env.admits_any_tenant() && built.admits_any_tenant());
+    assert!(!closed.admits_any_tenant());
+    assert_eq!(
+        from_env.allowed_tenants().collect::<Vec<_>>(),
+        [entra.home_tenant().as_str()]
+    );
+    let metadata = serde_json::to_value(from_env.resource_metadata().unwrap()).unwrap();
+    assert_eq!(
+        metadata["authorization_servers"],
+        json!([entra.issuer_v2(&entra.home_tenant())]),
+        "no other tenant, no template: {metadata}"
+    );
+
+    let closed = app(OboLayer::new(closed));
+    for config in [from_env, built] {
+        let app = app(OboLayer::new(config));
+        let tenants = [
+            "0b2f4d6e-1111-4222-8333-944455566677",
+            "5a1e2f3c-aaaa-4bbb-8ccc-0123456789ab",
+        ];
+        for tid in tenants {
+            for token in [
+                entra.token().tenant(tid).sign(),
+                entra.token().tenant(tid).v1().sign(),
+            ] {
+                let r = bearer(&app, "/whoami", &token).await;
+                assert_eq!(r.status, 200, "{tid}: {}", r.body);
+                assert_eq!(r.json()["tid"], tid);
+                assert_invalid_token(&bearer(&closed, "/whoami", &token).await, "closed");
+            }
+        }
+        let home = bearer(&app, "/whoami", &entra.token().sign()).await;
+        assert_eq!(home.status, 200, "{}", home.body);
+
+        // Another tenant's issuer, a foreign audience, a bad signature, the
+        // consumers tenant: refused as before.
+        let (a, b) = (tenants[0], tenants[1]);
+        let refused = [
+            (
+                "iss of another tenant",
+                entra.token().tenant(a).issuer(&entra.issuer_v2(b)).sign(),
+            ),
+            (
+                "template issuer",
+                entra
+                    .token()
+                    .tenant(a)
+                    .issuer(&entra.issuer_v2("{tenantid}"))
+                    .sign(),
+            ),
+            (
+                "audience",
+                entra
+                    .token()
+                    .tenant(a)
+                    .audience("https://graph.microsoft.com")
+                    .sign(),
+            ),
+            (
+                "unknown key",
+                entra.token().tenant(a).kid(&entra.unpublished_key()).sign(),
+            ),
+            (
+                "consumers",
+                entra
+                    .token()
+                    .tenant("9188040d-6c67-4c5b-b112-36a304b66dad")
+                    .sign(),
+            ),
+        ];
+        for (what, token) in refused {
+            let r = bearer(&app, "/whoami", &token).await;
+            assert_eq!(r.status, 401, "{what}: {}", r.body);
+        }
+    }
+    // One key set for every organization: no fetch per tenant.
+    let orgs = entra
+        .request_log()
+        .iter()
+        .filter(|r| r.path.contains("/organizations/"))
+        .count();
+    assert!(
+        orgs >= 1,
+        "the organizations metadata and keys were fetched"
+    );
+    for tid in [
+        "0b2f4d6e-1111-4222-8333-944455566677",
+        "5a1e2f3c-aaaa-4bbb-8ccc-0123456789ab",
+    ] {
+        assert!(
+            !entra.request_log().iter().any(|r| r.path.contains(tid)),
+            "no discovery for {tid}"
+        );
+    }
+}
+
+/// A hook run on every request (cached validations too): its refusals are 401
+/// or 403 with the challenge, its failure a 503 with `Retry-After`.
+#[tokio::test]
+async fn an_every_request_admission_hook_refuses_and_fails_as_documented() {
+    use axum_obo::admission::{Admission, Refusal};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let entra = EntraStandIn::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let admission = Admission::every_request(move |caller| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match caller.oid() {
+                "00000000-0000-4000-8000-00000000000a" => {
+                    Err(Refusal::forbidden("this account is suspended"))
+                }
+                "00000000-0000-4000-8000-00000000000b" => {
+                    Err(Refusal::unauthorized("sign in with your work account"))
+                }
+                "00000000-0000-4000-8000-00000000000c" => {
+                    Err(Refusal::unavailable("database at 10.0.0.7 is down"))
+                }
+                _ => Ok(()),
+            }
+        }
+    });
+    let layer = OboLayer::new(config(&entra).build().unwrap()).admit_with(admission);
+    let app = app(layer);
+
+    let ok = entra.token().sign();
+    for _ in 0..3 {
+        assert_eq!(bearer(&app, "/whoami", &ok).await.status, 200);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "cached validations run it too"
+    );
+
+    let suspended = entra
+        .token()
+        .user("00000000-0000-4000-8000-00000000000a")
+        .sign();
+    for _ in 0..2 {
+        let r = bearer(&app, "/whoami", &suspended).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert_eq!(r.json()["error"], "insufficient_scope");
+        assert_eq!(r.json()["error_description"], "this account is suspended");
+        assert!(r
+            .www_authenticate
+            .unwrap()
+            .starts_with("Bearer error=\"insufficient_scope\""));
+    }
+    let r = bearer(
+        &app,
+        "/whoami",
+        &entra
+            .token()
+            .user("00000000-0000-4000-8000-00000000000b")
+            .sign(),
+    )
+    .await;
+    assert_invalid_token(&r, "unauthorized");
+    assert!(r.body.contains("work account"));
+
+    let failing = entra
+        .token()
+        .user("00000000-0000-4000-8000-00000000000c")
+        .sign();
+    let r = bearer(&app, "/whoami", &failing).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert_eq!(r.retry_after.as_deref(), Some("5"));
+    assert!(
+        !r.body.contains("10.0.0.7"),
+        "the cause is not disclosed: {}",
+        r.body
+    );
+    assert_eq!(r.www_authenticate, None);
+}
+
+/// A per-tenant hook: one run per tenant (concurrent first requests share it),
+/// admissions and refusals remembered, failures not; with any tenant, the
+/// multi-tenant SaaS pattern.
+#[tokio::test]
+async fn a_per_tenant_admission_hook_runs_once_per_tenant() {
+    use axum_obo::admission::{Admission, Refusal};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let entra = EntraStandIn::start().await;
+    let paying = "0b2f4d6e-1111-4222-8333-944455566677";
+    let unpaid = "5a1e2f3c-aaaa-4bbb-8ccc-0123456789ab";
+    let flaky = "6b2f3d4c-bbbb-4ccc-8ddd-123456789abc";
+    let runs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let failures_left = Arc::new(AtomicUsize::new(1));
+    let (log, left) = (runs.clone(), failures_left.clone());
+    let admission = Admission::per_tenant(Duration::from_secs(300), move |tid| {
+        log.lock().unwrap().push(tid.clone());
+        let left = left.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await; // a database lookup
+            if tid == flaky && left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                return Err(Refusal::unavailable("timeout"));
+            }
+            if tid == unpaid {
+                return Err(Refusal::forbidden("your organization has no subscription"));
+            }
+            Ok(())
+        }
+    });
+    let config = config(&entra).allow_any_tenant().build().unwrap();
+    let app = app(OboLayer::new(config).admit_with(admission));
+
+    let tokens: Vec<String> = (0..20)
+        .map(|i| {
+            entra
+                .token()
+                .tenant(paying)
+                .user(&format!("00000000-0000-4000-8000-{i:012}"))
+                .sign()
+        })
+        .collect();
+    let answers =
+        futures_util::future::join_all(tokens.iter().map(|t| bearer(&app, "/whoami", t))).await;
+    assert!(answers.iter().all(|r| r.status == 200));
+    for t in &tokens {
+        assert_eq!(bearer(&app, "/whoami", t).await.status, 200);
+    }
+    for _ in 0..3 {
+        let r = bearer(&app, "/whoami", &entra.token().tenant(unpaid).sign()).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("no subscription"));
+    }
+    let r = bearer(&app, "/whoami", &entra.token().tenant(flaky).sign()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let r = bearer(&app, "/whoami", &entra.token().tenant(flaky).sign()).await;
+    assert_eq!(r.status, 200, "a failure is not remembered: {}", r.body);
+
+    let runs = runs.lock().unwrap().clone();
+    let count = |t: &str| runs.iter().filter(|r| *r == t).count();
+    assert_eq!(
+        (count(paying), count(unpaid), count(flaky)),
+        (1, 1, 2),
+        "{runs:?}"
+    );
+}

@@ -540,6 +540,72 @@ async fn a_handler_error_type_keeps_status_and_headers() {
     assert_eq!(ours.json()["message"], theirs.json()["error_description"]);
 }
 
+/// The pattern end to end: the handler's own error type and
+/// `render_refusals_with` give one shape for the layer's refusals, the
+/// extractors' rejections and the handler's errors; the claims challenge and
+/// `Retry-After` are the crate's everywhere.
+#[tokio::test]
+async fn one_error_shape_for_the_layer_the_extractors_and_the_handler() {
+    use axum::response::IntoResponse;
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(with_secret(&entra).build().unwrap()).render_refusals_with(|r| {
+        let body = serde_json::json!({ "code": r.error_code(), "message": r.description() });
+        axum::Json(body).into_response()
+    });
+    let app = Router::new()
+        .route("/own", get(own_error::handler))
+        .route(
+            "/obo",
+            get(|t: OboToken<GraphUserRead>| async move { t.scopes().count().to_string() }),
+        )
+        .layer(layer);
+    let shape = |r: &Reply| {
+        let v = r.json();
+        let keys: Vec<&str> = v
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["code", "message"], "{}", r.body);
+    };
+
+    // The layer's refusal.
+    let r = call(&app, "/obo", None).await;
+    assert_eq!(r.status, 401);
+    shape(&r);
+    assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
+
+    // Conditional Access: the extractor's rejection and the handler's error.
+    entra.inject_token_fault(TokenFault::InteractionRequired, Some(1)); // then negative-cached
+    let token = entra.token().sign();
+    let (extractor, handler) = (
+        bearer(&app, "/obo", &token).await,
+        bearer(&app, "/own", &token).await,
+    );
+    for r in [&extractor, &handler] {
+        assert_eq!(r.status, 401, "{}", r.body);
+        shape(r);
+        assert!(
+            r.www_authenticate.as_deref().unwrap().contains("claims=\""),
+            "{:?}",
+            r.www_authenticate
+        );
+    }
+    assert_eq!(extractor.body, handler.body);
+    assert_eq!(extractor.www_authenticate, handler.www_authenticate);
+
+    // Throttled: 503 with the crate's Retry-After.
+    entra.inject_token_fault(
+        TokenFault::ServiceUnavailable {
+            retry_after: Some(1),
+        },
+        None,
+    );
+    let r = bearer(&app, "/obo", &entra.token().sign()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    shape(&r);
+    assert!(r.retry_after.is_some());
+}
+
 #[tokio::test]
 async fn error_table_consent_required_names_the_scopes() {
     for how in ["fault", "revoked"] {
@@ -983,4 +1049,45 @@ async fn a_tenant_throttled_with_retry_after_waits_that_long() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(bearer(&app, "/obo", &other).await.status, 200);
     assert_eq!(entra.token_requests(), 2);
+}
+
+/// A configuration without a client credential builds (an API may only validate),
+/// but its first On-Behalf-Of call says why it answers 500: once, at error level,
+/// naming the settings to set; later calls only at debug level.
+#[tokio::test]
+async fn a_missing_credential_is_logged_once_at_error_level() {
+    use tracing::Instrument as _;
+    let (logs, _guard) = capture_logs();
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(config(&entra).build().unwrap()));
+    // The span's name marks this test's lines in the binary-wide capture.
+    let span = tracing::info_span!("no_credential_probe");
+    for _ in 0..3 {
+        let r = bearer(&app, "/obo", &entra.token().sign())
+            .instrument(span.clone())
+            .await;
+        assert_eq!(r.status, 500, "{}", r.body);
+        assert_eq!(r.json()["error"], "server_error");
+        assert!(
+            !r.body.contains("credential"),
+            "no detail leaks: {}",
+            r.body
+        );
+    }
+    assert_eq!(entra.token_requests(), 0);
+    let text = logs.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("no_credential_probe") && l.contains("no client credential"))
+        .collect();
+    let errors = lines.iter().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(errors, 1, "one error line: {lines:#?}");
+    assert_eq!(lines.len(), 3, "then debug lines: {lines:#?}");
+    for setting in [
+        "AZURE_CLIENT_SECRET",
+        "OBO_MANAGED_IDENTITY",
+        "client_secret",
+    ] {
+        assert!(lines[0].contains(setting), "names {setting}: {}", lines[0]);
+    }
 }

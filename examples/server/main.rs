@@ -26,6 +26,7 @@
 //! `/.well-known/oauth-protected-resource[/mcp]`; logs to stderr, `RUST_LOG`.
 
 mod app;
+mod banner;
 
 use axum_obo::{OboConfigBuilder, OboLayer};
 use tracing_subscriber::EnvFilter;
@@ -62,6 +63,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (OboConfigBuilder::from_env()?, None)
     };
     let config = app::policy(config).build()?;
+    if embedded.is_none() && !config.has_client_credential() {
+        // Every route of this example exchanges the caller's token: without a
+        // credential each would answer 500, so refuse to start instead.
+        return Err("no client credential: set AZURE_CLIENT_SECRET, \
+             AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE or OBO_MANAGED_IDENTITY \
+             (see the README's portal setup)"
+            .into());
+    }
     let layer = OboLayer::new(config);
     if let Err(e) = layer.warm_up().await {
         tracing::warn!(
@@ -71,37 +80,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(%addr, "listening");
 
     if let Some(e) = &embedded {
-        println!("Embedded Entra ID stand-in at {}", e.entra.authority_host());
-        println!("Embedded Graph stand-in at {}\n", e.graph.url());
-        println!("Your Graph profile, fetched on your behalf (On-Behalf-Of):");
-        println!(
-            "  curl -s -H 'Authorization: Bearer {}' http://{addr}/me\n",
-            e.user_token()
-        );
-        println!("The admin route (app role Admin):");
-        println!(
-            "  curl -s -H 'Authorization: Bearer {}' http://{addr}/admin\n",
-            e.admin_token()
-        );
-        println!("A background job (a long-running session; GET the id it answers):");
-        println!(
-            "  curl -s -X POST -H 'Authorization: Bearer {}' http://{addr}/jobs/me",
-            e.user_token()
-        );
-        println!("  curl -s -H 'Authorization: Bearer <same token>' http://{addr}/jobs/<id>\n");
-        println!("The same profile over gRPC (HTTP/2 cleartext, same port):");
-        println!(
-            "  grpcurl -plaintext -import-path examples/server -proto profile.proto -H 'authorization: Bearer {}' {addr} {}/Me\n",
-            e.user_token(),
-            app::grpc::SERVICE
-        );
-        println!("Who am I:  curl -s -H 'Authorization: Bearer <token>' http://{addr}/whoami");
-        println!("Health:    curl -s http://{addr}/healthz\n");
+        let (user, admin) = (e.user_token(), e.admin_token());
+        let banner = banner::Banner {
+            addr,
+            entra: &e.entra.authority_host(),
+            graph: &e.graph.url(),
+            user_token: &user,
+            admin_token: &admin,
+            grpc_service: app::grpc::SERVICE,
+            grpcurl: banner::on_path("grpcurl"),
+        };
+        print!("{}", banner.text());
         let mcp = layer
             .config()
             .resource_url()
             .map_or_else(|| app::dev_resource_url(addr), str::to_owned);
-        print_mcp(&mcp, &e.user_token(), layer.config());
+        print_mcp(&mcp, layer.config());
     }
     let cors = app::cors(&app::cors_origins_from_env()?);
     // Checked here so that a bad value stops the server; `router` reads it too.
@@ -116,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// How to call the MCP endpoint: its metadata, a raw `tools/call`, and the MCP
 /// Inspector.
-fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
+fn print_mcp(mcp: &str, config: &axum_obo::OboConfig) {
     println!("MCP server (Streamable HTTP) at {mcp}, tools `whoami` and `me`.");
     if let Some(m) = config.resource_metadata() {
         println!("Its protected-resource metadata (RFC 9728):");
@@ -128,7 +122,7 @@ fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
     );
     println!("Call `me` (your Graph profile through On-Behalf-Of) in a session (bash):");
     println!(
-        "  H=(-H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18')"
+        "  H=(-H \"Authorization: Bearer $TOKEN\" \\\n    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n    -H 'MCP-Protocol-Version: 2025-06-18')"
     );
     println!(
         "  SID=$(curl -si {mcp} \"${{H[@]}}\" -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}' \\\n    | sed -n 's/^mcp-session-id: *//Ip' | tr -d '\\r')"
@@ -141,7 +135,7 @@ fn print_mcp(mcp: &str, token: &str, config: &axum_obo::OboConfig) {
     );
     println!("(the session answers only you: another user's token with $SID gets 404)");
     println!("Or with the MCP Inspector (transport Streamable HTTP, URL {mcp},");
-    println!("header `Authorization: Bearer <the token above>`):");
+    println!("header `Authorization: Bearer <the TOKEN above>`):");
     println!("  npx @modelcontextprotocol/inspector");
     println!("(a browser connecting to /mcp directly needs its origin in OBO_CORS_ORIGINS:");
     println!("/mcp refuses other Origins with 403)\n");

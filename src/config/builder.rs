@@ -25,7 +25,7 @@ use crate::jwks::KeySettings;
 use crate::policy::Policy;
 use crate::secret::SecretString;
 use crate::session::{SessionSettings, SessionStore};
-use crate::validate::ValidationSettings;
+use crate::validate::{ValidationSettings, ANY_TENANT_KEYS};
 
 /// The shortest accepted [`OboConfigBuilder::min_key_refresh`]: anything less would
 /// let tokens with made-up key ids turn every request into a key-set fetch.
@@ -42,6 +42,8 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600
 pub const DEFAULT_SESSION_START_LIMIT: u32 = 10;
 /// … per minute (a token bucket: a burst of 10, then one every 6 s).
 pub const DEFAULT_SESSION_START_WINDOW: Duration = Duration::from_secs(60);
+/// The `allowed_tenants` entry that admits any organization's tenant.
+const ANY_TENANT: &str = "*";
 
 /// Builder for [`OboConfig`]. Setters never fail; [`build`](Self::build) checks
 /// everything and names the first field at fault.
@@ -176,6 +178,7 @@ impl OboConfigBuilder {
     }
 
     /// Admits tokens from these tenants too (GUIDs), in addition to the home tenant.
+    /// `*` admits any organization's tenant, as [`allow_any_tenant`](Self::allow_any_tenant).
     pub fn allow_tenants<I, T>(mut self, tenants: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -184,6 +187,22 @@ impl OboConfigBuilder {
         self.forget_origin("allowed_tenants");
         self.extra_tenants
             .extend(tenants.into_iter().map(Into::into));
+        self
+    }
+
+    /// Admits tokens of any organization's tenant (`OBO_ALLOWED_TENANTS=*`), for a
+    /// multi-tenant API that decides which tenants it serves itself, typically in an
+    /// [admission hook](crate::admission). Every other check stays: the signature
+    /// (against the keys Entra publishes for every organization, at
+    /// `{authority}/organizations`), `iss` = the issuer of the token's own `tid`,
+    /// `aud`, lifetime, token kind, the layer-wide policy. Microsoft-account tokens
+    /// (the consumers tenant) stay refused unless listed. The RFC 9728 metadata
+    /// still lists only the home and listed tenants. Without an admission hook,
+    /// every Entra organization's users may call this API: read the security
+    /// notes of the README before turning it on.
+    pub fn allow_any_tenant(mut self) -> Self {
+        self.forget_origin("allowed_tenants");
+        self.extra_tenants.push(ANY_TENANT.to_owned());
         self
     }
 
@@ -469,14 +488,22 @@ impl OboConfigBuilder {
         let client_id = normalize_guid("client_id", self.client_id.as_deref())?;
         let authority = validate_base_url("authority_host", &self.authority_host)?;
         let graph_url = validate_base_url("graph_url", &self.graph_url)?;
-        let allowed_tenants = allowed_tenants(&tenant_id, &self.extra_tenants)?;
+        let any_tenant = self.extra_tenants.iter().any(|t| t.trim() == ANY_TENANT);
+        let listed: Vec<String> = (self.extra_tenants.iter())
+            .filter(|t| t.trim() != ANY_TENANT)
+            .cloned()
+            .collect();
+        let allowed_tenants = allowed_tenants(&tenant_id, &listed)?;
         let audiences = audiences(&client_id, self.audiences)?;
         if self.leeway > Duration::from_secs(300) {
             return Err(ConfigError::new("leeway", "must be at most 5 minutes"));
         }
         let keys = KeySettings {
             authority: authority.clone(),
-            tenants: allowed_tenants.iter().cloned().collect(),
+            // Any tenant: the keys Entra publishes for every organization.
+            tenants: (allowed_tenants.iter().cloned())
+                .chain(any_tenant.then(|| ANY_TENANT_KEYS.to_owned()))
+                .collect(),
             timeout: self.http_timeout,
             min_refresh: self.min_key_refresh,
             refresh_interval: self.key_refresh_interval,
@@ -554,6 +581,7 @@ impl OboConfigBuilder {
             validation: ValidationSettings {
                 audiences,
                 allowed_tenants,
+                any_tenant,
                 leeway: self.leeway,
                 cache_capacity: self.validated_cache_capacity,
                 clock: self.clock,

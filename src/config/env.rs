@@ -11,7 +11,8 @@ use super::error::ConfigError;
 
 impl OboConfigBuilder {
     /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
-    /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant),
+    /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant;
+    /// `*` admits any organization's tenant, see `allow_any_tenant`),
     /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`), the protected
     /// resource (`OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`,
     /// `OBO_RESOURCE_DOCUMENTATION`, see `resource_url`) and the

@@ -92,6 +92,21 @@ impl OboConfig {
         &self.downstream.graph_url
     }
 
+    /// Whether a client credential (secret, certificate, federated token file,
+    /// managed identity or custom assertion) is configured. Without one the layer
+    /// validates tokens, but every On-Behalf-Of exchange answers 500 (logged at
+    /// error level once): check it at start-up if the API needs the exchange.
+    pub fn has_client_credential(&self) -> bool {
+        self.exchange.credential.is_some()
+    }
+
+    /// Whether tokens of any organization's tenant are admitted
+    /// ([`allow_any_tenant`](OboConfigBuilder::allow_any_tenant)); then
+    /// [`allowed_tenants`](Self::allowed_tenants) lists the named ones only.
+    pub fn admits_any_tenant(&self) -> bool {
+        self.validation.any_tenant
+    }
+
     /// Tenants whose tokens are admitted.
     pub fn allowed_tenants(&self) -> impl Iterator<Item = &str> {
         self.validation.allowed_tenants.iter().map(String::as_str)

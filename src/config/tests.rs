@@ -696,3 +696,37 @@ fn the_resource_url_must_be_canonical_and_routable() {
         let _: axum::Router = m.router();
     }
 }
+
+#[test]
+fn any_tenant_and_the_credential_are_reported() {
+    let closed = base().build().unwrap();
+    assert!(!closed.admits_any_tenant() && !closed.has_client_credential());
+    assert!(!closed.keys.tenants.iter().any(|t| t == "organizations"));
+    const OTHER: &str = "99999999-2222-4333-8444-555555555555";
+    for open in [
+        base().allow_any_tenant(),
+        base().allow_tenants(["*"]),
+        base().allow_tenants([OTHER, " * "]),
+    ] {
+        let c = open.client_secret("s").build().unwrap();
+        assert!(c.admits_any_tenant() && c.has_client_credential());
+        assert!(c.keys.tenants.iter().any(|t| t == "organizations"));
+        assert!(
+            c.allowed_tenants().all(|t| t == T || t == OTHER),
+            "no `*` listed"
+        );
+    }
+    // A bad entry next to `*` is still named.
+    let lookup = |name: &str| match name {
+        "AZURE_TENANT_ID" => Some(T.to_owned()),
+        "AZURE_CLIENT_ID" => Some(C.to_owned()),
+        "OBO_ALLOWED_TENANTS" => Some("*,contoso".to_owned()),
+        _ => None,
+    };
+    let e = OboConfigBuilder::from_lookup(lookup)
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "allowed_tenants");
+    assert!(e.to_string().contains("OBO_ALLOWED_TENANTS"), "{e}");
+}

@@ -21,6 +21,7 @@
 //! budget. Every failure ends as an [`OboError`]; bodies over the cap, or that are
 //! not OAuth JSON, are [`OboError::BadResponse`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,6 +132,8 @@ pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
     settings: Arc<ExchangeSettings>,
     backoff: TenantBackoff,
+    /// Whether the missing credential was logged at error level (once).
+    no_credential_logged: AtomicBool,
 }
 
 impl TokenEndpoint {
@@ -139,6 +142,7 @@ impl TokenEndpoint {
             http,
             settings,
             backoff: TenantBackoff::new(),
+            no_credential_logged: AtomicBool::new(false),
         }
     }
 
@@ -192,10 +196,12 @@ impl TokenEndpoint {
         requested: &[&str],
         claims: Option<&str>,
     ) -> Result<Issued, OboError> {
-        let credential =
-            self.settings.credential.as_ref().ok_or_else(|| {
-                OboError::Misconfigured("no client credential is configured".into())
-            })?;
+        let Some(credential) = self.settings.credential.as_ref() else {
+            self.log_no_credential();
+            return Err(OboError::Misconfigured(
+                "no client credential is configured".into(),
+            ));
+        };
         if let Err(wait) = self.backoff.admit(tid, self.settings.clock.now()) {
             tracing::debug!(
                 tid,
@@ -216,6 +222,21 @@ impl TokenEndpoint {
         )
         .await;
         self.settle(tid, result)
+    }
+
+    /// Says why a token request cannot be made: at error level the first time
+    /// (naming the settings), at debug level after that.
+    fn log_no_credential(&self) {
+        const WHY: &str = "cannot ask the token endpoint: no client credential is configured \
+             (set one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH, \
+             AZURE_FEDERATED_TOKEN_FILE or OBO_MANAGED_IDENTITY, or call `client_secret`, \
+             `client_certificate_file`, `federated_token_file` or `managed_identity` on \
+             `OboConfigBuilder`); every On-Behalf-Of exchange answers 500";
+        if self.no_credential_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(client_id = %self.settings.client_id, "{WHY}");
+        } else {
+            tracing::error!(client_id = %self.settings.client_id, "{WHY}");
+        }
     }
 
     /// The retries of one exchange. `Retry-After` is capped when read

@@ -249,10 +249,10 @@ mod tests {
         assert!(content_type("application/grpc", Version::HTTP_3).is_some());
         let mut request = HeaderMap::new();
         request.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        let r = AuthRejection::MissingToken.into_response_for(&request, Version::HTTP_11);
+        let r = AuthRejection::MissingToken.into_response_for(&request, Version::HTTP_11, None);
         assert_eq!(r.status(), 401);
         assert!(r.headers().get("grpc-status").is_none());
-        let r = AuthRejection::MissingToken.into_response_for(&request, Version::HTTP_2);
+        let r = AuthRejection::MissingToken.into_response_for(&request, Version::HTTP_2, None);
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["grpc-status"], "16");
     }
@@ -342,7 +342,7 @@ mod tests {
             CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
         );
-        let grpc = rejection().into_response_for(&request, Version::HTTP_2);
+        let grpc = rejection().into_response_for(&request, Version::HTTP_2, None);
         assert_eq!(grpc.status(), 200);
         assert_eq!(grpc.headers()["grpc-status"], "7");
         assert_eq!(grpc.headers()[CONTENT_TYPE], "application/grpc+proto");
@@ -350,13 +350,13 @@ mod tests {
             CONTENT_TYPE,
             HeaderValue::from_static("application/GRPC+proto; charset=utf-8"),
         );
-        let grpc = rejection().into_response_for(&request, Version::HTTP_2);
+        let grpc = rejection().into_response_for(&request, Version::HTTP_2, None);
         assert_eq!(grpc.headers()[CONTENT_TYPE], "application/grpc+proto");
 
         // Anything else gets exactly the HTTP answer of `IntoResponse`.
         request.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for request in [request, HeaderMap::new()] {
-            let http = rejection().into_response_for(&request, Version::HTTP_2);
+            let http = rejection().into_response_for(&request, Version::HTTP_2, None);
             let axum = axum::response::IntoResponse::into_response(rejection());
             assert_eq!(http.status(), 403);
             assert_eq!(http.headers(), axum.headers());

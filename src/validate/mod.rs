@@ -17,4 +17,4 @@ pub use claims::{Principal, TokenKind, TokenVersion};
 pub use error::ValidationError;
 #[cfg(test)]
 pub(crate) use rules::b64token;
-pub(crate) use rules::{ValidationSettings, Validator, MAX_TOKEN_LEN};
+pub(crate) use rules::{ValidationSettings, Validator, ANY_TENANT_KEYS, MAX_TOKEN_LEN};

@@ -34,6 +34,13 @@ use crate::clock::Clock;
 use crate::jwks::{issuer_tenant, KeyStore, TenantMetadata};
 use crate::secret::BearerToken;
 
+/// The tenant segment whose keys and metadata serve any organization's tokens
+/// (its issuers are the `{tenantid}` template).
+pub(crate) const ANY_TENANT_KEYS: &str = "organizations";
+
+/// The Microsoft-account (consumers) tenant: not an organization.
+const CONSUMERS_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
 /// Longest token considered. Entra access tokens are a few KB even with group
 /// claims (which overflow to a Graph link past 200 groups).
 pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -57,6 +64,9 @@ pub(crate) struct ValidationSettings {
     pub(crate) audiences: BTreeSet<String>,
     /// Tenants (lowercase GUIDs) whose tokens are admitted.
     pub(crate) allowed_tenants: BTreeSet<String>,
+    /// Whether any organization's tenant is admitted too (its keys: those of
+    /// [`ANY_TENANT_KEYS`]; the consumers tenant only when listed).
+    pub(crate) any_tenant: bool,
     /// Allowed clock skew for `exp` and `nbf` (at most 5 minutes).
     pub(crate) leeway: Duration,
     /// Capacity of the validated-token cache (`0`: no cache).
@@ -194,22 +204,29 @@ impl Validator {
             return Err(ValidationError::Claim("tid"));
         }
         let tid = tid.to_ascii_lowercase();
-        if !self.settings.allowed_tenants.contains(&tid) {
+        // The key set: the tenant's own, or (any tenant) every organization's.
+        // The issuer is still the token's own tenant's (the `{tenantid}` template
+        // of the organizations metadata, filled with `tid`, in `check_issuer`).
+        let key_tenant = if self.settings.allowed_tenants.contains(&tid) {
+            tid.as_str()
+        } else if self.settings.any_tenant && tid != CONSUMERS_TENANT {
+            ANY_TENANT_KEYS
+        } else {
             return Err(ValidationError::TenantNotAllowed);
-        }
+        };
         let kid = header
             .kid
             .filter(|k| !k.is_empty())
             .ok_or(ValidationError::MissingKid)?;
         let mut loaded = self
             .keys
-            .keys(&tid)
+            .keys(key_tenant)
             .await
             .map_err(ValidationError::KeysUnavailable)?;
         if !loaded.keys.contains_key(&*kid) {
             loaded = self
                 .keys
-                .refresh_for_unknown_kid(&tid, &loaded)
+                .refresh_for_unknown_kid(key_tenant, &loaded)
                 .await
                 .map_err(ValidationError::KeysUnavailable)?;
         }

@@ -820,3 +820,46 @@ async fn graph_faults_queue_up_before_the_token_is_checked() {
     let logged: Vec<u16> = graph.request_log().iter().map(|r| r.status).collect();
     assert_eq!(logged, [503, 503, 401, 429, 429, 401]);
 }
+
+/// Entra matches scope names case-insensitively and grants them under their registered
+/// names: `user.read` is granted as `User.Read` (in `scope` and `scp`), which Graph accepts.
+#[tokio::test]
+async fn scope_names_match_case_insensitively_and_are_granted_as_registered() {
+    let harness = Harness::start().await;
+    let entra = harness.entra();
+    let tid = entra.home_tenant();
+    for scope in [
+        "https://graph.microsoft.com/user.read",
+        "https://GRAPH.microsoft.com/USER.READ offline_access",
+        "user.read",
+    ] {
+        let answer = post_token(entra, &tid, &obo_form(entra, &entra.token().sign(), scope)).await;
+        let (status, _, body) = &answer;
+        assert_eq!(*status, 200, "{scope}: {body}");
+        assert_eq!(body["scope"], GRAPH_USER_READ, "{scope}");
+        let token = body["access_token"].as_str().unwrap_or_default();
+        assert_eq!(claims_of(token)["scp"], "User.Read", "{scope}");
+        let response = client()
+            .get(format!("{}/v1.0/me", harness.graph().url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the Graph stand-in answers");
+        assert_eq!(response.status().as_u16(), 200, "{scope}");
+    }
+    // A custom API's configured scopes are matched the same way; unknown names stay as asked.
+    let api = format!("api://{}", entra.api_client_id());
+    let answer = post_token(
+        entra,
+        &tid,
+        &obo_form(
+            entra,
+            &entra.token().sign(),
+            &format!("{api}/ACCESS_AS_USER {api}/Custom.Thing"),
+        ),
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{}", answer.2);
+    let scp = claims_of(answer.2["access_token"].as_str().unwrap_or_default())["scp"].clone();
+    assert_eq!(scp, "access_as_user Custom.Thing");
+}

@@ -15,6 +15,35 @@ const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 /// permission, or a custom API's conventional delegated scope.
 const GRAPH_DEFAULT: &str = "User.Read";
 const API_DEFAULT: &str = "access_as_user";
+/// Microsoft Graph's delegated permissions the stand-in knows, as Graph registers them.
+/// Entra matches scope names case-insensitively (`user.read` is `User.Read`) and the
+/// issued token's `scp` names them as registered.
+const GRAPH_PERMISSIONS: &[&str] = &[
+    "User.Read",
+    "User.ReadWrite",
+    "User.ReadBasic.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Mail.ReadBasic",
+    "Mail.Read",
+    "Mail.ReadWrite",
+    "Mail.Send",
+    "Calendars.Read",
+    "Calendars.ReadWrite",
+    "Files.Read",
+    "Files.Read.All",
+    "Files.ReadWrite",
+    "Files.ReadWrite.All",
+    "Group.Read.All",
+    "GroupMember.Read.All",
+    "People.Read",
+    "Presence.Read",
+    "Sites.Read.All",
+    "Tasks.Read",
+    "Tasks.ReadWrite",
+];
 
 /// The resource (downstream API) a request is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +114,7 @@ pub(super) fn parse(shared: &Shared, scope: &str) -> Result<ScopeRequest, EntraE
             continue;
         }
         let (this, name) = split(shared, item)?;
+        let name = registered(shared, &this, name);
         match &resource {
             Some(known) if *known != this => return Err(errors::several_resources(scope)),
             _ => resource = Some(this),
@@ -108,6 +138,26 @@ pub(super) fn parse(shared: &Shared, scope: &str) -> Result<ScopeRequest, EntraE
         offline_access,
         openid,
     })
+}
+
+/// `name` as the resource registered it: Entra matches permission names
+/// case-insensitively and grants them under their registered names. Graph's are
+/// [`GRAPH_PERMISSIONS`]; another API's are its configured `.default` scopes and
+/// `access_as_user`. Unknown names (and `.default`) stay as requested.
+fn registered(shared: &Shared, resource: &Resource, name: String) -> String {
+    if resource.app_id == GRAPH_APP_ID {
+        return GRAPH_PERMISSIONS
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(&name))
+            .map_or(name.clone(), |known| (*known).to_owned());
+    }
+    let configured = shared.token_endpoint.default_scopes(&resource.uri);
+    let configured = configured.iter().flatten().map(String::as_str);
+    let found = configured
+        .chain(std::iter::once(API_DEFAULT))
+        .find(|known| known.eq_ignore_ascii_case(&name))
+        .map(str::to_owned);
+    found.unwrap_or(name)
 }
 
 /// Parses the scope of a client-credentials request: exactly `{resource}/.default`.
