@@ -22,17 +22,21 @@
 //! the tenant's metadata is unchanged and the JWKS keeps the same `kid` with the
 //! same key (compared by its SubjectPublicKeyInfo DER), a new one otherwise. A
 //! set also records `intact_since`, the oldest generation whose keys are all
-//! still in it, unchanged. A validation is stamped with ([`KeyStamp`]) the
-//! tenant, the set's generation and the key's serial; [`KeyStore::still_holds`]
-//! answers, with one lock-free load of the tenant's current set, whether that
-//! key is in it now: at once when the stamp's generation is at least
-//! `intact_since` (no key has gone since: the usual case), otherwise by looking
-//! for the serial among the current keys. A key removed and published again
-//! later gets a new serial, so tokens stamped before its removal are validated
-//! again (in full) rather than served.
+//! still in it, unchanged (and whose metadata is the same). A validation is
+//! stamped ([`KeyStamp`]) with the tenant, the set's generation and the key's
+//! serial. [`KeyStore::still_holds`] answers whether that key is in the current
+//! set: at once when the stamp's generation is at least `intact_since` (no key
+//! has gone since: the usual case, one atomic load of a mirror of it on the
+//! tenant), otherwise by looking for the serial among the current keys (a
+//! lock-free load of the set). A key removed and published again later gets a
+//! new serial, so tokens stamped before its removal are validated again (in
+//! full) rather than served. The mirror is raised before a new set is stored,
+//! so a hit that reads the old value came before the new set (and its key was
+//! in the old one); no hit after a refresh has landed is admitted on a key it
+//! removed, and nothing has to be purged from the cache.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +107,12 @@ struct Tenant {
     id: String,
     slot: u32,
     current: ArcSwapOption<Loaded>,
+    /// The current set's `intact_since` (`u64::MAX` before the first), raised
+    /// before the set is stored: what a cache hit reads, with one atomic load.
+    intact_since: AtomicU64,
+    /// The current set's `loaded_at`, stored after it: when hits should start
+    /// a background refresh.
+    loaded_at: AtomicI64,
     /// Held only by refreshers, across the fetch: the validation hot path never takes it.
     refresh: tokio::sync::Mutex<Bookkeeping>,
     background: AtomicBool,
@@ -177,6 +187,8 @@ impl KeyStore {
                     id,
                     slot: u32::try_from(slot).expect("fewer than 2^32 allowed tenants"),
                     current: ArcSwapOption::empty(),
+                    intact_since: AtomicU64::new(u64::MAX),
+                    loaded_at: AtomicI64::new(i64::MAX),
                     refresh: tokio::sync::Mutex::new(Bookkeeping::default()),
                     background: AtomicBool::new(false),
                 })
@@ -200,23 +212,28 @@ impl KeyStore {
 
     /// Whether the key that verified a token (`stamp`) is in its tenant's
     /// current key set, unchanged: the validated-token cache's check on every
-    /// hit. One lock-free load, and a look through the current keys only when
-    /// a refresh has removed or replaced a key since the stamp's set (see the
-    /// module docs). A set older than the refresh interval (by `now`) is
-    /// refreshed in the background, as [`keys`](Self::keys) does, so that hits
-    /// alone keep the keys current.
+    /// hit. Two atomic loads (no key gone since the stamp's set: the usual
+    /// case); the current set is loaded and its keys looked through only when a
+    /// refresh has removed or replaced a key since (see the module docs). A set
+    /// older than the refresh interval (by `now`) is refreshed in the
+    /// background, as [`keys`](Self::keys) does, so that hits alone keep the
+    /// keys current.
     pub(crate) fn still_holds(self: &Arc<Self>, stamp: KeyStamp, now: i64) -> bool {
         let Some(t) = self.slots.get(stamp.slot as usize) else {
             return false;
         };
-        let current = t.current.load();
-        let Some(cur) = current.as_deref() else {
-            return false;
-        };
-        if now.saturating_sub(cur.loaded_at) >= self.interval {
-            self.spawn_background_refresh(t, cur.generation);
+        if now.saturating_sub(t.loaded_at.load(Ordering::Relaxed)) >= self.interval {
+            if let Some(cur) = t.current.load().as_deref() {
+                self.spawn_background_refresh(t, cur.generation);
+            }
         }
-        stamp.generation >= cur.intact_since || cur.keys.values().any(|k| k.serial == stamp.serial)
+        if stamp.generation >= t.intact_since.load(Ordering::Acquire) {
+            return true;
+        }
+        t.current
+            .load()
+            .as_deref()
+            .is_some_and(|cur| cur.keys.values().any(|k| k.serial == stamp.serial))
     }
 
     /// The keys of `tenant` (which must be an allowed tenant), loading them on
@@ -376,6 +393,11 @@ fn land(
         intact_since,
         slot: t.slot,
     });
+    // Raised first: a hit that still reads the old value is one that came
+    // before this set (its key is in the old set); after it, stamps older than
+    // `intact_since` look through the current keys, old or new.
+    t.intact_since.store(intact_since, Ordering::Release);
     t.current.store(Some(Arc::clone(&loaded)));
+    t.loaded_at.store(now, Ordering::Relaxed);
     loaded
 }

@@ -39,10 +39,10 @@
 //! The validator admits a hit only when both hold, and otherwise forgets the
 //! entry and validates the token in full, so that the answer (and its reason)
 //! is the uncached path's. Past the 24 h cap a token is verified again, not
-//! refused. The check costs one clock read, two comparisons and one lock-free
-//! load of the tenant's current key set (a pointer and a comparison of
-//! generations); the current keys are looked through only after a refresh that
-//! removed a key.
+//! refused. The check costs one clock read (as before), three comparisons and
+//! two relaxed or acquire atomic loads (the tenant's key-set age and
+//! `intact_since`); the current key set is loaded and looked through only for
+//! entries older than a refresh that removed a key.
 //!
 //! # What an attacker sees
 //!
