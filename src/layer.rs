@@ -559,7 +559,7 @@ impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
 
 /// The caller of a request whose bearer token is in the validated-token cache
 /// and whose principal the layer-wide policy admits; `None` for anything else
-/// (no or a bad header, a miss, an expired entry, a refusal), which
+/// (no or a bad header, a miss, an entry that no longer holds, a refusal), which
 /// [`authenticate`] then handles, logs and answers.
 ///
 /// Its `obo_validate` span has the fields of `authenticate`'s accepted path.

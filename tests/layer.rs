@@ -457,6 +457,76 @@ async fn a_key_added_after_start_is_admitted_after_one_refresh() {
     assert_eq!(entra.jwks_requests(), before + 1);
 }
 
+/// Entra rolls a (compromised) key: once a refresh lands without it, a token it
+/// signed is refused even though its validation is cached.
+#[tokio::test]
+async fn a_cached_token_is_refused_once_a_refresh_removes_its_key() {
+    let entra = EntraStandIn::start().await;
+    let (clock, app) = keys_loaded(&entra, app).await;
+    let old_kid = entra.current_kid();
+    let cached = entra.token().sign();
+    for pass in ["validated", "cached"] {
+        assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200, "{pass}");
+    }
+    entra.rotate_key();
+    entra.retire_key(&old_kid);
+    // The keys held still have it (the uncached path would admit it too).
+    assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+
+    // A token of the new key makes the layer fetch the JWKS.
+    clock.advance(Duration::from_secs(11));
+    let before = entra.jwks_requests();
+    let fresh = entra.token().sign();
+    assert_eq!(bearer(&app, "/whoami", &fresh).await.status, 200);
+    assert_eq!(entra.jwks_requests(), before + 1);
+    for pass in ["first", "again"] {
+        let r = bearer(&app, "/whoami", &cached).await;
+        assert_invalid_token(&r, &format!("cached token after key removal ({pass})"));
+    }
+    assert_eq!(bearer(&app, "/whoami", &fresh).await.status, 200);
+}
+
+/// Cache hits alone keep the keys current: a hit on a key set older than
+/// `key_refresh_interval` refreshes it in the background (as a miss does), and
+/// the removed key's token is refused once that refresh lands.
+#[tokio::test]
+async fn cache_hits_refresh_stale_keys_and_then_refuse_a_removed_key() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .key_refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let old_kid = entra.current_kid();
+    let cached = entra.token().sign();
+    assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+    entra.rotate_key();
+    entra.retire_key(&old_kid);
+    let before = entra.jwks_requests();
+
+    clock.advance(Duration::from_secs(61));
+    // Admitted from the keys held, which start a background refresh.
+    assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = bearer(&app, "/whoami", &cached).await;
+        if r.status == 401 {
+            assert_invalid_token(&r, "cached token after a background refresh");
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background refresh refused the cached token ({} JWKS fetches)",
+            entra.jwks_requests() - before
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(entra.jwks_requests(), before + 1, "one background refresh");
+}
+
 #[tokio::test]
 async fn unknown_kids_cause_at_most_one_fetch_per_min_key_refresh() {
     let entra = EntraStandIn::start().await;

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use axum_obo::clock::ManualClock;
 use axum_obo::mcp::{BindMcpSessions, SESSION_ID};
-use axum_obo::{AuthRejection, GraphUserRead, OboLayer, OboToken, Require, Requirement};
+use axum_obo::{
+    AuthRejection, GraphUserRead, OboConfigBuilder, OboLayer, OboToken, Require, Requirement,
+};
 use axum_obo_testing::TokenFault;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use rmcp::model::{
@@ -72,13 +74,22 @@ impl Served {
 /// `Require<ReadTasks>`, and `/mcp/me`, calling Graph) on a
 /// loopback port; with `resource`, its resource URL is `http://{addr}/mcp`.
 async fn serve(resource: bool) -> Served {
+    serve_with(|config, base| {
+        if resource {
+            config.resource_url(format!("{base}/mcp"))
+        } else {
+            config
+        }
+    })
+    .await
+}
+
+/// [`serve`], its configuration finished by `configure` (given the base URL).
+async fn serve_with(configure: impl FnOnce(OboConfigBuilder, &str) -> OboConfigBuilder) -> Served {
     let embedded = app::Embedded::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = app::policy(embedded.config());
-    if resource {
-        config = config.resource_url(format!("{base}/mcp"));
-    }
+    let config = configure(app::policy(embedded.config()), &base);
     let layer = OboLayer::new(config.build().unwrap());
     layer.warm_up().await.unwrap();
     let tasks = Router::new()
@@ -172,6 +183,41 @@ async fn tools_answer_the_caller_and_their_graph_profile() {
     assert_eq!(profile["id"], claims["oid"], "the caller's own profile");
     assert!(!text(&me).contains("eyJ"), "no token in a tool result");
     client.cancel().await.unwrap();
+}
+
+/// An MCP server whose Application ID URI is its URL: v1 tokens requested for
+/// it carry that URL as `aud` and are admitted; a token for another URI is not.
+#[tokio::test]
+async fn v1_tokens_for_the_app_id_uri_are_admitted() {
+    let s = serve_with(|config, base| {
+        let mcp = format!("{base}/mcp");
+        config.resource_url(&mcp).app_id_uri(mcp)
+    })
+    .await;
+    let entra = &s.embedded.entra;
+    let token = entra.token().v1().audience(&s.mcp()).sign();
+    assert_eq!(token_claims(&token)["aud"], s.mcp());
+    assert_eq!(token_claims(&token)["ver"], "1.0");
+    let client = connect(&s.mcp(), Some(&token)).await.unwrap();
+    let who = call(&client, "whoami").await;
+    assert_eq!(who.is_error, Some(false), "{}", text(&who));
+    assert_eq!(
+        who.structured_content.unwrap()["oid"],
+        token_claims(&token)["oid"]
+    );
+    client.cancel().await.unwrap();
+
+    let other = entra
+        .token()
+        .v1()
+        .audience(&format!("{}/other", s.base))
+        .sign();
+    let e = connect(&s.mcp(), Some(&other)).await.unwrap_err();
+    let challenge = e.auth_challenge().unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\", error_description=\"the token was issued for another audience\""),
+        "{challenge}"
+    );
 }
 
 /// Each tool call is its own HTTP request through the layer; the On-Behalf-Of

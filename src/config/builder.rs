@@ -12,7 +12,7 @@ use super::error::ConfigError;
 #[cfg(feature = "redis")]
 use super::l2::{L2Spec, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT};
 use super::managed_identity::{build_managed_identity, ManagedIdentitySpec};
-use super::resource::{build_resource, ResourceContext, ResourceFields};
+use super::resource::{app_id_uri_audiences, build_resource, ResourceContext, ResourceFields};
 use super::settings::{OboConfig, DEFAULT_AUTHORITY_HOST};
 use crate::clock::{Clock, SystemClock};
 use crate::credential::{
@@ -207,6 +207,7 @@ impl OboConfigBuilder {
     }
 
     /// Replaces the accepted audiences (default: the client id and `api://{client id}`).
+    /// A configured [`app_id_uri`](Self::app_id_uri) is accepted in addition.
     pub fn audiences<I, T>(mut self, audiences: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -494,7 +495,7 @@ impl OboConfigBuilder {
             .cloned()
             .collect();
         let allowed_tenants = allowed_tenants(&tenant_id, &listed)?;
-        let audiences = audiences(&client_id, self.audiences)?;
+        let mut audiences = audiences(&client_id, self.audiences)?;
         if self.leeway > Duration::from_secs(300) {
             return Err(ConfigError::new("leeway", "must be at most 5 minutes"));
         }
@@ -512,6 +513,7 @@ impl OboConfigBuilder {
         check_key_timing(&keys)?;
         check_policy(&self.policy)?;
         let tenants: Vec<String> = allowed_tenants.iter().cloned().collect();
+        let app_id_uri_audiences = app_id_uri_audiences(&self.resource);
         let resource = build_resource(
             self.resource,
             ResourceContext {
@@ -522,6 +524,7 @@ impl OboConfigBuilder {
                 user_scopes: &self.policy.user_scopes,
             },
         )?;
+        audiences.extend(app_id_uri_audiences);
         let http = shared_client(self.http_timeout)
             .map_err(|e| ConfigError::new("http_client", format!("cannot be built: {e}")))?;
         let credential = match self.credential {

@@ -64,8 +64,10 @@ impl OboConfigBuilder {
     /// default `api://{client id}`. Set it when the registration's App ID URI is
     /// another one (`api://contoso.com/tasks`, `https://mcp.contoso.com/mcp`). An
     /// absolute URI without spaces or quotes; a trailing `/` is dropped. Requires
-    /// [`resource_url`](Self::resource_url); the accepted audiences are not changed
-    /// (see [`audiences`](Self::audiences) for v1 tokens). Environment: `OBO_APP_ID_URI`.
+    /// [`resource_url`](Self::resource_url). It is also an accepted audience, in
+    /// addition to [`audiences`](Self::audiences) (default or given): v1 tokens
+    /// requested for it carry it as `aud` (as given, trimmed, and without its
+    /// trailing `/`). Environment: `OBO_APP_ID_URI`.
     pub fn app_id_uri(mut self, uri: impl Into<String>) -> Self {
         self.forget_origin("app_id_uri");
         self.resource.app_id_uri = Some(uri.into());
@@ -96,6 +98,21 @@ impl OboConfigBuilder {
         }
         b
     }
+}
+
+/// The audiences a configured Application ID URI adds: v1 tokens requested for
+/// it carry it as `aud`, as registered: the value given (trimmed) and the form
+/// without a trailing `/`. Meaningful once [`build_resource`] accepted `fields`.
+pub(super) fn app_id_uri_audiences(fields: &ResourceFields) -> Vec<String> {
+    let Some(given) = fields.app_id_uri.as_deref().map(str::trim) else {
+        return Vec::new();
+    };
+    let mut audiences = vec![given.to_owned()];
+    let bare = given.trim_end_matches('/');
+    if bare != given && !bare.is_empty() {
+        audiences.push(bare.to_owned());
+    }
+    audiences
 }
 
 /// The checked fields, as the settings the layer and the metadata router use.

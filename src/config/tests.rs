@@ -270,6 +270,40 @@ fn resource_url_and_its_metadata() {
 }
 
 #[test]
+fn the_app_id_uri_is_an_accepted_audience() {
+    let mcp = || base().resource_url("https://mcp.contoso.com/mcp");
+    let auds = |c: &OboConfig| c.audiences().map(str::to_owned).collect::<Vec<_>>();
+    let c = mcp().build().unwrap();
+    assert_eq!(auds(&c), [C.to_owned(), format!("api://{C}")]);
+    let c = mcp()
+        .app_id_uri("https://mcp.contoso.com/mcp")
+        .build()
+        .unwrap();
+    assert_eq!(
+        auds(&c),
+        [
+            C.to_owned(),
+            format!("api://{C}"),
+            "https://mcp.contoso.com/mcp".to_owned()
+        ]
+    );
+    // As given (trimmed) and without the trailing slash; added to given audiences too.
+    let c = mcp()
+        .audiences([C])
+        .app_id_uri(" api://contoso.com/tasks/ ")
+        .build()
+        .unwrap();
+    assert_eq!(
+        auds(&c),
+        [
+            C.to_owned(),
+            "api://contoso.com/tasks".to_owned(),
+            "api://contoso.com/tasks/".to_owned()
+        ]
+    );
+}
+
+#[test]
 fn guids_are_normalized() {
     let c = base().tenant_id(T.to_uppercase()).build().unwrap();
     assert_eq!(c.tenant_id(), T);

@@ -4,14 +4,15 @@
 //! - [`keyset`] parses a JWKS into verification keys.
 //! - [`store`] holds one key set per allowed tenant: reads are lock-free
 //!   (`arc-swap`); refreshes are single-flight, rate-limited, and keep the last
-//!   good keys when the provider fails.
+//!   good keys when the provider fails; it tells the validated-token cache
+//!   whether the key that verified a token is still published.
 
 pub(crate) mod discovery;
 pub(crate) mod keyset;
 pub(crate) mod store;
 
 pub(crate) use discovery::{issuer_tenant, TenantMetadata};
-pub(crate) use store::{KeySettings, KeyStore};
+pub(crate) use store::{KeySettings, KeyStamp, KeyStore};
 
 /// Why signing keys could not be obtained.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -12,9 +12,12 @@
 //!
 //! Nothing in a token is trusted before its RS256 signature verifies against its
 //! tenant's keys, except `tid`, which only picks an allowed tenant's key set. A
-//! cached validation is served only while `exp` (plus leeway) holds by the
-//! configured clock. Every refusal is a [`ValidationError`]; keys that cannot be
-//! loaded are [`ValidationError::KeysUnavailable`], never an acceptance.
+//! cached validation is served only while the uncached checks would pass: `nbf`
+//! and `exp` (with leeway) by the configured clock, the key that verified it
+//! still in the tenant's current set, and at most [`MAX_CACHE_TTL`] after it
+//! was made; otherwise the token is validated again in full (see
+//! [`cache`](super::cache)). Every refusal is a [`ValidationError`]; keys that
+//! cannot be loaded are [`ValidationError::KeysUnavailable`], never an acceptance.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -25,7 +28,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::cache::ValidatedCache;
+use super::cache::{Hit, ValidatedCache, Validity};
 use super::claims::is_guid;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
@@ -45,9 +48,9 @@ const CONSUMERS_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 /// claims (which overflow to a Graph link past 200 groups).
 pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-/// Longest a validation is cached, whatever `exp` says (Entra tokens live at
-/// most about a day).
-const MAX_CACHE_TTL: i64 = 24 * 3600;
+/// Longest a validation is served from the cache, whatever `exp` says (Entra
+/// tokens live at most about a day); the token is then validated again.
+pub(crate) const MAX_CACHE_TTL: i64 = 24 * 3600;
 
 #[derive(Deserialize)]
 struct JoseHeader<'a> {
@@ -122,55 +125,54 @@ impl Validator {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ValidationError::TooLarge);
         }
-        let leeway = self.settings.leeway.as_secs() as i64;
         let Some(cache) = &self.cache else {
             let token = b64token(token)?;
-            let p = self.validate_uncached(token).await?;
+            let (p, _) = self.validate_uncached(token).await?;
             return Ok((p, BearerToken::new(token)));
         };
         let key = cache.key(token);
-        if let Some((p, cached)) = cache.get(key, token) {
-            if self.unexpired(&p) {
-                return Ok((p, cached));
+        if let Some(hit) = cache.get(key, token) {
+            if self.holds(&hit) {
+                return Ok((hit.principal, hit.token));
             }
+            // Expired, not yet valid, past the cap, or its key is gone: the
+            // full checks decide (and say why).
             cache.remove(key);
-            return Err(ValidationError::Expired);
         }
         let token = b64token(token)?;
-        let p = self.validate_uncached(token).await?;
-        let ttl = (p.expires_at().saturating_add(leeway))
-            .saturating_sub(self.settings.clock.now())
-            .clamp(0, MAX_CACHE_TTL);
+        let (p, validity) = self.validate_uncached(token).await?;
         let token = BearerToken::new(token);
-        cache.insert(
-            key,
-            token.clone(),
-            p.clone(),
-            Duration::from_secs(ttl as u64),
-        );
+        cache.insert(key, token.clone(), p.clone(), validity);
         Ok((p, token))
     }
 
-    /// The cached validation of exactly `token`, if it holds (`exp` plus leeway,
-    /// by the configured clock): [`validate`](Self::validate)'s hit path, without
-    /// waiting. `None` on a miss, for an expired entry (which `validate` then
-    /// refuses and forgets) and when the cache is off.
+    /// The cached validation of exactly `token`, if it holds (see
+    /// [`holds`](Self::holds)): [`validate`](Self::validate)'s hit path, without
+    /// waiting. `None` on a miss, for an entry that no longer holds (which
+    /// `validate` then forgets and decides in full) and when the cache is off.
     pub(crate) fn cached(&self, token: &[u8]) -> Option<(Principal, BearerToken)> {
         let cache = self.cache.as_ref()?;
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
-        let (p, cached) = cache.get(cache.key(token), token)?;
-        self.unexpired(&p).then_some((p, cached))
+        let hit = cache.get(cache.key(token), token)?;
+        self.holds(&hit).then_some((hit.principal, hit.token))
     }
 
-    /// Whether a cached validation of `p` still holds by the configured clock.
-    fn unexpired(&self, p: &Principal) -> bool {
-        let leeway = self.settings.leeway.as_secs() as i64;
-        self.settings.clock.now() <= p.expires_at().saturating_add(leeway)
+    /// Whether a cached validation still holds now, by the configured clock:
+    /// within `nbf` − leeway ..= min(`exp` + leeway, validated + cap), and the key
+    /// that verified it still in its tenant's current set.
+    fn holds(&self, hit: &Hit) -> bool {
+        let now = self.settings.clock.now();
+        hit.validity.covers(now) && self.keys.still_holds(hit.validity.stamp, now)
     }
 
-    async fn validate_uncached(&self, token: &str) -> Result<Principal, ValidationError> {
+    /// The full checks; the principal, and when and under which key the
+    /// validation holds (for the cache).
+    async fn validate_uncached(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Validity), ValidationError> {
         let (message, signature) = token.rsplit_once('.').ok_or(ValidationError::Malformed)?;
         let (header_b64, payload_b64) =
             message.split_once('.').ok_or(ValidationError::Malformed)?;
@@ -236,28 +238,40 @@ impl Validator {
         let sig_len = URL_SAFE_NO_PAD
             .decode_slice(signature, &mut sig)
             .map_err(|_| ValidationError::Signature)?;
-        if key.verify_sig(message.as_bytes(), &sig[..sig_len]).is_err() {
+        if key
+            .key
+            .verify_sig(message.as_bytes(), &sig[..sig_len])
+            .is_err()
+        {
             return Err(ValidationError::Signature);
         }
 
         // Signed by Entra: now the claims.
-        let checked = self.check_claims(&claims, &tid, &loaded.metadata)?;
+        let (checked, (from, until)) = self.check_claims(&claims, &tid, &loaded.metadata)?;
         drop(claims);
-        Ok(Principal::new(PrincipalInner {
+        let validity = Validity {
+            from,
+            until,
+            stamp: loaded.stamp(key),
+        };
+        let principal = Principal::new(PrincipalInner {
             tid,
             payload,
             ..checked
-        }))
+        });
+        Ok((principal, validity))
     }
 
     /// The checks on the claims of a token whose signature has been verified; the
-    /// principal they describe, without its tenant and payload.
+    /// principal they describe, without its tenant and payload, and the clock
+    /// seconds `from ..= until` at which a cached validation holds (see
+    /// [`check_lifetime`](Self::check_lifetime)).
     fn check_claims(
         &self,
         claims: &Claims<'_>,
         tid: &str,
         meta: &TenantMetadata,
-    ) -> Result<PrincipalInner, ValidationError> {
+    ) -> Result<(PrincipalInner, (i64, i64)), ValidationError> {
         let scopes = string_list(&claims.scp, "scp")?;
         let roles = string_list(&claims.roles, "roles")?;
 
@@ -287,7 +301,7 @@ impl Validator {
             Some(_) => return Err(ValidationError::Claim(client_claim)),
         };
 
-        let exp = self.check_lifetime(claims)?;
+        let (exp, window) = self.check_lifetime(claims)?;
         let oid = str_claim(&claims.oid, "oid")?.to_owned();
         let sub = str_claim(&claims.sub, "sub")?.to_owned();
         let kind = token_kind(&claims.idtyp, scopes.is_some(), roles.is_some())?;
@@ -297,7 +311,7 @@ impl Validator {
             .or_else(|| opt(&claims.upn))
             .or_else(|| opt(&claims.unique_name));
         let name = opt(&claims.name);
-        Ok(PrincipalInner {
+        let inner = PrincipalInner {
             tid: String::new(),
             oid,
             sub,
@@ -311,7 +325,8 @@ impl Validator {
             expires_at: exp,
             payload: Vec::new(),
             claims: OnceLock::new(),
-        })
+        };
+        Ok((inner, window))
     }
 
     /// Whether `aud` (a string, or an array with one accepted entry) is accepted.
@@ -324,20 +339,26 @@ impl Validator {
         }
     }
 
-    /// `exp` (required) and `nbf` (optional) against the clock and leeway; returns `exp`.
-    fn check_lifetime(&self, claims: &Claims<'_>) -> Result<i64, ValidationError> {
+    /// `exp` (required) and `nbf` (optional) against the clock and leeway;
+    /// returns `exp` and the clock seconds `from ..= until` at which these checks
+    /// pass (`nbf` − leeway, or forever before without `nbf`, through `exp` +
+    /// leeway), `until` capped at [`MAX_CACHE_TTL`] from now.
+    fn check_lifetime(&self, claims: &Claims<'_>) -> Result<(i64, (i64, i64)), ValidationError> {
         let now = self.settings.clock.now();
         let leeway = self.settings.leeway.as_secs() as i64;
         let exp = time_claim(&claims.exp, "exp")?.ok_or(ValidationError::Claim("exp"))?;
-        if now > exp.saturating_add(leeway) {
+        let until = exp.saturating_add(leeway);
+        if now > until {
             return Err(ValidationError::Expired);
         }
+        let mut from = i64::MIN;
         if let Some(nbf) = time_claim(&claims.nbf, "nbf")? {
             if nbf > now.saturating_add(leeway) {
                 return Err(ValidationError::NotYetValid);
             }
+            from = nbf.saturating_sub(leeway);
         }
-        Ok(exp)
+        Ok((exp, (from, until.min(now.saturating_add(MAX_CACHE_TTL)))))
     }
 }
 
