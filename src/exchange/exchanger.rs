@@ -29,7 +29,8 @@
 //! compute lock. Callers that hit the same challenge with the same (stale) token
 //! wait on that lock and then share its result: the fresh token that replaced the
 //! stale one, or the remembered refusal. A refused re-exchange evicts the stale
-//! token, so no request is served it again.
+//! token from the L1 and (when Redis still holds that very token) from the L2, so
+//! no request on any replica is served it again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +133,15 @@ impl Exchanger {
             l2.put(key, token, &self.counters).await;
         }
         let _ = (key, token);
+    }
+
+    /// Removes `stale` from the L2, if there is one and it still holds it.
+    async fn l2_evict(&self, key: &CacheKey, stale: &CachedToken) {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.l2 {
+            l2.evict(key, stale, &self.counters).await;
+        }
+        let _ = (key, stale);
     }
 
     /// The token endpoint client (shared with sessions: one tenant backoff).
@@ -287,7 +297,8 @@ impl Exchanger {
     ///
     /// Runs under the key's compute lock: a caller arriving with the same stale
     /// token after another answered it gets the fresh token (or the remembered
-    /// refusal) without a second exchange. A failure evicts `stale`.
+    /// refusal) without a second exchange. A failure evicts `stale` from the
+    /// cache and the L2.
     pub(crate) async fn reexchange(
         &self,
         principal: &Principal,
@@ -316,10 +327,19 @@ impl Exchanger {
                     }
                     Some(_) => {}
                 }
-                let token = self
+                match self
                     .exchange(&key, principal, assertion, &sent, scopes, Some(claims))
-                    .await?;
-                Ok(Op::Put(token))
+                    .await
+                {
+                    Ok(token) => Ok(Op::Put(token)),
+                    Err(e) => {
+                        // Still under the key's lock, before the L1 eviction: no
+                        // request of this replica reads it back from the L2, and no
+                        // other replica is served it again.
+                        self.l2_evict(&key, stale).await;
+                        Err(e)
+                    }
+                }
             })
             .await;
         match outcome {
