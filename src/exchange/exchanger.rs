@@ -172,7 +172,7 @@ impl Exchanger {
         let result = self
             .endpoint
             .exchange(
-                principal.tid(),
+                (principal.tid(), principal.oid()),
                 assertion,
                 &sent,
                 scopes,
@@ -373,7 +373,13 @@ impl Exchanger {
         let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent, claims = claims.is_some());
         let result = self
             .endpoint
-            .exchange(principal.tid(), assertion, sent, scopes, claims)
+            .exchange(
+                (principal.tid(), principal.oid()),
+                assertion,
+                sent,
+                scopes,
+                claims,
+            )
             .instrument(span)
             .await;
         match result {
