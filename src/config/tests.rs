@@ -292,10 +292,10 @@ fn resource_metadata_lists_other_tenants_only_on_opt_in() {
             .allow_tenants([OTHER])
             .resource_url("https://mcp.contoso.com/mcp")
     };
-    assert_eq!(servers(multi()), [home.clone()]);
+    assert_eq!(servers(multi()), vec![home.clone()]);
     assert_eq!(
         servers(multi().resource_list_tenants(false)),
-        [home.clone()]
+        vec![home.clone()]
     );
     assert_eq!(
         servers(multi().resource_list_tenants(true)),

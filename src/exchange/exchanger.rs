@@ -74,7 +74,7 @@ pub(crate) struct ExchangeSettings {
     pub(crate) timeout: Duration,
     /// Client capabilities declared on every request (`xms_cc`, e.g. `cp1`); empty: none.
     pub(crate) client_capabilities: Vec<String>,
-    /// The clock of token lifetimes and the tenant backoff.
+    /// The clock of token lifetimes and the throttling backoff.
     pub(crate) clock: Arc<dyn Clock>,
     /// The Redis L2 under the in-memory cache, if configured.
     #[cfg(feature = "redis")]
@@ -144,7 +144,7 @@ impl Exchanger {
         let _ = (key, stale);
     }
 
-    /// The token endpoint client (shared with sessions: one tenant backoff).
+    /// The token endpoint client (shared with sessions: one throttling backoff).
     pub(crate) fn endpoint(&self) -> Arc<TokenEndpoint> {
         Arc::clone(&self.endpoint)
     }
