@@ -203,7 +203,7 @@ pub fn token_response(
             ..
         }) => TokenAnswer::Transient {
             retry_after,
-            throttled,
+            throttled: throttled.is_some(),
         },
     })
 }

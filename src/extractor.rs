@@ -353,11 +353,13 @@ impl Renew for Reexchange {
         Box::pin(async move {
             let exchanger = &self.shared.exchanger;
             let Ok(claims) = exchanger.challenge_claims(challenge) else {
+                // Neither sent to Entra nor relayed (the client checks the same shape
+                // before it gets here).
                 tracing::warn!(
                     oid = self.principal.oid(),
-                    "downstream claims challenge is not a JSON object; relayed as is"
+                    "downstream claims challenge is not a bounded access-token claims request; refused"
                 );
-                return Ok(None);
+                return Err(DownstreamError::Unauthorized);
             };
             let renewed = exchanger
                 .reexchange(

@@ -228,21 +228,76 @@ async fn without_cp1_a_challenge_is_relayed_without_a_retry() {
     assert_eq!(harness.graph().requests(), graph_calls + 1);
 }
 
-/// With cp1, a challenge whose claims are not a JSON object is relayed as is, unanswered.
+/// A challenge that is not a bounded access-token claims request (not a JSON object,
+/// another member than `access_token`, nested values, over 4 KB) is neither sent to
+/// Entra nor relayed to the client: a 502, as for a 401 without a challenge.
 #[tokio::test]
-async fn a_malformed_challenge_is_relayed_without_a_retry() {
-    let harness = Harness::start().await;
-    let app = app(&harness, true);
-    let user = user_token(&harness);
-    assert_eq!(bearer(&app, "/me", &user).await.status, 200);
-    harness
-        .graph()
-        .inject_fault(GraphFault::ClaimsChallenge("[\"nbf\"]".into()), Some(1));
-    let graph_calls = harness.graph().requests();
+async fn an_unacceptable_challenge_is_neither_answered_nor_relayed() {
+    let oversized = format!(
+        r#"{{"access_token":{{"nbf":{{"essential":true,"value":"1702682181"}},"acrs":{{"values":[{}]}}}}}}"#,
+        vec![format!("\"{}\"", "c".repeat(200)); 30].join(",")
+    );
+    assert!(oversized.len() > 4096);
+    for cp1 in [true, false] {
+        for challenge in [
+            "[\"nbf\"]",
+            r#"{"id_token":{"auth_time":{"essential":true}}}"#,
+            r#"{"access_token":{"nbf":{"essential":true,"value":{"$ref":"x"}}}}"#,
+            oversized.as_str(),
+        ] {
+            let harness = Harness::start().await;
+            let app = app(&harness, cp1);
+            let user = user_token(&harness);
+            assert_eq!(bearer(&app, "/me", &user).await.status, 200);
+            harness
+                .graph()
+                .inject_fault(GraphFault::ClaimsChallenge(challenge.into()), Some(1));
+            let graph_calls = harness.graph().requests();
 
-    let reply = bearer(&app, "/me", &user).await;
-    assert_eq!(reply.status, 401, "{}", reply.body);
-    assert_eq!(relayed(&reply).0, json!(["nbf"]));
-    assert_eq!(harness.entra().token_requests(), 1);
-    assert_eq!(harness.graph().requests(), graph_calls + 1);
+            let reply = bearer(&app, "/me", &user).await;
+            assert_eq!(reply.status, 502, "cp1 {cp1}, {challenge}: {}", reply.body);
+            assert_eq!(parse(&reply.body)["error"], "bad_gateway");
+            assert!(
+                !reply
+                    .www_authenticate
+                    .clone()
+                    .unwrap_or_default()
+                    .contains("insufficient_claims"),
+                "not relayed: {:?}",
+                reply.www_authenticate
+            );
+            assert_eq!(
+                harness.entra().token_requests(),
+                1,
+                "not sent to Entra: {challenge}"
+            );
+            assert_eq!(harness.graph().requests(), graph_calls + 1, "no retry");
+        }
+    }
+}
+
+/// Conditional Access challenges of Entra's shape (an authentication context, policy
+/// ids) are answered like CAE's `nbf`: one re-exchange with the claims, one retry.
+#[tokio::test]
+async fn conditional_access_challenges_are_answered() {
+    for challenge in [
+        r#"{"access_token":{"acrs":{"essential":true,"value":"c1"}}}"#,
+        r#"{"access_token":{"capolids":{"essential":true,"values":["5a6a2c44-2c0f-4b7a-9f0f-000000000001"]}}}"#,
+    ] {
+        let harness = Harness::start().await;
+        let app = app(&harness, true);
+        let user = user_token(&harness);
+        assert_eq!(bearer(&app, "/me", &user).await.status, 200);
+        harness
+            .graph()
+            .inject_fault(GraphFault::ClaimsChallenge(challenge.into()), Some(1));
+
+        let reply = bearer(&app, "/me", &user).await;
+        assert_eq!(reply.status, 200, "{challenge}: {}", reply.body);
+        let sent = claims_sent(&harness);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        let mut want = parse(challenge);
+        want["access_token"]["xms_cc"] = json!({"values": ["cp1"]});
+        assert_eq!(parse(sent[1].as_deref().unwrap_or_default()), want);
+    }
 }

@@ -670,8 +670,8 @@ async fn a_token_response_over_the_cap_is_a_bad_gateway_without_reading_it_all()
 }
 
 #[tokio::test]
-async fn loop_detected_or_429_closes_the_tenant_for_every_user() {
-    for (status, body) in [
+async fn loop_detected_closes_the_user_and_429s_of_two_users_close_the_tenant() {
+    let loops = [
         (
             400,
             r#"{"error":"invalid_request","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop.","error_codes":[50196]}"#,
@@ -680,27 +680,59 @@ async fn loop_detected_or_429_closes_the_tenant_for_every_user() {
             429,
             r#"{"error":"temporarily_unavailable","error_codes":[50196]}"#,
         ),
+    ];
+    let plain_429s = [
         (429, "<html>Too Many Requests</html>"),
-    ] {
+        (
+            429,
+            r#"{"error":"temporarily_unavailable","error_codes":[90055]}"#,
+        ),
+    ];
+    for (status, body) in loops.into_iter().chain(plain_429s) {
         let clock = ManualClock::now_system();
         let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(2)).await;
         script(&te, status, body, BodyMode::Whole);
-        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        let user = entra.token().sign();
+        let r = bearer(&app, "/obo", &user).await;
         assert_eq!(r.status, 503, "{status} {body}: {}", r.body);
-        // Entra would now answer, but the tenant is backing off.
+        // Entra would now answer: that user is backing off, the others are not.
         script(&te, 200, success_with_expires_in("3600"), BodyMode::Whole);
-        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        let r = bearer(&app, "/obo", &user).await;
         assert_eq!(
             (r.status.as_u16(), r.retry_after.as_deref()),
             (503, Some("1")),
             "{status} {body}"
         );
         assert_eq!(te.answered.load(Ordering::SeqCst), 1, "{status} {body}");
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(r.status, 200, "{status} {body}: another user");
+        assert_eq!(te.answered.load(Ordering::SeqCst), 2);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(bearer(&app, "/obo", &user).await.status, 200);
+        assert_eq!(te.answered.load(Ordering::SeqCst), 3);
+    }
+    // 429s (not loops) for two users: the tenant closes for every user.
+    for (status, body) in plain_429s {
+        let clock = ManualClock::now_system();
+        let (entra, te, app) = scripted_exchange(&clock, 0, Duration::from_secs(2)).await;
+        script(&te, status, body, BodyMode::Whole);
+        for _ in 0..2 {
+            let r = bearer(&app, "/obo", &entra.token().sign()).await;
+            assert_eq!(r.status, 503, "{body}: {}", r.body);
+        }
+        script(&te, 200, success_with_expires_in("3600"), BodyMode::Whole);
+        let r = bearer(&app, "/obo", &entra.token().sign()).await;
+        assert_eq!(
+            (r.status.as_u16(), r.retry_after.as_deref()),
+            (503, Some("1")),
+            "{body}"
+        );
+        assert_eq!(te.answered.load(Ordering::SeqCst), 2, "{body}");
         clock.advance(Duration::from_secs(1));
         assert_eq!(
             bearer(&app, "/obo", &entra.token().sign()).await.status,
             200
         );
-        assert_eq!(te.answered.load(Ordering::SeqCst), 2);
+        assert_eq!(te.answered.load(Ordering::SeqCst), 3);
     }
 }

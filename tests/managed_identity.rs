@@ -199,6 +199,67 @@ async fn the_assertion_is_refreshed_once_shortly_before_it_expires() {
     assert_eq!(identity.requests(), 3, "single flight");
 }
 
+#[tokio::test]
+async fn hostile_expiry_values_are_clamped_or_refused_never_a_panic() {
+    let (logs, _guard) = capture_logs();
+    let (entra, identity) = stand_ins().await;
+    let clock = clock();
+    let app = app_for(
+        with_identity(&entra, &identity, ManagedIdentity::SystemAssigned).clock(clock.clone()),
+    );
+    let day_and_more = |entra: &EntraStandIn| {
+        entra
+            .token()
+            .lifetime(Duration::from_secs(40 * 3600))
+            .sign()
+    };
+    // `expires_in = i64::MAX`: believed for 28 hours at most.
+    identity.inject_fault(
+        ManagedIdentityFault::Expiry {
+            expires_in: Some(i64::MAX),
+            expires_on: None,
+        },
+        Some(1),
+    );
+    let r = bearer(&app, "/obo", &day_and_more(&entra)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    clock.advance(Duration::from_secs(27 * 3600));
+    assert_eq!(
+        bearer(&app, "/obo", &day_and_more(&entra)).await.status,
+        200
+    );
+    assert_eq!(identity.requests(), 1, "cached within 28 hours");
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(
+        bearer(&app, "/obo", &day_and_more(&entra)).await.status,
+        200
+    );
+    assert_eq!(identity.requests(), 2, "asked again after 28 hours");
+
+    // A huge negative `expires_on` (a new layer, nothing cached): an expired
+    // token, a clear 500, then recovery.
+    let app = app_for(with_identity(
+        &entra,
+        &identity,
+        ManagedIdentity::SystemAssigned,
+    ));
+    identity.inject_fault(
+        ManagedIdentityFault::Expiry {
+            expires_in: None,
+            expires_on: Some(i64::MIN),
+        },
+        Some(1),
+    );
+    let r = bearer(&app, "/obo", &inbound(&entra)).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        logs.text().contains("already expired"),
+        "the cause is logged"
+    );
+    assert_eq!(bearer(&app, "/obo", &inbound(&entra)).await.status, 200);
+    assert_eq!(identity.requests(), 4);
+}
+
 /// An identity endpoint that answers every request with a 500 after `delay`, and
 /// counts the requests.
 async fn slow_failing_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
+use axum_obo::clock::ManualClock;
 use axum_obo::credential::{AssertionAlgorithm, CertificateCredential};
 use axum_obo::{GraphUserRead, OboConfigBuilder, OboLayer, OboToken, Principal};
 use axum_obo_testing::{EntraStandIn, TokenFault};
@@ -949,106 +950,163 @@ fn throttled_user(entra: &EntraStandIn, fault: TokenFault) -> String {
     builder.sign()
 }
 
-#[tokio::test]
-async fn a_throttled_tenant_backs_off_for_every_user() {
-    let entra = EntraStandIn::start().await;
-    let clock = clock();
-    let layer = OboLayer::new(
-        with_secret(&entra)
+/// A layer with one attempt per exchange, on `clock`, allowing the guest tenant.
+fn throttle_app(entra: &EntraStandIn, clock: &ManualClock) -> Router {
+    obo_app(OboLayer::new(
+        with_secret(entra)
             .allow_tenants([GUEST_TENANT])
             .clock(clock.clone())
             .obo_retries(0, Duration::from_secs(2))
             .build()
             .unwrap(),
-    );
-    let app = obo_app(layer.clone());
-    let throttled = throttled_user(&entra, TokenFault::TooManyRequests { retry_after: None });
-    let r = bearer(&app, "/obo", &throttled).await;
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.retry_after.as_deref(), Some("1"));
-    assert_eq!(entra.token_requests(), 1);
+    ))
+}
 
-    // Another user of the same tenant fails fast: Entra is not asked.
+/// The status and `Retry-After` of `/obo` for `token`.
+async fn obo_retry_after(app: &Router, token: &str) -> (u16, Option<String>) {
+    let r = bearer(app, "/obo", token).await;
+    (r.status.as_u16(), r.retry_after)
+}
+
+fn wait(secs: &str) -> (u16, Option<String>) {
+    (503, Some(secs.to_owned()))
+}
+
+/// One user drawing request loops (AADSTS50196) or 429s, however often, backs
+/// off alone: the other users of the tenant still get tokens.
+#[tokio::test]
+async fn one_users_throttling_never_closes_the_tenant() {
+    for fault in [
+        TokenFault::TooManyRequests { retry_after: None },
+        TokenFault::TenantThrottled { retry_after: None },
+    ] {
+        let entra = EntraStandIn::start().await;
+        let clock = clock();
+        let app = throttle_app(&entra, &clock);
+        let looping = throttled_user(&entra, fault.clone());
+        assert_eq!(
+            obo_retry_after(&app, &looping).await,
+            wait("1"),
+            "{fault:?}"
+        );
+        assert_eq!(entra.token_requests(), 1);
+        // Another user of the same tenant gets a token.
+        let other = entra.token().sign();
+        assert_eq!(bearer(&app, "/obo", &other).await.status, 200, "{fault:?}");
+        assert_eq!(entra.token_requests(), 2);
+        // The looping user fails fast, without a request, until the backoff elapses.
+        assert_eq!(obo_retry_after(&app, &looping).await, wait("1"));
+        assert_eq!(entra.token_requests(), 2, "{fault:?}: no request");
+        // One probe per step, the user's backoff doubling; others keep working.
+        for step in ["2", "4", "8"] {
+            clock.advance(Duration::from_secs(step.parse::<u64>().unwrap() / 2));
+            assert_eq!(
+                obo_retry_after(&app, &looping).await,
+                wait(step),
+                "{fault:?}"
+            );
+            assert_eq!(
+                bearer(&app, "/obo", &entra.token().sign()).await.status,
+                200,
+                "{fault:?}: step {step}"
+            );
+        }
+        assert_eq!(entra.token_requests(), 8, "{fault:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_tenant_backs_off_for_every_user() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let app = throttle_app(&entra, &clock);
+    let tenant_throttled = TokenFault::TenantThrottled { retry_after: None };
+    // Entra throttles the tenant: 429s for two users close it.
+    entra.inject_token_fault(tenant_throttled.clone(), Some(2));
+    assert_eq!(
+        obo_retry_after(&app, &entra.token().sign()).await,
+        wait("1")
+    );
+    assert_eq!(
+        obo_retry_after(&app, &entra.token().sign()).await,
+        wait("1")
+    );
+    assert_eq!(entra.token_requests(), 2);
+
+    // A third user of the same tenant fails fast: Entra is not asked.
     let started = Instant::now();
-    let r = bearer(&app, "/obo", &entra.token().sign()).await;
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.retry_after.as_deref(), Some("1"));
-    assert_eq!(entra.token_requests(), 1, "no request during the backoff");
+    let other = entra.token().sign();
+    assert_eq!(obo_retry_after(&app, &other).await, wait("1"));
+    assert_eq!(entra.token_requests(), 2, "no request during the backoff");
     assert!(started.elapsed() < Duration::from_secs(1));
     // Another tenant is unaffected.
     let guest = entra.token().tenant(GUEST_TENANT).sign();
     assert_eq!(bearer(&app, "/obo", &guest).await.status, 200);
-    assert_eq!(entra.token_requests(), 2);
+    assert_eq!(entra.token_requests(), 3);
 
     // The backoff elapses: one exchange probes; throttled again, the backoff doubles.
     clock.advance(Duration::from_secs(1));
-    assert_eq!(bearer(&app, "/obo", &throttled).await.status, 503);
-    assert_eq!(entra.token_requests(), 3);
-    let other = entra.token().sign();
-    let r = bearer(&app, "/obo", &other).await;
-    assert_eq!(
-        (r.status.as_u16(), r.retry_after.as_deref()),
-        (503, Some("2"))
-    );
+    entra.inject_token_fault(tenant_throttled.clone(), Some(1));
+    assert_eq!(obo_retry_after(&app, &other).await, wait("2"));
+    assert_eq!(entra.token_requests(), 4);
+    let next = entra.token().sign();
+    assert_eq!(obo_retry_after(&app, &next).await, wait("2"));
     clock.advance(Duration::from_secs(1));
-    let r = bearer(&app, "/obo", &other).await;
-    assert_eq!(
-        (r.status.as_u16(), r.retry_after.as_deref()),
-        (503, Some("1"))
-    );
-    assert_eq!(entra.token_requests(), 3);
+    assert_eq!(obo_retry_after(&app, &next).await, wait("1"));
+    assert_eq!(entra.token_requests(), 4, "one request per step");
 
     // After the backoff, exchanges go through again; a success resets the streak.
     clock.advance(Duration::from_secs(1));
-    assert_eq!(bearer(&app, "/obo", &other).await.status, 200);
-    assert_eq!(entra.token_requests(), 4);
+    assert_eq!(bearer(&app, "/obo", &next).await.status, 200);
+    assert_eq!(entra.token_requests(), 5);
     assert_eq!(
         bearer(&app, "/obo", &entra.token().sign()).await.status,
         200
     );
-    assert_eq!(entra.token_requests(), 5);
-    let r = bearer(&app, "/obo", &throttled).await;
+    assert_eq!(entra.token_requests(), 6);
+    entra.inject_token_fault(tenant_throttled, Some(2));
     assert_eq!(
-        (r.status.as_u16(), r.retry_after.as_deref()),
-        (503, Some("1")),
+        obo_retry_after(&app, &entra.token().sign()).await,
+        wait("1")
+    );
+    assert_eq!(
+        obo_retry_after(&app, &entra.token().sign()).await,
+        wait("1"),
         "the streak starts over after a success"
     );
+    assert_eq!(
+        obo_retry_after(&app, &entra.token().sign()).await,
+        wait("1")
+    );
+    assert_eq!(entra.token_requests(), 8);
 }
 
 #[tokio::test]
 async fn a_tenant_throttled_with_retry_after_waits_that_long() {
     let entra = EntraStandIn::start().await;
     let clock = clock();
-    let layer = OboLayer::new(
-        with_secret(&entra)
-            .clock(clock.clone())
-            .obo_retries(0, Duration::from_secs(2))
-            .build()
-            .unwrap(),
-    );
-    let app = obo_app(layer.clone());
-    let throttled = throttled_user(
-        &entra,
-        TokenFault::TooManyRequests {
+    let app = throttle_app(&entra, &clock);
+    entra.inject_token_fault(
+        TokenFault::TenantThrottled {
             retry_after: Some(30),
         },
+        Some(2),
     );
-    let r = bearer(&app, "/obo", &throttled).await;
     assert_eq!(
-        (r.status.as_u16(), r.retry_after.as_deref()),
-        (503, Some("30"))
+        obo_retry_after(&app, &entra.token().sign()).await,
+        wait("30")
+    );
+    assert_eq!(
+        obo_retry_after(&app, &entra.token().sign()).await,
+        wait("30")
     );
     let other = entra.token().sign();
     clock.advance(Duration::from_secs(29));
-    let r = bearer(&app, "/obo", &other).await;
-    assert_eq!(
-        (r.status.as_u16(), r.retry_after.as_deref()),
-        (503, Some("1"))
-    );
-    assert_eq!(entra.token_requests(), 1);
+    assert_eq!(obo_retry_after(&app, &other).await, wait("1"));
+    assert_eq!(entra.token_requests(), 2);
     clock.advance(Duration::from_secs(1));
     assert_eq!(bearer(&app, "/obo", &other).await.status, 200);
-    assert_eq!(entra.token_requests(), 2);
+    assert_eq!(entra.token_requests(), 3);
 }
 
 /// A configuration without a client credential builds (an API may only validate),

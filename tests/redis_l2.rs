@@ -838,3 +838,110 @@ async fn end_during_a_refresh_on_another_replica_is_not_undone() {
         "an ended session asks Entra nothing more"
     );
 }
+
+/// `/me`: the handler calls Graph with the user's OBO token.
+fn app_graph(layer: OboLayer) -> Router {
+    Router::new()
+        .route(
+            "/me",
+            get(|token: OboToken<GraphUserRead>| async move {
+                Ok::<_, axum_obo::AuthRejection>(axum::Json(token.graph().get_json("me").await?))
+            }),
+        )
+        .layer(layer)
+}
+
+const CAE_OID: &str = "3e1c0b7a-5d4f-4a8e-9b2c-6f7d8e9a0b1c";
+
+/// Replicas with cp1 and the L2 at `redis`, for the Graph and Entra stand-ins
+/// of `harness`.
+fn cae_replica(harness: &axum_obo_testing::Harness, redis: &RedisServer) -> (OboLayer, Router) {
+    let config = harness
+        .config()
+        .client_capabilities(["cp1"])
+        .obo_redis_url(redis.url())
+        .obo_cache_key(key(1));
+    let layer = OboLayer::new(config.build().unwrap());
+    (layer.clone(), app_graph(layer))
+}
+
+/// A user token issued five minutes ago (before any revocation).
+fn cae_user(harness: &axum_obo_testing::Harness) -> String {
+    harness
+        .entra()
+        .token()
+        .user(CAE_OID)
+        .issued_at(std::time::SystemTime::now() - Duration::from_secs(300))
+        .sign()
+}
+
+/// Entra ends the user's session; Graph challenges the next call once.
+fn revoke_and_challenge(harness: &axum_obo_testing::Harness) {
+    harness.entra().revoke_session_for_good(CAE_OID);
+    harness.graph().inject_fault(
+        axum_obo_testing::GraphFault::ClaimsChallenge(
+            r#"{"access_token":{"nbf":{"essential":true,"value":"1702682181"}}}"#.into(),
+        ),
+        Some(1),
+    );
+}
+
+/// CAE: Graph challenges a token held in Redis and Entra refuses to renew it
+/// (the session is revoked). The token is evicted from Redis too, so another
+/// replica does not serve it again.
+#[tokio::test]
+async fn a_challenged_token_that_entra_does_not_renew_is_evicted_from_redis_too() {
+    let redis = RedisServer::start().await;
+    let harness = axum_obo_testing::Harness::start().await;
+    let (a, app_a) = cae_replica(&harness, &redis);
+    let user = cae_user(&harness);
+    assert_eq!(bearer(&app_a, "/me", &user).await.status, 200);
+    let mut c = redis.client().await;
+    assert_eq!(keys(&mut c).await.len(), 1, "written through");
+
+    revoke_and_challenge(&harness);
+    let r = bearer(&app_a, "/me", &user).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(harness.entra().token_requests(), 2, "one re-exchange");
+    assert!(keys(&mut c).await.is_empty(), "evicted from Redis");
+    assert_eq!(a.stats().l2_evictions, 1);
+
+    // Another replica: not served the challenged token (Graph would accept it
+    // now, its one challenge spent); it asks Entra, which refuses.
+    let (b, app_b) = cae_replica(&harness, &redis);
+    let graph_calls = harness.graph().requests();
+    let r = bearer(&app_b, "/me", &user).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!((b.stats().l2_hits, b.stats().exchanges), (0, 1));
+    assert_eq!(harness.graph().requests(), graph_calls, "Graph not called");
+    assert_eq!(harness.entra().token_requests(), 3);
+}
+
+/// The eviction removes only the challenged token: a token another replica wrote
+/// under the same key meanwhile stays in Redis.
+#[tokio::test]
+async fn the_eviction_keeps_a_newer_token_of_another_replica() {
+    let redis = RedisServer::start().await;
+    let harness = axum_obo_testing::Harness::start().await;
+    let (a, app_a) = cae_replica(&harness, &redis);
+    let (_, app_b) = cae_replica(&harness, &redis);
+    let user = cae_user(&harness);
+    assert_eq!(bearer(&app_a, "/me", &user).await.status, 200);
+    // B exchanges its own token for the same key (Redis emptied first).
+    let mut c = redis.client().await;
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(bearer(&app_b, "/me", &user).await.status, 200);
+    assert_eq!(harness.entra().token_requests(), 2);
+    let stored = keys(&mut c).await;
+    assert_eq!(stored.len(), 1);
+    let newer = value(&mut c, &stored[0]).await;
+
+    revoke_and_challenge(&harness);
+    let r = bearer(&app_a, "/me", &user).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(a.stats().l2_evictions, 0);
+    assert_eq!(value(&mut c, &stored[0]).await, newer, "B's token is kept");
+}

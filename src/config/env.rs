@@ -15,7 +15,8 @@ impl OboConfigBuilder {
     /// `*` admits any organization's tenant, see `allow_any_tenant`),
     /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`), the protected
     /// resource (`OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`,
-    /// `OBO_RESOURCE_DOCUMENTATION`, see `resource_url`) and the
+    /// `OBO_RESOURCE_DOCUMENTATION`, `OBO_APP_ID_URI`, `OBO_RESOURCE_LIST_TENANTS`,
+    /// see `resource_url`) and the
     /// credential — `AZURE_CLIENT_SECRET`, else `AZURE_CLIENT_CERTIFICATE_PATH`,
     /// else `AZURE_FEDERATED_TOKEN_FILE`, else `OBO_MANAGED_IDENTITY` (`system` or a
     /// user-assigned identity's client id; its endpoint from `IDENTITY_ENDPOINT` and
@@ -76,7 +77,7 @@ impl OboConfigBuilder {
                 .client_capabilities(capabilities)
                 .came_from("client_capabilities", "OBO_CLIENT_CAPABILITIES");
         }
-        b = b.read_credential(&get).read_resource(&get);
+        b = b.read_credential(&get).read_resource(&get)?;
         b.read_l2_variables(&get)?;
         for (field, variable) in [
             ("tenant_id", "AZURE_TENANT_ID"),

@@ -1,7 +1,7 @@
 //! This API as an OAuth protected resource (RFC 9728, for MCP servers): the
 //! builder methods, the variables `from_lookup` reads (`OBO_RESOURCE_URL`,
-//! `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`, `OBO_APP_ID_URI`), and their
-//! checks at build.
+//! `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`, `OBO_APP_ID_URI`,
+//! `OBO_RESOURCE_LIST_TENANTS`), and their checks at build.
 
 use std::sync::Arc;
 
@@ -17,6 +17,8 @@ pub(super) struct ResourceFields {
     pub(super) name: Option<String>,
     pub(super) documentation: Option<String>,
     pub(super) app_id_uri: Option<String>,
+    /// Whether the metadata lists every allowed tenant's issuer (opt-in).
+    pub(super) list_tenants: bool,
 }
 
 impl OboConfigBuilder {
@@ -74,9 +76,31 @@ impl OboConfigBuilder {
         self
     }
 
-    /// `OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION` and
-    /// `OBO_APP_ID_URI`.
-    pub(super) fn read_resource(self, get: &dyn Fn(&str) -> Option<String>) -> Self {
+    /// Whether the metadata's `authorization_servers` lists the issuer of every
+    /// allowed tenant ([`allow_tenants`](Self::allow_tenants)) after the home
+    /// tenant's; by default (`false`) it lists the home tenant's issuer only.
+    ///
+    /// The metadata is public: listing the allowed tenants publishes them, and
+    /// for a multi-tenant SaaS the allowed tenants are its customer list. The
+    /// cost of the default: an MCP client signs its user in at the first (here,
+    /// the only) authorization server, the home tenant; a user of another allowed
+    /// tenant who is not a guest there cannot sign in at it (AADSTS50020), so
+    /// that client must be told its user's tenant (or `organizations`) out of
+    /// band — its own configuration. Turn this on only when the allowed tenants
+    /// are not a secret. Requires [`resource_url`](Self::resource_url) when
+    /// `true`. Environment: `OBO_RESOURCE_LIST_TENANTS` (`true` or `false`).
+    pub fn resource_list_tenants(mut self, list: bool) -> Self {
+        self.forget_origin("resource_list_tenants");
+        self.resource.list_tenants = list;
+        self
+    }
+
+    /// `OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`,
+    /// `OBO_APP_ID_URI` and `OBO_RESOURCE_LIST_TENANTS`.
+    pub(super) fn read_resource(
+        self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut b = self;
         if let Some(url) = get("OBO_RESOURCE_URL") {
             b = b
@@ -96,7 +120,22 @@ impl OboConfigBuilder {
         if let Some(uri) = get("OBO_APP_ID_URI") {
             b = b.app_id_uri(uri).came_from("app_id_uri", "OBO_APP_ID_URI");
         }
-        b
+        if let Some(flag) = get("OBO_RESOURCE_LIST_TENANTS") {
+            let list = match flag.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(
+                        ConfigError::new("resource_list_tenants", "must be true or false")
+                            .in_variable("OBO_RESOURCE_LIST_TENANTS"),
+                    )
+                }
+            };
+            b = b
+                .resource_list_tenants(list)
+                .came_from("resource_list_tenants", "OBO_RESOURCE_LIST_TENANTS");
+        }
+        Ok(b)
     }
 }
 
@@ -135,6 +174,7 @@ pub(super) fn build_resource(
             ("resource_name", fields.name.is_some()),
             ("resource_documentation", fields.documentation.is_some()),
             ("app_id_uri", fields.app_id_uri.is_some()),
+            ("resource_list_tenants", fields.list_tenants),
         ] {
             if given {
                 return Err(ConfigError::new(field, "requires resource_url"));
@@ -173,7 +213,11 @@ pub(super) fn build_resource(
         app_id_uri,
         authority: context.authority,
         home_tenant: context.home_tenant,
-        tenants: context.tenants,
+        tenants: if fields.list_tenants {
+            context.tenants
+        } else {
+            &[]
+        },
         client_id: context.client_id,
         user_scopes: context.user_scopes,
     }))))

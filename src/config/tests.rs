@@ -223,11 +223,8 @@ fn resource_url_and_its_metadata() {
     );
     assert_eq!(
         m.authorization_servers,
-        [
-            format!("{DEFAULT_AUTHORITY_HOST}/{T}/v2.0"),
-            format!("{DEFAULT_AUTHORITY_HOST}/99999999-2222-3333-4444-555555555555/v2.0"),
-        ],
-        "the home tenant first, then each allowed tenant's issuer"
+        [format!("{DEFAULT_AUTHORITY_HOST}/{T}/v2.0")],
+        "the home tenant only: the allowed tenants are not published by default"
     );
     assert_eq!(m.scopes_supported, [format!("api://{C}/access_as_user")]);
     assert_eq!(m.resource_name.as_deref(), Some("Contoso tasks"));
@@ -307,6 +304,65 @@ fn the_app_id_uri_is_an_accepted_audience() {
 fn guids_are_normalized() {
     let c = base().tenant_id(T.to_uppercase()).build().unwrap();
     assert_eq!(c.tenant_id(), T);
+}
+
+/// The metadata names the other allowed tenants only when asked to (builder or
+/// `OBO_RESOURCE_LIST_TENANTS`); the flag needs a resource URL.
+#[test]
+fn resource_metadata_lists_other_tenants_only_on_opt_in() {
+    const OTHER: &str = "99999999-2222-3333-4444-555555555555";
+    let home = format!("{DEFAULT_AUTHORITY_HOST}/{T}/v2.0");
+    let other = format!("{DEFAULT_AUTHORITY_HOST}/{OTHER}/v2.0");
+    let servers = |b: OboConfigBuilder| {
+        b.build()
+            .unwrap()
+            .resource_metadata()
+            .unwrap()
+            .authorization_servers
+            .clone()
+    };
+    let multi = || {
+        base()
+            .allow_tenants([OTHER])
+            .resource_url("https://mcp.contoso.com/mcp")
+    };
+    assert_eq!(servers(multi()), vec![home.clone()]);
+    assert_eq!(
+        servers(multi().resource_list_tenants(false)),
+        vec![home.clone()]
+    );
+    assert_eq!(
+        servers(multi().resource_list_tenants(true)),
+        [home.clone(), other.clone()],
+        "opted in: the home tenant first, then each allowed tenant's issuer"
+    );
+    let e = base().resource_list_tenants(true).build().unwrap_err();
+    assert_eq!(e.field(), "resource_list_tenants");
+    assert!(base().resource_list_tenants(false).build().is_ok());
+
+    let env = |flag: &'static str| {
+        move |k: &str| match k {
+            "AZURE_TENANT_ID" => Some(T.to_owned()),
+            "AZURE_CLIENT_ID" => Some(C.to_owned()),
+            "OBO_ALLOWED_TENANTS" => Some(OTHER.to_owned()),
+            "OBO_RESOURCE_URL" => Some("https://mcp.contoso.com/mcp".to_owned()),
+            "OBO_RESOURCE_LIST_TENANTS" => Some(flag.to_owned()),
+            _ => None,
+        }
+    };
+    for (flag, want) in [
+        ("true", vec![home.clone(), other.clone()]),
+        (" TRUE ", vec![home.clone(), other.clone()]),
+        ("1", vec![home.clone(), other.clone()]),
+        ("false", vec![home.clone()]),
+        ("0", vec![home.clone()]),
+    ] {
+        let b = OboConfigBuilder::from_lookup(env(flag)).unwrap();
+        assert_eq!(servers(b), want, "OBO_RESOURCE_LIST_TENANTS={flag}");
+    }
+    let e = OboConfigBuilder::from_lookup(env("yes")).unwrap_err();
+    assert_eq!(e.field(), "resource_list_tenants");
+    assert!(e.to_string().contains("OBO_RESOURCE_LIST_TENANTS"), "{e}");
 }
 
 #[test]

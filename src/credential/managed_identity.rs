@@ -40,6 +40,12 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Refresh at most this long before expiry.
 const REFRESH_MARGIN: i64 = 300;
 
+/// The longest lifetime believed of a managed-identity token, in seconds (28 h,
+/// as for the On-Behalf-Of path's downstream tokens; the platform issues 24 h at
+/// most): a larger `expires_in`, or an `expires_on` further away, is cut to it,
+/// so a hostile or broken answer (`i64::MAX`) cannot overflow the refresh time.
+const MAX_LIFETIME: i64 = 28 * 3600;
+
 /// The audience of token-exchange tokens in the cloud of `authority` (an authority
 /// host such as `https://login.microsoftonline.us`): `api://AzureADTokenExchange`,
 /// `api://AzureADTokenExchangeUSGov` or `api://AzureADTokenExchangeChina`.
@@ -322,7 +328,8 @@ fn platform_clock(headers: &reqwest::header::HeaderMap) -> Option<i64> {
 /// (our clock) and sent at `platform_now` (the platform's, if known). The lifetime
 /// is measured on one clock — `expires_in`, else `expires_on` minus the answer's
 /// `Date` — so a skew between this host and the platform does not shorten or
-/// stretch it; it is then counted from `now`.
+/// stretch it; it is then counted from `now`, clamped to [`MAX_LIFETIME`] with
+/// saturating arithmetic (an `expires_on` of `i64::MIN` is expired, not a panic).
 fn interpret(body: &[u8], now: i64, platform_now: Option<i64>) -> Result<Cached, String> {
     #[derive(Deserialize)]
     struct Answer {
@@ -342,15 +349,18 @@ fn interpret(body: &[u8], now: i64, platform_now: Option<i64>) -> Result<Cached,
         .and_then(|s| s.get())
         .or_else(|| {
             let expires_on = answer.expires_on.and_then(|s| s.get())?;
-            Some(expires_on - platform_now.unwrap_or(now))
+            Some(expires_on.saturating_sub(platform_now.unwrap_or(now)))
         })
         .ok_or("the identity endpoint's answer has no expiry")?;
     if lifetime <= 0 {
         return Err("the identity endpoint's token has already expired".to_owned());
     }
+    let lifetime = lifetime.min(MAX_LIFETIME);
     Ok(Cached {
         token,
-        refresh_at: now + lifetime - REFRESH_MARGIN.min(lifetime / 2),
+        refresh_at: now
+            .saturating_add(lifetime)
+            .saturating_sub(REFRESH_MARGIN.min(lifetime / 2)),
     })
 }
 
@@ -401,6 +411,50 @@ mod tests {
             b"<html>",
         ] {
             assert!(interpret(bad, now, None).is_err());
+        }
+    }
+
+    #[test]
+    fn hostile_lifetimes_are_clamped_or_refused_without_overflow() {
+        let now = 1_000_000;
+        let refresh = |body: String, platform_now| {
+            interpret(body.as_bytes(), now, platform_now).map(|c| c.refresh_at)
+        };
+        let clamped = Ok(now + MAX_LIFETIME - REFRESH_MARGIN);
+        let huge = i64::MAX;
+        assert_eq!(
+            refresh(
+                format!(r#"{{"access_token":"t","expires_in":{huge}}}"#),
+                None
+            ),
+            clamped
+        );
+        assert_eq!(
+            refresh(
+                format!(r#"{{"access_token":"t","expires_in":"{huge}"}}"#),
+                None
+            ),
+            clamped
+        );
+        assert_eq!(
+            refresh(
+                format!(r#"{{"access_token":"t","expires_on":{huge}}}"#),
+                Some(-5)
+            ),
+            clamped
+        );
+        // Our clock at the end of time: saturates instead of wrapping.
+        let end = interpret(br#"{"access_token":"t","expires_in":3600}"#, i64::MAX, None);
+        assert_eq!(end.map(|c| c.refresh_at), Ok(i64::MAX - 300));
+        for hostile in [
+            format!(r#"{{"access_token":"t","expires_on":{}}}"#, i64::MIN),
+            format!(r#"{{"access_token":"t","expires_in":{}}}"#, i64::MIN),
+        ] {
+            assert!(refresh(hostile.clone(), Some(now)).is_err(), "{hostile}");
+            assert!(
+                refresh(hostile.clone(), Some(i64::MAX)).is_err(),
+                "{hostile}"
+            );
         }
     }
 

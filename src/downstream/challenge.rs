@@ -5,8 +5,118 @@
 //! challenges separated by commas, and parameter values are tokens or quoted strings
 //! (with `\` escapes). The `claims` parameter is standard base64, whose padding is `=`:
 //! the parser reads quoted strings as a whole and never splits on `=`.
+//!
+//! A claims challenge is answered by sending its claims to Entra (a re-exchange) or
+//! relayed to the caller, who sends them to Entra: only a bounded challenge of the
+//! shape Entra defines is either ([`check_claims_request`]). Anything else is refused
+//! with the reason, as a 401 without a challenge would be.
+
+use std::fmt;
 
 use base64::Engine as _;
+use serde_json::Value;
+
+/// The largest claims challenge accepted, in bytes of JSON. Entra's and Graph's are
+/// under 300 bytes (a CAE `nbf`, an authentication context, a few policy ids).
+pub(crate) const MAX_CLAIMS_BYTES: usize = 4096;
+/// The most claim requests one challenge may hold.
+const MAX_CLAIM_REQUESTS: usize = 16;
+/// The most `values` one claim request may list.
+const MAX_VALUES: usize = 32;
+/// The longest string a claim request's `value`/`values` may hold, in bytes.
+const MAX_VALUE_BYTES: usize = 256;
+
+/// Why a claims challenge is neither answered nor relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnacceptableClaims {
+    /// Over [`MAX_CLAIMS_BYTES`].
+    TooLarge,
+    /// Not base64 of JSON, nor JSON.
+    NotJson,
+    /// JSON, but not `{"access_token":{<claim>:<claim request>, …}}`.
+    Shape(&'static str),
+}
+
+impl fmt::Display for UnacceptableClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnacceptableClaims::TooLarge => {
+                write!(f, "the claims are larger than {MAX_CLAIMS_BYTES} bytes")
+            }
+            UnacceptableClaims::NotJson => f.write_str("the claims are not base64 of JSON"),
+            UnacceptableClaims::Shape(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Whether `json` is a claims request Entra defines for an access token, within
+/// bounds: at most [`MAX_CLAIMS_BYTES`]; an object whose only member is
+/// `access_token`, an object of 1 to 16 claim requests; each named
+/// `[A-Za-z0-9_]{1,64}` (`nbf`, `acrs`, `capolids`, `xms_cc`, …) and either `null`
+/// or an OpenID Connect claim request (Core §5.5.1) — an object with at most
+/// `essential` (a boolean), `value` (a string or number) and `values` (1 to 32
+/// strings or numbers), strings at most 256 bytes, no control characters.
+pub(crate) fn check_claims_request(json: &str) -> Result<(), UnacceptableClaims> {
+    if json.len() > MAX_CLAIMS_BYTES {
+        return Err(UnacceptableClaims::TooLarge);
+    }
+    let value: Value = serde_json::from_str(json).map_err(|_| UnacceptableClaims::NotJson)?;
+    let Value::Object(top) = value else {
+        return Err(UnacceptableClaims::Shape(
+            "the claims are not a JSON object",
+        ));
+    };
+    let (Some(Value::Object(requests)), 1) = (top.get("access_token"), top.len()) else {
+        return Err(UnacceptableClaims::Shape(
+            "the claims are not one access_token object",
+        ));
+    };
+    if requests.is_empty() || requests.len() > MAX_CLAIM_REQUESTS {
+        return Err(UnacceptableClaims::Shape(
+            "the claims request no claim, or too many",
+        ));
+    }
+    for (name, request) in requests {
+        let plain = (1..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain {
+            return Err(UnacceptableClaims::Shape(
+                "a claim name is not a plain name",
+            ));
+        }
+        check_claim_request(request)?;
+    }
+    Ok(())
+}
+
+/// One claim request: `null`, or `{essential?, value?, values?}`.
+fn check_claim_request(request: &Value) -> Result<(), UnacceptableClaims> {
+    let bad = UnacceptableClaims::Shape("a claim request is not {essential, value, values}");
+    let scalar = |v: &Value| match v {
+        Value::Number(_) => true,
+        Value::String(s) => s.len() <= MAX_VALUE_BYTES && !s.chars().any(char::is_control),
+        _ => false,
+    };
+    let fields = match request {
+        Value::Null => return Ok(()),
+        Value::Object(fields) => fields,
+        _ => return Err(bad),
+    };
+    for (key, v) in fields {
+        let ok = match (key.as_str(), v) {
+            ("essential", Value::Bool(_)) => true,
+            ("value", v) => scalar(v),
+            ("values", Value::Array(values)) => {
+                (1..=MAX_VALUES).contains(&values.len()) && values.iter().all(scalar)
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(bad);
+        }
+    }
+    Ok(())
+}
 
 /// One parsed challenge: the scheme as sent, and its parameters (names lowercased).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,34 +165,46 @@ pub(crate) fn parse_challenges(header: &str) -> Vec<Challenge> {
     out
 }
 
-/// The claims (JSON) of a Bearer `error="insufficient_claims"` challenge among
-/// `headers` (each a `WWW-Authenticate` value), decoded from base64.
+/// The claims (JSON) of the first Bearer `error="insufficient_claims"` challenge
+/// with a `claims` parameter among `headers` (each a `WWW-Authenticate` value),
+/// decoded from base64 and checked ([`check_claims_request`]).
 ///
-/// `None` if there is no such challenge, or its `claims` cannot be decoded.
-pub(crate) fn claims_challenge<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<String> {
+/// `None` if there is no such challenge; `Some(Err(why))` if its claims are
+/// refused.
+pub(crate) fn claims_challenge<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+) -> Option<Result<String, UnacceptableClaims>> {
     headers
         .into_iter()
         .flat_map(parse_challenges)
         .filter(|c| c.scheme.eq_ignore_ascii_case("bearer"))
         .filter(|c| c.param("error") == Some("insufficient_claims"))
-        .find_map(|c| c.param("claims").and_then(decode_claims))
+        .find_map(|c| c.param("claims").map(decode_claims))
 }
 
-/// Decodes a `claims` parameter: standard base64 as Microsoft documents it, with or
-/// without padding, base64url tolerated, or the JSON itself.
-fn decode_claims(value: &str) -> Option<String> {
+/// Decodes a `claims` parameter (standard base64 as Microsoft documents it, with or
+/// without padding, base64url tolerated, or the JSON itself) and checks it: the
+/// caller, or the re-exchange, hands it to Entra.
+fn decode_claims(value: &str) -> Result<String, UnacceptableClaims> {
     let value = value.trim();
-    if value.starts_with('{') {
-        return Some(value.to_owned());
+    // Base64 of MAX_CLAIMS_BYTES, padded: refused before decoding anything larger.
+    if value.len() > MAX_CLAIMS_BYTES.div_ceil(3) * 4 {
+        return Err(UnacceptableClaims::TooLarge);
     }
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-        .iter()
-        .find_map(|engine| engine.decode(value).ok())?;
-    let json = String::from_utf8(bytes).ok()?;
-    // Relay only what is JSON: the caller hands it back to its token request.
-    serde_json::from_str::<serde_json::Value>(&json).ok()?;
-    Some(json)
+    let json = if value.starts_with('{') {
+        value.to_owned()
+    } else {
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|engine| engine.decode(value).ok())
+            .ok_or(UnacceptableClaims::NotJson)?;
+        String::from_utf8(bytes).map_err(|_| UnacceptableClaims::NotJson)?
+    };
+    check_claims_request(&json)?;
+    Ok(json)
 }
 
 fn is_ws(c: u8) -> bool {
@@ -214,13 +336,17 @@ mod tests {
             let header = format!(
                 "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"{encoded}\""
             );
-            assert_eq!(claims_challenge([header.as_str()]).as_deref(), Some(claims));
+            assert_eq!(
+                claims_challenge([header.as_str()]),
+                Some(Ok(claims.to_owned()))
+            );
         }
     }
 
     #[test]
     fn parameters_and_several_challenges() {
-        let h = r#"Basic realm="a, b", Bearer realm="", error="insufficient_claims", error_description="say \"hi\"", claims=eyJhIjoxfQ==, Negotiate"#;
+        // claims = {"access_token":{"acrs":{"value":"c1"}}}
+        let h = r#"Basic realm="a, b", Bearer realm="", error="insufficient_claims", error_description="say \"hi\"", claims=eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJ2YWx1ZSI6ImMxIn19fQ==, Negotiate"#;
         let c = parse_challenges(h);
         assert_eq!(c.len(), 3, "{c:?}");
         assert_eq!(c[0].scheme, "Basic");
@@ -228,10 +354,16 @@ mod tests {
         assert_eq!(c[1].param("realm"), Some(""));
         assert_eq!(c[1].param("ERROR"), Some("insufficient_claims"));
         assert_eq!(c[1].param("error_description"), Some("say \"hi\""));
-        assert_eq!(c[1].param("claims"), Some("eyJhIjoxfQ=="));
+        assert_eq!(
+            c[1].param("claims"),
+            Some("eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJ2YWx1ZSI6ImMxIn19fQ==")
+        );
         assert_eq!(c[2].scheme, "Negotiate");
         assert!(c[2].params.is_empty());
-        assert_eq!(claims_challenge([h]).as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(
+            claims_challenge([h]),
+            Some(Ok(r#"{"access_token":{"acrs":{"value":"c1"}}}"#.to_owned()))
+        );
     }
 
     #[test]
@@ -242,8 +374,8 @@ mod tests {
             b64(CLAIMS).trim_end_matches('=')
         );
         assert_eq!(
-            claims_challenge([first, second.as_str()]).as_deref(),
-            Some(CLAIMS)
+            claims_challenge([first, second.as_str()]),
+            Some(Ok(CLAIMS.to_owned()))
         );
     }
 
@@ -254,14 +386,109 @@ mod tests {
             "Bearer",
             "Bearer realm=\"\", error=\"invalid_token\"",
             "Bearer error=\"insufficient_claims\"",
-            "Bearer error=\"insufficient_claims\", claims=\"!!!not base64\"",
-            "Bearer error=\"insufficient_claims\", claims=\"aGVsbG8=\"", // "hello": not JSON
-            "Bearer error=\"insufficient_claims\", claims=\"eyJh",       // unterminated
+            "Bearer error=\"insufficient_claims\", claims=\"eyJh", // unterminated
             "Basic error=\"insufficient_claims\", claims=\"eyJhIjoxfQ==\"",
             "=,=\"\\",
         ] {
             assert_eq!(claims_challenge([h]), None, "{h}");
         }
+        for (h, why) in [
+            (
+                "Bearer error=\"insufficient_claims\", claims=\"!!!not base64\"",
+                UnacceptableClaims::NotJson,
+            ),
+            (
+                "Bearer error=\"insufficient_claims\", claims=\"aGVsbG8=\"", // "hello"
+                UnacceptableClaims::NotJson,
+            ),
+        ] {
+            assert_eq!(claims_challenge([h]), Some(Err(why)), "{h}");
+        }
+    }
+
+    #[test]
+    fn only_bounded_access_token_claim_requests_are_accepted() {
+        for ok in [
+            CLAIMS,
+            r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#,
+            r#"{"access_token":{"acrs":{"essential":true,"value":"c1"}}}"#,
+            r#"{"access_token":{"capolids":{"essential":true,"values":["a7e1-…","1b2c"]}}}"#,
+            r#"{"access_token":{"nbf":{"essential":true,"value":1702682181},"auth_time":null}}"#,
+        ] {
+            assert_eq!(check_claims_request(ok), Ok(()), "{ok}");
+        }
+        let many = (0..17)
+            .map(|i| format!(r#""c{i}":null"#))
+            .collect::<Vec<_>>()
+            .join(",");
+        let many = format!(r#"{{"access_token":{{{many}}}}}"#);
+        let long_value = format!(
+            r#"{{"access_token":{{"acrs":{{"value":"{}"}}}}}}"#,
+            "c".repeat(257)
+        );
+        let values = format!(
+            r#"{{"access_token":{{"capolids":{{"values":[{}]}}}}}}"#,
+            vec!["\"p\""; 33].join(",")
+        );
+        let shape = |json: &str| {
+            matches!(
+                check_claims_request(json),
+                Err(UnacceptableClaims::Shape(_))
+            )
+        };
+        for bad in [
+            "[\"nbf\"]",
+            "42",
+            "{}",
+            r#"{"a":1}"#,
+            r#"{"access_token":{}}"#,
+            r#"{"access_token":[]}"#,
+            r#"{"id_token":{"auth_time":{"essential":true}}}"#,
+            r#"{"access_token":{"nbf":{"essential":true}},"id_token":{"auth_time":null}}"#,
+            r#"{"access_token":{"nbf":{"essential":"yes"}}}"#,
+            r#"{"access_token":{"nbf":{"value":{"nested":1}}}}"#,
+            r#"{"access_token":{"nbf":{"value":"a\nb"}}}"#,
+            r#"{"access_token":{"nbf":{"values":[]}}}"#,
+            r#"{"access_token":{"nbf":{"values":[[1]]}}}"#,
+            r#"{"access_token":{"nbf":{"other":1}}}"#,
+            r#"{"access_token":{"nbf":"1702682181"}}"#,
+            r#"{"access_token":{"n f":null}}"#,
+            r#"{"access_token":{"":null}}"#,
+            many.as_str(),
+            long_value.as_str(),
+            values.as_str(),
+        ] {
+            assert!(shape(bad), "{bad}: {:?}", check_claims_request(bad));
+        }
+        assert_eq!(check_claims_request("{"), Err(UnacceptableClaims::NotJson));
+
+        // Size: over 4 KB is refused, in JSON or base64, before decoding base64.
+        let padded = |n: usize| {
+            let base = r#"{"access_token":{"nbf":{"essential":true,"value":"1"}}}"#;
+            format!(
+                "{}{}",
+                &base[..base.len() - 1],
+                " ".repeat(n - base.len()) + "}"
+            )
+        };
+        assert_eq!(check_claims_request(&padded(MAX_CLAIMS_BYTES)), Ok(()));
+        assert_eq!(
+            check_claims_request(&padded(MAX_CLAIMS_BYTES + 1)),
+            Err(UnacceptableClaims::TooLarge)
+        );
+        let header = |json: &str| {
+            format!(
+                "Bearer error=\"insufficient_claims\", claims=\"{}\"",
+                b64(json)
+            )
+        };
+        let fits = padded(MAX_CLAIMS_BYTES);
+        assert_eq!(claims_challenge([header(&fits).as_str()]), Some(Ok(fits)));
+        let huge = header(&padded(1 << 20));
+        assert_eq!(
+            claims_challenge([huge.as_str()]),
+            Some(Err(UnacceptableClaims::TooLarge))
+        );
     }
 
     #[test]

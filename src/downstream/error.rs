@@ -20,7 +20,7 @@ use super::challenge::claims_challenge;
 /// | [`Api`](Self::Api) 403 | 403 | `forbidden` | |
 /// | [`Api`](Self::Api), any other status | 502 | `bad_gateway` | |
 /// | [`ClaimsChallenge`](Self::ClaimsChallenge) | 401 | `insufficient_claims` | `WWW-Authenticate: Bearer realm="", authorization_uri="{authority}/common/oauth2/authorize", error="insufficient_claims", claims="<base64>"` |
-/// | [`Unauthorized`](Self::Unauthorized) (401 without a challenge) | 502 | `bad_gateway` | |
+/// | [`Unauthorized`](Self::Unauthorized) (401 without a challenge, or with a claims challenge refused as too large or not of Entra's shape) | 502 | `bad_gateway` | |
 /// | [`Throttled`](Self::Throttled) (429, 503, 504 after the retries) | 503 | `temporarily_unavailable` | `Retry-After` (the API's, else 5 s) |
 /// | [`Timeout`](Self::Timeout) | 504 | `gateway_timeout` | |
 /// | [`Transport`](Self::Transport), [`Decode`](Self::Decode), [`BodyTooLarge`](Self::BodyTooLarge), [`PagingLoop`](Self::PagingLoop), [`TooManyPages`](Self::TooManyPages) | 502 | `bad_gateway` | |
@@ -67,7 +67,9 @@ pub enum DownstreamError {
         /// the client's authority (see [`DownstreamClient::with_authority`](super::DownstreamClient::with_authority)).
         authorization_uri: String,
     },
-    /// 401 without a claims challenge: the API refused this API's token.
+    /// 401 without a claims challenge, or with one that is neither answered nor
+    /// relayed (over 4 KB, or not `{"access_token":{…claim requests…}}`; the
+    /// reason is logged): the API refused this API's token.
     #[error("the downstream API refused the access token")]
     Unauthorized,
     /// The API did not answer in time.
@@ -255,10 +257,18 @@ pub(crate) fn from_response<'a>(
 ) -> DownstreamError {
     if status == 401 {
         return match claims_challenge(www_authenticate) {
-            Some(claims) => DownstreamError::ClaimsChallenge {
+            Some(Ok(claims)) => DownstreamError::ClaimsChallenge {
                 claims,
                 authorization_uri: authorization_uri.to_owned(),
             },
+            Some(Err(why)) => {
+                // Neither answered nor relayed: the caller would hand it to Entra.
+                tracing::warn!(
+                    reason = %why,
+                    "the downstream API's claims challenge is refused; answered as a refused token"
+                );
+                DownstreamError::Unauthorized
+            }
             None => {
                 let api = api_error(status, request_id_header, body);
                 if let DownstreamError::Api {
@@ -417,11 +427,22 @@ mod tests {
             from_response(401, ["Bearer realm=\"\""], None, b"{}", AUTHORIZE),
             DownstreamError::Unauthorized
         );
-        let h = "Bearer realm=\"\", error=\"insufficient_claims\", claims=\"eyJhIjoxfQ==\"";
+        let claims = r#"{"access_token":{"nbf":{"essential":true,"value":"1702682181"}}}"#;
+        let h = format!(
+            "Bearer realm=\"\", error=\"insufficient_claims\", claims=\"{}\"",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, claims)
+        );
+        let h = h.as_str();
         let e = from_response(401, [h], None, b"{}", AUTHORIZE);
-        assert_eq!(e.claims(), Some(r#"{"a":1}"#));
+        assert_eq!(e.claims(), Some(claims));
         assert_eq!(e.authorization_uri(), Some(AUTHORIZE));
         assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        // A challenge that is not Entra's shape is neither relayed nor answered.
+        let odd = "Bearer realm=\"\", error=\"insufficient_claims\", claims=\"eyJhIjoxfQ==\"";
+        assert_eq!(
+            from_response(401, [odd], None, b"{}", AUTHORIZE),
+            DownstreamError::Unauthorized
+        );
         // Only 401 carries a claims challenge.
         assert!(matches!(
             from_response(403, [h], None, b"{}", AUTHORIZE),

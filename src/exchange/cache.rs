@@ -117,6 +117,9 @@ pub struct OboStats {
     pub l2_skipped: u64,
     /// Tokens written through to the L2.
     pub l2_writes: u64,
+    /// Tokens removed from the L2 because a downstream API challenged them and
+    /// the re-exchange failed (Continuous Access Evaluation).
+    pub l2_evictions: u64,
 }
 
 #[derive(Default)]
@@ -133,6 +136,7 @@ pub(crate) struct Counters {
     pub(crate) l2_errors: AtomicU64,
     pub(crate) l2_skipped: AtomicU64,
     pub(crate) l2_writes: AtomicU64,
+    pub(crate) l2_evictions: AtomicU64,
 }
 
 impl Counters {
@@ -151,6 +155,7 @@ impl Counters {
             l2_errors: l(&self.l2_errors),
             l2_skipped: l(&self.l2_skipped),
             l2_writes: l(&self.l2_writes),
+            l2_evictions: l(&self.l2_evictions),
         }
     }
 }

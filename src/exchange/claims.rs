@@ -6,12 +6,16 @@
 //! `{"access_token":{"xms_cc":{"values":["cp1"]}}}`; a challenge's JSON (e.g.
 //! `{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}`) is merged into
 //! the same object, key by key (objects merged recursively, arrays united, the
-//! challenge's scalar winning), as MSAL does. A challenge that is not a JSON object
-//! cannot be answered: [`request_claims`] refuses it and the caller relays it as is.
+//! challenge's scalar winning), as MSAL does. Only a challenge of the bounded
+//! shape Entra defines (`{"access_token":{<claim>:<claim request>, …}}`, at most
+//! 4 KB; see [`check_claims_request`]) is sent: [`request_claims`] refuses any
+//! other, and the call fails as a refused token instead.
 
 use serde_json::{Map, Value};
 
-/// A claims challenge that is not a JSON object.
+use crate::downstream::challenge::check_claims_request;
+
+/// A claims challenge that is not a bounded access-token claims request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MalformedChallenge;
 
@@ -23,6 +27,7 @@ pub(crate) fn request_claims(
 ) -> Result<Option<String>, MalformedChallenge> {
     let mut claims = capabilities_claims(capabilities);
     if let Some(challenge) = challenge {
+        check_claims_request(challenge).map_err(|_| MalformedChallenge)?;
         let challenge: Value = serde_json::from_str(challenge).map_err(|_| MalformedChallenge)?;
         let Value::Object(challenge) = challenge else {
             return Err(MalformedChallenge);
@@ -107,7 +112,7 @@ mod tests {
             }})
         );
         // Overlapping keys: objects merge, arrays unite, the challenge's scalars win.
-        let challenge = r#"{"access_token":{"xms_cc":{"values":["cp1","cp2"],"essential":true},"acrs":{"value":"c1"}},"id_token":{"auth_time":{"essential":true}}}"#;
+        let challenge = r#"{"access_token":{"xms_cc":{"values":["cp1","cp2"],"essential":true},"acrs":{"value":"c1"}}}"#;
         let claims = request_claims(&caps(&["cp1"]), Some(challenge));
         assert_eq!(
             parsed(claims.unwrap_or_default()),
@@ -116,7 +121,6 @@ mod tests {
                     "xms_cc": {"values": ["cp1", "cp2"], "essential": true},
                     "acrs": {"value": "c1"},
                 },
-                "id_token": {"auth_time": {"essential": true}},
             })
         );
         // Without capabilities, the challenge as it came.
@@ -129,7 +133,22 @@ mod tests {
 
     #[test]
     fn malformed_challenges_are_refused() {
-        for bad in ["", "{", "[\"cp1\"]", "\"x\"", "42", "null"] {
+        let huge = format!(
+            r#"{{"access_token":{{"nbf":{{"value":"1"}}}}{}}}"#,
+            " ".repeat(5000)
+        );
+        for bad in [
+            "",
+            "{",
+            "[\"cp1\"]",
+            "\"x\"",
+            "42",
+            "null",
+            r#"{"a":1}"#,
+            r#"{"id_token":{"auth_time":{"essential":true}}}"#,
+            r#"{"access_token":{"nbf":{"value":{"deep":[1]}}}}"#,
+            huge.as_str(),
+        ] {
             assert_eq!(
                 request_claims(&caps(&["cp1"]), Some(bad)),
                 Err(MalformedChallenge),

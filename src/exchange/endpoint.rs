@@ -4,11 +4,12 @@
 //! # Where it sits
 //!
 //! The exchanger calls [`TokenEndpoint::exchange`] on a cache miss, once per key.
-//! Its only state is the per-tenant [`throttle`](super::throttle) backoff.
+//! Its only state is the [`throttle`](super::throttle) backoff (per user, and per
+//! tenant on evidence from several users).
 //!
 //! # Shape
 //!
-//! `exchange` = tenant backoff check, then attempts with backoff inside the retry
+//! `exchange` = backoff check (the user's, the tenant's), then attempts with backoff inside the retry
 //! budget ([`crate::http::with_retries`]), then `settle` (backoff bookkeeping, the
 //! [`OboError`]). One attempt = `credential_form` + `request_form` + `send` (HTTP,
 //! timeouts, body cap) + [`interpret`], a pure function of status, `Retry-After`
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::error::OboError;
-use super::throttle::{TenantBackoff, MAX_RETRY_AFTER};
+use super::throttle::{Backoff, Throttle, MAX_RETRY_AFTER};
 use super::ExchangeSettings;
 use crate::credential::{ClientCredential, CredentialForm};
 use crate::http::{
@@ -105,8 +106,9 @@ pub(crate) enum Attempt {
     Transient {
         retry_after: Option<Duration>,
         timeout: bool,
-        /// HTTP 429 or AADSTS50196: counts towards the tenant's backoff.
-        throttled: bool,
+        /// HTTP 429 or AADSTS50196: counts towards the caller's backoff (and,
+        /// for a 429, as evidence against the tenant).
+        throttled: Option<Throttle>,
     },
 }
 
@@ -131,7 +133,7 @@ impl Attempt {
 pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
     settings: Arc<ExchangeSettings>,
-    backoff: TenantBackoff,
+    backoff: Backoff,
     /// Whether the missing credential was logged at error level (once).
     no_credential_logged: AtomicBool,
 }
@@ -141,7 +143,7 @@ impl TokenEndpoint {
         Self {
             http,
             settings,
-            backoff: TenantBackoff::new(),
+            backoff: Backoff::new(),
             no_credential_logged: AtomicBool::new(false),
         }
     }
@@ -151,26 +153,35 @@ impl TokenEndpoint {
         format!("{}/{tid}/oauth2/v2.0/token", self.settings.authority)
     }
 
-    /// Exchanges `assertion` for a token for `scope` in tenant `tid`, sending
-    /// `claims` (JSON: client capabilities, a claims challenge) if any, retrying
-    /// 429/5xx at most `max_retries` times within `retry_budget`. While `tid` is
-    /// backing off after throttling (see [`throttle`](super::throttle)), fails
-    /// at once with [`OboError::Unavailable`] and sends nothing.
+    /// Exchanges `assertion` (a token of user `oid` of tenant `tid`) for a token
+    /// for `scope`, sending `claims` (JSON: client capabilities, a claims
+    /// challenge) if any, retrying 429/5xx at most `max_retries` times within
+    /// `retry_budget`. While the user or `tid` is backing off after throttling
+    /// (see [`throttle`](super::throttle)), fails at once with
+    /// [`OboError::Unavailable`] and sends nothing.
     pub(crate) async fn exchange(
         &self,
-        tid: &str,
+        (tid, oid): (&str, &str),
         assertion: &BearerToken,
         scope: &str,
         requested: &[&str],
         claims: Option<&str>,
     ) -> Result<Issued, OboError> {
-        self.request(tid, Grant::OnBehalfOf(assertion), scope, requested, claims)
-            .await
+        let caller = Caller { tid, id: oid };
+        self.request(
+            caller,
+            Grant::OnBehalfOf(assertion),
+            scope,
+            requested,
+            claims,
+        )
+        .await
     }
 
     /// Redeems a session's `refresh_token` for a token for `scope` in tenant
     /// `tid` (`grant_type=refresh_token`), with the same client authentication,
-    /// retries and tenant backoff as [`exchange`](Self::exchange).
+    /// retries and backoff as [`exchange`](Self::exchange); the caller is the
+    /// session (a digest of its refresh token).
     pub(crate) async fn refresh(
         &self,
         tid: &str,
@@ -178,8 +189,11 @@ impl TokenEndpoint {
         scope: &str,
         requested: &[&str],
     ) -> Result<Issued, OboError> {
+        let digest = crate::digest::sha256(refresh_token.expose().as_bytes());
+        let session: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let id = format!("session:{session}");
         self.request(
-            tid,
+            Caller { tid, id: &id },
             Grant::RefreshToken(refresh_token),
             scope,
             requested,
@@ -190,7 +204,7 @@ impl TokenEndpoint {
 
     async fn request(
         &self,
-        tid: &str,
+        caller: Caller<'_>,
         grant: Grant<'_>,
         scope: &str,
         requested: &[&str],
@@ -202,11 +216,15 @@ impl TokenEndpoint {
                 "no client credential is configured".into(),
             ));
         };
-        if let Err(wait) = self.backoff.admit(tid, self.settings.clock.now()) {
+        let tid = caller.tid;
+        if let Err(wait) = self
+            .backoff
+            .admit(tid, caller.id, self.settings.clock.now())
+        {
             tracing::debug!(
                 tid,
                 ?wait,
-                "token endpoint throttled this tenant; failing fast"
+                "token endpoint throttled this user or tenant; failing fast"
             );
             return Err(OboError::Unavailable {
                 retry_after: Some(wait),
@@ -221,7 +239,7 @@ impl TokenEndpoint {
             |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
         )
         .await;
-        self.settle(tid, result)
+        self.settle(caller, result)
     }
 
     /// Says why a token request cannot be made: at error level the first time
@@ -249,32 +267,40 @@ impl TokenEndpoint {
         }
     }
 
-    /// The exchange's outcome after its last attempt, told to the tenant backoff:
-    /// an answer reopens the tenant, throttling closes it.
-    fn settle(&self, tid: &str, result: Result<Issued, Attempt>) -> Result<Issued, OboError> {
+    /// The exchange's outcome after its last attempt, told to the backoff: an
+    /// answer reopens the caller and its tenant, throttling closes the caller
+    /// (and the tenant on evidence from several users).
+    fn settle(
+        &self,
+        caller: Caller<'_>,
+        result: Result<Issued, Attempt>,
+    ) -> Result<Issued, OboError> {
+        let tid = caller.tid;
         match result {
             Ok(issued) => {
-                self.backoff.answered(tid);
+                self.backoff.answered(tid, caller.id);
                 Ok(issued)
             }
             Err(Attempt::Refused(e)) => {
-                self.backoff.answered(tid);
+                self.backoff.answered(tid, caller.id);
                 Err(e)
             }
             Err(Attempt::Final(e)) => Err(e),
             Err(Attempt::Transient { timeout: true, .. }) => Err(OboError::Timeout),
             Err(Attempt::Transient {
                 retry_after,
-                throttled: true,
+                throttled: Some(how),
                 ..
             }) => {
+                let now = self.settings.clock.now();
                 let wait = self
                     .backoff
-                    .throttled(tid, self.settings.clock.now(), retry_after);
+                    .throttled(tid, caller.id, how, now, retry_after);
                 tracing::warn!(
                     tid,
+                    ?how,
                     ?wait,
-                    "token endpoint throttling this tenant; every exchange for it waits"
+                    "token endpoint throttling this user; their exchanges wait"
                 );
                 Err(OboError::Unavailable {
                     retry_after: Some(wait),
@@ -359,7 +385,7 @@ impl TokenEndpoint {
                 return Err(Attempt::Transient {
                     retry_after: None,
                     timeout: false,
-                    throttled: false,
+                    throttled: None,
                 });
             }
             Ok(Ok(r)) => r,
@@ -456,13 +482,13 @@ pub(crate) fn interpret(
             });
     }
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let throttled = is_throttle(status, parsed.as_ref());
-    if throttled || status.is_server_error() {
+    let throttled = throttle_of(status, parsed.as_ref());
+    if throttled.is_some() || status.is_server_error() {
         let e = parsed.unwrap_or_default();
         tracing::warn!(
             client_request_id = %request_id,
             status = status.as_u16(),
-            throttled,
+            throttled = ?throttled,
             aadsts = aadsts(&e),
             trace_id = e.trace_id.as_deref().unwrap_or(""),
             correlation_id = e.correlation_id.as_deref().unwrap_or(""),
@@ -484,7 +510,7 @@ pub(crate) fn interpret(
         return Err(Attempt::Transient {
             retry_after,
             timeout: false,
-            throttled: false,
+            throttled: None,
         });
     }
     Err(Attempt::Refused(error))
@@ -515,7 +541,7 @@ fn timed_out(request_id: &str) -> Attempt {
     Attempt::Transient {
         retry_after: None,
         timeout: true,
-        throttled: false,
+        throttled: None,
     }
 }
 
@@ -524,17 +550,32 @@ fn timed_out(request_id: &str) -> Attempt {
 /// too often.
 const LOOP_DETECTED: i64 = 50_196;
 
-/// Whether an answer is throttling: HTTP 429 whatever the body, or an OAuth
-/// error naming AADSTS50196 (in `error_codes`, or as the description's
-/// `AADSTS50196:` prefix when `error_codes` is missing) whatever the status.
-fn is_throttle(status: http::StatusCode, body: Option<&ErrorBody>) -> bool {
-    status == http::StatusCode::TOO_MANY_REQUESTS
-        || body.is_some_and(|e| {
-            e.error_codes.contains(&LOOP_DETECTED)
-                || e.error_description
-                    .as_deref()
-                    .is_some_and(|d| d.starts_with("AADSTS50196:"))
-        })
+/// How an answer is throttling, if it is: a request loop when its OAuth error
+/// names AADSTS50196 (in `error_codes`, or as the description's `AADSTS50196:`
+/// prefix when `error_codes` is missing) whatever the status; else HTTP 429
+/// whatever the body.
+fn throttle_of(status: http::StatusCode, body: Option<&ErrorBody>) -> Option<Throttle> {
+    let looping = body.is_some_and(|e| {
+        e.error_codes.contains(&LOOP_DETECTED)
+            || e.error_description
+                .as_deref()
+                .is_some_and(|d| d.starts_with("AADSTS50196:"))
+    });
+    if looping {
+        Some(Throttle::Loop)
+    } else if status == http::StatusCode::TOO_MANY_REQUESTS {
+        Some(Throttle::TooMany)
+    } else {
+        None
+    }
+}
+
+/// Who an exchange is for, as the backoff sees it: a tenant and a user (the
+/// inbound token's `oid`, or a session).
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    tid: &'a str,
+    id: &'a str,
 }
 
 fn parse_success(body: &[u8]) -> Option<Issued> {
@@ -668,11 +709,11 @@ mod tests {
         let seven = Some(Duration::from_secs(7));
         assert!(matches!(
             run(StatusCode::TOO_MANY_REQUESTS, seven, b""),
-            Err(Attempt::Transient { retry_after, timeout: false, throttled: true }) if retry_after == seven
+            Err(Attempt::Transient { retry_after, timeout: false, throttled: Some(_) }) if retry_after == seven
         ));
         assert!(matches!(
             run(StatusCode::BAD_REQUEST, seven, br#"{"error":"temporarily_unavailable"}"#),
-            Err(Attempt::Transient { retry_after, throttled: false, .. }) if retry_after == seven
+            Err(Attempt::Transient { retry_after, throttled: None, .. }) if retry_after == seven
         ));
         assert!(matches!(
             run(
@@ -810,25 +851,33 @@ mod tests {
     }
 
     #[test]
-    fn throttling_is_429_or_aadsts50196() {
+    fn throttling_is_a_loop_for_aadsts50196_else_429() {
         use http::StatusCode as S;
         let loop_body = body(r#"{"error":"invalid_request","error_codes":[50196]}"#);
         let described = body(
             r#"{"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop."}"#,
         );
         let other = body(r#"{"error":"temporarily_unavailable","error_codes":[90033]}"#);
-        assert!(is_throttle(S::TOO_MANY_REQUESTS, None));
-        assert!(is_throttle(S::TOO_MANY_REQUESTS, Some(&other)));
-        assert!(is_throttle(S::BAD_REQUEST, Some(&loop_body)));
-        assert!(is_throttle(S::SERVICE_UNAVAILABLE, Some(&described)));
-        assert!(!is_throttle(S::SERVICE_UNAVAILABLE, Some(&other)));
-        assert!(!is_throttle(S::SERVICE_UNAVAILABLE, None));
-        assert!(!is_throttle(
-            S::BAD_REQUEST,
-            Some(&body(
-                r#"{"error":"invalid_grant","error_codes":[500133],"error_description":"AADSTS500133: x AADSTS50196:"}"#
-            ))
-        ));
+        let (looping, too_many) = (Some(Throttle::Loop), Some(Throttle::TooMany));
+        assert_eq!(throttle_of(S::TOO_MANY_REQUESTS, None), too_many);
+        assert_eq!(throttle_of(S::TOO_MANY_REQUESTS, Some(&other)), too_many);
+        assert_eq!(throttle_of(S::TOO_MANY_REQUESTS, Some(&loop_body)), looping);
+        assert_eq!(throttle_of(S::BAD_REQUEST, Some(&loop_body)), looping);
+        assert_eq!(
+            throttle_of(S::SERVICE_UNAVAILABLE, Some(&described)),
+            looping
+        );
+        assert_eq!(throttle_of(S::SERVICE_UNAVAILABLE, Some(&other)), None);
+        assert_eq!(throttle_of(S::SERVICE_UNAVAILABLE, None), None);
+        assert_eq!(
+            throttle_of(
+                S::BAD_REQUEST,
+                Some(&body(
+                    r#"{"error":"invalid_grant","error_codes":[500133],"error_description":"AADSTS500133: x AADSTS50196:"}"#
+                ))
+            ),
+            None
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //! compute lock. Callers that hit the same challenge with the same (stale) token
 //! wait on that lock and then share its result: the fresh token that replaced the
 //! stale one, or the remembered refusal. A refused re-exchange evicts the stale
-//! token, so no request is served it again.
+//! token from the L1 and (when Redis still holds that very token) from the L2, so
+//! no request on any replica is served it again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +74,7 @@ pub(crate) struct ExchangeSettings {
     pub(crate) timeout: Duration,
     /// Client capabilities declared on every request (`xms_cc`, e.g. `cp1`); empty: none.
     pub(crate) client_capabilities: Vec<String>,
-    /// The clock of token lifetimes and the tenant backoff.
+    /// The clock of token lifetimes and the throttling backoff.
     pub(crate) clock: Arc<dyn Clock>,
     /// The Redis L2 under the in-memory cache, if configured.
     #[cfg(feature = "redis")]
@@ -134,7 +135,16 @@ impl Exchanger {
         let _ = (key, token);
     }
 
-    /// The token endpoint client (shared with sessions: one tenant backoff).
+    /// Removes `stale` from the L2, if there is one and it still holds it.
+    async fn l2_evict(&self, key: &CacheKey, stale: &CachedToken) {
+        #[cfg(feature = "redis")]
+        if let Some(l2) = &self.l2 {
+            l2.evict(key, stale, &self.counters).await;
+        }
+        let _ = (key, stale);
+    }
+
+    /// The token endpoint client (shared with sessions: one throttling backoff).
     pub(crate) fn endpoint(&self) -> Arc<TokenEndpoint> {
         Arc::clone(&self.endpoint)
     }
@@ -162,7 +172,7 @@ impl Exchanger {
         let result = self
             .endpoint
             .exchange(
-                principal.tid(),
+                (principal.tid(), principal.oid()),
                 assertion,
                 &sent,
                 scopes,
@@ -287,7 +297,8 @@ impl Exchanger {
     ///
     /// Runs under the key's compute lock: a caller arriving with the same stale
     /// token after another answered it gets the fresh token (or the remembered
-    /// refusal) without a second exchange. A failure evicts `stale`.
+    /// refusal) without a second exchange. A failure evicts `stale` from the
+    /// cache and the L2.
     pub(crate) async fn reexchange(
         &self,
         principal: &Principal,
@@ -316,10 +327,19 @@ impl Exchanger {
                     }
                     Some(_) => {}
                 }
-                let token = self
+                match self
                     .exchange(&key, principal, assertion, &sent, scopes, Some(claims))
-                    .await?;
-                Ok(Op::Put(token))
+                    .await
+                {
+                    Ok(token) => Ok(Op::Put(token)),
+                    Err(e) => {
+                        // Still under the key's lock, before the L1 eviction: no
+                        // request of this replica reads it back from the L2, and no
+                        // other replica is served it again.
+                        self.l2_evict(&key, stale).await;
+                        Err(e)
+                    }
+                }
             })
             .await;
         match outcome {
@@ -353,7 +373,13 @@ impl Exchanger {
         let span = tracing::debug_span!("obo_exchange", tid = principal.tid(), oid = principal.oid(), scope = %sent, claims = claims.is_some());
         let result = self
             .endpoint
-            .exchange(principal.tid(), assertion, sent, scopes, claims)
+            .exchange(
+                (principal.tid(), principal.oid()),
+                assertion,
+                sent,
+                scopes,
+                claims,
+            )
             .instrument(span)
             .await;
         match result {

@@ -6,7 +6,8 @@
 //!   bounded retries.
 //! - [`claims`]: the `claims` field (client capabilities merged with a challenge).
 //! - [`cache`]: the token cache (single-flight, negative cache, counters).
-//! - [`throttle`]: the per-tenant backoff after the token endpoint throttles.
+//! - [`throttle`]: the backoff after the token endpoint throttles (per user; per
+//!   tenant on evidence from several users).
 //! - `l2` (feature `redis`): the encrypted Redis L2 shared by replicas.
 //! - [`error`]: why an exchange failed.
 //!

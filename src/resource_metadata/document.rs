@@ -25,7 +25,9 @@ const CACHE: &str = "public, max-age=3600";
 pub struct ProtectedResourceMetadata {
     /// The resource's canonical URL, as configured.
     pub resource: String,
-    /// The issuers of the allowed tenants, `{authority}/{tenant}/v2.0`, home first.
+    /// The home tenant's issuer, `{authority}/{tenant}/v2.0`; then the other
+    /// allowed tenants' when
+    /// [`resource_list_tenants`](crate::OboConfigBuilder::resource_list_tenants) is on.
     pub authorization_servers: Vec<String>,
     /// The scopes a client requests from Entra for this API.
     pub scopes_supported: Vec<String>,

@@ -17,8 +17,11 @@
 //! What it guarantees:
 //!
 //! - **The document** ([`ProtectedResourceMetadata`]): `resource` (the configured
-//!   URL, as given), `authorization_servers` (the issuer of each allowed tenant,
-//!   `{authority}/{tenant}/v2.0`, the home tenant first), `scopes_supported` (what a
+//!   URL, as given), `authorization_servers` (the home tenant's issuer,
+//!   `{authority}/{tenant}/v2.0`; and after it each other allowed tenant's only
+//!   when [`resource_list_tenants`](crate::OboConfigBuilder::resource_list_tenants)
+//!   opts in, since a public list of allowed tenants is a multi-tenant SaaS's
+//!   customer list), `scopes_supported` (what a
 //!   client requests from Entra: `{app id uri}/{scope}` (by default
 //!   `api://{client id}/{scope}`) for each scope of
 //!   [`require_user_scopes`](crate::OboConfigBuilder::require_user_scopes), or
@@ -59,8 +62,8 @@
 //!   user is needed) is not a step-up challenge: it is left exactly as without a
 //!   resource URL, so an MCP client does not loop asking for scopes.
 //!
-//! What a client sees: public metadata only (URLs, scope names); nothing about the
-//! caller. How it fails: it cannot, once built; a challenge this module cannot
+//! What a client sees: public metadata only (URLs, scope names, the home
+//! tenant); nothing about the caller, and no other allowed tenant unless opted in. How it fails: it cannot, once built; a challenge this module cannot
 //! parse (another scheme, `token68`) is left as it was.
 
 mod challenge;

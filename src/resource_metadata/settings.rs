@@ -31,6 +31,8 @@ pub(crate) struct ResourceSpec<'a> {
     /// The authority host, without a trailing slash.
     pub(crate) authority: &'a str,
     pub(crate) home_tenant: &'a str,
+    /// The tenants listed after the home tenant: the allowed tenants when the
+    /// user opted in (`resource_list_tenants`), else none.
     pub(crate) tenants: &'a [String],
     pub(crate) client_id: &'a str,
     /// The bare scopes the layer-wide policy requires.

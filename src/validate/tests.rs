@@ -119,6 +119,7 @@ impl Pair {
             allowed_tenants: BTreeSet::from([TID.to_owned()]),
             leeway: Duration::from_secs(LEEWAY as u64),
             cache_capacity,
+            any_tenant: false,
             clock: Arc::new(clock.clone()),
         };
         let pair = Self {

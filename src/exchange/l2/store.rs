@@ -109,6 +109,24 @@ impl RedisStore {
         self.run("DEL", redis::cmd("DEL").arg(key)).await
     }
 
+    /// `DEL key` if it still holds `value`, atomically (a Lua script): a value
+    /// written meanwhile (by another replica) is kept. Whether it was deleted.
+    pub(crate) async fn del_if_equal(&self, key: &str, value: &[u8]) -> Outcome<bool> {
+        const SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                              return redis.call('DEL', KEYS[1]) else return 0 end";
+        let cmd = redis::cmd("EVAL")
+            .arg(SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(value)
+            .to_owned();
+        match self.run::<i64>("DEL", &cmd).await {
+            Outcome::Done(n) => Outcome::Done(n > 0),
+            Outcome::Skipped => Outcome::Skipped,
+            Outcome::Failed => Outcome::Failed,
+        }
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, op: &str, cmd: &redis::Cmd) -> Outcome<T> {
         if !self.health.admit() {
             return Outcome::Skipped;

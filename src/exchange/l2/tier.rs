@@ -123,6 +123,34 @@ impl L2Cache {
         Ok(entry)
     }
 
+    /// Removes `stale` from Redis if `key`'s value there is still that token
+    /// (a downstream challenged it and Entra did not renew it): no replica serves
+    /// it again. A newer token written meanwhile (another replica answered the
+    /// same challenge) is kept: the delete compares the sealed value in Redis.
+    /// Failures leave the entry, which expires with its freshness.
+    pub(crate) async fn evict(&self, key: &CacheKey, stale: &CachedToken, counters: &Counters) {
+        let redis_key = self.redis_key(key);
+        let sealed = match self.ns.store.get(&redis_key).await {
+            Outcome::Done(Some(v)) => v,
+            Outcome::Done(None) => return,
+            Outcome::Skipped => return bump(&counters.l2_skipped),
+            Outcome::Failed => return bump(&counters.l2_errors),
+        };
+        // A value that does not open is never served: nothing to evict.
+        let Ok(entry) = self.open(key, &sealed) else {
+            return;
+        };
+        if entry.t != stale.access_token.expose() {
+            return;
+        }
+        match self.ns.store.del_if_equal(&redis_key, &sealed).await {
+            Outcome::Done(true) => bump(&counters.l2_evictions),
+            Outcome::Done(false) => {}
+            Outcome::Skipped => bump(&counters.l2_skipped),
+            Outcome::Failed => bump(&counters.l2_errors),
+        }
+    }
+
     /// Writes `token` through to Redis, expiring when it stops being fresh.
     pub(crate) async fn put(&self, key: &CacheKey, token: &CachedToken, counters: &Counters) {
         if token.ttl.is_zero() {

@@ -19,6 +19,14 @@ pub enum ManagedIdentityFault {
     },
     /// Waits this long, then serves the request normally.
     Delay(Duration),
+    /// Serves the request, but with these expiry fields (JSON numbers) in place of the
+    /// usual `expires_on` string: a broken or hostile platform (`i64::MAX`, `i64::MIN`).
+    Expiry {
+        /// `expires_in`, left out when `None`.
+        expires_in: Option<i64>,
+        /// `expires_on`, left out when `None`.
+        expires_on: Option<i64>,
+    },
 }
 
 /// Pending faults.

@@ -59,8 +59,12 @@ pub(super) async fn handle(
     let response = match fault {
         Some(ManagedIdentityFault::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            shared.answer(&method, &uri, &headers)
+            shared.answer(&method, &uri, &headers, None)
         }
+        Some(ManagedIdentityFault::Expiry {
+            expires_in,
+            expires_on,
+        }) => shared.answer(&method, &uri, &headers, Some((expires_in, expires_on))),
         Some(ManagedIdentityFault::Status(status)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             error(
@@ -78,7 +82,7 @@ pub(super) async fn handle(
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after));
             response
         }
-        None => shared.answer(&method, &uri, &headers),
+        None => shared.answer(&method, &uri, &headers, None),
     };
     let record = RequestRecord::new(
         &method,
@@ -92,7 +96,14 @@ pub(super) async fn handle(
 }
 
 impl Shared {
-    fn answer(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+    /// The token answer; `expiry` replaces its expiry fields (`expires_in`, `expires_on`).
+    fn answer(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        expiry: Option<(Option<i64>, Option<i64>)>,
+    ) -> Response {
         if uri.path().trim_end_matches('/') != TOKEN_PATH {
             return error(StatusCode::NOT_FOUND, "Not found.");
         }
@@ -156,13 +167,23 @@ impl Shared {
             now,
             lifetime,
         );
-        let body = json!({
+        let mut body = json!({
             "access_token": access_token,
             "expires_on": now.saturating_add(lifetime).to_string(),
             "resource": resource,
             "token_type": "Bearer",
             "client_id": identity.client_id,
         });
+        if let Some((expires_in, expires_on)) = expiry {
+            let fields = body.as_object_mut().expect("a JSON object");
+            fields.remove("expires_on");
+            if let Some(v) = expires_in {
+                fields.insert("expires_in".into(), v.into());
+            }
+            if let Some(v) = expires_on {
+                fields.insert("expires_on".into(), v.into());
+            }
+        }
         json_response(StatusCode::OK, &body)
     }
 

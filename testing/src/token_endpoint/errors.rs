@@ -315,6 +315,16 @@ pub(super) fn throttled() -> EntraError {
     )
 }
 
+/// AADSTS90055: the application is throttled in the tenant (429), whoever the user.
+pub(super) fn tenant_throttled() -> EntraError {
+    EntraError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        90_055,
+        "There are too many incoming requests. This exception is thrown for blocked tenants.",
+    )
+}
+
 /// AADSTS90033: a transient failure (503).
 pub(super) fn unavailable() -> EntraError {
     EntraError::new(

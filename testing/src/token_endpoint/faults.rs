@@ -35,6 +35,14 @@ pub enum TokenFault {
         /// `Retry-After` seconds.
         retry_after: Option<u64>,
     },
+    /// `429 Too Many Requests` for the application in the tenant, not a request loop: an
+    /// Entra JSON body with AADSTS90055 (`TenantThrottlingError`, "There are too many
+    /// incoming requests") and, when `Some`, a `Retry-After` header (seconds). MSAL acts
+    /// on the status and `Retry-After` only.
+    TenantThrottled {
+        /// `Retry-After` seconds.
+        retry_after: Option<u64>,
+    },
     /// `503 Service Unavailable` with an Entra JSON body (AADSTS90033) and, when `Some`, a
     /// `Retry-After` header (seconds).
     ServiceUnavailable {
@@ -91,6 +99,10 @@ pub(super) fn answer(
         )),
         TokenFault::TooManyRequests { retry_after } => Some(with_retry_after(
             errors::throttled().into_response(authority, ids),
+            *retry_after,
+        )),
+        TokenFault::TenantThrottled { retry_after } => Some(with_retry_after(
+            errors::tenant_throttled().into_response(authority, ids),
             *retry_after,
         )),
         TokenFault::ServiceUnavailable { retry_after } => Some(with_retry_after(
