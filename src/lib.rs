@@ -78,6 +78,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(unreachable_pub)]
 
+pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod credential;

@@ -218,6 +218,69 @@ impl TokenEndpoint {
         self.settle(tid, result)
     }
 
+    /// A token request whose grant fields the caller gives (Entra Agent ID, see
+    /// [`crate::agent`]): `fields` as they are, plus, with `own_credential`, this
+    /// API's `client_id` and credential (fresh for every attempt). The same tenant
+    /// backoff, retries and interpretation as [`exchange`](Self::exchange).
+    pub(crate) async fn request_fields(
+        &self,
+        tid: &str,
+        fields: &[(&'static str, &str)],
+        own_credential: bool,
+        requested: &[&str],
+    ) -> Result<Issued, OboError> {
+        let credential = match own_credential {
+            true => Some(self.settings.credential.as_ref().ok_or_else(|| {
+                OboError::Misconfigured("no client credential is configured".into())
+            })?),
+            false => None,
+        };
+        if let Err(wait) = self.backoff.admit(tid, self.settings.clock.now()) {
+            return Err(OboError::Unavailable {
+                retry_after: Some(wait),
+            });
+        }
+        let url = self.url(tid);
+        let result = with_retries(
+            self.attempts(),
+            Instant::now(),
+            || self.attempt_fields(&url, credential, fields, requested),
+            Attempt::verdict,
+            |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
+        )
+        .await;
+        self.settle(tid, result)
+    }
+
+    /// One attempt of [`request_fields`](Self::request_fields).
+    async fn attempt_fields(
+        &self,
+        url: &str,
+        credential: Option<&ClientCredential>,
+        fields: &[(&'static str, &str)],
+        requested: &[&str],
+    ) -> Result<Issued, Attempt> {
+        let credential = match credential {
+            Some(c) => Some(self.credential_form(c, url).await?),
+            None => None,
+        };
+        let mut form = fields.to_vec();
+        if let Some(credential) = &credential {
+            form.push(("client_id", &self.settings.client_id));
+            push_credential(&mut form, credential);
+        }
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (status, retry_after, body) = self.send(url, &form, &request_id).await?;
+        interpret(
+            status,
+            retry_after,
+            &body,
+            requested,
+            &self.settings.authority,
+            &request_id,
+        )
+    }
+
     /// The retries of one exchange. `Retry-After` is capped when read
     /// ([`MAX_RETRY_AFTER`]), so it is always waited out when the budget allows.
     fn attempts(&self) -> Attempts {
