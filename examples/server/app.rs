@@ -7,6 +7,8 @@
 pub mod grpc;
 #[path = "mcp.rs"]
 pub mod mcp;
+#[path = "agent.rs"]
+pub mod agent;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -241,7 +243,8 @@ pub fn router_with_jobs(layer: OboLayer, cors: Cors, jobs: Jobs) -> Router {
             grpc::ProfileService,
         )
         .route_layer(layer.clone())
-        .layer(Extension(jobs));
+        .layer(Extension(jobs))
+        .merge(agent::router(&layer, agent::agent_id().as_deref()));
     // `/mcp`: `Origin` is checked before the token (outermost route layer).
     let mcp = Router::new()
         .route_service("/mcp", mcp::service(&layer))
@@ -441,6 +444,11 @@ impl Embedded {
     /// host, Graph URL).
     pub fn config(&self) -> OboConfigBuilder {
         self.harness.config()
+    }
+
+    /// Registers a demo agent identity (Entra Agent ID) of the API; returns its id.
+    pub fn demo_agent(&self) -> String {
+        self.entra.add_agent_identity()
     }
 
     /// A user token for `/me` and `/whoami`.

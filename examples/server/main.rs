@@ -12,6 +12,9 @@
 //! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); `OBO_CORS_ORIGINS` (browser
 //! origins allowed by CORS, comma-separated, default `http://localhost:5173`; with
 //! the resource URL's origin, the only `Origin`s `/mcp` accepts);
+//! `OBO_AGENT_ID` (an agent identity of this API's blueprint; the embedded mode
+//! registers a demo one) serves `GET /agent/me`: the profile fetched by the agent
+//! on the caller's behalf (see `agent.rs`).
 //! `OBO_CLIENT_CAPABILITIES=cp1` turns on Continuous Access Evaluation (also with the
 //! embedded stand-ins); `OBO_EXAMPLE_JOB_DELAY_MS` (default 2000): how long a job
 //! of `POST /jobs/me` waits before it calls Graph through its long-running session
@@ -61,6 +64,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (OboConfigBuilder::from_env()?, None)
     };
+    if let Some(e) = &embedded {
+        if app::agent::agent_id().is_none() {
+            app::agent::set_agent_id(e.demo_agent());
+        }
+    }
     let config = app::policy(config).build()?;
     let layer = OboLayer::new(config);
     if let Err(e) = layer.warm_up().await {
@@ -78,6 +86,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "  curl -s -H 'Authorization: Bearer {}' http://{addr}/me\n",
             e.user_token()
         );
+        if let Some(agent) = app::agent::agent_id() {
+            println!("The same profile, fetched by the AI agent {agent} on your behalf (Entra Agent ID):");
+            println!(
+                "  curl -s -H 'Authorization: Bearer {}' http://{addr}/agent/me\n",
+                e.user_token()
+            );
+        }
         println!("The admin route (app role Admin):");
         println!(
             "  curl -s -H 'Authorization: Bearer {}' http://{addr}/admin\n",
