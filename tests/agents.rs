@@ -491,3 +491,40 @@ async fn inbound_agents_are_recognised_and_admitted_or_refused_per_route() {
     assert_eq!(bearer(&app, "/agents", &agent_user).await.status, 200);
     let _ = Arc::new(());
 }
+
+/// Graph revokes the caller's session: the agent's On-Behalf-Of runs once more with
+/// cp1 and the challenge's `nbf`, the call is retried once and succeeds, and the new
+/// token replaces the cached one.
+#[tokio::test]
+async fn a_graph_claims_challenge_to_an_agent_token_is_answered_by_one_reexchange() {
+    let harness = Harness::start().await;
+    let layer = OboLayer::new(
+        harness.config().client_capabilities(["cp1"]).build().unwrap(),
+    );
+    let entra = harness.entra();
+    let agent_id = entra.add_agent_identity();
+    let app = app(layer.clone(), layer.agent(&agent_id).unwrap());
+    let oid = "e5555555-5555-4555-8555-555555555555";
+    let user = entra.token().user(oid).sign();
+    assert_eq!(bearer(&app, "/agent/me", &user).await.status, 200);
+    assert_eq!(entra.token_requests(), 2);
+    // Graph compares whole seconds: revoke in the next one.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(1_050 - u64::from(now.subsec_millis()))).await;
+    let revoked_at = harness.graph().revoke_session(oid);
+
+    let r = bearer(&app, "/agent/me", &user).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let log = entra.token_request_log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(form(&log[2], "client_id"), agent_id);
+    let claims: Value = serde_json::from_str(form(&log[2], "claims")).unwrap();
+    assert_eq!(claims["access_token"]["xms_cc"]["values"][0], "cp1");
+    assert_eq!(claims["access_token"]["nbf"]["value"], revoked_at.to_string());
+    assert_eq!(form(&log[0], "fmi_path"), agent_id, "the T1 was reused");
+    // The cache holds the new token.
+    assert_eq!(bearer(&app, "/agent/me", &user).await.status, 200);
+    assert_eq!(entra.token_requests(), 3);
+}

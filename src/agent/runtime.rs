@@ -100,6 +100,14 @@ impl std::fmt::Debug for AgentRuntime {
     }
 }
 
+/// A claims challenge to answer: the refused token and the `claims` to send
+/// (the challenge merged with the capabilities).
+#[derive(Clone, Copy)]
+pub(crate) struct Renewal<'a> {
+    pub(crate) stale: &'a Arc<CachedToken>,
+    pub(crate) claims: &'a str,
+}
+
 /// Who a delegated agent token is for.
 pub(crate) enum Subject<'a> {
     /// A human who called this API, with the token they called it with.
@@ -150,7 +158,7 @@ impl AgentRuntime {
     /// The blueprint's token for `agent` in `tid` (T1), from the cache when fresh.
     pub(crate) async fn t1(&self, tid: &str, agent: &str) -> Result<Arc<CachedToken>, AgentError> {
         let key = self.key(tid, agent, Flow::Blueprint, String::new(), &[]);
-        self.cached(key, |_| async move {
+        self.cached(key, None, |_| async move {
             let fields = [
                 ("grant_type", "client_credentials"),
                 ("scope", TOKEN_EXCHANGE_SCOPE),
@@ -167,13 +175,13 @@ impl AgentRuntime {
     /// The agent's instance token (T2), from the cache when fresh.
     async fn t2(&self, tid: &str, agent: &str) -> Result<Arc<CachedToken>, AgentError> {
         let key = self.key(tid, agent, Flow::Instance, String::new(), &[]);
-        self.cached(key, |_| async move {
+        self.cached(key, None, |_| async move {
             let t1 = self.t1(tid, agent).await?;
             let fields = [
                 ("grant_type", "client_credentials"),
                 ("scope", TOKEN_EXCHANGE_SCOPE),
             ];
-            self.as_agent(tid, agent, &t1, &fields, Step::Instance, &[])
+            self.as_agent(tid, agent, (&t1, None), &fields, Step::Instance, &[])
                 .await
                 .map(|i| (i, None))
         })
@@ -186,13 +194,15 @@ impl AgentRuntime {
         tid: &str,
         agent: &str,
         scopes: &'static [&'static str],
+        renewal: Option<Renewal<'_>>,
     ) -> Result<Arc<CachedToken>, AgentError> {
         let key = self.key(tid, agent, Flow::Autonomous, String::new(), scopes);
-        self.cached(key, |_| async move {
+        let claims = renewal.map(|r| r.claims);
+        self.cached(key, renewal.map(|r| r.stale), |_| async move {
             let t1 = self.t1(tid, agent).await?;
             let scope = scopes.join(" ");
             let fields = [("grant_type", "client_credentials"), ("scope", &scope)];
-            self.as_agent(tid, agent, &t1, &fields, Step::Token, scopes)
+            self.as_agent(tid, agent, (&t1, claims), &fields, Step::Token, scopes)
                 .await
                 .map(|i| (i, None))
         })
@@ -207,6 +217,7 @@ impl AgentRuntime {
         agent: &str,
         subject: Subject<'_>,
         scopes: &'static [&'static str],
+        renewal: Option<Renewal<'_>>,
     ) -> Result<Arc<CachedToken>, AgentError> {
         let (flow, user) = match &subject {
             Subject::Caller { oid, assertion } => (
@@ -217,7 +228,8 @@ impl AgentRuntime {
         };
         let key = self.key(tid, agent, flow, user, scopes);
         let subject = &subject;
-        self.cached(key, |stale| async move {
+        let claims = renewal.map(|r| r.claims);
+        self.cached(key, renewal.map(|r| r.stale), |stale| async move {
             let t1 = self.t1(tid, agent).await?;
             let scope = scopes.join(" ");
             match subject {
@@ -229,7 +241,7 @@ impl AgentRuntime {
                         ("scope", &scope),
                         ("client_info", "1"),
                     ];
-                    self.as_agent(tid, agent, &t1, &fields, Step::Token, scopes)
+                    self.as_agent(tid, agent, (&t1, claims), &fields, Step::Token, scopes)
                         .await
                         .map(|i| (i, None))
                 }
@@ -243,7 +255,7 @@ impl AgentRuntime {
                             ("client_info", "1"),
                         ];
                         match self
-                            .as_agent(tid, agent, &t1, &fields, Step::Token, scopes)
+                            .as_agent(tid, agent, (&t1, claims), &fields, Step::Token, scopes)
                             .await
                         {
                             Ok(issued) => return Ok(keep_refresh(issued, Some(refresh))),
@@ -265,7 +277,7 @@ impl AgentRuntime {
                         ("scope", &scope),
                         ("client_info", "1"),
                     ];
-                    self.as_agent(tid, agent, &t1, &fields, Step::AgentUser, scopes)
+                    self.as_agent(tid, agent, (&t1, claims), &fields, Step::AgentUser, scopes)
                         .await
                         .map(|i| keep_refresh(i, None))
                 }
@@ -276,10 +288,13 @@ impl AgentRuntime {
 
     /// The entry for `key`: the cached one while fresh on the injected clock,
     /// else `fill` (given the stale entry, if any) under the key's compute lock;
-    /// remembered refusals are answered without a request.
+    /// remembered refusals are answered without a request. With `challenged`
+    /// (a token a claims challenge refused), that token is replaced whatever its
+    /// age, once: callers arriving with it after the first get its replacement.
     async fn cached<F, Fut>(
         &self,
         key: TokenKey,
+        challenged: Option<&Arc<CachedToken>>,
         fill: F,
     ) -> Result<Arc<CachedToken>, AgentError>
     where
@@ -287,13 +302,15 @@ impl AgentRuntime {
         Fut: std::future::Future<Output = Result<(Issued, Option<SecretString>), AgentError>>,
     {
         let now = self.settings.clock.now();
-        if let Some(entry) = self.tokens.get(&key).await {
-            if now < entry.token.fresh_until {
-                return Ok(Arc::clone(&entry.token));
+        if challenged.is_none() {
+            if let Some(entry) = self.tokens.get(&key).await {
+                if now < entry.token.fresh_until {
+                    return Ok(Arc::clone(&entry.token));
+                }
             }
-        }
-        if let Some(refusal) = self.negative.get(&key).await {
-            return Err(refusal);
+            if let Some(refusal) = self.negative.get(&key).await {
+                return Err(refusal);
+            }
         }
         let margin = self.settings.refresh_margin;
         let outcome = self
@@ -302,7 +319,12 @@ impl AgentRuntime {
             .and_try_compute_with(|current| async move {
                 let now = self.settings.clock.now();
                 let stale = match current {
-                    Some(e) if now < e.value().token.fresh_until => return Ok(Op::Nop),
+                    Some(e)
+                        if now < e.value().token.fresh_until
+                            && !challenged.is_some_and(|c| Arc::ptr_eq(c, &e.value().token)) =>
+                    {
+                        return Ok(Op::Nop)
+                    }
                     Some(e) => Some(e.into_value()),
                     None => None,
                 };
@@ -336,7 +358,7 @@ impl AgentRuntime {
         &self,
         tid: &str,
         agent: &str,
-        t1: &CachedToken,
+        (t1, claims): (&CachedToken, Option<&str>),
         grant: &[(&'static str, &str)],
         step: Step,
         requested: &[&str],
@@ -347,7 +369,7 @@ impl AgentRuntime {
             ("client_assertion", t1.access_token.expose()),
         ];
         fields.extend_from_slice(grant);
-        if let Some(claims) = &self.capabilities {
+        if let Some(claims) = claims.or(self.capabilities.as_deref()) {
             fields.push(("claims", claims));
         }
         self.request(tid, &fields, false, step, requested)
@@ -371,11 +393,9 @@ impl AgentRuntime {
         result.map_err(|e| AgentError::at(step, e))
     }
 
-    /// Entries of the token cache (T1, T2 and agent tokens), after pending work.
-    #[cfg(test)]
-    pub(crate) async fn entries(&self) -> u64 {
-        self.tokens.run_pending_tasks().await;
-        self.tokens.entry_count()
+    /// Whether claims challenges are answered (client capabilities configured).
+    pub(crate) fn answers_claims_challenges(&self) -> bool {
+        self.capabilities.is_some()
     }
 }
 

@@ -8,8 +8,8 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use super::error::{AgentError, AgentRejection};
-use super::runtime::Subject;
-use crate::downstream::{DownstreamClient, DownstreamError, GraphClient};
+use super::runtime::{Renewal, Subject};
+use crate::downstream::{DownstreamClient, DownstreamError, GraphClient, Renew};
 use crate::exchange::cache::CachedToken;
 use crate::exchange::OboError;
 use crate::layer::{OboContext, OboLayer, Shared};
@@ -87,9 +87,9 @@ impl Agent {
         let token = self
             .shared
             .agents
-            .autonomous(tid, &self.id, S::SCOPES)
+            .autonomous(tid, &self.id, S::SCOPES, None)
             .await?;
-        Ok(self.token(token))
+        Ok(self.token(token, tid, Owned::Autonomous))
     }
 
     /// **Agent On-Behalf-Of**: the agent's token for the scopes of `S`, acting for
@@ -117,9 +117,13 @@ impl Agent {
         let token = self
             .shared
             .agents
-            .delegated(principal.tid(), &self.id, subject, S::SCOPES)
+            .delegated(principal.tid(), &self.id, subject, S::SCOPES, None)
             .await?;
-        Ok(self.token(token))
+        let owned = Owned::Caller {
+            oid: principal.oid().to_owned(),
+            assertion: auth.token.clone(),
+        };
+        Ok(self.token(token, principal.tid(), owned))
     }
 
     /// **Agent user**: the agent's token as its agent user `user` in tenant `tid`,
@@ -133,17 +137,89 @@ impl Agent {
         let token = self
             .shared
             .agents
-            .delegated(tid, &self.id, Subject::AgentUser(user), S::SCOPES)
+            .delegated(tid, &self.id, Subject::AgentUser(user), S::SCOPES, None)
             .await?;
-        Ok(self.token(token))
+        Ok(self.token(token, tid, Owned::AgentUser(user.clone())))
     }
 
-    fn token<S: Scope>(&self, token: Arc<CachedToken>) -> AgentToken<S> {
+    fn token<S: Scope>(&self, token: Arc<CachedToken>, tid: &str, subject: Owned) -> AgentToken<S> {
+        let renew = self.shared.agents.answers_claims_challenges().then(|| {
+            Arc::new(AgentRenew {
+                agent: self.clone(),
+                tid: tid.to_owned(),
+                subject,
+                scopes: S::SCOPES,
+                stale: Arc::clone(&token),
+            }) as Arc<dyn Renew>
+        });
         AgentToken {
             token,
             shared: Arc::clone(&self.shared),
+            renew,
             _scope: PhantomData,
         }
+    }
+}
+
+/// Whom a token was obtained for, kept to obtain it again.
+enum Owned {
+    Autonomous,
+    Caller { oid: String, assertion: BearerToken },
+    AgentUser(AgentUser),
+}
+
+/// The claims-challenge hook of an [`AgentToken`]'s clients (Continuous Access
+/// Evaluation): the agent's flow once more with the challenge's claims, replacing
+/// `stale` in the cache; as [`OboToken`](crate::OboToken)'s re-exchange.
+struct AgentRenew {
+    agent: Agent,
+    tid: String,
+    subject: Owned,
+    scopes: &'static [&'static str],
+    stale: Arc<CachedToken>,
+}
+
+impl Renew for AgentRenew {
+    fn renew<'a>(&'a self, challenge: &'a str) -> crate::downstream::Renewal<'a> {
+        Box::pin(async move {
+            let shared = &self.agent.shared;
+            let Ok(claims) = shared.exchanger.challenge_claims(challenge) else {
+                tracing::warn!(agent = %self.agent.id, "downstream claims challenge is not a JSON object; relayed as is");
+                return Ok(None);
+            };
+            let renewal = Some(Renewal {
+                stale: &self.stale,
+                claims: &claims,
+            });
+            let (tid, agent) = (self.tid.as_str(), &*self.agent.id);
+            let renewed = match &self.subject {
+                Owned::Autonomous => {
+                    shared.agents.autonomous(tid, agent, self.scopes, renewal).await
+                }
+                Owned::Caller { oid, assertion } => {
+                    let subject = Subject::Caller { oid, assertion };
+                    shared.agents.delegated(tid, agent, subject, self.scopes, renewal).await
+                }
+                Owned::AgentUser(user) => {
+                    let subject = Subject::AgentUser(user);
+                    shared.agents.delegated(tid, agent, subject, self.scopes, renewal).await
+                }
+            };
+            match renewed {
+                Ok(token) => Ok(Some(token.access_token.clone())),
+                Err(AgentError::Exchange(OboError::InteractionRequired {
+                    claims: Some(claims),
+                    authorization_uri,
+                })) => Err(DownstreamError::ClaimsChallenge {
+                    claims,
+                    authorization_uri,
+                }),
+                Err(e) => {
+                    tracing::warn!(agent, error = %e, "cannot answer a downstream claims challenge; relayed as is");
+                    Ok(None)
+                }
+            }
+        })
     }
 }
 
@@ -152,6 +228,8 @@ impl Agent {
 pub struct AgentToken<S: Scope> {
     token: Arc<CachedToken>,
     shared: Arc<Shared>,
+    /// With client capabilities: answers claims challenges (one re-exchange).
+    renew: Option<Arc<dyn Renew>>,
     _scope: PhantomData<fn() -> S>,
 }
 
@@ -160,6 +238,7 @@ impl<S: Scope> Clone for AgentToken<S> {
         Self {
             token: Arc::clone(&self.token),
             shared: Arc::clone(&self.shared),
+            renew: self.renew.clone(),
             _scope: PhantomData,
         }
     }
@@ -185,22 +264,34 @@ impl<S: Scope> AgentToken<S> {
         self.token.expires_at
     }
 
-    /// A Microsoft Graph client authenticated with this token.
+    /// A Microsoft Graph client authenticated with this token. With client
+    /// capabilities configured, a claims challenge is answered as
+    /// [`OboToken::graph`](crate::OboToken::graph) answers it: the agent's flow
+    /// runs once more with the challenge's claims, and the call is retried once.
     pub fn graph(&self) -> GraphClient {
-        self.shared
+        let graph = self
+            .shared
             .graph
             .clone()
-            .with_token(self.token.access_token.clone())
+            .with_token(self.token.access_token.clone());
+        match &self.renew {
+            Some(renew) => graph.with_renewal(Arc::clone(renew)),
+            None => graph,
+        }
     }
 
     /// A client for another downstream API at `base_url`, authenticated with this token.
     pub fn downstream(&self, base_url: &str) -> Result<DownstreamClient, DownstreamError> {
-        Ok(DownstreamClient::new(
+        let client = DownstreamClient::new(
             self.shared.http.clone(),
             base_url,
             self.token.access_token.clone(),
         )?
-        .with_authority(self.shared.config.authority_host()))
+        .with_authority(self.shared.config.authority_host());
+        Ok(match &self.renew {
+            Some(renew) => client.with_renewal(Arc::clone(renew)),
+            None => client,
+        })
     }
 }
 
