@@ -51,8 +51,16 @@ fn app(layer: OboLayer, agent: Agent) -> Router {
             "/agent/me",
             get(|t: AgentObo<GraphUserRead>| async move {
                 let appid = claims_of(t.access_token().expose())["appid"].clone();
-                let me = t.graph().me().await.map_err(axum_obo::AuthRejection::from)?;
-                Ok::<_, axum_obo::agent::AgentRejection>(format!("{} {}", me.id.unwrap_or_default(), appid.as_str().unwrap_or("?")))
+                let me = t
+                    .graph()
+                    .me()
+                    .await
+                    .map_err(axum_obo::AuthRejection::from)?;
+                Ok::<_, axum_obo::agent::AgentRejection>(format!(
+                    "{} {}",
+                    me.id.unwrap_or_default(),
+                    appid.as_str().unwrap_or("?")
+                ))
             }),
         )
         .route(
@@ -63,7 +71,10 @@ fn app(layer: OboLayer, agent: Agent) -> Router {
             "/obo/raw",
             get(|t: OboToken<GraphUserRead>| async move { t.access_token().expose().to_owned() }),
         )
-        .route("/whoami", get(|p: Principal| async move { p.oid().to_owned() }))
+        .route(
+            "/whoami",
+            get(|p: Principal| async move { p.oid().to_owned() }),
+        )
         .layer(Extension(agent))
         .layer(layer)
 }
@@ -87,12 +98,21 @@ async fn agent_obo_uses_one_t1_as_the_agents_client_assertion_and_caches_per_cal
     let entra = harness.entra();
     let agent_id = entra.add_agent_identity();
     let app = app(layer.clone(), layer.agent(&agent_id).unwrap());
-    let alice = entra.token().user("a1111111-1111-4111-8111-111111111111").sign();
-    let bob = entra.token().user("b2222222-2222-4222-8222-222222222222").sign();
+    let alice = entra
+        .token()
+        .user("a1111111-1111-4111-8111-111111111111")
+        .sign();
+    let bob = entra
+        .token()
+        .user("b2222222-2222-4222-8222-222222222222")
+        .sign();
 
     let r = bearer(&app, "/agent/me", &alice).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body, format!("a1111111-1111-4111-8111-111111111111 {agent_id}"));
+    assert_eq!(
+        r.body,
+        format!("a1111111-1111-4111-8111-111111111111 {agent_id}")
+    );
     let log = entra.token_request_log();
     assert_eq!(log.len(), 2, "{log:?}");
     let (t1, obo) = (&log[0], &log[1]);
@@ -129,7 +149,12 @@ async fn an_app_only_caller_gets_403_without_a_request_to_entra() {
     let clock = clock();
     let (harness, _) = setup(&clock).await;
     let layer = OboLayer::new(
-        harness.config().clock(clock.clone()).allow_app_only(true).build().unwrap(),
+        harness
+            .config()
+            .clock(clock.clone())
+            .allow_app_only(true)
+            .build()
+            .unwrap(),
     );
     let entra = harness.entra();
     let agent_id = entra.add_agent_identity();
@@ -149,13 +174,20 @@ async fn one_t1_and_one_exchange_per_key_under_100_concurrent_first_requests() {
     let app = app(layer.clone(), layer.agent(&agent_id).unwrap());
     // Ten users, ten requests each, all at once; the layer's keys are loaded first.
     let users: Vec<String> = (0..10)
-        .map(|i| entra.token().user(&format!("c{i}333333-3333-4333-8333-333333333333")).sign())
+        .map(|i| {
+            entra
+                .token()
+                .user(&format!("c{i}333333-3333-4333-8333-333333333333"))
+                .sign()
+        })
         .collect();
     assert_eq!(bearer(&app, "/whoami", &users[0]).await.status, 200);
     let mut tasks = Vec::new();
     for i in 0..100 {
         let (app, token) = (app.clone(), users[i % 10].clone());
-        tasks.push(tokio::spawn(async move { bearer(&app, "/agent/raw", &token).await }));
+        tasks.push(tokio::spawn(async move {
+            bearer(&app, "/agent/raw", &token).await
+        }));
     }
     let mut tokens = std::collections::HashMap::new();
     for (i, t) in tasks.into_iter().enumerate() {
@@ -166,7 +198,10 @@ async fn one_t1_and_one_exchange_per_key_under_100_concurrent_first_requests() {
     }
     let log = entra.token_request_log();
     assert_eq!(count(&log, is_t1), 1, "{log:?}");
-    assert_eq!(count(&log, |r| form(r, "requested_token_use") == "on_behalf_of"), 10);
+    assert_eq!(
+        count(&log, |r| form(r, "requested_token_use") == "on_behalf_of"),
+        10
+    );
     assert_eq!(log.len(), 11);
     // Every user got their own token.
     for (i, token) in &tokens {
@@ -199,7 +234,10 @@ async fn t1_and_agent_tokens_are_refreshed_shortly_before_expiry_on_the_clock() 
     let log = entra.token_request_log();
     assert_eq!(log.len(), 4, "{log:?}");
     assert_eq!(count(&log, is_t1), 2);
-    assert_ne!(form(&log[3], "client_assertion"), form(&log[1], "client_assertion"));
+    assert_ne!(
+        form(&log[3], "client_assertion"),
+        form(&log[1], "client_assertion")
+    );
 }
 
 #[tokio::test]
@@ -209,18 +247,29 @@ async fn autonomous_tokens_are_the_agents_app_only_tokens_and_graph_me_refuses_t
     let entra = harness.entra();
     let agent_id = entra.add_agent_identity();
     let agent = layer.agent(&agent_id).unwrap();
-    let token = agent.app_token::<GraphDefault>(&entra.home_tenant()).await.unwrap();
+    let token = agent
+        .app_token::<GraphDefault>(&entra.home_tenant())
+        .await
+        .unwrap();
     let claims = claims_of(token.access_token().expose());
     assert_eq!(claims["appid"], agent_id.as_str());
     assert_eq!(claims["idtyp"], "app");
     assert_eq!(claims["xms_par_app_azp"], entra.api_client_id().as_str());
     let log = entra.token_request_log();
     assert_eq!(form(&log[1], "grant_type"), "client_credentials");
-    assert_eq!(form(&log[1], "scope"), "https://graph.microsoft.com/.default");
+    assert_eq!(
+        form(&log[1], "scope"),
+        "https://graph.microsoft.com/.default"
+    );
     assert_eq!(form(&log[1], "client_id"), agent_id);
     // Graph's /me is for delegated tokens only.
     let err = token.graph().me().await.unwrap_err();
-    assert!(err.to_string().contains("403") || err.to_string().to_lowercase().contains("forbidden") || err.to_string().contains("delegated"), "{err}");
+    assert!(
+        err.to_string().contains("403")
+            || err.to_string().to_lowercase().contains("forbidden")
+            || err.to_string().contains("delegated"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -255,20 +304,29 @@ async fn agent_users_by_oid_or_upn_then_the_refresh_grant() {
     assert!(!fic.form.contains_key("username"));
     assert_eq!(form(fic, "client_info"), "1");
     assert!(form(fic, "scope").contains("offline_access"));
-    assert_ne!(form(fic, "user_federated_identity_credential"), form(fic, "client_assertion"));
+    assert_ne!(
+        form(fic, "user_federated_identity_credential"),
+        form(fic, "client_assertion")
+    );
 
     // By UPN: its own key, T1 and T2 reused.
     let by_upn = agent
         .as_user::<GraphUserRead>(&tid, &AgentUser::Upn("helper@contoso.test".into()))
         .await
         .unwrap();
-    assert_eq!(claims_of(by_upn.access_token().expose())["oid"], oid.as_str());
+    assert_eq!(
+        claims_of(by_upn.access_token().expose())["oid"],
+        oid.as_str()
+    );
     let log = entra.token_request_log();
     assert_eq!(log.len(), 4);
     assert_eq!(form(&log[3], "username"), "helper@contoso.test");
 
     // Cached; then, near expiry, the refresh grant by the agent instead of user_fic.
-    agent.as_user::<GraphUserRead>(&tid, &AgentUser::ObjectId(oid.clone())).await.unwrap();
+    agent
+        .as_user::<GraphUserRead>(&tid, &AgentUser::ObjectId(oid.clone()))
+        .await
+        .unwrap();
     assert_eq!(entra.token_requests(), 4);
     clock.advance(Duration::from_secs(3400));
     let renewed = agent
@@ -280,7 +338,10 @@ async fn agent_users_by_oid_or_upn_then_the_refresh_grant() {
     let after: Vec<&str> = log[4..].iter().map(|r| form(r, "grant_type")).collect();
     assert_eq!(after, ["client_credentials", "refresh_token"], "{log:?}");
     assert_eq!(form(&log[5], "client_id"), agent_id);
-    assert_eq!(claims_of(renewed.access_token().expose())["oid"], oid.as_str());
+    assert_eq!(
+        claims_of(renewed.access_token().expose())["oid"],
+        oid.as_str()
+    );
 }
 
 #[tokio::test]
@@ -291,8 +352,14 @@ async fn caches_never_serve_another_agent_the_api_itself_or_another_user() {
     let (a, b) = (entra.add_agent_identity(), entra.add_agent_identity());
     let app_a = app(layer.clone(), layer.agent(&a).unwrap());
     let app_b = app(layer.clone(), layer.agent(&b).unwrap());
-    let alice = entra.token().user("a1111111-1111-4111-8111-111111111111").sign();
-    let bob = entra.token().user("b2222222-2222-4222-8222-222222222222").sign();
+    let alice = entra
+        .token()
+        .user("a1111111-1111-4111-8111-111111111111")
+        .sign();
+    let bob = entra
+        .token()
+        .user("b2222222-2222-4222-8222-222222222222")
+        .sign();
 
     let ta = bearer(&app_a, "/agent/raw", &alice).await.body;
     let tb = bearer(&app_b, "/agent/raw", &alice).await.body;
@@ -301,12 +368,21 @@ async fn caches_never_serve_another_agent_the_api_itself_or_another_user() {
     assert_eq!(claims_of(&ta)["appid"], a.as_str());
     assert_eq!(claims_of(&tb)["appid"], b.as_str());
     assert_eq!(claims_of(&own)["appid"], entra.api_client_id().as_str());
-    assert_eq!(claims_of(&tb_bob)["oid"], "b2222222-2222-4222-8222-222222222222");
-    assert_eq!(claims_of(&tb)["oid"], "a1111111-1111-4111-8111-111111111111");
+    assert_eq!(
+        claims_of(&tb_bob)["oid"],
+        "b2222222-2222-4222-8222-222222222222"
+    );
+    assert_eq!(
+        claims_of(&tb)["oid"],
+        "a1111111-1111-4111-8111-111111111111"
+    );
     let log = entra.token_request_log();
     // Two T1 (one per agent), three agent exchanges, one of the API's own.
     assert_eq!(count(&log, is_t1), 2, "{log:?}");
-    assert_eq!(count(&log, |r| form(r, "requested_token_use") == "on_behalf_of"), 4);
+    assert_eq!(
+        count(&log, |r| form(r, "requested_token_use") == "on_behalf_of"),
+        4
+    );
     let t1_of = |agent: &str| {
         log.iter()
             .find(|r| is_t1(r) && form(r, "fmi_path") == agent)
@@ -318,8 +394,18 @@ async fn caches_never_serve_another_agent_the_api_itself_or_another_user() {
     let oid = entra.add_agent_user(&a, "only-a@contoso.test");
     let tid = entra.home_tenant();
     let user = AgentUser::ObjectId(oid);
-    assert!(layer.agent(&a).unwrap().as_user::<GraphUserRead>(&tid, &user).await.is_ok());
-    let err = layer.agent(&b).unwrap().as_user::<GraphUserRead>(&tid, &user).await.unwrap_err();
+    assert!(layer
+        .agent(&a)
+        .unwrap()
+        .as_user::<GraphUserRead>(&tid, &user)
+        .await
+        .is_ok());
+    let err = layer
+        .agent(&b)
+        .unwrap()
+        .as_user::<GraphUserRead>(&tid, &user)
+        .await
+        .unwrap_err();
     assert!(matches!(err, AgentError::NotAnAgentUser { .. }), "{err:?}");
     assert_eq!(err.status(), 403);
 }
@@ -332,7 +418,10 @@ async fn misconfigured_agents_are_500s_and_refused_users_403s_without_secrets() 
     let entra = harness.entra();
     let stranger = entra.add_agent_identity_of("5e5e5e5e-5e5e-4e5e-8e5e-5e5e5e5e5e5e");
     let app = app(layer.clone(), layer.agent(&stranger).unwrap());
-    let alice = entra.token().user("a1111111-1111-4111-8111-111111111111").sign();
+    let alice = entra
+        .token()
+        .user("a1111111-1111-4111-8111-111111111111")
+        .sign();
     let r = bearer(&app, "/agent/me", &alice).await;
     assert_eq!(r.status, 500, "{}", r.body);
     assert!(!r.body.contains("eyJ"));
@@ -353,11 +442,17 @@ async fn misconfigured_agents_are_500s_and_refused_users_403s_without_secrets() 
     let err = layer
         .agent(&agent_id)
         .unwrap()
-        .as_user::<GraphUserRead>(&entra.home_tenant(), &AgentUser::Upn("nobody@contoso.test".into()))
+        .as_user::<GraphUserRead>(
+            &entra.home_tenant(),
+            &AgentUser::Upn("nobody@contoso.test".into()),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, AgentError::NotAnAgentUser { .. }), "{err:?}");
-    assert!(matches!(layer.agent("not-a-guid"), Err(AgentError::InvalidAgentId)));
+    assert!(matches!(
+        layer.agent("not-a-guid"),
+        Err(AgentError::InvalidAgentId)
+    ));
     assert_no_secrets_in(logs, &[&entra.client_secret()]);
 }
 
@@ -391,7 +486,10 @@ async fn the_stand_in_accepts_t1_only_as_its_agents_assertion_and_t2_only_for_us
     let as_agent = |agent: &str, assertion: &str, grant: Vec<(&'static str, String)>| {
         let mut form = vec![
             ("client_id", agent.to_owned()),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
             ("client_assertion", assertion.to_owned()),
         ];
         form.extend(grant);
@@ -400,29 +498,49 @@ async fn the_stand_in_accepts_t1_only_as_its_agents_assertion_and_t2_only_for_us
     let (status, body) = t1(a.clone()).await;
     assert_eq!(status, 200, "{body}");
     let t1_a = body["access_token"].as_str().unwrap().to_owned();
-    let exchange = || vec![("grant_type", "client_credentials".to_owned()), ("scope", EXCHANGE_SCOPE.to_owned())];
+    let exchange = || {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", EXCHANGE_SCOPE.to_owned()),
+        ]
+    };
     // T1 of a is no credential of b.
     let (status, body) = as_agent(&b, &t1_a, exchange()).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     let (status, body) = as_agent(&a, &t1_a, exchange()).await;
     assert_eq!(status, 200, "{body}");
     let t2_a = body["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(claims_of(&t2_a)["xms_par_app_azp"], entra.api_client_id().as_str());
+    assert_eq!(
+        claims_of(&t2_a)["xms_par_app_azp"],
+        entra.api_client_id().as_str()
+    );
     // T2 is no client assertion.
     let (status, body) = as_agent(&a, &t2_a, exchange()).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     // T1 is no user_fic credential; T2 is.
     let fic = |credential: &str| {
         vec![
             ("grant_type", "user_fic".to_owned()),
             ("user_federated_identity_credential", credential.to_owned()),
             ("user_id", oid.clone()),
-            ("scope", "https://graph.microsoft.com/User.Read openid profile offline_access".to_owned()),
+            (
+                "scope",
+                "https://graph.microsoft.com/User.Read openid profile offline_access".to_owned(),
+            ),
             ("client_info", "1".to_owned()),
         ]
     };
     let (status, body) = as_agent(&a, &t1_a, fic(&t1_a)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     let (status, body) = as_agent(&a, &t1_a, fic(&t2_a)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["refresh_token"].is_string() && body["client_info"].is_string());
@@ -434,7 +552,10 @@ async fn the_stand_in_accepts_t1_only_as_its_agents_assertion_and_t2_only_for_us
         ("scope", EXCHANGE_SCOPE.into()),
     ])
     .await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
 }
 
 struct NoAgents;
@@ -482,8 +603,14 @@ async fn inbound_agents_are_recognised_and_admitted_or_refused_per_route() {
         .claim("xms_sub_fct", Value::from("3"))
         .sign();
     assert_eq!(bearer(&app, "/kind", &human).await.body, "none");
-    assert_eq!(bearer(&app, "/kind", &agent).await.body, format!("{:?} {blueprint}", AgentKind::Identity));
-    assert_eq!(bearer(&app, "/kind", &agent_user).await.body, format!("{:?} {blueprint}", AgentKind::User));
+    assert_eq!(
+        bearer(&app, "/kind", &agent).await.body,
+        format!("{:?} {blueprint}", AgentKind::Identity)
+    );
+    assert_eq!(
+        bearer(&app, "/kind", &agent_user).await.body,
+        format!("{:?} {blueprint}", AgentKind::User)
+    );
     assert_eq!(bearer(&app, "/humans", &human).await.status, 200);
     assert_eq!(bearer(&app, "/humans", &agent).await.status, 403);
     assert_eq!(bearer(&app, "/humans", &agent_user).await.status, 403);
@@ -499,7 +626,11 @@ async fn inbound_agents_are_recognised_and_admitted_or_refused_per_route() {
 async fn a_graph_claims_challenge_to_an_agent_token_is_answered_by_one_reexchange() {
     let harness = Harness::start().await;
     let layer = OboLayer::new(
-        harness.config().client_capabilities(["cp1"]).build().unwrap(),
+        harness
+            .config()
+            .client_capabilities(["cp1"])
+            .build()
+            .unwrap(),
     );
     let entra = harness.entra();
     let agent_id = entra.add_agent_identity();
@@ -512,7 +643,10 @@ async fn a_graph_claims_challenge_to_an_agent_token_is_answered_by_one_reexchang
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    tokio::time::sleep(Duration::from_millis(1_050 - u64::from(now.subsec_millis()))).await;
+    tokio::time::sleep(Duration::from_millis(
+        1_050 - u64::from(now.subsec_millis()),
+    ))
+    .await;
     let revoked_at = harness.graph().revoke_session(oid);
 
     let r = bearer(&app, "/agent/me", &user).await;
@@ -522,7 +656,10 @@ async fn a_graph_claims_challenge_to_an_agent_token_is_answered_by_one_reexchang
     assert_eq!(form(&log[2], "client_id"), agent_id);
     let claims: Value = serde_json::from_str(form(&log[2], "claims")).unwrap();
     assert_eq!(claims["access_token"]["xms_cc"]["values"][0], "cp1");
-    assert_eq!(claims["access_token"]["nbf"]["value"], revoked_at.to_string());
+    assert_eq!(
+        claims["access_token"]["nbf"]["value"],
+        revoked_at.to_string()
+    );
     assert_eq!(form(&log[0], "fmi_path"), agent_id, "the T1 was reused");
     // The cache holds the new token.
     assert_eq!(bearer(&app, "/agent/me", &user).await.status, 200);

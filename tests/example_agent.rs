@@ -36,15 +36,27 @@ async fn agent_me_is_the_callers_profile_fetched_by_the_agent_on_their_behalf() 
     let field = |i: usize, name: &str| log[i].form.get(name).cloned().unwrap_or_default();
     assert_eq!(field(0, "fmi_path"), agent);
     assert_eq!(field(0, "client_id"), e.entra.api_client_id());
-    assert_eq!(field(1, "client_id"), agent, "the agent exchanges, not the API");
+    assert_eq!(
+        field(1, "client_id"),
+        agent,
+        "the agent exchanges, not the API"
+    );
     assert_eq!(field(1, "requested_token_use"), "on_behalf_of");
-    assert_eq!(claims_of(&field(1, "client_assertion"))["sub"], agent.as_str());
+    assert_eq!(
+        claims_of(&field(1, "client_assertion"))["sub"],
+        agent.as_str()
+    );
     let t1 = field(1, "client_assertion");
 
     // Cached per caller; another caller costs one exchange with the same T1.
     assert_eq!(bearer(&router, "/agent/me", &adele).await.status, 200);
     assert_eq!(e.entra.token_requests(), 2);
-    let megan = e.entra.token().claim("name", json!("Megan Bowen")).user("d4444444-4444-4444-8444-444444444444").sign();
+    let megan = e
+        .entra
+        .token()
+        .claim("name", json!("Megan Bowen"))
+        .user("d4444444-4444-4444-8444-444444444444")
+        .sign();
     let r = bearer(&router, "/agent/me", &megan).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["displayName"], "Megan Bowen");
@@ -63,5 +75,8 @@ async fn without_an_agent_id_there_is_no_agent_route() {
     let e = app::Embedded::start().await;
     let layer = OboLayer::new(app::policy(e.config()).build().unwrap());
     let router = app::agent::router(&layer, None);
-    assert_eq!(bearer(&router, "/agent/me", &e.user_token()).await.status, 404);
+    assert_eq!(
+        bearer(&router, "/agent/me", &e.user_token()).await.status,
+        404
+    );
 }

@@ -3,12 +3,12 @@
 
 // The gRPC service and the MCP server, child modules so that the tests including
 // this file get them too.
+#[path = "agent.rs"]
+pub mod agent;
 #[path = "grpc.rs"]
 pub mod grpc;
 #[path = "mcp.rs"]
 pub mod mcp;
-#[path = "agent.rs"]
-pub mod agent;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

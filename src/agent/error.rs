@@ -117,7 +117,10 @@ impl AgentError {
                 tracing::error!(agent, error = %named, "agent token chain refused: misconfigured");
             }
             AgentError::NotAnAgentUser { .. } => {
-                tracing::info!(agent, "agent user token refused: not an agent user of this agent");
+                tracing::info!(
+                    agent,
+                    "agent user token refused: not an agent user of this agent"
+                );
             }
             _ => {}
         }
@@ -155,11 +158,9 @@ impl IntoResponse for AgentError {
     fn into_response(self) -> Response {
         match self {
             AgentError::Exchange(e) => AuthRejection::Obo(e).into_response(),
-            AgentError::NotAnAgentUser { .. } => (
-                StatusCode::FORBIDDEN,
-                "the agent may not act as this user",
-            )
-                .into_response(),
+            AgentError::NotAnAgentUser { .. } => {
+                (StatusCode::FORBIDDEN, "the agent may not act as this user").into_response()
+            }
             AgentError::Blueprint { .. }
             | AgentError::AgentRefused { .. }
             | AgentError::InvalidAgentId => (

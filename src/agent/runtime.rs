@@ -131,7 +131,11 @@ impl AgentRuntime {
                 .build(),
             negative: Cache::builder()
                 .max_capacity(10_000)
-                .time_to_live(settings.negative_ttl.max(std::time::Duration::from_millis(1)))
+                .time_to_live(
+                    settings
+                        .negative_ttl
+                        .max(std::time::Duration::from_millis(1)),
+                )
                 .build(),
             settings,
             endpoint,
@@ -272,7 +276,10 @@ impl AgentRuntime {
                     let (name, value) = user.field();
                     let fields = [
                         ("grant_type", "user_fic"),
-                        ("user_federated_identity_credential", t2.access_token.expose()),
+                        (
+                            "user_federated_identity_credential",
+                            t2.access_token.expose(),
+                        ),
                         (name, value),
                         ("scope", &scope),
                         ("client_info", "1"),

@@ -194,15 +194,24 @@ impl Renew for AgentRenew {
             let (tid, agent) = (self.tid.as_str(), &*self.agent.id);
             let renewed = match &self.subject {
                 Owned::Autonomous => {
-                    shared.agents.autonomous(tid, agent, self.scopes, renewal).await
+                    shared
+                        .agents
+                        .autonomous(tid, agent, self.scopes, renewal)
+                        .await
                 }
                 Owned::Caller { oid, assertion } => {
                     let subject = Subject::Caller { oid, assertion };
-                    shared.agents.delegated(tid, agent, subject, self.scopes, renewal).await
+                    shared
+                        .agents
+                        .delegated(tid, agent, subject, self.scopes, renewal)
+                        .await
                 }
                 Owned::AgentUser(user) => {
                     let subject = Subject::AgentUser(user);
-                    shared.agents.delegated(tid, agent, subject, self.scopes, renewal).await
+                    shared
+                        .agents
+                        .delegated(tid, agent, subject, self.scopes, renewal)
+                        .await
                 }
             };
             match renewed {
@@ -320,7 +329,9 @@ impl<St: Send + Sync, S: Scope> FromRequestParts<St> for AgentObo<S> {
     async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, Self::Rejection> {
         let ctx = OboContext::from_extensions(&parts.extensions)?;
         let Some(agent) = parts.extensions.get::<Agent>() else {
-            tracing::error!("AgentObo: no Agent in the request extensions; did you add `Extension(agent)`?");
+            tracing::error!(
+                "AgentObo: no Agent in the request extensions; did you add `Extension(agent)`?"
+            );
             return Err(AgentRejection::MissingAgent);
         };
         Ok(AgentObo(agent.on_behalf_of::<S>(ctx).await?))

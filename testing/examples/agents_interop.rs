@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use axum_obo_testing::EntraStandIn;
-use rcgen::{Issuer, BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,7 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await;
     let (ca_pem, acceptor) = tls()?;
-    let ca_file = std::env::temp_dir().join(format!("axum-obo-interop-ca-{}.pem", std::process::id()));
+    let ca_file =
+        std::env::temp_dir().join(format!("axum-obo-interop-ca-{}.pem", std::process::id()));
     std::fs::write(&ca_file, ca_pem)?;
     let proxy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let proxy_addr = proxy.local_addr()?;
@@ -89,7 +90,9 @@ fn tls() -> Result<(String, TlsAcceptor), Box<dyn std::error::Error>> {
     let issuer = Issuer::from_params(&ca_params, &ca_key);
     let leaf_key = KeyPair::generate()?;
     let mut leaf_params = CertificateParams::new(vec![HOST.to_owned(), "127.0.0.1".to_owned()])?;
-    leaf_params.distinguished_name.push(DnType::CommonName, HOST);
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, HOST);
     let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
     let config = ServerConfig::builder()
         .with_no_client_auth()

@@ -190,7 +190,14 @@ fn blueprint_t1(
         _ => return Err(not_a_child(fmi_path, &blueprint)),
     }
     let agent = fmi_path.to_ascii_lowercase();
-    Ok(credential_token(shared, cx, Kind::T1, &agent, &blueprint, client))
+    Ok(credential_token(
+        shared,
+        cx,
+        Kind::T1,
+        &agent,
+        &blueprint,
+        client,
+    ))
 }
 
 /// Mints a T1 (`sub` = the agent, `azp` = the blueprint) or a T2 (`sub` = `azp` = the
@@ -294,7 +301,15 @@ fn agent_grant(
                 ));
             }
             let agent_user = agent.users.iter().any(|u| u.oid == grant.subject.oid);
-            delegated(shared, form, cx, agent_id, agent, &grant.subject, agent_user)
+            delegated(
+                shared,
+                form,
+                cx,
+                agent_id,
+                agent,
+                &grant.subject,
+                agent_user,
+            )
         }
         Some(other) => Err(errors::unsupported_grant_type(other)),
     }
