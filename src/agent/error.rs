@@ -26,7 +26,7 @@ pub(crate) enum Step {
 /// | [`Blueprint`](Self::Blueprint) | 500 | Entra refused T1: the agent is not a child of this API's blueprint, or the blueprint's credential is wrong |
 /// | [`AgentRefused`](Self::AgentRefused) | 500 | Entra refused the agent's own request (its T1 as client assertion, its T2, or the grant): a misconfiguration |
 /// | [`NotAnAgentUser`](Self::NotAnAgentUser) | 403 | the user named is not an agent user of this agent |
-/// | [`InvalidAgentId`](Self::InvalidAgentId) | 500 | the agent id is not a GUID |
+/// | [`InvalidAgentId`](Self::InvalidAgentId), [`InvalidTenant`](Self::InvalidTenant) | 500 | the agent or tenant id is not a GUID |
 /// | [`Exchange`](Self::Exchange) | as [`AuthRejection::Obo`] | the On-Behalf-Of relay table: app-only caller 403, interaction 401, consent 403, Entra unavailable 503, … |
 ///
 /// Causes are logged (with the agent id and Entra's AADSTS code) when the error
@@ -59,6 +59,9 @@ pub enum AgentError {
     /// The agent id is not a GUID.
     #[error("the agent id is not a GUID")]
     InvalidAgentId,
+    /// The tenant id given for an autonomous or agent-user token is not a GUID.
+    #[error("the tenant id is not a GUID")]
+    InvalidTenant,
     /// The exchange failed as an On-Behalf-Of exchange fails.
     #[error(transparent)]
     Exchange(OboError),
@@ -141,7 +144,8 @@ impl AgentError {
         match self {
             AgentError::Blueprint { .. }
             | AgentError::AgentRefused { .. }
-            | AgentError::InvalidAgentId => StatusCode::INTERNAL_SERVER_ERROR,
+            | AgentError::InvalidAgentId
+            | AgentError::InvalidTenant => StatusCode::INTERNAL_SERVER_ERROR,
             AgentError::NotAnAgentUser { .. } => StatusCode::FORBIDDEN,
             AgentError::Exchange(e) => AuthRejection::Obo(e.clone()).into_response().status(),
         }
@@ -163,7 +167,8 @@ impl IntoResponse for AgentError {
             }
             AgentError::Blueprint { .. }
             | AgentError::AgentRefused { .. }
-            | AgentError::InvalidAgentId => (
+            | AgentError::InvalidAgentId
+            | AgentError::InvalidTenant => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the agent identity is misconfigured",
             )

@@ -84,6 +84,7 @@ impl Agent {
     /// **Autonomous**: the agent's own app-only token in tenant `tid` for the
     /// scopes of `S` (one `{resource}/.default`).
     pub async fn app_token<S: Scope>(&self, tid: &str) -> Result<AgentToken<S>, AgentError> {
+        check_tenant(tid)?;
         let token = self
             .shared
             .agents
@@ -134,6 +135,7 @@ impl Agent {
         tid: &str,
         user: &AgentUser,
     ) -> Result<AgentToken<S>, AgentError> {
+        check_tenant(tid)?;
         let token = self
             .shared
             .agents
@@ -158,6 +160,16 @@ impl Agent {
             renew,
             _scope: PhantomData,
         }
+    }
+}
+
+/// A tenant given by the application must be a GUID: it becomes a path segment
+/// of the token endpoint's URL.
+fn check_tenant(tid: &str) -> Result<(), AgentError> {
+    if crate::validate::is_guid(tid) {
+        Ok(())
+    } else {
+        Err(AgentError::InvalidTenant)
     }
 }
 
