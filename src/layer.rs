@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) graph: GraphClient,
     /// Long-running sessions (their own token cache, the exchanger's endpoint).
     pub(crate) sessions: Sessions,
+    /// Entra Agent ID: the blueprint's T1s and its agents' tokens.
+    pub(crate) agents: crate::agent::runtime::AgentRuntime,
 }
 
 impl Shared {
@@ -88,6 +90,8 @@ impl Shared {
             graph.clone(),
             http.clone(),
         );
+        let agents =
+            crate::agent::runtime::AgentRuntime::new(exchanger.settings(), exchanger.endpoint());
         Self {
             config: Arc::new(config),
             http,
@@ -95,6 +99,7 @@ impl Shared {
             exchanger,
             graph,
             sessions,
+            agents,
         }
     }
 }
@@ -327,6 +332,11 @@ impl OboLayer {
     /// (see [`session`](crate::session)). Cheap to clone; move it into tasks.
     pub fn sessions(&self) -> Sessions {
         self.shared.sessions.clone()
+    }
+
+    /// The state shared by every clone of this layer.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Counters of the On-Behalf-Of cache (hits, misses, exchanges, errors).

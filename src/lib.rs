@@ -83,6 +83,7 @@
 #![deny(unreachable_pub)]
 
 pub mod admission;
+pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod credential;

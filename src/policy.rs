@@ -37,6 +37,9 @@ pub enum Forbidden {
     /// The calling client application is not on the allow-list.
     #[error("the client application is not allowed to call this API")]
     ClientApp,
+    /// The route does not admit this caller as an agent (or admits only agents).
+    #[error("this route does not admit this caller as an agent or non-agent")]
+    Agent,
 }
 
 fn describe_insufficient(scopes: &[String], roles: &[String]) -> String {
@@ -87,6 +90,9 @@ pub trait Requirement: Send + Sync + 'static {
     const SCOPES: &'static [&'static str] = &[];
     /// App roles (of a user or an app), any of which suffices.
     const ROLES: &'static [&'static str] = &[];
+    /// Whether agents (Entra Agent ID identities and agent users, see
+    /// [`Principal::agent`]) are admitted; refused ones get 403.
+    const AGENTS: crate::agent::AgentAdmission = crate::agent::AgentAdmission::Admit;
 }
 
 /// Checks a requirement against a principal.
@@ -99,6 +105,9 @@ pub(crate) fn check_requirement<R: Requirement>(p: &Principal) -> Result<(), For
             requirement = std::any::type_name::<R>(),
             "a Requirement names no scope and no role; every request is refused"
         );
+    }
+    if !R::AGENTS.admits(p) {
+        return Err(Forbidden::Agent);
     }
     let ok = R::SCOPES.iter().any(|s| p.has_scope(s)) || R::ROLES.iter().any(|r| p.has_role(r));
     if ok {

@@ -497,6 +497,7 @@ async fn the_printed_commands_show_each_token_once_and_work() {
             admin_token: &admin,
             grpc_service: app::grpc::SERVICE,
             grpcurl,
+            agent: None,
         }
         .text()
     };

@@ -3,6 +3,8 @@
 
 // The gRPC service and the MCP server, child modules so that the tests including
 // this file get them too.
+#[path = "agent.rs"]
+pub mod agent;
 #[path = "grpc.rs"]
 pub mod grpc;
 #[path = "mcp.rs"]
@@ -327,7 +329,8 @@ pub fn router_with_jobs(layer: OboLayer, cors: Cors, jobs: Jobs) -> Router {
             grpc::ProfileService,
         )
         .route_layer(layer.clone())
-        .layer(Extension(jobs));
+        .layer(Extension(jobs))
+        .merge(agent::router(&layer, agent::agent_id().as_deref()));
     // `/mcp`: `Origin` is checked before the token (outermost route layer).
     let mcp = mcp::router(&layer, BindMcpSessions::new()).route_layer(
         middleware::from_fn_with_state(Arc::new(mcp_origins(&layer, &cors.origins)), check_origin),
@@ -523,6 +526,11 @@ impl Embedded {
     /// host, Graph URL).
     pub fn config(&self) -> OboConfigBuilder {
         self.harness.config()
+    }
+
+    /// Registers a demo agent identity (Entra Agent ID) of the API; returns its id.
+    pub fn demo_agent(&self) -> String {
+        self.entra.add_agent_identity()
     }
 
     /// A user token for `/me` and `/whoami`.

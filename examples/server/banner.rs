@@ -18,6 +18,8 @@ pub struct Banner<'a> {
     pub grpc_service: &'a str,
     /// Whether `grpcurl` is on the `PATH` (else the gRPC call is shown with curl).
     pub grpcurl: bool,
+    /// The demo agent identity serving `GET /agent/me`, if any.
+    pub agent: Option<String>,
 }
 
 impl Banner<'_> {
@@ -40,6 +42,14 @@ impl Banner<'_> {
         line(&format!(
             "  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/me\n"
         ));
+        if let Some(agent) = &self.agent {
+            line(&format!(
+                "The same profile, fetched by the AI agent {agent} on your behalf (Entra Agent ID):"
+            ));
+            line(&format!(
+                "  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/agent/me\n"
+            ));
+        }
         line("The admin route (app role Admin):");
         line(&format!(
             "  curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" http://{addr}/admin\n"

@@ -12,6 +12,9 @@
 //! optional). `OBO_LISTEN` (default `127.0.0.1:3000`); `OBO_CORS_ORIGINS` (browser
 //! origins allowed by CORS, comma-separated, default `http://localhost:5173`; with
 //! the resource URL's origin, the only `Origin`s `/mcp` accepts);
+//! `OBO_AGENT_ID` (an agent identity of this API's blueprint; the embedded mode
+//! registers a demo one) serves `GET /agent/me`: the profile fetched by the agent
+//! on the caller's behalf (see `agent.rs`).
 //! `OBO_CLIENT_CAPABILITIES=cp1` turns on Continuous Access Evaluation (also with the
 //! embedded stand-ins); `OBO_EXAMPLE_JOB_DELAY_MS` (default 2000): how long a job
 //! of `POST /jobs/me` waits before it calls Graph through its long-running session
@@ -62,6 +65,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (OboConfigBuilder::from_env()?, None)
     };
+    if let Some(e) = &embedded {
+        if app::agent::agent_id().is_none() {
+            app::agent::set_agent_id(e.demo_agent());
+        }
+    }
     let config = app::policy(config).build()?;
     if embedded.is_none() && !config.has_client_credential() {
         // Every route of this example exchanges the caller's token: without a
@@ -89,6 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             admin_token: &admin,
             grpc_service: app::grpc::SERVICE,
             grpcurl: banner::on_path("grpcurl"),
+            agent: app::agent::agent_id(),
         };
         print!("{}", banner.text());
         let mcp = layer

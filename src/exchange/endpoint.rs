@@ -257,6 +257,74 @@ impl TokenEndpoint {
         }
     }
 
+    /// A token request whose grant fields the caller gives (Entra Agent ID, see
+    /// [`crate::agent`]): `fields` as they are, plus, with `own_credential`, this
+    /// API's `client_id` and credential (fresh for every attempt). The same tenant
+    /// backoff, retries and interpretation as [`exchange`](Self::exchange).
+    pub(crate) async fn request_fields(
+        &self,
+        tid: &str,
+        fields: &[(&'static str, &str)],
+        own_credential: bool,
+        requested: &[&str],
+    ) -> Result<Issued, OboError> {
+        let credential = match own_credential {
+            true => Some(self.settings.credential.as_ref().ok_or_else(|| {
+                OboError::Misconfigured("no client credential is configured".into())
+            })?),
+            false => None,
+        };
+        let id = fields_caller(fields);
+        let caller = Caller { tid, id: &id };
+        if let Err(wait) = self
+            .backoff
+            .admit(tid, caller.id, self.settings.clock.now())
+        {
+            return Err(OboError::Unavailable {
+                retry_after: Some(wait),
+            });
+        }
+        let url = self.url(tid);
+        let result = with_retries(
+            self.attempts(),
+            Instant::now(),
+            || self.attempt_fields(&url, credential, fields, requested),
+            Attempt::verdict,
+            |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
+        )
+        .await;
+        self.settle(caller, result)
+    }
+
+    /// One attempt of [`request_fields`](Self::request_fields).
+    async fn attempt_fields(
+        &self,
+        url: &str,
+        credential: Option<&ClientCredential>,
+        fields: &[(&'static str, &str)],
+        requested: &[&str],
+    ) -> Result<Issued, Attempt> {
+        let credential = match credential {
+            Some(c) => Some(self.credential_form(c, url).await?),
+            None => None,
+        };
+        let mut form = fields.to_vec();
+        if let Some(credential) = &credential {
+            form.push(("client_id", &self.settings.client_id));
+            push_credential(&mut form, credential);
+        }
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (status, retry_after, body) = self.send(url, &form, &request_id).await?;
+        interpret(
+            status,
+            retry_after,
+            &body,
+            requested,
+            &self.settings.authority,
+            &request_id,
+        )
+    }
+
     /// The retries of one exchange. `Retry-After` is capped when read
     /// ([`MAX_RETRY_AFTER`]), so it is always waited out when the budget allows.
     fn attempts(&self) -> Attempts {
@@ -568,6 +636,24 @@ fn throttle_of(status: http::StatusCode, body: Option<&ErrorBody>) -> Option<Thr
     } else {
         None
     }
+}
+
+/// Whom the per-user backoff of a [`request_fields`](TokenEndpoint::request_fields)
+/// request counts against: its client (the blueprint or the agent), with the agent
+/// user it names or (agent On-Behalf-Of) a digest of the user assertion, so that one
+/// agent user's or one caller's request loop backs off that pair only.
+fn fields_caller(fields: &[(&'static str, &str)]) -> String {
+    let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let mut id = format!("agent:{}", field("client_id").unwrap_or_default());
+    if let Some(user) = field("user_id").or_else(|| field("username")) {
+        id.push(':');
+        id.push_str(user);
+    } else if let Some(assertion) = field("assertion") {
+        let digest = crate::digest::sha256(assertion.as_bytes());
+        id.push(':');
+        id.extend(digest[..16].iter().map(|b| format!("{b:02x}")));
+    }
+    id
 }
 
 /// Who an exchange is for, as the backoff sees it: a tenant and a user (the

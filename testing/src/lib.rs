@@ -42,6 +42,15 @@
 //! [`EntraStandIn::revoke_session_for_good`], and [`GraphStandIn::revoke_session`] with
 //! Graph's claims challenge) are modelled too.
 //!
+//! Microsoft Entra Agent ID is modelled too: the API's registration is the agent identity
+//! blueprint of the agent identities registered with [`EntraStandIn::add_agent_identity`]
+//! (and of none registered with [`EntraStandIn::add_agent_identity_of`]), which may have
+//! agent users ([`EntraStandIn::add_agent_user`]). The token endpoint issues T1
+//! (`fmi_path`) only for the blueprint's children, accepts T1 only as its own agent's client
+//! assertion and T2 only as its `user_fic` credential, and serves the agents' autonomous,
+//! On-Behalf-Of, `user_fic` and refresh grants, as Microsoft's clients send them
+//! (`interop/agents` runs them against it).
+//!
 //! ## The managed identity endpoint stand-in
 //!
 //! [`ManagedIdentityStandIn`] serves the App Service / Container Apps managed identity

@@ -120,6 +120,9 @@ fn grant(
         tenant: &tenant,
         now,
     };
+    if let Some(answer) = super::agents::grant(shared, form, headers, &cx) {
+        return answer;
+    }
     match form.get("grant_type") {
         None => Err(errors::missing_parameter("grant_type")),
         Some(JWT_BEARER_GRANT) => on_behalf_of(shared, form, headers, &cx),

@@ -64,6 +64,16 @@ pub(super) fn id_token(shared: &Shared, subject: &Subject, now: i64) -> String {
     sign(shared, &claims, false)
 }
 
+/// Signs `claims` as a v1.0 token (header with `x5t` and `kid`).
+pub(super) fn sign_v1(shared: &Shared, claims: &Value) -> String {
+    sign(shared, claims, true)
+}
+
+/// Signs `claims` as a v2.0 token (header with `kid`).
+pub(super) fn sign_v2(shared: &Shared, claims: &Value) -> String {
+    sign(shared, claims, false)
+}
+
 /// Signs `claims` with the current key: v1 header (`x5t` and `kid`) or v2 (`kid`).
 fn sign(shared: &Shared, claims: &Value, v1_header: bool) -> String {
     let key = shared.keys().current();
@@ -78,7 +88,8 @@ fn sign(shared: &Shared, claims: &Value, v1_header: bool) -> String {
     format!("{signing_input}.{}", b64url(&signature))
 }
 
-fn claims(shared: &Shared, grant: &Grant<'_>) -> Map<String, Value> {
+/// The claims of [`access_token`]: v1.0, Graph's shape.
+pub(super) fn claims(shared: &Shared, grant: &Grant<'_>) -> Map<String, Value> {
     let lifetime = shared.token_endpoint.lifetime_secs();
     let api = &shared.api_client_id;
     let tid = grant.tid;

@@ -30,6 +30,7 @@
 //! ID token (for the API) when `openid` is; see [`EntraStandIn`](super::EntraStandIn) for
 //! the knobs.
 
+mod agents;
 mod api;
 mod claims;
 mod client_auth;

@@ -82,6 +82,8 @@ pub(crate) struct TokenEndpoint {
     /// By lowercase `oid`: when the user's session was revoked for good (CAE).
     revoked_sessions: Mutex<HashMap<String, i64>>,
     closing: watch::Sender<bool>,
+    /// Agent identities (Entra Agent ID) and the T1/T2 tokens issued to them.
+    pub(super) agents: super::agents::AgentDirectory,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,6 +122,7 @@ impl TokenEndpoint {
             expired_refresh: Mutex::new(HashMap::new()),
             revoked_sessions: Mutex::new(HashMap::new()),
             closing: watch::Sender::new(false),
+            agents: Default::default(),
         }
     }
 
