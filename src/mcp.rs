@@ -14,11 +14,20 @@
 //! request's extensions) and around the MCP server's service, e.g. rmcp's
 //! `StreamableHttpService`:
 //!
-//! ```ignore
+//! ```
+//! # use axum::Router;
+//! # use axum_obo::{mcp::BindMcpSessions, OboLayer};
+//! # use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+//! # use rmcp::transport::streamable_http_server::StreamableHttpService;
+//! # #[derive(Clone)]
+//! # struct Tools;
+//! # impl rmcp::ServerHandler for Tools {}
+//! # fn app(mcp_service: StreamableHttpService<Tools, LocalSessionManager>, obo_layer: OboLayer) -> Router {
 //! Router::new()
 //!     .route_service("/mcp", mcp_service)
 //!     .route_layer(BindMcpSessions::new()) // inner: runs after the token is valid
 //!     .route_layer(obo_layer)              // outer
+//! # }
 //! ```
 //!
 //! What it guarantees:

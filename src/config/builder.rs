@@ -199,7 +199,7 @@ impl OboConfigBuilder {
     /// (the consumers tenant) stay refused unless listed. The RFC 9728 metadata
     /// still lists only the home and listed tenants. Without an admission hook,
     /// every Entra organization's users may call this API: read the security
-    /// notes of the README before turning it on.
+    /// notes (`docs/security.md`, "Any tenant") before turning it on.
     pub fn allow_any_tenant(mut self) -> Self {
         self.forget_origin("allowed_tenants");
         self.extra_tenants.push(ANY_TENANT.to_owned());
