@@ -152,4 +152,6 @@ mod guides {
     mod testing {}
     #[doc = include_str!("../docs/performance.md")]
     mod performance {}
+    #[doc = include_str!("../docs/agents.md")]
+    mod agents {}
 }
