@@ -289,7 +289,8 @@ async fn agent_users_by_oid_or_upn_then_the_refresh_grant() {
     let claims = claims_of(by_oid.access_token().expose());
     assert_eq!(claims["oid"], oid.as_str());
     assert_eq!(claims["appid"], agent_id.as_str());
-    assert!(claims["xms_sub_fct"].is_string());
+    assert_eq!(claims["xms_sub_fct"], "13");
+    assert_eq!(claims["xms_act_fct"], "11");
     let me = by_oid.graph().me().await.unwrap();
     assert_eq!(me.id.as_deref(), Some(oid.as_str()));
     let log = entra.token_request_log();
@@ -600,7 +601,7 @@ async fn inbound_agents_are_recognised_and_admitted_or_refused_per_route() {
         .token()
         .scopes(&["access_as_user"])
         .claim("xms_par_app_azp", Value::from(blueprint))
-        .claim("xms_sub_fct", Value::from("3"))
+        .claim("xms_sub_fct", Value::from("3 13"))
         .sign();
     assert_eq!(bearer(&app, "/kind", &human).await.body, "none");
     assert_eq!(
@@ -664,4 +665,51 @@ async fn a_graph_claims_challenge_to_an_agent_token_is_answered_by_one_reexchang
     // The cache holds the new token.
     assert_eq!(bearer(&app, "/agent/me", &user).await.status, 200);
     assert_eq!(entra.token_requests(), 3);
+}
+
+/// Entra's facet claims are multivalued numbers (`11` = AgentIdentity, `13` =
+/// AgentIDUser) and appear on ordinary tokens too (`"3 9"`): an autonomous agent's
+/// token (`xms_sub_fct` `"9 3 11"`) and an agent acting for a human (`"2 3"`) are
+/// agent identities, not agent users; only facet `13` makes an agent user, and a
+/// human's token with facets but no parent blueprint is no agent at all.
+#[tokio::test]
+async fn only_the_agent_user_facet_13_makes_an_agent_user() {
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let blueprint = "7b7b7b7b-7b7b-4b7b-8b7b-7b7b7b7b7b7b";
+    let app = Router::new()
+        .route(
+            "/kind",
+            get(|p: Principal| async move {
+                match p.agent() {
+                    None => "none".to_owned(),
+                    Some(a) => format!("{:?}", a.kind()),
+                }
+            }),
+        )
+        .route("/humans", get(|_: Require<NoAgents>| async { "ok" }))
+        .layer(layer);
+    let token = |par: Option<&str>, sub_fct: &str| {
+        let mut t = entra
+            .token()
+            .scopes(&["access_as_user"])
+            .claim("xms_sub_fct", Value::from(sub_fct));
+        if let Some(par) = par {
+            t = t.claim("xms_par_app_azp", Value::from(par));
+        }
+        t.sign()
+    };
+    let identity = format!("{:?}", AgentKind::Identity);
+    let user = format!("{:?}", AgentKind::User);
+    let autonomous = token(Some(blueprint), "9 3 11");
+    assert_eq!(bearer(&app, "/kind", &autonomous).await.body, identity);
+    let for_a_human = token(Some(blueprint), "2 3");
+    assert_eq!(bearer(&app, "/kind", &for_a_human).await.body, identity);
+    let agent_user = token(Some(blueprint), "3 13");
+    assert_eq!(bearer(&app, "/kind", &agent_user).await.body, user);
+    let human = token(None, "3 6");
+    assert_eq!(bearer(&app, "/kind", &human).await.body, "none");
+    assert_eq!(bearer(&app, "/humans", &human).await.status, 200);
+    assert_eq!(bearer(&app, "/humans", &autonomous).await.status, 403);
 }

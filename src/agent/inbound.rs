@@ -32,27 +32,43 @@ impl<'a> AgentCaller<'a> {
 
 impl Principal {
     /// The caller as an agent of Microsoft Entra Agent ID, if its token says so:
-    /// `xms_par_app_azp` names the agent's blueprint; `xms_sub_fct` marks an agent
-    /// user. `None` for ordinary users and applications.
+    /// `xms_par_app_azp` names the agent's blueprint; the subject facet `13`
+    /// (AgentIDUser) in `xms_sub_fct` marks an agent user. `None` for ordinary
+    /// users and applications.
+    ///
+    /// Facet claims are space-separated numbers and appear on ordinary tokens too
+    /// (`"3 9"`); an autonomous agent's token carries `11` (AgentIdentity). Only
+    /// `13` makes an agent user; other values are ignored.
     pub fn agent(&self) -> Option<AgentCaller<'_>> {
         let blueprint = self
             .claim("xms_par_app_azp")
             .and_then(|v| v.as_str())
             .filter(|b| !b.is_empty())?;
-        let facets = self.claim("xms_sub_fct").is_some_and(|v| match v {
-            serde_json::Value::String(s) => !s.trim().is_empty(),
-            serde_json::Value::Array(a) => !a.is_empty(),
-            serde_json::Value::Null => false,
-            _ => true,
-        });
+        let agent_user = self
+            .claim("xms_sub_fct")
+            .is_some_and(|v| has_facet(v, AGENT_USER_FACET));
         Some(AgentCaller {
             blueprint,
-            kind: if facets {
+            kind: if agent_user {
                 AgentKind::User
             } else {
                 AgentKind::Identity
             },
         })
+    }
+}
+
+/// The facet value of an agent's user account (AgentIDUser) in `xms_sub_fct`.
+const AGENT_USER_FACET: &str = "13";
+
+/// Whether the facet claim `v` (space-separated numbers, or an array of them)
+/// holds `facet`.
+fn has_facet(v: &serde_json::Value, facet: &str) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.split_whitespace().any(|f| f == facet),
+        serde_json::Value::Number(n) => n.to_string() == facet,
+        serde_json::Value::Array(a) => a.iter().any(|f| has_facet(f, facet)),
+        _ => false,
     }
 }
 
