@@ -713,3 +713,113 @@ async fn only_the_agent_user_facet_13_makes_an_agent_user() {
     assert_eq!(bearer(&app, "/humans", &human).await.status, 200);
     assert_eq!(bearer(&app, "/humans", &autonomous).await.status, 403);
 }
+
+/// Entra failing the blueprint's T1: an outage is a 503 with `Retry-After` and is
+/// not remembered (the next request after recovery gets its token); a hang is a
+/// 504 within the HTTP timeout, not cached either; a refused credential is a 500
+/// whose body names neither a token nor Entra's code.
+#[tokio::test]
+async fn a_failing_t1_is_503_or_504_within_the_timeout_and_not_remembered() {
+    let clock = clock();
+    let harness = Harness::start().await;
+    let config = harness
+        .config()
+        .clock(clock.clone())
+        .http_timeout(Duration::from_secs(1))
+        .obo_retries(1, Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let layer = OboLayer::new(config);
+    let entra = harness.entra();
+    let agent_id = entra.add_agent_identity();
+    let app = app(layer.clone(), layer.agent(&agent_id).unwrap());
+    let alice = entra.token().sign();
+
+    entra.inject_token_fault(
+        axum_obo_testing::TokenFault::ServiceUnavailable {
+            retry_after: Some(0),
+        },
+        None,
+    );
+    let r = bearer(&app, "/agent/raw", &alice).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.retry_after.is_some());
+    assert!(entra.token_request_log().iter().all(is_t1));
+    entra.clear_token_faults();
+    clock.advance(Duration::from_secs(120));
+    let r = bearer(&app, "/agent/raw", &alice).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let bob = entra
+        .token()
+        .user("b2222222-2222-4222-8222-222222222222")
+        .sign();
+    let other = entra.add_agent_identity();
+    let app = app_for(&layer, &other);
+    entra.inject_token_fault(axum_obo_testing::TokenFault::Hang, Some(1));
+    let started = std::time::Instant::now();
+    let r = bearer(&app, "/agent/raw", &bob).await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    clock.advance(Duration::from_secs(120));
+    let r = bearer(&app, "/agent/raw", &bob).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let third = entra.add_agent_identity();
+    let app = app_for(&layer, &third);
+    entra.inject_token_fault(axum_obo_testing::TokenFault::InvalidClient, Some(1));
+    let r = bearer(&app, "/agent/raw", &bob).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(!r.body.contains("eyJ") && !r.body.contains("AADSTS"), "{}", r.body);
+}
+
+fn app_for(layer: &OboLayer, agent: &str) -> Router {
+    app(layer.clone(), layer.agent(agent).unwrap())
+}
+
+/// Every flow at TRACE: no T1, T2, agent token, caller assertion or agent user's
+/// refresh token in any log line, in the Debug output of the handles and tokens,
+/// or in the errors' messages.
+#[tokio::test]
+async fn no_agent_secret_in_logs_debug_output_or_errors() {
+    let logs = capture_logs_global();
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let agent_id = entra.add_agent_identity();
+    let oid = entra.add_agent_user(&agent_id, "scribe@contoso.test");
+    let agent = layer.agent(&agent_id).unwrap();
+    let app = app(layer.clone(), agent.clone());
+    let tid = entra.home_tenant();
+    let alice = entra.token().sign();
+
+    assert_eq!(bearer(&app, "/agent/me", &alice).await.status, 200);
+    let own = agent.app_token::<GraphDefault>(&tid).await.unwrap();
+    let user = AgentUser::ObjectId(oid.clone());
+    let as_user = agent.as_user::<GraphUserRead>(&tid, &user).await.unwrap();
+    clock.advance(Duration::from_secs(3400));
+    let renewed = agent.as_user::<GraphUserRead>(&tid, &user).await.unwrap();
+    let stranger = AgentUser::Upn("nobody@contoso.test".into());
+    let refused = agent
+        .as_user::<GraphUserRead>(&tid, &stranger)
+        .await
+        .unwrap_err();
+    let foreign = layer.agent(&entra.add_agent_identity_of(&entra.add_agent_identity()));
+    let misconfigured = foreign.unwrap().app_token::<GraphDefault>(&tid).await.unwrap_err();
+
+    let log = entra.token_request_log();
+    let refresh = log
+        .iter()
+        .find(|r| form(r, "grant_type") == "refresh_token")
+        .map(|r| form(r, "refresh_token").to_owned())
+        .expect("a refresh grant");
+    assert!(!refresh.is_empty());
+    let secret = entra.client_secret();
+    let debug = format!(
+        "{agent:?} {own:?} {as_user:?} {renewed:?} {refused:?} {refused} {misconfigured:?} {misconfigured}"
+    );
+    for leak in ["eyJ", refresh.as_str(), secret.as_str()] {
+        assert!(!debug.contains(leak), "{debug}");
+    }
+    assert_no_secrets_in(logs, &[&refresh, &secret]);
+}
