@@ -823,3 +823,36 @@ async fn no_agent_secret_in_logs_debug_output_or_errors() {
     }
     assert_no_secrets_in(logs, &[&refresh, &secret]);
 }
+
+/// `xms_par_app_azp` is an optional claim: Entra's scenario tables mark an agent
+/// by its facets (`xms_act_fct` `11`, AgentIdentity, when an agent acts; `xms_sub_fct`
+/// `11` or `13` when an agent or agent user is the subject). A route that refuses
+/// agents refuses those tokens too, and one for agents only admits them.
+#[tokio::test]
+async fn agent_facets_alone_are_refused_where_agents_are() {
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let app = Router::new()
+        .route("/humans", get(|_: Require<NoAgents>| async { "ok" }))
+        .route("/agents", get(|_: Require<AgentsOnly>| async { "ok" }))
+        .layer(layer);
+    let with = |claim: &str, value: &str| {
+        entra
+            .token()
+            .scopes(&["access_as_user"])
+            .claim(claim, Value::from(value))
+            .sign()
+    };
+    for agent in [
+        with("xms_act_fct", "3 11"),
+        with("xms_sub_fct", "9 3 11"),
+        with("xms_sub_fct", "13"),
+    ] {
+        assert_eq!(bearer(&app, "/humans", &agent).await.status, 403);
+        assert_eq!(bearer(&app, "/agents", &agent).await.status, 200);
+    }
+    let human = with("xms_sub_fct", "3 6");
+    assert_eq!(bearer(&app, "/humans", &human).await.status, 200);
+    assert_eq!(bearer(&app, "/agents", &human).await.status, 403);
+}

@@ -60,6 +60,19 @@ impl Principal {
 
 /// The facet value of an agent's user account (AgentIDUser) in `xms_sub_fct`.
 const AGENT_USER_FACET: &str = "13";
+/// The facet value of an agent identity (AgentIdentity) in `xms_act_fct` and `xms_sub_fct`.
+const AGENT_IDENTITY_FACET: &str = "11";
+
+/// Whether `p`'s token is an agent's: [`Principal::agent`], or, without the
+/// optional `xms_par_app_azp`, an agent facet (`xms_act_fct` `11`; `xms_sub_fct`
+/// `11` or `13`), as Entra's scenario tables mark agents.
+fn is_agent(p: &Principal) -> bool {
+    let facet = |claim: &str, facet: &str| p.claim(claim).is_some_and(|v| has_facet(v, facet));
+    p.agent().is_some()
+        || facet("xms_act_fct", AGENT_IDENTITY_FACET)
+        || facet("xms_sub_fct", AGENT_IDENTITY_FACET)
+        || facet("xms_sub_fct", AGENT_USER_FACET)
+}
 
 /// Whether the facet claim `v` (space-separated numbers, or an array of them)
 /// holds `facet`.
@@ -77,7 +90,9 @@ fn has_facet(v: &serde_json::Value, facet: &str) -> bool {
 pub enum AgentAdmission {
     /// Agents are callers like any other (the default).
     Admit,
-    /// Agent identities and agent users are refused (403).
+    /// Agent identities and agent users are refused (403): tokens with
+    /// `xms_par_app_azp`, and tokens marked by an agent facet without it
+    /// (`xms_act_fct` `11`, `xms_sub_fct` `11` or `13`).
     Refuse,
     /// Only agent identities and agent users are admitted.
     Only,
@@ -88,8 +103,8 @@ impl AgentAdmission {
     pub(crate) fn admits(self, p: &Principal) -> bool {
         match self {
             AgentAdmission::Admit => true,
-            AgentAdmission::Refuse => p.agent().is_none(),
-            AgentAdmission::Only => p.agent().is_some(),
+            AgentAdmission::Refuse => !is_agent(p),
+            AgentAdmission::Only => is_agent(p),
         }
     }
 }
