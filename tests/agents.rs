@@ -856,3 +856,48 @@ async fn agent_facets_alone_are_refused_where_agents_are() {
     assert_eq!(bearer(&app, "/humans", &human).await.status, 200);
     assert_eq!(bearer(&app, "/agents", &human).await.status, 403);
 }
+
+/// Tenants never share an agent's tokens: the same user (same `oid`) calling from
+/// two tenants gets two exchanges, each with the T1 of its own tenant (a T1 per
+/// tenant and agent, requested at that tenant's endpoint), and the agent's own
+/// token in one tenant is not its token in the other.
+#[tokio::test]
+async fn tenants_never_share_t1_or_agent_tokens() {
+    let clock = clock();
+    let harness = Harness::start().await;
+    let other = "c3333333-3333-4333-8333-333333333333";
+    let config = harness
+        .config()
+        .clock(clock.clone())
+        .allow_tenants([other])
+        .build()
+        .unwrap();
+    let layer = OboLayer::new(config);
+    let entra = harness.entra();
+    let home = entra.home_tenant();
+    let agent_id = entra.add_agent_identity();
+    let agent = layer.agent(&agent_id).unwrap();
+    let app = app(layer.clone(), agent.clone());
+    let oid = "a1111111-1111-4111-8111-111111111111";
+    let in_home = entra.token().user(oid).sign();
+    let in_other = entra.token().user(oid).tenant(other).sign();
+
+    let a = bearer(&app, "/agent/raw", &in_home).await;
+    let b = bearer(&app, "/agent/raw", &in_other).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(claims_of(&a.body)["tid"], home.as_str());
+    assert_eq!(claims_of(&b.body)["tid"], other);
+    let own_home = agent.app_token::<GraphDefault>(&home).await.unwrap();
+    let own_other = agent.app_token::<GraphDefault>(other).await.unwrap();
+    assert_eq!(claims_of(own_home.access_token().expose())["tid"], home.as_str());
+    assert_eq!(claims_of(own_other.access_token().expose())["tid"], other);
+
+    let log = entra.token_request_log();
+    let t1s: Vec<&TokenRequestRecord> = log.iter().filter(|r| is_t1(r)).collect();
+    assert_eq!(t1s.len(), 2, "{log:?}");
+    for r in log.iter().filter(|r| !is_t1(r)) {
+        let t1 = claims_of(form(r, "client_assertion"));
+        assert_eq!(t1["tid"], r.tenant.as_str(), "a T1 of another tenant");
+    }
+}
