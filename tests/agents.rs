@@ -760,7 +760,11 @@ async fn a_failing_t1_is_503_or_504_within_the_timeout_and_not_remembered() {
     let started = std::time::Instant::now();
     let r = bearer(&app, "/agent/raw", &bob).await;
     assert_eq!(r.status, 504, "{}", r.body);
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     clock.advance(Duration::from_secs(120));
     let r = bearer(&app, "/agent/raw", &bob).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -770,7 +774,11 @@ async fn a_failing_t1_is_503_or_504_within_the_timeout_and_not_remembered() {
     entra.inject_token_fault(axum_obo_testing::TokenFault::InvalidClient, Some(1));
     let r = bearer(&app, "/agent/raw", &bob).await;
     assert_eq!(r.status, 500, "{}", r.body);
-    assert!(!r.body.contains("eyJ") && !r.body.contains("AADSTS"), "{}", r.body);
+    assert!(
+        !r.body.contains("eyJ") && !r.body.contains("AADSTS"),
+        "{}",
+        r.body
+    );
 }
 
 fn app_for(layer: &OboLayer, agent: &str) -> Router {
@@ -805,7 +813,11 @@ async fn no_agent_secret_in_logs_debug_output_or_errors() {
         .await
         .unwrap_err();
     let foreign = layer.agent(&entra.add_agent_identity_of(&entra.add_agent_identity()));
-    let misconfigured = foreign.unwrap().app_token::<GraphDefault>(&tid).await.unwrap_err();
+    let misconfigured = foreign
+        .unwrap()
+        .app_token::<GraphDefault>(&tid)
+        .await
+        .unwrap_err();
 
     let log = entra.token_request_log();
     let refresh = log
@@ -890,7 +902,10 @@ async fn tenants_never_share_t1_or_agent_tokens() {
     assert_eq!(claims_of(&b.body)["tid"], other);
     let own_home = agent.app_token::<GraphDefault>(&home).await.unwrap();
     let own_other = agent.app_token::<GraphDefault>(other).await.unwrap();
-    assert_eq!(claims_of(own_home.access_token().expose())["tid"], home.as_str());
+    assert_eq!(
+        claims_of(own_home.access_token().expose())["tid"],
+        home.as_str()
+    );
     assert_eq!(claims_of(own_other.access_token().expose())["tid"], other);
 
     let log = entra.token_request_log();
