@@ -916,3 +916,30 @@ async fn tenants_never_share_t1_or_agent_tokens() {
         assert_eq!(t1["tid"], r.tenant.as_str(), "a T1 of another tenant");
     }
 }
+
+/// 50 concurrent first requests for a user who is not an agent user of the agent
+/// share one refusal: one `user_fic` request (the negative cache applies to the
+/// requests waiting on the key, not only to later ones).
+#[tokio::test]
+async fn concurrent_refusals_cost_one_request_to_entra() {
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let agent_id = entra.add_agent_identity();
+    let agent = layer.agent(&agent_id).unwrap();
+    let tid = entra.home_tenant();
+    let stranger = AgentUser::Upn("nobody@contoso.test".into());
+    let all: Vec<_> = (0..50)
+        .map(|_| {
+            let (agent, tid, stranger) = (agent.clone(), tid.clone(), stranger.clone());
+            tokio::spawn(async move { agent.as_user::<GraphUserRead>(&tid, &stranger).await })
+        })
+        .collect();
+    for task in all {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, AgentError::NotAnAgentUser { .. }), "{err:?}");
+    }
+    let log = entra.token_request_log();
+    assert_eq!(count(&log, |r| form(r, "grant_type") == "user_fic"), 1);
+    assert_eq!(count(&log, is_t1), 1);
+}

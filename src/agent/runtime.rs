@@ -25,7 +25,9 @@
 //! Every fill runs under moka's per-key compute lock: concurrent first requests
 //! for one key share one request to Entra (one T1 per agent, one exchange per
 //! key), and a stale entry is replaced once. Refusals Entra would repeat
-//! (consent, interaction, `invalid_grant`) are remembered for the negative TTL.
+//! (consent, interaction, `invalid_grant`, not an agent user) are remembered for
+//! the negative TTL, under the key's lock: callers waiting on the key share the
+//! refusal instead of each sending the refused request again.
 //! Tokens never reach a log line; failures are logged with the agent id, the
 //! flow and Entra's error code.
 
@@ -320,6 +322,8 @@ impl AgentRuntime {
             }
         }
         let margin = self.settings.refresh_margin;
+        let negative = &self.negative;
+        let key_ref = &key;
         let outcome = self
             .tokens
             .entry(key.clone())
@@ -335,7 +339,23 @@ impl AgentRuntime {
                     Some(e) => Some(e.into_value()),
                     None => None,
                 };
-                let (issued, refresh) = fill(stale).await?;
+                // Callers that waited on this key while another's request was
+                // refused get that refusal, not a request of their own.
+                if challenged.is_none() {
+                    if let Some(refusal) = negative.get(key_ref).await {
+                        return Err(refusal);
+                    }
+                }
+                let (issued, refresh) = match fill(stale).await {
+                    Ok(filled) => filled,
+                    Err(e) => {
+                        // Remembered before the key's lock is released.
+                        if e.is_negative_cacheable() {
+                            negative.insert(key_ref.clone(), e.clone()).await;
+                        }
+                        return Err(e);
+                    }
+                };
                 let refresh_token = issued.refresh_token.clone().or(refresh);
                 let token = cache_entry(issued, now, margin, &[]);
                 Ok::<_, AgentError>(Op::Put(Arc::new(AgentEntry {
@@ -351,12 +371,7 @@ impl AgentRuntime {
             Ok(CompResult::Removed(_) | CompResult::StillNone(_)) => {
                 Err(AgentError::Exchange(OboError::BadResponse))
             }
-            Err(e) => {
-                if e.is_negative_cacheable() {
-                    self.negative.insert(key, e.clone()).await;
-                }
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
