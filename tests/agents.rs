@@ -943,3 +943,47 @@ async fn concurrent_refusals_cost_one_request_to_entra() {
     assert_eq!(count(&log, |r| form(r, "grant_type") == "user_fic"), 1);
     assert_eq!(count(&log, is_t1), 1);
 }
+
+/// 30 concurrent first callers while the T1 fails (Entra 503; then an agent that
+/// is not the blueprint's child) share the failure: one T1 attempt (with its
+/// retries), not one per caller queued behind it.
+#[tokio::test]
+async fn concurrent_callers_share_one_failing_t1() {
+    let clock = clock();
+    let harness = Harness::start().await;
+    let config = harness
+        .config()
+        .clock(clock.clone())
+        .obo_retries(0, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let layer = OboLayer::new(config);
+    let entra = harness.entra();
+    let run = |agent: String, user: usize| {
+        let app = app_for(&layer, &agent);
+        let token = entra
+            .token()
+            .user(&format!("a1111111-1111-4111-8111-{user:012}"))
+            .sign();
+        tokio::spawn(async move { bearer(&app, "/agent/raw", &token).await.status })
+    };
+
+    entra.inject_token_fault(
+        axum_obo_testing::TokenFault::ServiceUnavailable { retry_after: None },
+        None,
+    );
+    let agent = entra.add_agent_identity();
+    let tasks: Vec<_> = (0..30).map(|i| run(agent.clone(), i)).collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 503);
+    }
+    assert_eq!(entra.token_requests(), 1, "one T1 attempt");
+    entra.clear_token_faults();
+
+    let stranger = entra.add_agent_identity_of("0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e");
+    let tasks: Vec<_> = (0..30).map(|i| run(stranger.clone(), 100 + i)).collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 500);
+    }
+    assert_eq!(entra.token_requests(), 2, "one refused T1");
+}

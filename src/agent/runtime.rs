@@ -32,6 +32,7 @@
 //! flow and Entra's error code.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
@@ -92,6 +93,10 @@ pub(crate) struct AgentRuntime {
     capabilities: Option<String>,
     tokens: Cache<TokenKey, Arc<AgentEntry>>,
     negative: Cache<TokenKey, AgentError>,
+    /// The last failure of each key and when it was recorded: callers that were
+    /// waiting on the key's lock meanwhile share it instead of each asking Entra
+    /// again (as `try_get_with` shares an error with its waiters).
+    failures: Cache<TokenKey, (Instant, AgentError)>,
 }
 
 impl std::fmt::Debug for AgentRuntime {
@@ -138,6 +143,10 @@ impl AgentRuntime {
                         .negative_ttl
                         .max(std::time::Duration::from_millis(1)),
                 )
+                .build(),
+            failures: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(60))
                 .build(),
             settings,
             endpoint,
@@ -322,8 +331,9 @@ impl AgentRuntime {
             }
         }
         let margin = self.settings.refresh_margin;
-        let negative = &self.negative;
+        let (negative, failures) = (&self.negative, &self.failures);
         let key_ref = &key;
+        let waiting_since = Instant::now();
         let outcome = self
             .tokens
             .entry(key.clone())
@@ -346,6 +356,14 @@ impl AgentRuntime {
                         return Err(refusal);
                     }
                 }
+                // A failure recorded while this caller waited (an outage, a hang
+                // until the timeout, a refused T1) is this caller's answer too:
+                // queued callers must not each wait out their own attempt.
+                if let Some((at, failure)) = failures.get(key_ref).await {
+                    if at >= waiting_since {
+                        return Err(failure);
+                    }
+                }
                 let (issued, refresh) = match fill(stale).await {
                     Ok(filled) => filled,
                     Err(e) => {
@@ -353,6 +371,9 @@ impl AgentRuntime {
                         if e.is_negative_cacheable() {
                             negative.insert(key_ref.clone(), e.clone()).await;
                         }
+                        failures
+                            .insert(key_ref.clone(), (Instant::now(), e.clone()))
+                            .await;
                         return Err(e);
                     }
                 };
