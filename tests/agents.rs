@@ -289,7 +289,8 @@ async fn agent_users_by_oid_or_upn_then_the_refresh_grant() {
     let claims = claims_of(by_oid.access_token().expose());
     assert_eq!(claims["oid"], oid.as_str());
     assert_eq!(claims["appid"], agent_id.as_str());
-    assert!(claims["xms_sub_fct"].is_string());
+    assert_eq!(claims["xms_sub_fct"], "13");
+    assert_eq!(claims["xms_act_fct"], "11");
     let me = by_oid.graph().me().await.unwrap();
     assert_eq!(me.id.as_deref(), Some(oid.as_str()));
     let log = entra.token_request_log();
@@ -600,7 +601,7 @@ async fn inbound_agents_are_recognised_and_admitted_or_refused_per_route() {
         .token()
         .scopes(&["access_as_user"])
         .claim("xms_par_app_azp", Value::from(blueprint))
-        .claim("xms_sub_fct", Value::from("3"))
+        .claim("xms_sub_fct", Value::from("3 13"))
         .sign();
     assert_eq!(bearer(&app, "/kind", &human).await.body, "none");
     assert_eq!(
@@ -664,4 +665,325 @@ async fn a_graph_claims_challenge_to_an_agent_token_is_answered_by_one_reexchang
     // The cache holds the new token.
     assert_eq!(bearer(&app, "/agent/me", &user).await.status, 200);
     assert_eq!(entra.token_requests(), 3);
+}
+
+/// Entra's facet claims are multivalued numbers (`11` = AgentIdentity, `13` =
+/// AgentIDUser) and appear on ordinary tokens too (`"3 9"`): an autonomous agent's
+/// token (`xms_sub_fct` `"9 3 11"`) and an agent acting for a human (`"2 3"`) are
+/// agent identities, not agent users; only facet `13` makes an agent user, and a
+/// human's token with facets but no parent blueprint is no agent at all.
+#[tokio::test]
+async fn only_the_agent_user_facet_13_makes_an_agent_user() {
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let blueprint = "7b7b7b7b-7b7b-4b7b-8b7b-7b7b7b7b7b7b";
+    let app = Router::new()
+        .route(
+            "/kind",
+            get(|p: Principal| async move {
+                match p.agent() {
+                    None => "none".to_owned(),
+                    Some(a) => format!("{:?}", a.kind()),
+                }
+            }),
+        )
+        .route("/humans", get(|_: Require<NoAgents>| async { "ok" }))
+        .layer(layer);
+    let token = |par: Option<&str>, sub_fct: &str| {
+        let mut t = entra
+            .token()
+            .scopes(&["access_as_user"])
+            .claim("xms_sub_fct", Value::from(sub_fct));
+        if let Some(par) = par {
+            t = t.claim("xms_par_app_azp", Value::from(par));
+        }
+        t.sign()
+    };
+    let identity = format!("{:?}", AgentKind::Identity);
+    let user = format!("{:?}", AgentKind::User);
+    let autonomous = token(Some(blueprint), "9 3 11");
+    assert_eq!(bearer(&app, "/kind", &autonomous).await.body, identity);
+    let for_a_human = token(Some(blueprint), "2 3");
+    assert_eq!(bearer(&app, "/kind", &for_a_human).await.body, identity);
+    let agent_user = token(Some(blueprint), "3 13");
+    assert_eq!(bearer(&app, "/kind", &agent_user).await.body, user);
+    let human = token(None, "3 6");
+    assert_eq!(bearer(&app, "/kind", &human).await.body, "none");
+    assert_eq!(bearer(&app, "/humans", &human).await.status, 200);
+    assert_eq!(bearer(&app, "/humans", &autonomous).await.status, 403);
+}
+
+/// Entra failing the blueprint's T1: an outage is a 503 with `Retry-After` and is
+/// not remembered (the next request after recovery gets its token); a hang is a
+/// 504 within the HTTP timeout, not cached either; a refused credential is a 500
+/// whose body names neither a token nor Entra's code.
+#[tokio::test]
+async fn a_failing_t1_is_503_or_504_within_the_timeout_and_not_remembered() {
+    let clock = clock();
+    let harness = Harness::start().await;
+    let config = harness
+        .config()
+        .clock(clock.clone())
+        .http_timeout(Duration::from_secs(1))
+        .obo_retries(1, Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let layer = OboLayer::new(config);
+    let entra = harness.entra();
+    let agent_id = entra.add_agent_identity();
+    let app = app(layer.clone(), layer.agent(&agent_id).unwrap());
+    let alice = entra.token().sign();
+
+    entra.inject_token_fault(
+        axum_obo_testing::TokenFault::ServiceUnavailable {
+            retry_after: Some(0),
+        },
+        None,
+    );
+    let r = bearer(&app, "/agent/raw", &alice).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.retry_after.is_some());
+    assert!(entra.token_request_log().iter().all(is_t1));
+    entra.clear_token_faults();
+    clock.advance(Duration::from_secs(120));
+    let r = bearer(&app, "/agent/raw", &alice).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let bob = entra
+        .token()
+        .user("b2222222-2222-4222-8222-222222222222")
+        .sign();
+    let other = entra.add_agent_identity();
+    let app = app_for(&layer, &other);
+    entra.inject_token_fault(axum_obo_testing::TokenFault::Hang, Some(1));
+    let started = std::time::Instant::now();
+    let r = bearer(&app, "/agent/raw", &bob).await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    clock.advance(Duration::from_secs(120));
+    let r = bearer(&app, "/agent/raw", &bob).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let third = entra.add_agent_identity();
+    let app = app_for(&layer, &third);
+    entra.inject_token_fault(axum_obo_testing::TokenFault::InvalidClient, Some(1));
+    let r = bearer(&app, "/agent/raw", &bob).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        !r.body.contains("eyJ") && !r.body.contains("AADSTS"),
+        "{}",
+        r.body
+    );
+}
+
+fn app_for(layer: &OboLayer, agent: &str) -> Router {
+    app(layer.clone(), layer.agent(agent).unwrap())
+}
+
+/// Every flow at TRACE: no T1, T2, agent token, caller assertion or agent user's
+/// refresh token in any log line, in the Debug output of the handles and tokens,
+/// or in the errors' messages.
+#[tokio::test]
+async fn no_agent_secret_in_logs_debug_output_or_errors() {
+    let logs = capture_logs_global();
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let agent_id = entra.add_agent_identity();
+    let oid = entra.add_agent_user(&agent_id, "scribe@contoso.test");
+    let agent = layer.agent(&agent_id).unwrap();
+    let app = app(layer.clone(), agent.clone());
+    let tid = entra.home_tenant();
+    let alice = entra.token().sign();
+
+    assert_eq!(bearer(&app, "/agent/me", &alice).await.status, 200);
+    let own = agent.app_token::<GraphDefault>(&tid).await.unwrap();
+    let user = AgentUser::ObjectId(oid.clone());
+    let as_user = agent.as_user::<GraphUserRead>(&tid, &user).await.unwrap();
+    clock.advance(Duration::from_secs(3400));
+    let renewed = agent.as_user::<GraphUserRead>(&tid, &user).await.unwrap();
+    let stranger = AgentUser::Upn("nobody@contoso.test".into());
+    let refused = agent
+        .as_user::<GraphUserRead>(&tid, &stranger)
+        .await
+        .unwrap_err();
+    let foreign = layer.agent(&entra.add_agent_identity_of(&entra.add_agent_identity()));
+    let misconfigured = foreign
+        .unwrap()
+        .app_token::<GraphDefault>(&tid)
+        .await
+        .unwrap_err();
+
+    let log = entra.token_request_log();
+    let refresh = log
+        .iter()
+        .find(|r| form(r, "grant_type") == "refresh_token")
+        .map(|r| form(r, "refresh_token").to_owned())
+        .expect("a refresh grant");
+    assert!(!refresh.is_empty());
+    let secret = entra.client_secret();
+    let debug = format!(
+        "{agent:?} {own:?} {as_user:?} {renewed:?} {refused:?} {refused} {misconfigured:?} {misconfigured}"
+    );
+    for leak in ["eyJ", refresh.as_str(), secret.as_str()] {
+        assert!(!debug.contains(leak), "{debug}");
+    }
+    assert_no_secrets_in(logs, &[&refresh, &secret]);
+}
+
+/// `xms_par_app_azp` is an optional claim: Entra's scenario tables mark an agent
+/// by its facets (`xms_act_fct` `11`, AgentIdentity, when an agent acts; `xms_sub_fct`
+/// `11` or `13` when an agent or agent user is the subject). A route that refuses
+/// agents refuses those tokens too, and one for agents only admits them.
+#[tokio::test]
+async fn agent_facets_alone_are_refused_where_agents_are() {
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let app = Router::new()
+        .route("/humans", get(|_: Require<NoAgents>| async { "ok" }))
+        .route("/agents", get(|_: Require<AgentsOnly>| async { "ok" }))
+        .layer(layer);
+    let with = |claim: &str, value: &str| {
+        entra
+            .token()
+            .scopes(&["access_as_user"])
+            .claim(claim, Value::from(value))
+            .sign()
+    };
+    for agent in [
+        with("xms_act_fct", "3 11"),
+        with("xms_sub_fct", "9 3 11"),
+        with("xms_sub_fct", "13"),
+    ] {
+        assert_eq!(bearer(&app, "/humans", &agent).await.status, 403);
+        assert_eq!(bearer(&app, "/agents", &agent).await.status, 200);
+    }
+    let human = with("xms_sub_fct", "3 6");
+    assert_eq!(bearer(&app, "/humans", &human).await.status, 200);
+    assert_eq!(bearer(&app, "/agents", &human).await.status, 403);
+}
+
+/// Tenants never share an agent's tokens: the same user (same `oid`) calling from
+/// two tenants gets two exchanges, each with the T1 of its own tenant (a T1 per
+/// tenant and agent, requested at that tenant's endpoint), and the agent's own
+/// token in one tenant is not its token in the other.
+#[tokio::test]
+async fn tenants_never_share_t1_or_agent_tokens() {
+    let clock = clock();
+    let harness = Harness::start().await;
+    let other = "c3333333-3333-4333-8333-333333333333";
+    let config = harness
+        .config()
+        .clock(clock.clone())
+        .allow_tenants([other])
+        .build()
+        .unwrap();
+    let layer = OboLayer::new(config);
+    let entra = harness.entra();
+    let home = entra.home_tenant();
+    let agent_id = entra.add_agent_identity();
+    let agent = layer.agent(&agent_id).unwrap();
+    let app = app(layer.clone(), agent.clone());
+    let oid = "a1111111-1111-4111-8111-111111111111";
+    let in_home = entra.token().user(oid).sign();
+    let in_other = entra.token().user(oid).tenant(other).sign();
+
+    let a = bearer(&app, "/agent/raw", &in_home).await;
+    let b = bearer(&app, "/agent/raw", &in_other).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(claims_of(&a.body)["tid"], home.as_str());
+    assert_eq!(claims_of(&b.body)["tid"], other);
+    let own_home = agent.app_token::<GraphDefault>(&home).await.unwrap();
+    let own_other = agent.app_token::<GraphDefault>(other).await.unwrap();
+    assert_eq!(
+        claims_of(own_home.access_token().expose())["tid"],
+        home.as_str()
+    );
+    assert_eq!(claims_of(own_other.access_token().expose())["tid"], other);
+
+    let log = entra.token_request_log();
+    let t1s: Vec<&TokenRequestRecord> = log.iter().filter(|r| is_t1(r)).collect();
+    assert_eq!(t1s.len(), 2, "{log:?}");
+    for r in log.iter().filter(|r| !is_t1(r)) {
+        let t1 = claims_of(form(r, "client_assertion"));
+        assert_eq!(t1["tid"], r.tenant.as_str(), "a T1 of another tenant");
+    }
+}
+
+/// 50 concurrent first requests for a user who is not an agent user of the agent
+/// share one refusal: one `user_fic` request (the negative cache applies to the
+/// requests waiting on the key, not only to later ones).
+#[tokio::test]
+async fn concurrent_refusals_cost_one_request_to_entra() {
+    let clock = clock();
+    let (harness, layer) = setup(&clock).await;
+    let entra = harness.entra();
+    let agent_id = entra.add_agent_identity();
+    let agent = layer.agent(&agent_id).unwrap();
+    let tid = entra.home_tenant();
+    let stranger = AgentUser::Upn("nobody@contoso.test".into());
+    let all: Vec<_> = (0..50)
+        .map(|_| {
+            let (agent, tid, stranger) = (agent.clone(), tid.clone(), stranger.clone());
+            tokio::spawn(async move { agent.as_user::<GraphUserRead>(&tid, &stranger).await })
+        })
+        .collect();
+    for task in all {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, AgentError::NotAnAgentUser { .. }), "{err:?}");
+    }
+    let log = entra.token_request_log();
+    assert_eq!(count(&log, |r| form(r, "grant_type") == "user_fic"), 1);
+    assert_eq!(count(&log, is_t1), 1);
+}
+
+/// 30 concurrent first callers while the T1 fails (Entra 503; then an agent that
+/// is not the blueprint's child) share the failure: one T1 attempt (with its
+/// retries), not one per caller queued behind it.
+#[tokio::test]
+async fn concurrent_callers_share_one_failing_t1() {
+    let clock = clock();
+    let harness = Harness::start().await;
+    let config = harness
+        .config()
+        .clock(clock.clone())
+        .obo_retries(0, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let layer = OboLayer::new(config);
+    let entra = harness.entra();
+    let run = |agent: String, user: usize| {
+        let app = app_for(&layer, &agent);
+        let token = entra
+            .token()
+            .user(&format!("a1111111-1111-4111-8111-{user:012}"))
+            .sign();
+        tokio::spawn(async move { bearer(&app, "/agent/raw", &token).await.status })
+    };
+
+    entra.inject_token_fault(
+        axum_obo_testing::TokenFault::ServiceUnavailable { retry_after: None },
+        None,
+    );
+    let agent = entra.add_agent_identity();
+    let tasks: Vec<_> = (0..30).map(|i| run(agent.clone(), i)).collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 503);
+    }
+    assert_eq!(entra.token_requests(), 1, "one T1 attempt");
+    entra.clear_token_faults();
+
+    let stranger = entra.add_agent_identity_of("0e0e0e0e-0e0e-4e0e-8e0e-0e0e0e0e0e0e");
+    let tasks: Vec<_> = (0..30).map(|i| run(stranger.clone(), 100 + i)).collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 500);
+    }
+    assert_eq!(entra.token_requests(), 2, "one refused T1");
 }

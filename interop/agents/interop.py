@@ -75,7 +75,7 @@ def main():
     by_oid = agent_app(t1).acquire_token_by_user_federated_identity_credential(
         [USER_READ], t2, user_object_id=s["agent_user_oid"])
     c = claims(token_of(by_oid, "MSAL: user_fic by object id"))
-    check(c["oid"] == s["agent_user_oid"] and c["appid"] == agent and "xms_sub_fct" in c,
+    check(c["oid"] == s["agent_user_oid"] and c["appid"] == agent and "13" in c.get("xms_sub_fct", "").split(),
           "agent user token: the agent user, issued to the agent", c)
     by_upn = agent_app(t1).acquire_token_by_user_federated_identity_credential(
         [USER_READ], t2, username=s["agent_user_upn"])

@@ -32,22 +32,24 @@ impl<'a> AgentCaller<'a> {
 
 impl Principal {
     /// The caller as an agent of Microsoft Entra Agent ID, if its token says so:
-    /// `xms_par_app_azp` names the agent's blueprint; `xms_sub_fct` marks an agent
-    /// user. `None` for ordinary users and applications.
+    /// `xms_par_app_azp` names the agent's blueprint; the subject facet `13`
+    /// (AgentIDUser) in `xms_sub_fct` marks an agent user. `None` for ordinary
+    /// users and applications.
+    ///
+    /// Facet claims are space-separated numbers and appear on ordinary tokens too
+    /// (`"3 9"`); an autonomous agent's token carries `11` (AgentIdentity). Only
+    /// `13` makes an agent user; other values are ignored.
     pub fn agent(&self) -> Option<AgentCaller<'_>> {
         let blueprint = self
             .claim("xms_par_app_azp")
             .and_then(|v| v.as_str())
             .filter(|b| !b.is_empty())?;
-        let facets = self.claim("xms_sub_fct").is_some_and(|v| match v {
-            serde_json::Value::String(s) => !s.trim().is_empty(),
-            serde_json::Value::Array(a) => !a.is_empty(),
-            serde_json::Value::Null => false,
-            _ => true,
-        });
+        let agent_user = self
+            .claim("xms_sub_fct")
+            .is_some_and(|v| has_facet(v, AGENT_USER_FACET));
         Some(AgentCaller {
             blueprint,
-            kind: if facets {
+            kind: if agent_user {
                 AgentKind::User
             } else {
                 AgentKind::Identity
@@ -56,12 +58,41 @@ impl Principal {
     }
 }
 
+/// The facet value of an agent's user account (AgentIDUser) in `xms_sub_fct`.
+const AGENT_USER_FACET: &str = "13";
+/// The facet value of an agent identity (AgentIdentity) in `xms_act_fct` and `xms_sub_fct`.
+const AGENT_IDENTITY_FACET: &str = "11";
+
+/// Whether `p`'s token is an agent's: [`Principal::agent`], or, without the
+/// optional `xms_par_app_azp`, an agent facet (`xms_act_fct` `11`; `xms_sub_fct`
+/// `11` or `13`), as Entra's scenario tables mark agents.
+fn is_agent(p: &Principal) -> bool {
+    let facet = |claim: &str, facet: &str| p.claim(claim).is_some_and(|v| has_facet(v, facet));
+    p.agent().is_some()
+        || facet("xms_act_fct", AGENT_IDENTITY_FACET)
+        || facet("xms_sub_fct", AGENT_IDENTITY_FACET)
+        || facet("xms_sub_fct", AGENT_USER_FACET)
+}
+
+/// Whether the facet claim `v` (space-separated numbers, or an array of them)
+/// holds `facet`.
+fn has_facet(v: &serde_json::Value, facet: &str) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.split_whitespace().any(|f| f == facet),
+        serde_json::Value::Number(n) => n.to_string() == facet,
+        serde_json::Value::Array(a) => a.iter().any(|f| has_facet(f, facet)),
+        _ => false,
+    }
+}
+
 /// Whether a route admits agents ([`Requirement::AGENTS`](crate::Requirement::AGENTS)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentAdmission {
     /// Agents are callers like any other (the default).
     Admit,
-    /// Agent identities and agent users are refused (403).
+    /// Agent identities and agent users are refused (403): tokens with
+    /// `xms_par_app_azp`, and tokens marked by an agent facet without it
+    /// (`xms_act_fct` `11`, `xms_sub_fct` `11` or `13`).
     Refuse,
     /// Only agent identities and agent users are admitted.
     Only,
@@ -72,8 +103,8 @@ impl AgentAdmission {
     pub(crate) fn admits(self, p: &Principal) -> bool {
         match self {
             AgentAdmission::Admit => true,
-            AgentAdmission::Refuse => p.agent().is_none(),
-            AgentAdmission::Only => p.agent().is_some(),
+            AgentAdmission::Refuse => !is_agent(p),
+            AgentAdmission::Only => is_agent(p),
         }
     }
 }

@@ -25,11 +25,14 @@
 //! Every fill runs under moka's per-key compute lock: concurrent first requests
 //! for one key share one request to Entra (one T1 per agent, one exchange per
 //! key), and a stale entry is replaced once. Refusals Entra would repeat
-//! (consent, interaction, `invalid_grant`) are remembered for the negative TTL.
+//! (consent, interaction, `invalid_grant`, not an agent user) are remembered for
+//! the negative TTL, under the key's lock: callers waiting on the key share the
+//! refusal instead of each sending the refused request again.
 //! Tokens never reach a log line; failures are logged with the agent id, the
 //! flow and Entra's error code.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
@@ -90,6 +93,10 @@ pub(crate) struct AgentRuntime {
     capabilities: Option<String>,
     tokens: Cache<TokenKey, Arc<AgentEntry>>,
     negative: Cache<TokenKey, AgentError>,
+    /// The last failure of each key and when it was recorded: callers that were
+    /// waiting on the key's lock meanwhile share it instead of each asking Entra
+    /// again (as `try_get_with` shares an error with its waiters).
+    failures: Cache<TokenKey, (Instant, AgentError)>,
 }
 
 impl std::fmt::Debug for AgentRuntime {
@@ -136,6 +143,10 @@ impl AgentRuntime {
                         .negative_ttl
                         .max(std::time::Duration::from_millis(1)),
                 )
+                .build(),
+            failures: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(60))
                 .build(),
             settings,
             endpoint,
@@ -320,6 +331,9 @@ impl AgentRuntime {
             }
         }
         let margin = self.settings.refresh_margin;
+        let (negative, failures) = (&self.negative, &self.failures);
+        let key_ref = &key;
+        let waiting_since = Instant::now();
         let outcome = self
             .tokens
             .entry(key.clone())
@@ -335,7 +349,34 @@ impl AgentRuntime {
                     Some(e) => Some(e.into_value()),
                     None => None,
                 };
-                let (issued, refresh) = fill(stale).await?;
+                // Callers that waited on this key while another's request was
+                // refused get that refusal, not a request of their own.
+                if challenged.is_none() {
+                    if let Some(refusal) = negative.get(key_ref).await {
+                        return Err(refusal);
+                    }
+                }
+                // A failure recorded while this caller waited (an outage, a hang
+                // until the timeout, a refused T1) is this caller's answer too:
+                // queued callers must not each wait out their own attempt.
+                if let Some((at, failure)) = failures.get(key_ref).await {
+                    if at >= waiting_since {
+                        return Err(failure);
+                    }
+                }
+                let (issued, refresh) = match fill(stale).await {
+                    Ok(filled) => filled,
+                    Err(e) => {
+                        // Remembered before the key's lock is released.
+                        if e.is_negative_cacheable() {
+                            negative.insert(key_ref.clone(), e.clone()).await;
+                        }
+                        failures
+                            .insert(key_ref.clone(), (Instant::now(), e.clone()))
+                            .await;
+                        return Err(e);
+                    }
+                };
                 let refresh_token = issued.refresh_token.clone().or(refresh);
                 let token = cache_entry(issued, now, margin, &[]);
                 Ok::<_, AgentError>(Op::Put(Arc::new(AgentEntry {
@@ -351,12 +392,7 @@ impl AgentRuntime {
             Ok(CompResult::Removed(_) | CompResult::StillNone(_)) => {
                 Err(AgentError::Exchange(OboError::BadResponse))
             }
-            Err(e) => {
-                if e.is_negative_cacheable() {
-                    self.negative.insert(key, e.clone()).await;
-                }
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 

@@ -43,11 +43,13 @@ pub enum AgentUser {
 }
 
 impl AgentUser {
-    /// The cache key part naming the user (case-insensitive, as Entra compares them).
+    /// The cache key part naming the user, ASCII case-insensitive as Entra
+    /// compares them. Never Unicode folding: it would map names Entra refuses (the
+    /// Kelvin sign `K` for `k`) onto another user's entry.
     pub(crate) fn key(&self) -> String {
         match self {
             AgentUser::ObjectId(oid) => format!("oid:{}", oid.to_ascii_lowercase()),
-            AgentUser::Upn(upn) => format!("upn:{}", upn.to_lowercase()),
+            AgentUser::Upn(upn) => format!("upn:{}", upn.to_ascii_lowercase()),
         }
     }
 
@@ -347,5 +349,28 @@ impl<St: Send + Sync, S: Scope> FromRequestParts<St> for AgentObo<S> {
             return Err(AgentRejection::MissingAgent);
         };
         Ok(AgentObo(agent.on_behalf_of::<S>(ctx).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentUser;
+
+    /// Entra compares UPNs (ASCII only) case-insensitively, so `Helper@` and
+    /// `helper@` share an entry; but Unicode folding must not make a different
+    /// name (the Kelvin sign `K` folds to `k`, the dotted `İ` to `i̇`) hit another
+    /// user's entry.
+    #[test]
+    fn upn_keys_fold_ascii_case_only() {
+        let upn = |s: &str| AgentUser::Upn(s.to_owned()).key();
+        assert_eq!(upn("Kate@Contoso.com"), upn("kate@contoso.com"));
+        assert_ne!(upn("\u{212A}ate@contoso.com"), upn("kate@contoso.com"));
+        assert_ne!(upn("\u{130}an@contoso.com"), upn("i\u{307}an@contoso.com"));
+        let oid = |s: &str| AgentUser::ObjectId(s.to_owned()).key();
+        assert_eq!(
+            oid("AAAAAAAA-0000-4000-8000-000000000001"),
+            oid("aaaaaaaa-0000-4000-8000-000000000001")
+        );
+        assert_ne!(oid("kate@contoso.com"), upn("kate@contoso.com"));
     }
 }

@@ -23,8 +23,9 @@
 //!   - On-Behalf-Of with the user's token to the blueprint as `assertion`;
 //!   - `refresh_token` for refresh tokens issued to this agent.
 //!
-//! Issued tokens name the agent as `appid` and its blueprint as `xms_par_app_azp`; agent
-//! users' tokens carry `xms_sub_fct`. T1 and T2 are recorded by their `uti`: a token is a T1
+//! Issued tokens name the agent as `appid` and its blueprint as `xms_par_app_azp`, with
+//! the actor facet `xms_act_fct` `11` (AgentIdentity); the subject facet `xms_sub_fct` is
+//! `11` on autonomous tokens and `13` (AgentIDUser) on agent users' tokens. T1 and T2 are recorded by their `uti`: a token is a T1
 //! or a T2 because this stand-in issued it as one, not because of a claim a caller could forge.
 //!
 //! Entra's AADSTS codes for the agent-specific refusals are not public in full; the codes
@@ -56,8 +57,12 @@ const EXCHANGE_RESOURCE: &str = "api://AzureADTokenExchange";
 const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The On-Behalf-Of grant type.
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// `xms_sub_fct` of an agent user's tokens (the subject's facets, as a space-separated list).
-const AGENT_USER_FACETS: &str = "agentic user";
+/// `xms_sub_fct` of an agent user's tokens: the subject's facets, space-separated odd
+/// numbers; `13` is AgentIDUser.
+const AGENT_USER_FACETS: &str = "13";
+/// The facets of an agent identity (`11`, AgentIdentity): `xms_act_fct` of every token
+/// issued to an agent, and `xms_sub_fct` of its autonomous tokens.
+const AGENT_IDENTITY_FACETS: &str = "11";
 
 /// An agent user: a user account an agent identity acts as.
 #[derive(Debug, Clone)]
@@ -454,6 +459,7 @@ fn delegated(
     token_claims.insert("appid".into(), agent_id.into());
     token_claims.insert("app_displayname".into(), "Agent identity".into());
     token_claims.insert("xms_par_app_azp".into(), agent.blueprint.clone().into());
+    token_claims.insert("xms_act_fct".into(), AGENT_IDENTITY_FACETS.into());
     if agent_user {
         token_claims.insert("xms_sub_fct".into(), AGENT_USER_FACETS.into());
     }
@@ -513,6 +519,8 @@ fn agent_app_token(
     claims.insert("oid".into(), sp.clone().into());
     claims.insert("sub".into(), sp.into());
     claims.insert("xms_par_app_azp".into(), blueprint.into());
+    claims.insert("xms_act_fct".into(), AGENT_IDENTITY_FACETS.into());
+    claims.insert("xms_sub_fct".into(), AGENT_IDENTITY_FACETS.into());
     issue::sign_v1(shared, &Value::Object(claims))
 }
 
