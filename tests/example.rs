@@ -454,6 +454,45 @@ async fn one_user_starting_jobs_in_a_loop_is_bounded_and_others_are_served() {
     assert_eq!(r.status, 202, "{}", r.body);
 }
 
+/// Concurrent `POST /jobs/me` of one user (the library's start limit set high):
+/// the per-user bound holds, the room being taken before the session's exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_job_starts_of_one_user_stay_within_the_bound() {
+    let embedded = app::Embedded::start().await;
+    let config = app::policy(embedded.config().clock(clock()))
+        .session_start_limit(1_000, std::time::Duration::from_secs(60));
+    let layer = OboLayer::new(config.build().unwrap());
+    layer.warm_up().await.unwrap();
+    let jobs = app::Jobs::new(layer.sessions(), std::time::Duration::from_secs(60));
+    let app = app::router_with_jobs(layer, dev_cors(), jobs.clone());
+    let user = embedded.user_token();
+    let posts: Vec<_> = (0..40)
+        .map(|_| {
+            let (app, user) = (app.clone(), user.clone());
+            tokio::spawn(async move { post(&app, "/jobs/me", &user).await })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for p in posts {
+        let r = p.await.unwrap();
+        match r.status.as_u16() {
+            202 => accepted += 1,
+            429 => {
+                refused += 1;
+                assert!(r.retry_after.is_some());
+            }
+            other => panic!("{other}: {}", r.body),
+        }
+    }
+    assert_eq!((accepted, refused), (app::MAX_JOBS_PER_USER, 30));
+    assert_eq!(jobs.kept(), app::MAX_JOBS_PER_USER);
+    assert!(
+        embedded.entra.token_requests() <= app::MAX_JOBS_PER_USER + 1,
+        "refused jobs ask Entra nothing: {}",
+        embedded.entra.token_requests()
+    );
+}
+
 #[tokio::test]
 async fn finished_jobs_expire_after_the_retention() {
     let clock = clock();
