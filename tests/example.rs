@@ -493,6 +493,20 @@ async fn concurrent_job_starts_of_one_user_stay_within_the_bound() {
     );
 }
 
+/// An app-only caller cannot start a job (no user to act for): 403, and the
+/// room taken for it is given back.
+#[tokio::test]
+async fn an_app_only_caller_starts_no_job() {
+    let (e, app, jobs, _) = example_with_jobs_on(std::time::Duration::from_secs(60), clock()).await;
+    let app_only = e.entra.token().app_only().roles(&["Reports.Read"]).sign();
+    for _ in 0..app::MAX_JOBS_PER_USER + 1 {
+        let r = post(&app, "/jobs/me", &app_only).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+    assert_eq!(jobs.kept(), 0);
+    assert_eq!(e.entra.token_requests(), 0, "nothing asked of Entra");
+}
+
 #[tokio::test]
 async fn finished_jobs_expire_after_the_retention() {
     let clock = clock();

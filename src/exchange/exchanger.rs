@@ -232,6 +232,13 @@ impl Exchanger {
 
     /// Local refusals, without network: app-only tokens (OBO needs a user), and
     /// inbound tokens expiring within the leeway.
+    /// Whether `principal`'s token could be exchanged now at all (a delegated
+    /// token not about to expire), without asking anyone: checked before a
+    /// session start is counted.
+    pub(crate) fn can_exchange(&self, principal: &Principal) -> Result<(), OboError> {
+        self.preflight(principal, self.settings.clock.now())
+    }
+
     fn preflight(&self, principal: &Principal, now: i64) -> Result<(), OboError> {
         if principal.kind() == TokenKind::App {
             bump(&self.counters.preflight_refusals);
