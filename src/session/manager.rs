@@ -731,7 +731,9 @@ mod tests {
         for t in (0..=later).step_by(3600) {
             assert!(p.rotated(&digest(0), &spent, t).is_some());
         }
-        p.keep(digest(5_000), &spent, &rotated, later + 1);
+        // Past the age, and past the minute between prunes.
+        let later = later + 61;
+        p.keep(digest(5_000), &spent, &rotated, later);
         assert_eq!(p.map.len(), 2, "only the rotations still in use are kept");
         assert_eq!(
             p.rotated(&digest(0), &spent, later + 1)
@@ -739,6 +741,6 @@ mod tests {
             Some("rt-2".to_owned())
         );
         // Another session's stored token never gets a rotation that is not its own.
-        assert!(p.rotated(&digest(5_001), &spent, later + 1).is_none());
+        assert!(p.rotated(&digest(5_001), &spent, later).is_none());
     }
 }
