@@ -493,6 +493,30 @@ async fn concurrent_job_starts_of_one_user_stay_within_the_bound() {
     );
 }
 
+/// A `POST /jobs/me` dropped during its session's exchange (client gone,
+/// timeout) gives its room back: no job without a task holds the bound.
+#[tokio::test]
+async fn a_job_start_dropped_during_the_exchange_gives_its_room_back() {
+    let (e, app, jobs, _) = example_with_jobs_on(std::time::Duration::from_secs(60), clock()).await;
+    let user = e.user_token();
+    e.entra.inject_token_fault(
+        axum_obo_testing::TokenFault::Delay(std::time::Duration::from_secs(5)),
+        Some(1),
+    );
+    let asked = e.entra.token_requests();
+    let start = tokio::spawn({
+        let (app, user) = (app.clone(), user.clone());
+        async move { post(&app, "/jobs/me", &user).await }
+    });
+    while e.entra.token_requests() == asked {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(jobs.kept(), 1, "the room is taken during the exchange");
+    start.abort();
+    assert!(start.await.is_err_and(|e| e.is_cancelled()));
+    assert_eq!(jobs.kept(), 0);
+}
+
 /// An app-only caller cannot start a job (no user to act for): 403, and the
 /// room taken for it is given back.
 #[tokio::test]
