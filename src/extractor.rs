@@ -276,13 +276,18 @@ impl<S: Scope> OboToken<S> {
 }
 
 /// A session for `principal` through one On-Behalf-Of exchange of `assertion`
-/// with `offline_access` (after the per-user start limit admits it).
+/// with `offline_access` (after the per-user start limit admits it; a token that
+/// cannot be exchanged, e.g. app-only, is refused first and counts no start).
 async fn start_session(
     shared: &Shared,
     principal: &Principal,
     assertion: &BearerToken,
     scopes: &'static [&'static str],
 ) -> Result<SessionKey, SessionError> {
+    shared
+        .exchanger
+        .can_exchange(principal)
+        .map_err(SessionError::from_refresh)?;
     shared.sessions.admit_start(principal)?;
     let issued = shared
         .exchanger

@@ -454,6 +454,83 @@ async fn one_user_starting_jobs_in_a_loop_is_bounded_and_others_are_served() {
     assert_eq!(r.status, 202, "{}", r.body);
 }
 
+/// Concurrent `POST /jobs/me` of one user (the library's start limit set high):
+/// the per-user bound holds, the room being taken before the session's exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_job_starts_of_one_user_stay_within_the_bound() {
+    let embedded = app::Embedded::start().await;
+    let config = app::policy(embedded.config().clock(clock()))
+        .session_start_limit(1_000, std::time::Duration::from_secs(60));
+    let layer = OboLayer::new(config.build().unwrap());
+    layer.warm_up().await.unwrap();
+    let jobs = app::Jobs::new(layer.sessions(), std::time::Duration::from_secs(60));
+    let app = app::router_with_jobs(layer, dev_cors(), jobs.clone());
+    let user = embedded.user_token();
+    let posts: Vec<_> = (0..40)
+        .map(|_| {
+            let (app, user) = (app.clone(), user.clone());
+            tokio::spawn(async move { post(&app, "/jobs/me", &user).await })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for p in posts {
+        let r = p.await.unwrap();
+        match r.status.as_u16() {
+            202 => accepted += 1,
+            429 => {
+                refused += 1;
+                assert!(r.retry_after.is_some());
+            }
+            other => panic!("{other}: {}", r.body),
+        }
+    }
+    assert_eq!((accepted, refused), (app::MAX_JOBS_PER_USER, 30));
+    assert_eq!(jobs.kept(), app::MAX_JOBS_PER_USER);
+    assert!(
+        embedded.entra.token_requests() <= app::MAX_JOBS_PER_USER + 1,
+        "refused jobs ask Entra nothing: {}",
+        embedded.entra.token_requests()
+    );
+}
+
+/// A `POST /jobs/me` dropped during its session's exchange (client gone,
+/// timeout) gives its room back: no job without a task holds the bound.
+#[tokio::test]
+async fn a_job_start_dropped_during_the_exchange_gives_its_room_back() {
+    let (e, app, jobs, _) = example_with_jobs_on(std::time::Duration::from_secs(60), clock()).await;
+    let user = e.user_token();
+    e.entra.inject_token_fault(
+        axum_obo_testing::TokenFault::Delay(std::time::Duration::from_secs(5)),
+        Some(1),
+    );
+    let asked = e.entra.token_requests();
+    let start = tokio::spawn({
+        let (app, user) = (app.clone(), user.clone());
+        async move { post(&app, "/jobs/me", &user).await }
+    });
+    while e.entra.token_requests() == asked {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(jobs.kept(), 1, "the room is taken during the exchange");
+    start.abort();
+    assert!(start.await.is_err_and(|e| e.is_cancelled()));
+    assert_eq!(jobs.kept(), 0);
+}
+
+/// An app-only caller cannot start a job (no user to act for): 403, and the
+/// room taken for it is given back.
+#[tokio::test]
+async fn an_app_only_caller_starts_no_job() {
+    let (e, app, jobs, _) = example_with_jobs_on(std::time::Duration::from_secs(60), clock()).await;
+    let app_only = e.entra.token().app_only().roles(&["Reports.Read"]).sign();
+    for _ in 0..app::MAX_JOBS_PER_USER + 1 {
+        let r = post(&app, "/jobs/me", &app_only).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+    assert_eq!(jobs.kept(), 0);
+    assert_eq!(e.entra.token_requests(), 0, "nothing asked of Entra");
+}
+
 #[tokio::test]
 async fn finished_jobs_expire_after_the_retention() {
     let clock = clock();

@@ -945,3 +945,29 @@ async fn the_eviction_keeps_a_newer_token_of_another_replica() {
     assert_eq!(a.stats().l2_evictions, 0);
     assert_eq!(value(&mut c, &stored[0]).await, newer, "B's token is kept");
 }
+
+/// Redis goes away between the exchange and the challenge: the refused
+/// re-exchange still answers its own refusal (401, not a 5xx), promptly; the
+/// failed eviction is counted as an L2 error.
+#[tokio::test]
+async fn a_redis_failure_during_the_eviction_does_not_change_the_answer() {
+    let mut redis = RedisServer::start().await;
+    let harness = axum_obo_testing::Harness::start().await;
+    let (a, app_a) = cae_replica(&harness, &redis);
+    let user = cae_user(&harness);
+    assert_eq!(bearer(&app_a, "/me", &user).await.status, 200);
+    redis.kill();
+    revoke_and_challenge(&harness);
+    let started = Instant::now();
+    let r = bearer(&app_a, "/me", &user).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.www_authenticate.is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = a.stats();
+    assert_eq!(s.l2_evictions, 0);
+    assert!(s.l2_errors + s.l2_skipped >= 1, "{s:?}");
+}

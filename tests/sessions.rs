@@ -476,6 +476,37 @@ async fn end_during_a_refresh_ends_the_session_on_every_replica() {
     assert_eq!(refreshed, 1, "an ended session asks Entra nothing more");
 }
 
+/// Replica B holds the session's access token in its cache; replica A ends the
+/// session: B serves that cached token no more.
+#[tokio::test]
+async fn a_token_cached_on_another_replica_is_not_served_after_end() {
+    let harness = Harness::start().await;
+    let clock = clock();
+    let store = MemorySessionStore::new();
+    let a = replica(&harness, &clock, &store);
+    let b = replica(&harness, &clock, &store);
+    let app_b = Router::new()
+        .route(
+            "/start",
+            post(|ctx: OboContext| async move {
+                let key = ctx.start_session::<GraphUserRead>().await?;
+                Ok::<_, AuthRejection>(key.expose().to_owned())
+            }),
+        )
+        .layer(b.clone());
+    let r = post_bearer(&app_b, "/start", &harness.entra().token().sign()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let key: SessionKey = r.body.parse().unwrap();
+    // B's cache has the session's first token: served without asking Entra.
+    let asked = harness.entra().token_requests();
+    b.sessions().token::<GraphUserRead>(&key).await.unwrap();
+    assert_eq!(harness.entra().token_requests(), asked);
+    a.sessions().end(&key).await.unwrap();
+    let e = b.sessions().token::<GraphUserRead>(&key).await.unwrap_err();
+    assert!(matches!(e, SessionError::Unknown), "{e:?}");
+    assert_eq!(harness.entra().token_requests(), asked);
+}
+
 #[tokio::test]
 async fn a_session_starts_with_one_exchange_from_the_context() {
     let f = fixture().await;

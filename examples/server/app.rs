@@ -71,7 +71,9 @@ async fn admin(_: Require<Admin>) -> Json<Value> {
 ///
 /// Bounded: a user has at most [`MAX_JOBS_PER_USER`] jobs kept; a new one replaces
 /// their oldest finished job, or is refused with 429 and `Retry-After` when all of
-/// them are still running. A finished job is kept for [`JOB_RETENTION`] (10
+/// them are still running. The room is taken before the session's exchange
+/// (given back if it fails or the request is dropped), so concurrent starts of
+/// one user cannot overshoot the bound. A finished job is kept for [`JOB_RETENTION`] (10
 /// minutes) after it finished, then forgotten (`GET /jobs/{id}` answers 404).
 /// Starting the sessions is bounded by the library too
 /// (`OboConfigBuilder::session_start_limit`, 10 per minute and user by default).
@@ -201,6 +203,18 @@ impl Jobs {
     }
 }
 
+/// A job recorded before its session has started: removed when dropped unless
+/// emptied (the session started).
+struct Reserved(Option<(Jobs, String)>);
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some((jobs, id)) = self.0.take() {
+            jobs.lock().remove(&id);
+        }
+    }
+}
+
 /// `POST /jobs/me`: starts a session for the caller (one On-Behalf-Of exchange,
 /// with `offline_access`) and a background job that, after the job delay, fetches
 /// their Graph profile through it. 202 `{"id": …}`; 429 with `Retry-After` when
@@ -212,10 +226,28 @@ async fn start_job(
 ) -> Result<axum::response::Response, AuthRejection> {
     let owner = SessionOwner::of(ctx.require_principal()?);
     let now = jobs.clock.now();
+    let id = uuid::Uuid::new_v4().to_string();
+    // The room is taken (the job recorded as pending) under the same lock as the
+    // check: concurrent starts of one user cannot all pass it during the
+    // session's exchange.
     let room = {
         let mut all = jobs.lock();
         Jobs::expire(&mut all, now);
-        Jobs::make_room(&mut all, &owner)
+        let room = Jobs::make_room(&mut all, &owner);
+        if room {
+            all.insert(
+                id.clone(),
+                Job {
+                    owner,
+                    state: "pending",
+                    result: Value::Null,
+                    error: None,
+                    started: now,
+                    finished: None,
+                },
+            );
+        }
+        room
     };
     if !room {
         let retry = jobs.delay.as_secs().max(1);
@@ -226,19 +258,11 @@ async fn start_job(
         )
             .into_response());
     }
+    // Given back if the session does not start, or if this request is dropped
+    // meanwhile (client gone, timeout): a job with no task would hold the room.
+    let mut reserved = Reserved(Some((jobs.clone(), id.clone())));
     let key = ctx.start_session::<GraphUserRead>().await?;
-    let id = uuid::Uuid::new_v4().to_string();
-    jobs.lock().insert(
-        id.clone(),
-        Job {
-            owner,
-            state: "pending",
-            result: Value::Null,
-            error: None,
-            started: now,
-            finished: None,
-        },
-    );
+    reserved.0 = None;
     tokio::spawn(jobs.clone().run(id.clone(), key));
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }

@@ -30,7 +30,12 @@
 //! wait on that lock and then share its result: the fresh token that replaced the
 //! stale one, or the remembered refusal. A refused re-exchange evicts the stale
 //! token from the L1 and (when Redis still holds that very token) from the L2, so
-//! no request on any replica is served it again.
+//! no request of this replica is served it again and no other replica reads it
+//! from Redis again. Another replica that already holds it in its own L1 serves
+//! it until the downstream challenges it there too (and that replica's
+//! re-exchange is refused in turn). A Redis failure during the eviction leaves
+//! the entry (it expires with its freshness) and never changes the answer; each
+//! of its two Redis calls is bounded by the Redis timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,6 +237,13 @@ impl Exchanger {
 
     /// Local refusals, without network: app-only tokens (OBO needs a user), and
     /// inbound tokens expiring within the leeway.
+    /// Whether `principal`'s token could be exchanged now at all (a delegated
+    /// token not about to expire), without asking anyone: checked before a
+    /// session start is counted.
+    pub(crate) fn can_exchange(&self, principal: &Principal) -> Result<(), OboError> {
+        self.preflight(principal, self.settings.clock.now())
+    }
+
     fn preflight(&self, principal: &Principal, now: i64) -> Result<(), OboError> {
         if principal.kind() == TokenKind::App {
             bump(&self.counters.preflight_refusals);

@@ -105,6 +105,25 @@ mod tests {
         assert!(l.admit("t", "a", t + 1_000).is_err());
     }
 
+    /// A flood of distinct users fills the table: a user's bucket still holds
+    /// (never a fresh, full one on every start).
+    #[test]
+    fn a_full_table_still_limits_each_user() {
+        let l = StartLimiter::new(1, Duration::from_secs(60));
+        let t = 1_000;
+        for n in 0..USERS + 1_000 {
+            l.admit("t", &n.to_string(), t).unwrap();
+        }
+        l.buckets.run_pending_tasks();
+        l.admit("t", "x", t).unwrap();
+        l.buckets.run_pending_tasks();
+        for _ in 0..5 {
+            assert!(l.admit("t", "x", t).is_err());
+            l.buckets.run_pending_tasks();
+        }
+        assert!(l.buckets.entry_count() <= USERS);
+    }
+
     #[test]
     fn a_clock_going_back_never_grants_more() {
         let mut b = Bucket {

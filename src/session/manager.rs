@@ -23,6 +23,12 @@ use crate::validate::Principal;
 /// token would make every use a write).
 const TOUCH_EVERY: i64 = 60;
 
+/// A rotation the store failed to take is dropped once neither kept nor redeemed
+/// for this long or the idle timeout, whichever is longer: a session in use
+/// refreshes at least once per token lifetime (at most 28 hours), and one idle
+/// for longer has ended.
+const MAX_PENDING_AGE: Duration = crate::exchange::endpoint::MAX_TOKEN_LIFETIME;
+
 /// How many times a refreshed record is written over records that other writers
 /// (touches) changed meanwhile before giving up (keeping the rotation in memory).
 const WRITE_ATTEMPTS: usize = 4;
@@ -148,7 +154,7 @@ struct Inner {
     locks: LockTable,
     /// Rotated refresh tokens the store failed to take, by session digest: used
     /// by the next refresh (the stored one may be spent), dropped once stored.
-    pending: Mutex<HashMap<[u8; 32], PendingRotation>>,
+    pending: Mutex<PendingRotations>,
     /// Session starts per user.
     starts: StartLimiter,
     graph: GraphClient,
@@ -189,7 +195,7 @@ impl Sessions {
                     .support_invalidation_closures()
                     .build(),
                 locks: LockTable::default(),
-                pending: Mutex::default(),
+                pending: Mutex::new(PendingRotations::new(idle_timeout)),
                 starts,
                 graph,
                 http,
@@ -565,45 +571,27 @@ impl Sessions {
     /// The rotated refresh token to redeem instead of `stored`, if this process
     /// could not store it.
     fn pending_for(&self, digest: &[u8; 32], stored: &SecretString) -> Option<SecretString> {
-        let mut pending = self
-            .inner
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match pending.get(digest) {
-            Some(p) if p.replaces == *stored => Some(p.rotated.clone()),
-            // Stored since (by another replica's refresh): no longer needed.
-            Some(_) => {
-                pending.remove(digest);
-                None
-            }
-            None => None,
-        }
+        let now = self.now();
+        self.pending().rotated(digest, stored, now)
     }
 
     fn keep_pending(&self, digest: [u8; 32], stored: &SecretString, rotated: &SecretString) {
         tracing::warn!(
             "the session store failed to take a rotated refresh token; kept in memory until stored"
         );
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                digest,
-                PendingRotation {
-                    replaces: stored.clone(),
-                    rotated: rotated.clone(),
-                },
-            );
+        let now = self.now();
+        self.pending().keep(digest, stored, rotated, now);
     }
 
     fn forget_pending(&self, digest: &[u8; 32]) {
+        self.pending().forget(digest);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, PendingRotations> {
         self.inner
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(digest);
     }
 }
 
@@ -612,6 +600,81 @@ impl Sessions {
 struct PendingRotation {
     replaces: SecretString,
     rotated: SecretString,
+    /// When it was last kept or redeemed (clock seconds).
+    used: i64,
+}
+
+/// The rotations this process could not store, by session digest. An entry
+/// leaves when stored, when its session is found gone or ended here, or when
+/// unused for [`MAX_PENDING_AGE`] or the idle timeout (whichever is longer): a
+/// session ended on another replica, or abandoned, does not keep its refresh
+/// token in this process's memory for ever.
+struct PendingRotations {
+    map: HashMap<[u8; 32], PendingRotation>,
+    /// Seconds an entry is kept unused.
+    max_age: i64,
+    /// When entries were last pruned (clock seconds).
+    pruned: i64,
+}
+
+impl PendingRotations {
+    fn new(idle_timeout: Duration) -> Self {
+        Self {
+            map: HashMap::new(),
+            max_age: i64::try_from(MAX_PENDING_AGE.max(idle_timeout).as_secs()).unwrap_or(i64::MAX),
+            pruned: i64::MIN,
+        }
+    }
+
+    /// Drops the entries unused for `max_age`, at most once a minute (each
+    /// prune walks every entry).
+    fn prune(&mut self, now: i64) {
+        if now.saturating_sub(self.pruned) < 60 {
+            return;
+        }
+        self.pruned = now;
+        let max_age = self.max_age;
+        self.map
+            .retain(|_, p| now.saturating_sub(p.used) <= max_age);
+    }
+
+    /// The rotation to redeem instead of `stored` for session `digest`, if any.
+    fn rotated(
+        &mut self,
+        digest: &[u8; 32],
+        stored: &SecretString,
+        now: i64,
+    ) -> Option<SecretString> {
+        self.prune(now);
+        match self.map.get_mut(digest) {
+            Some(p) if p.replaces == *stored => {
+                p.used = now;
+                Some(p.rotated.clone())
+            }
+            // Stored since (by another replica's refresh): no longer needed.
+            Some(_) => {
+                self.map.remove(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&mut self, digest: [u8; 32], stored: &SecretString, rotated: &SecretString, now: i64) {
+        self.prune(now);
+        self.map.insert(
+            digest,
+            PendingRotation {
+                replaces: stored.clone(),
+                rotated: rotated.clone(),
+                used: now,
+            },
+        );
+    }
+
+    fn forget(&mut self, digest: &[u8; 32]) {
+        self.map.remove(digest);
+    }
 }
 
 /// A copy of an error shared by the callers of one refresh.
@@ -640,5 +703,44 @@ fn clone_error(e: &SessionError) -> SessionError {
         SessionError::NoRefreshToken => SessionError::NoRefreshToken,
         SessionError::Exchange(e) => SessionError::Exchange(e.clone()),
         SessionError::Store(e) => SessionError::Store(super::StoreError::new(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u32) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        d[..4].copy_from_slice(&n.to_be_bytes());
+        d
+    }
+
+    /// Sessions whose rotation was never stored and that nobody uses again (ended
+    /// on another replica, abandoned) do not stay in memory for ever.
+    #[test]
+    fn pending_rotations_of_sessions_nobody_uses_are_dropped() {
+        let idle = Duration::from_secs(3600);
+        let mut p = PendingRotations::new(idle);
+        let (spent, rotated) = (SecretString::new("rt-1"), SecretString::new("rt-2"));
+        for n in 0..1_000 {
+            p.keep(digest(n), &spent, &rotated, 0);
+        }
+        // One in use all along: redeemed now and then.
+        let later = i64::try_from(MAX_PENDING_AGE.max(idle).as_secs()).unwrap();
+        for t in (0..=later).step_by(3600) {
+            assert!(p.rotated(&digest(0), &spent, t).is_some());
+        }
+        // Past the age, and past the minute between prunes.
+        let later = later + 61;
+        p.keep(digest(5_000), &spent, &rotated, later);
+        assert_eq!(p.map.len(), 2, "only the rotations still in use are kept");
+        assert_eq!(
+            p.rotated(&digest(0), &spent, later + 1)
+                .map(|r| r.expose().to_owned()),
+            Some("rt-2".to_owned())
+        );
+        // Another session's stored token never gets a rotation that is not its own.
+        assert!(p.rotated(&digest(5_001), &spent, later).is_none());
     }
 }

@@ -29,7 +29,10 @@
 //! - A rotated refresh token the store fails to take (a transient error) is kept
 //!   in this process's memory and redeemed by the session's next refresh instead
 //!   of the stored one, which a strict Entra has spent; it is dropped once
-//!   stored. The failing call answers [`SessionError::Store`].
+//!   stored, when the session is found ended, or once unused for the idle
+//!   timeout or 28 hours (the longest token lifetime), whichever is longer (a
+//!   session ended on another replica does not leave it in memory for ever).
+//!   The failing call answers [`SessionError::Store`].
 //! - Starts are bounded per user (tenant and object id): a token bucket of
 //!   [`session_start_limit`](crate::OboConfigBuilder::session_start_limit)
 //!   starts (default 10 per minute), per process, on the configured clock. Past
@@ -39,7 +42,9 @@
 //! - A session ends: on [`Sessions::end`] (deleted from the store and the local
 //!   cache; once it returns, the session is ended for every replica sharing the
 //!   store, and a refresh or touch already under way, here or on another
-//!   replica, writes nothing back and answers [`SessionError::Unknown`]), when
+//!   replica, writes nothing back and answers [`SessionError::Unknown`]; every
+//!   use reads the store first, so no replica serves an access token it has
+//!   cached for an ended session), when
 //!   Entra refuses its refresh token (`invalid_grant`: revoked,
 //!   expired; [`SessionError::SignInAgain`]), or when unused for the idle timeout
 //!   ([`session_idle_timeout`](crate::OboConfigBuilder::session_idle_timeout), on

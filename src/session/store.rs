@@ -31,7 +31,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// if the stored entry is still that version. A session deleted by
 /// [`delete`](Self::delete) (ended) therefore stays deleted: a refresh or a touch
 /// that read it earlier, here or on another replica, finds it gone and writes
-/// nothing. `replace` must be atomic in the store (the Redis store runs a script).
+/// nothing. `replace` must be atomic in the store (the Redis store runs a script),
+/// and `delete` must not slip between its compare and its write (the memory store
+/// runs both under the key's compute lock).
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The record of `key` and its version, if there is one.
     fn get<'a>(
@@ -314,7 +316,8 @@ impl SessionStore for MemorySessionStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            // Atomic per key: moka runs the closures of one key one at a time.
+            // Atomic per key: moka runs the closures of one key one at a time
+            // (`delete` is one of them; its insert after the closure is unconditional).
             let result = self
                 .entries
                 .entry(key.digest())
@@ -338,7 +341,13 @@ impl SessionStore for MemorySessionStore {
 
     fn delete<'a>(&'a self, key: &'a SessionKey) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.entries.invalidate(&key.digest()).await;
+            // Through the key's compute lock, as `replace`: a plain `invalidate`
+            // could land between a replace's read and its write, and the write
+            // would bring the ended session back.
+            self.entries
+                .entry(key.digest())
+                .and_compute_with(|_| std::future::ready(Op::Remove))
+                .await;
             Ok(())
         })
     }
@@ -383,6 +392,35 @@ mod tests {
         store.delete(&key).await.unwrap();
         store.delete(&key).await.unwrap();
         assert_eq!(store.get(&key).await.unwrap(), None);
+    }
+
+    /// `end` racing a refresh's compare-and-set: whichever comes first, the
+    /// session is gone afterwards (a delete between the replace's read and its
+    /// write must not be overwritten).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delete_racing_a_replace_is_never_undone() {
+        let store = MemorySessionStore::new();
+        let ttl = Duration::from_secs(60);
+        for round in 0..3_000 {
+            let key = SessionKey::generate();
+            store.insert(&key, &record(), ttl).await.unwrap();
+            let (_, version) = store.get(&key).await.unwrap().unwrap();
+            let (s1, k1) = (store.clone(), key.clone());
+            let replace = tokio::spawn(async move {
+                let mut r = record();
+                r.last_used = 9;
+                s1.replace(&k1, &r, &version, ttl).await.unwrap()
+            });
+            let (s2, k2) = (store.clone(), key.clone());
+            let delete = tokio::spawn(async move { s2.delete(&k2).await.unwrap() });
+            let (replaced, deleted) = tokio::join!(replace, delete);
+            let _ = (replaced.unwrap(), deleted.unwrap());
+            assert_eq!(
+                store.get(&key).await.unwrap(),
+                None,
+                "round {round}: an ended session was written back"
+            );
+        }
     }
 
     #[tokio::test]

@@ -124,8 +124,8 @@ impl L2Cache {
     }
 
     /// Removes `stale` from Redis if `key`'s value there is still that token
-    /// (a downstream challenged it and Entra did not renew it): no replica serves
-    /// it again. A newer token written meanwhile (another replica answered the
+    /// (a downstream challenged it and Entra did not renew it): no replica reads
+    /// it from Redis again (one that holds it in its own L1 already is not reached). A newer token written meanwhile (another replica answered the
     /// same challenge) is kept: the delete compares the sealed value in Redis.
     /// Failures leave the entry, which expires with its freshness.
     pub(crate) async fn evict(&self, key: &CacheKey, stale: &CachedToken, counters: &Counters) {
