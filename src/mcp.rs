@@ -230,7 +230,10 @@ where
             }
             id => {
                 tracing::debug!(
-                    session = id.as_deref().map(short).unwrap_or("(several, or not visible ASCII)"),
+                    session = id
+                        .as_deref()
+                        .map(short)
+                        .unwrap_or("(several, or not visible ASCII)"),
                     "MCP session not found for this caller: 404"
                 );
                 ResponseFuture::answer(StatusCode::NOT_FOUND)

@@ -120,7 +120,11 @@ async fn forged_and_tampered_tokens_are_rejected() {
     );
     let r = bearer(&app, "/whoami", &tampered).await;
     assert_invalid_token(&r, "tampered");
-    assert!(description(&r).contains("not signed by a key this API trusts"), "{}", r.body);
+    assert!(
+        description(&r).contains("not signed by a key this API trusts"),
+        "{}",
+        r.body
+    );
 
     // Wrong signature: the signature of another valid token.
     let other = entra

@@ -591,12 +591,20 @@ async fn one_users_sessions_are_one_user_to_the_throttling_backoff() {
     assert!(matches!(e, SessionError::Unavailable { .. }), "{e:?}");
     let asked = entra.token_requests();
     // The user's other session backs off with them: no request.
-    let e = f.sessions.token::<GraphUserRead>(&second).await.unwrap_err();
+    let e = f
+        .sessions
+        .token::<GraphUserRead>(&second)
+        .await
+        .unwrap_err();
     assert!(matches!(e, SessionError::Unavailable { .. }), "{e:?}");
     assert_eq!(entra.token_requests(), asked, "the user is backing off");
     // Once it elapses, a 429 on the other session is still the same user's.
     f.clock.advance(Duration::from_secs(1));
-    let e = f.sessions.token::<GraphUserRead>(&second).await.unwrap_err();
+    let e = f
+        .sessions
+        .token::<GraphUserRead>(&second)
+        .await
+        .unwrap_err();
     assert!(matches!(e, SessionError::Unavailable { .. }), "{e:?}");
     assert_eq!(entra.token_requests(), asked + 1, "one probe");
     // Another user of the tenant still gets tokens: the tenant is open.

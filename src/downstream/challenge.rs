@@ -490,7 +490,9 @@ mod tests {
         let fits = padded(MAX_CLAIMS_BYTES);
         assert_eq!(
             claims_challenge([header(&fits).as_str()]),
-            Some(Ok(r#"{"access_token":{"nbf":{"essential":true,"value":"1"}}}"#.into())),
+            Some(Ok(
+                r#"{"access_token":{"nbf":{"essential":true,"value":"1"}}}"#.into()
+            )),
             "accepted, and relayed without its padding"
         );
         let huge = header(&padded(1 << 20));
