@@ -36,10 +36,13 @@
 //!   without one (the `initialize` that created the session) records the owner:
 //!   the caller's tenant (`tid`), object id (`oid`) and client application
 //!   (`azp`/`appid`).
+//!   An id already bound keeps its owner: a response naming it never rebinds it.
 //! - **Checking**: a request carrying `Mcp-Session-Id` reaches the MCP server only
 //!   when its caller is that owner (the same tenant, object id and client). Any
 //!   other caller, an anonymous request (behind
-//!   [`allow_anonymous`](crate::OboLayer::allow_anonymous)), and a session id this
+//!   [`allow_anonymous`](crate::OboLayer::allow_anonymous)), a request carrying
+//!   the header more than once (the server might read another id than the one
+//!   checked), and a session id this
 //!   layer never recorded (or has forgotten) get `404 Not Found`, the answer the
 //!   MCP transport gives for an unknown session, which tells a client to
 //!   initialize a new one. The caller learns nothing about whether the id exists.
@@ -212,12 +215,15 @@ where
             return ResponseFuture::answer(StatusCode::INTERNAL_SERVER_ERROR);
         };
         let owner = context.principal().map(Owner::of);
-        let Some(id) = req.headers().get(SESSION_ID) else {
+        let mut ids = req.headers().get_all(SESSION_ID).iter();
+        let Some(id) = ids.next() else {
             // No session yet: the response may create one for this caller.
             let after = owner.map(After::Record);
             return ResponseFuture::inner(self.inner.call(req), &self.bindings, after);
         };
-        let id = id.to_str().ok().map(str::to_owned);
+        // Two ids: the one checked here might not be the one the server reads.
+        let ambiguous = ids.next().is_some();
+        let id = id.to_str().ok().filter(|_| !ambiguous).map(str::to_owned);
         let admitted = match (&id, &owner) {
             (Some(id), Some(owner)) => self.bindings.admits(id, owner),
             _ => false,
@@ -233,7 +239,10 @@ where
             }
             id => {
                 tracing::debug!(
-                    session = id.as_deref().map(short).unwrap_or("(not visible ASCII)"),
+                    session = id
+                        .as_deref()
+                        .map(short)
+                        .unwrap_or("(several, or not visible ASCII)"),
                     "MCP session not found for this caller: 404"
                 );
                 ResponseFuture::answer(StatusCode::NOT_FOUND)
@@ -295,9 +304,22 @@ impl Bindings {
         }
     }
 
+    /// Binds `id` to `owner`, unless it is bound already: a binding is never
+    /// moved to another caller (nor renewed) by a response that names its id.
     fn record(&self, id: String, owner: Owner) {
-        let last_used = AtomicI64::new(self.clock.now());
-        self.map.insert(id, Arc::new(Binding { owner, last_used }));
+        let now = self.clock.now();
+        let entry = self.map.entry(id).or_insert_with(|| {
+            Arc::new(Binding {
+                owner: owner.clone(),
+                last_used: AtomicI64::new(now),
+            })
+        });
+        if !entry.is_fresh() && entry.value().owner != owner {
+            tracing::warn!(
+                session = short(entry.key()),
+                "the MCP server answered another caller with a bound session id: the binding is kept"
+            );
+        }
     }
 
     /// Whether `caller` owns the live session `id`; a use keeps it alive.
@@ -521,6 +543,22 @@ mod tests {
         b.record("s3".into(), owner("alice"));
         After::Continue("s3".into()).apply(&b, &status(StatusCode::NOT_FOUND));
         assert!(!b.admits("s3", &owner("alice")), "the server forgot it");
+    }
+
+    #[test]
+    fn a_response_never_moves_a_binding_to_another_caller() {
+        let clock = ManualClock::at(1_000);
+        let b = bindings(&clock);
+        b.record("s1".into(), owner("alice"));
+        // A server answering Bob's request without a session id with Alice's id
+        // (a bug, a fixed or echoed id) does not hand him her session.
+        let echoed = Response::builder()
+            .header(SESSION_ID, "s1")
+            .body(())
+            .unwrap();
+        After::Record(owner("bob")).apply(&b, &echoed);
+        assert!(!b.admits("s1", &owner("bob")));
+        assert!(b.admits("s1", &owner("alice")), "still Alice's");
     }
 
     #[test]

@@ -120,7 +120,11 @@ async fn forged_and_tampered_tokens_are_rejected() {
     );
     let r = bearer(&app, "/whoami", &tampered).await;
     assert_invalid_token(&r, "tampered");
-    assert!(description(&r).contains("signature"), "{}", r.body);
+    assert!(
+        description(&r).contains("not signed by a key this API trusts"),
+        "{}",
+        r.body
+    );
 
     // Wrong signature: the signature of another valid token.
     let other = entra
@@ -1428,4 +1432,43 @@ async fn a_per_tenant_admission_hook_runs_once_per_tenant() {
         (1, 1, 2),
         "{runs:?}"
     );
+}
+
+/// Unsigned probes cannot tell which tenants this API admits: a token without a
+/// key id, or with a real key id and a wrong signature, is described alike for
+/// an allowed tenant and for another (the reason is logged, not answered).
+#[tokio::test]
+async fn unsigned_probes_are_no_tenant_oracle() {
+    let entra = EntraStandIn::start().await;
+    let app = app(OboLayer::new(config(&entra).build().unwrap()));
+    let stranger = "99999999-9999-4999-8999-999999999999";
+    let probes = |tid: Option<&str>| {
+        let builder = match tid {
+            Some(t) => entra.token().tenant(t),
+            None => entra.token(),
+        };
+        let token = builder.sign();
+        let parts: Vec<&str> = token.split('.').collect();
+        let no_kid = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
+            parts[1],
+            parts[2]
+        );
+        let bad_sig = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            URL_SAFE_NO_PAD.encode([7u8; 256])
+        );
+        [no_kid, bad_sig]
+    };
+    for (home, other) in probes(None).into_iter().zip(probes(Some(stranger))) {
+        let home = bearer(&app, "/whoami", &home).await;
+        let other = bearer(&app, "/whoami", &other).await;
+        assert_invalid_token(&home, "allowed tenant");
+        assert_invalid_token(&other, "another tenant");
+        assert_eq!(description(&home), description(&other));
+        assert_eq!(home.www_authenticate, other.www_authenticate);
+    }
 }

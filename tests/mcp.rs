@@ -980,3 +980,38 @@ async fn sessions_bound_outside_the_layer_are_a_500() {
         .unwrap_err();
     assert!(e.to_string().contains("500"), "{e}");
 }
+
+/// A request carrying `Mcp-Session-Id` twice is a 404 whatever the ids: the
+/// layer cannot know which one the MCP server reads, so Bob cannot pair his own
+/// id (checked) with Alice's (read by a server taking the last one).
+#[tokio::test]
+async fn two_session_ids_in_one_request_are_not_found() {
+    let clock = ManualClock::now_system();
+    let s = serve_sessions(&clock).await;
+    let alice = s.served.embedded.user_token();
+    let hers = s.initialize(&alice).await;
+    let bob = bob(&s);
+    let his = s.initialize(&bob).await;
+    assert_eq!(s.whoami(&bob, &his).await.0, 200);
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "whoami", "arguments": {}}});
+    for (first, second) in [(&his, &hers), (&hers, &his), (&his, &his)] {
+        let r = s
+            .http
+            .post(s.served.mcp())
+            .bearer_auth(&bob)
+            .header(http::header::ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .header("mcp-protocol-version", PROTOCOL)
+            .header(SESSION_ID, first.as_str())
+            .header(SESSION_ID, second.as_str())
+            .body(call.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    // Both sessions are intact for their owners.
+    assert_eq!(s.whoami(&alice, &hers).await.0, 200);
+    assert_eq!(s.whoami(&bob, &his).await.0, 200);
+}

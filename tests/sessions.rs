@@ -597,3 +597,48 @@ async fn downstream_refuses_a_bad_base_url_before_any_refresh() {
         .unwrap();
     assert_eq!(refreshes(&f).len(), 1);
 }
+
+/// One user's sessions are that user to the throttling backoff: 429s on the
+/// refreshes of two of their sessions (or of a session and their own exchange)
+/// are one user's throttling, never evidence that the tenant is throttled; and a
+/// new session (a new refresh token) does not escape the user's backoff.
+#[tokio::test]
+async fn one_users_sessions_are_one_user_to_the_throttling_backoff() {
+    let f = fixture_with(|c| c.obo_retries(0, Duration::from_secs(1))).await;
+    let entra = f.harness.entra();
+    let user = entra.token();
+    let oid = oid_of(&user);
+    let inbound = user.sign();
+    let first = start(&f, &inbound).await;
+    let second = start(&f, &inbound).await;
+    let other = entra
+        .token()
+        .user("00000000-0000-0000-0000-0000000000cc")
+        .sign();
+    let theirs = start(&f, &other).await;
+    f.clock.advance(LATER);
+    entra.inject_token_fault_for_user(&oid, TokenFault::TenantThrottled { retry_after: None });
+    let e = f.sessions.token::<GraphUserRead>(&first).await.unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "{e:?}");
+    let asked = entra.token_requests();
+    // The user's other session backs off with them: no request.
+    let e = f
+        .sessions
+        .token::<GraphUserRead>(&second)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "{e:?}");
+    assert_eq!(entra.token_requests(), asked, "the user is backing off");
+    // Once it elapses, a 429 on the other session is still the same user's.
+    f.clock.advance(Duration::from_secs(1));
+    let e = f
+        .sessions
+        .token::<GraphUserRead>(&second)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SessionError::Unavailable { .. }), "{e:?}");
+    assert_eq!(entra.token_requests(), asked + 1, "one probe");
+    // Another user of the tenant still gets tokens: the tenant is open.
+    f.sessions.token::<GraphUserRead>(&theirs).await.unwrap();
+    assert_eq!(entra.token_requests(), asked + 2);
+}

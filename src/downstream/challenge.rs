@@ -183,8 +183,9 @@ pub(crate) fn claims_challenge<'a>(
 }
 
 /// Decodes a `claims` parameter (standard base64 as Microsoft documents it, with or
-/// without padding, base64url tolerated, or the JSON itself) and checks it: the
-/// caller, or the re-exchange, hands it to Entra.
+/// without padding, base64url tolerated, or the JSON itself), checks it and
+/// returns it re-serialized (compact, each member once, as checked): the caller,
+/// or the re-exchange, hands it to Entra.
 fn decode_claims(value: &str) -> Result<String, UnacceptableClaims> {
     let value = value.trim();
     // Base64 of MAX_CLAIMS_BYTES, padded: refused before decoding anything larger.
@@ -204,7 +205,11 @@ fn decode_claims(value: &str) -> Result<String, UnacceptableClaims> {
         String::from_utf8(bytes).map_err(|_| UnacceptableClaims::NotJson)?
     };
     check_claims_request(&json)?;
-    Ok(json)
+    // Relayed as parsed and checked: a duplicate member (which a parser taking
+    // the first one would read instead of the checked last one) and padding
+    // are gone.
+    let parsed: Value = serde_json::from_str(&json).map_err(|_| UnacceptableClaims::NotJson)?;
+    Ok(parsed.to_string())
 }
 
 fn is_ws(c: u8) -> bool {
@@ -483,12 +488,59 @@ mod tests {
             )
         };
         let fits = padded(MAX_CLAIMS_BYTES);
-        assert_eq!(claims_challenge([header(&fits).as_str()]), Some(Ok(fits)));
+        assert_eq!(
+            claims_challenge([header(&fits).as_str()]),
+            Some(Ok(
+                r#"{"access_token":{"nbf":{"essential":true,"value":"1"}}}"#.into()
+            )),
+            "accepted, and relayed without its padding"
+        );
         let huge = header(&padded(1 << 20));
         assert_eq!(
             claims_challenge([huge.as_str()]),
             Some(Err(UnacceptableClaims::TooLarge))
         );
+    }
+
+    /// A duplicate member is checked once (serde keeps the last) but a parser
+    /// keeping the first would read the other: what is relayed is what was
+    /// checked, each member once.
+    #[test]
+    fn duplicate_members_are_relayed_as_checked() {
+        let header = |json: &str| {
+            format!(
+                "Bearer error=\"insufficient_claims\", claims=\"{}\"",
+                b64(json)
+            )
+        };
+        for (sent, checked) in [
+            (
+                r#"{"access_token":{"nbf":{"value":{"deep":[[[1]]]}}},"access_token":{"nbf":null}}"#,
+                r#"{"access_token":{"nbf":null}}"#,
+            ),
+            (
+                r#"{"access_token":{"acrs":{"essential":true,"value":{"x":1},"value":"c1"}}}"#,
+                r#"{"access_token":{"acrs":{"essential":true,"value":"c1"}}}"#,
+            ),
+            (
+                r#"{"access_token":{"n\u0062f":{"value":"1"}}}"#,
+                r#"{"access_token":{"nbf":{"value":"1"}}}"#,
+            ),
+        ] {
+            assert_eq!(
+                claims_challenge([header(sent).as_str()]),
+                Some(Ok(checked.to_owned())),
+                "{sent}"
+            );
+        }
+        // A legitimate CAE challenge and capability/authentication-context ones
+        // come through unchanged (compact; members in serde_json's sorted order).
+        for ok in [
+            CLAIMS,
+            r#"{"access_token":{"acrs":{"essential":true,"value":"c1"},"xms_cc":{"values":["cp1"]}}}"#,
+        ] {
+            assert_eq!(claims_challenge([header(ok).as_str()]), Some(Ok(ok.into())));
+        }
     }
 
     #[test]

@@ -178,22 +178,22 @@ impl TokenEndpoint {
         .await
     }
 
-    /// Redeems a session's `refresh_token` for a token for `scope` in tenant
-    /// `tid` (`grant_type=refresh_token`), with the same client authentication,
-    /// retries and backoff as [`exchange`](Self::exchange); the caller is the
-    /// session (a digest of its refresh token).
+    /// Redeems a session's `refresh_token` (a session of user `oid` of tenant
+    /// `tid`) for a token for `scope` (`grant_type=refresh_token`), with the
+    /// same client authentication, retries and backoff as
+    /// [`exchange`](Self::exchange). The backoff's caller is the session's
+    /// owner, not the session: one user's sessions and exchanges back off
+    /// together, are never two users' evidence against the tenant, and a new
+    /// session (a new refresh token) does not escape its user's backoff.
     pub(crate) async fn refresh(
         &self,
-        tid: &str,
+        (tid, oid): (&str, &str),
         refresh_token: &SecretString,
         scope: &str,
         requested: &[&str],
     ) -> Result<Issued, OboError> {
-        let digest = crate::digest::sha256(refresh_token.expose().as_bytes());
-        let session: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        let id = format!("session:{session}");
         self.request(
-            Caller { tid, id: &id },
+            Caller { tid, id: oid },
             Grant::RefreshToken(refresh_token),
             scope,
             requested,
@@ -657,7 +657,7 @@ fn fields_caller(fields: &[(&'static str, &str)]) -> String {
 }
 
 /// Who an exchange is for, as the backoff sees it: a tenant and a user (the
-/// inbound token's `oid`, or a session).
+/// inbound token's `oid`, or a session's owner's).
 #[derive(Clone, Copy)]
 struct Caller<'a> {
     tid: &'a str,

@@ -4,8 +4,8 @@
 //! # Where it sits
 //!
 //! [`TokenEndpoint`](super::endpoint::TokenEndpoint) asks it before sending
-//! anything for a caller (a tenant and a user: the inbound token's `oid`, or a
-//! session's refresh token), and tells it how the exchange ended. Only exchanges
+//! anything for a caller (a tenant and a user: the inbound token's `oid`, or the
+//! `oid` of the session's owner), and tells it how the exchange ended. Only exchanges
 //! reach it: a cache hit, a negative-cache hit or an L2 hit never does.
 //!
 //! # What it guarantees
@@ -45,7 +45,10 @@
 //! # What an attacker sees
 //!
 //! A user whose own requests make Entra answer 50196 or 429 closes only their
-//! own exchanges. Closing a tenant for every user takes 429s for two users of it
+//! own exchanges. A session is its owner to the backoff (not its refresh token),
+//! so one user's several sessions, or a session and the user's own exchanges,
+//! are one user: never evidence against the tenant, and a new session does not
+//! escape the user's backoff. Closing a tenant for every user takes 429s for two users of it
 //! within [`EVIDENCE_WINDOW`], for at most [`MAX_BACKOFF`] at a time (or
 //! [`MAX_RETRY_AFTER`] when Entra asks for longer): that is the trade, since
 //! Entra throttles per application and tenant, and a throttled tenant asked again

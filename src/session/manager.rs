@@ -471,7 +471,7 @@ impl Sessions {
         let result = tracing::Instrument::instrument(
             self.inner
                 .endpoint
-                .refresh(&record.tid, &redeemed, &sent, scopes),
+                .refresh((&record.tid, &record.oid), &redeemed, &sent, scopes),
             span,
         )
         .await;

@@ -27,8 +27,11 @@ pub enum ValidationError {
     /// unsigned probes cannot tell which tenants this API admits.
     #[error("{UNTRUSTED_SIGNER}")]
     UnknownKey,
-    /// The signature does not verify.
-    #[error("the token's signature is invalid")]
+    /// The signature does not verify. Described like
+    /// [`TenantNotAllowed`](Self::TenantNotAllowed): an Entra key id is public,
+    /// so a probe with a real one and any signature must not tell an admitted
+    /// tenant (whose key is found) from another.
+    #[error("{UNTRUSTED_SIGNER}")]
     Signature,
     /// A required claim is missing or of the wrong type.
     #[error("the token lacks a valid `{0}` claim")]

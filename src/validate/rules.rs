@@ -199,6 +199,12 @@ impl Validator {
         let payload = decode_segment(payload_b64)?;
         let claims = Claims::parse(&payload).map_err(|_| ValidationError::Malformed)?;
 
+        // Before the tenant: a token without one is refused alike whatever its
+        // tenant (no answer tells whether a tenant is admitted).
+        let kid = header
+            .kid
+            .filter(|k| !k.is_empty())
+            .ok_or(ValidationError::MissingKid)?;
         // The tenant picks the key set, so it is read before the signature is
         // checked; nothing else is trusted until it is.
         let tid = str_claim(&claims.tid, "tid")?;
@@ -216,10 +222,6 @@ impl Validator {
         } else {
             return Err(ValidationError::TenantNotAllowed);
         };
-        let kid = header
-            .kid
-            .filter(|k| !k.is_empty())
-            .ok_or(ValidationError::MissingKid)?;
         let mut loaded = self
             .keys
             .keys(key_tenant)
