@@ -527,6 +527,40 @@ async fn cache_hits_refresh_stale_keys_and_then_refuse_a_removed_key() {
     assert_eq!(entra.jwks_requests(), before + 1, "one background refresh");
 }
 
+/// The wall clock steps back (NTP correcting a clock that ran fast) and then
+/// Entra rolls its key: the refresh a new `kid` asks for must not wait until
+/// the clock catches up with the last fetch (before the fix: `min_key_refresh`
+/// measured from a last attempt in the future, so every token of the new key
+/// was refused for as long as the step), and the rate limit still holds.
+#[tokio::test]
+async fn a_clock_stepped_back_does_not_block_key_refreshes() {
+    use axum_obo::clock::Clock as _;
+    let entra = EntraStandIn::start().await;
+    let (clock, app) = keys_loaded(&entra, app).await;
+    let loaded_at = clock.now();
+    clock.set(loaded_at - 3600);
+    let before = entra.jwks_requests();
+    entra.rotate_key();
+    // Valid by both clocks: issued two hours before the step, for four hours.
+    let issued = std::time::UNIX_EPOCH + Duration::from_secs((loaded_at - 3 * 3600) as u64);
+    let token = || {
+        entra
+            .token()
+            .issued_at(issued)
+            .lifetime(Duration::from_secs(5 * 3600))
+            .sign()
+    };
+    let r = bearer(&app, "/whoami", &token()).await;
+    assert_eq!(r.status, 200, "new key after the clock stepped back: {}", r.body);
+    assert_eq!(entra.jwks_requests(), before + 1);
+    // The rate limit counts from the new attempt.
+    for i in 0..5 {
+        let probe = entra.token().header_kid(&format!("probe-{i}")).sign();
+        assert_eq!(bearer(&app, "/whoami", &probe).await.status, 401);
+    }
+    assert_eq!(entra.jwks_requests(), before + 1, "rate-limited again");
+}
+
 #[tokio::test]
 async fn unknown_kids_cause_at_most_one_fetch_per_min_key_refresh() {
     let entra = EntraStandIn::start().await;

@@ -11,7 +11,8 @@
 //!
 //! Reads never wait on a lock. At most one fetch per tenant runs at a time, and at
 //! most one per `min_refresh` (tokens with made-up `kid`s cannot turn requests into
-//! fetches). A failed refresh keeps the last good keys; only a tenant whose keys
+//! fetches), by the configured clock: when it steps back past the last attempt,
+//! the next fetch is allowed and the limit counts from it. A failed refresh keeps the last good keys; only a tenant whose keys
 //! were never loaded fails, with a [`KeyError`].
 //!
 //! # Which key verified a token, and is it still there
@@ -300,11 +301,12 @@ impl KeyStore {
             }
         }
         let now = self.clock.now();
-        if let Some(last) = book.last_attempt {
-            let elapsed = Duration::from_secs(u64::try_from(now - last).unwrap_or(0));
-            if elapsed < self.min_refresh {
-                return current.ok_or(KeyError::Backoff);
-            }
+        // A last attempt "in the future" means the clock stepped back: it does
+        // not hold the refresh back (else a key rollover would wait until the
+        // clock caught up); the limit then counts from this attempt.
+        let elapsed = book.last_attempt.and_then(|last| u64::try_from(now - last).ok());
+        if elapsed.is_some_and(|secs| Duration::from_secs(secs) < self.min_refresh) {
+            return current.ok_or(KeyError::Backoff);
         }
         book.last_attempt = Some(now);
         match self.fetch(&t.id).await {
