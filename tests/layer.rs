@@ -561,6 +561,40 @@ async fn a_clock_stepped_back_does_not_block_key_refreshes() {
     assert_eq!(entra.jwks_requests(), before + 1, "rate-limited again");
 }
 
+/// A flood of cache hits on a stale key set while the provider is down: the
+/// hits are admitted from the last good keys, and their background refreshes
+/// run one at a time, at most one fetch per `min_key_refresh`.
+#[tokio::test]
+async fn a_flood_of_hits_on_a_stale_set_fetches_once_per_min_key_refresh() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .key_refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let cached = entra.token().sign();
+    assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+    entra.fail_discovery(Some(500));
+    // An attempt asks for the v2 and v1 discovery documents (and fails there).
+    let attempts = || entra.discovery_requests() / 2;
+    let before = attempts();
+    for window in 1..=2 {
+        clock.advance(Duration::from_secs(61));
+        // Concurrent hits, and hits after each background refresh has failed.
+        let flood = (0..100).map(|_| bearer(&app, "/whoami", &cached));
+        let answers = futures_util::future::join_all(flood).await;
+        assert!(answers.iter().all(|r| r.status == 200), "last good keys");
+        for _ in 0..100 {
+            assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(attempts() - before, window, "window {window}");
+        assert_eq!(entra.jwks_requests(), 1, "the start-up fetch only");
+    }
+}
+
 #[tokio::test]
 async fn unknown_kids_cause_at_most_one_fetch_per_min_key_refresh() {
     let entra = EntraStandIn::start().await;
