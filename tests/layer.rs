@@ -561,6 +561,53 @@ async fn a_clock_stepped_back_does_not_block_key_refreshes() {
     assert_eq!(entra.jwks_requests(), before + 1, "rate-limited again");
 }
 
+/// The wall clock steps back an hour, then Entra removes the key of a cached
+/// token: hits on the set (fetched "in the future") refresh it in the
+/// background at once (before the fix: not until the clock caught up with the
+/// fetch plus the refresh interval, the removed key trusted all along).
+#[tokio::test]
+async fn a_clock_stepped_back_still_refreshes_keys_on_cache_hits() {
+    use axum_obo::clock::Clock as _;
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .key_refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let loaded_at = clock.now();
+    let issued = std::time::UNIX_EPOCH + Duration::from_secs((loaded_at - 3 * 3600) as u64);
+    let cached = entra
+        .token()
+        .issued_at(issued)
+        .lifetime(Duration::from_secs(5 * 3600))
+        .sign();
+    assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+    let old_kid = entra.current_kid();
+    entra.rotate_key();
+    entra.retire_key(&old_kid);
+    let before = entra.jwks_requests();
+
+    clock.set(loaded_at - 3600);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = bearer(&app, "/whoami", &cached).await;
+        if r.status == 401 {
+            assert_invalid_token(&r, "cached token after the clock stepped back");
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refresh while the clock is behind the fetch ({} JWKS fetches)",
+            entra.jwks_requests() - before
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(entra.jwks_requests(), before + 1, "one background refresh");
+}
+
 /// A flood of cache hits on a stale key set while the provider is down: the
 /// hits are admitted from the last good keys, and their background refreshes
 /// run one at a time, at most one fetch per `min_key_refresh`.
