@@ -551,7 +551,11 @@ async fn a_clock_stepped_back_does_not_block_key_refreshes() {
             .sign()
     };
     let r = bearer(&app, "/whoami", &token()).await;
-    assert_eq!(r.status, 200, "new key after the clock stepped back: {}", r.body);
+    assert_eq!(
+        r.status, 200,
+        "new key after the clock stepped back: {}",
+        r.body
+    );
     assert_eq!(entra.jwks_requests(), before + 1);
     // The rate limit counts from the new attempt.
     for i in 0..5 {

@@ -219,9 +219,9 @@ impl KeyStore {
     /// hit. Two atomic loads (no key gone since the stamp's set: the usual
     /// case); the current set is loaded and its keys looked through only when a
     /// refresh has removed or replaced a key since (see the module docs). A set
-    /// older than the refresh interval (by `now`) is refreshed in the
-    /// background, as [`keys`](Self::keys) does, so that hits alone keep the
-    /// keys current.
+    /// older than the refresh interval (by `now`), or fetched at a time the
+    /// clock has stepped back past, is refreshed in the background, as
+    /// [`keys`](Self::keys) does, so that hits alone keep the keys current.
     pub(crate) fn still_holds(self: &Arc<Self>, stamp: KeyStamp, now: i64) -> bool {
         let Some(t) = self.slots.get(stamp.slot as usize) else {
             return false;
@@ -316,7 +316,9 @@ impl KeyStore {
         // A last attempt "in the future" means the clock stepped back: it does
         // not hold the refresh back (else a key rollover would wait until the
         // clock caught up); the limit then counts from this attempt.
-        let elapsed = book.last_attempt.and_then(|last| u64::try_from(now - last).ok());
+        let elapsed = book
+            .last_attempt
+            .and_then(|last| u64::try_from(now - last).ok());
         if elapsed.is_some_and(|secs| Duration::from_secs(secs) < self.min_refresh) {
             return current.ok_or(KeyError::Backoff);
         }
