@@ -612,6 +612,44 @@ async fn a_clock_stepped_back_still_refreshes_keys_on_cache_hits() {
     assert_eq!(entra.jwks_requests(), before + 1, "one background refresh");
 }
 
+/// Any tenant: a token of a tenant not listed is verified with the
+/// organizations key set and cached under it; once a refresh of that set drops
+/// its key, the cached validation is refused, as for a listed tenant.
+#[tokio::test]
+async fn any_tenant_cached_tokens_end_with_their_organizations_key() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .allow_any_tenant()
+        .key_refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let cached = entra.token().tenant(OTHER_TENANT).sign();
+    for pass in ["validated", "cached"] {
+        let r = bearer(&app, "/whoami", &cached).await;
+        assert_eq!(r.status, 200, "{pass}: {}", r.body);
+    }
+    let old_kid = entra.current_kid();
+    entra.rotate_key();
+    entra.retire_key(&old_kid);
+    clock.advance(Duration::from_secs(61));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = bearer(&app, "/whoami", &cached).await;
+        if r.status == 401 {
+            assert_invalid_token(&r, "any tenant, key removed");
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(std::time::Instant::now() < deadline, "still admitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fresh = entra.token().tenant(OTHER_TENANT).sign();
+    assert_eq!(bearer(&app, "/whoami", &fresh).await.status, 200);
+}
+
 /// A flood of cache hits on a stale key set while the provider is down: the
 /// hits are admitted from the last good keys, and their background refreshes
 /// run one at a time, at most one fetch per `min_key_refresh`.
