@@ -47,6 +47,10 @@ use crate::validate::Principal;
 /// Most tenants whose decision a [`Admission::per_tenant`] hook keeps.
 const MAX_TENANTS: u64 = 100_000;
 
+/// Longest a [`Admission::per_tenant`] decision is kept: a longer `ttl` (e.g.
+/// `Duration::MAX` for "until restart") is this (moka refuses over 1,000 years).
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Why an admission hook refused a caller (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{description}")]
@@ -169,7 +173,8 @@ impl Admission {
     }
 
     /// A hook deciding per tenant (it is given the `tid`), its decisions cached
-    /// for `ttl` (see the [module docs](self)).
+    /// for `ttl` (see the [module docs](self)); a `ttl` over 100 years, such as
+    /// `Duration::MAX`, keeps them 100 years.
     ///
     /// ```
     /// use std::time::Duration;
@@ -240,6 +245,34 @@ impl Admission {
 fn tenant_cache<V: Clone + Send + Sync + 'static>(ttl: Duration) -> Cache<String, V> {
     Cache::builder()
         .max_capacity(MAX_TENANTS)
-        .time_to_live(ttl)
+        .time_to_live(ttl.min(MAX_TTL))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// "Forever" (`Duration::MAX`) is a TTL an app may well write: it must not
+    /// panic (moka refuses TTLs over 1,000 years), and decisions are kept.
+    #[test]
+    fn a_ttl_of_forever_is_accepted_and_keeps_decisions() {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&runs);
+        let admission = Admission::per_tenant(Duration::MAX, move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok(()) }
+        });
+        let caller = Principal::for_tests("a", &["access_as_user"], &[]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for _ in 0..3 {
+                assert_eq!(admission.check(&caller).await, Ok(()));
+            }
+        });
+        assert!(admission.admitted_now(&caller));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }

@@ -531,6 +531,163 @@ async fn cache_hits_refresh_stale_keys_and_then_refuse_a_removed_key() {
     assert_eq!(entra.jwks_requests(), before + 1, "one background refresh");
 }
 
+/// The wall clock steps back (NTP correcting a clock that ran fast) and then
+/// Entra rolls its key: the refresh a new `kid` asks for must not wait until
+/// the clock catches up with the last fetch (before the fix: `min_key_refresh`
+/// measured from a last attempt in the future, so every token of the new key
+/// was refused for as long as the step), and the rate limit still holds.
+#[tokio::test]
+async fn a_clock_stepped_back_does_not_block_key_refreshes() {
+    use axum_obo::clock::Clock as _;
+    let entra = EntraStandIn::start().await;
+    let (clock, app) = keys_loaded(&entra, app).await;
+    let loaded_at = clock.now();
+    clock.set(loaded_at - 3600);
+    let before = entra.jwks_requests();
+    entra.rotate_key();
+    // Valid by both clocks: issued two hours before the step, for four hours.
+    let issued = std::time::UNIX_EPOCH + Duration::from_secs((loaded_at - 3 * 3600) as u64);
+    let token = || {
+        entra
+            .token()
+            .issued_at(issued)
+            .lifetime(Duration::from_secs(5 * 3600))
+            .sign()
+    };
+    let r = bearer(&app, "/whoami", &token()).await;
+    assert_eq!(
+        r.status, 200,
+        "new key after the clock stepped back: {}",
+        r.body
+    );
+    assert_eq!(entra.jwks_requests(), before + 1);
+    // The rate limit counts from the new attempt.
+    for i in 0..5 {
+        let probe = entra.token().header_kid(&format!("probe-{i}")).sign();
+        assert_eq!(bearer(&app, "/whoami", &probe).await.status, 401);
+    }
+    assert_eq!(entra.jwks_requests(), before + 1, "rate-limited again");
+}
+
+/// The wall clock steps back an hour, then Entra removes the key of a cached
+/// token: hits on the set (fetched "in the future") refresh it in the
+/// background at once (before the fix: not until the clock caught up with the
+/// fetch plus the refresh interval, the removed key trusted all along).
+#[tokio::test]
+async fn a_clock_stepped_back_still_refreshes_keys_on_cache_hits() {
+    use axum_obo::clock::Clock as _;
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .key_refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let loaded_at = clock.now();
+    let issued = std::time::UNIX_EPOCH + Duration::from_secs((loaded_at - 3 * 3600) as u64);
+    let cached = entra
+        .token()
+        .issued_at(issued)
+        .lifetime(Duration::from_secs(5 * 3600))
+        .sign();
+    assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+    let old_kid = entra.current_kid();
+    entra.rotate_key();
+    entra.retire_key(&old_kid);
+    let before = entra.jwks_requests();
+
+    clock.set(loaded_at - 3600);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = bearer(&app, "/whoami", &cached).await;
+        if r.status == 401 {
+            assert_invalid_token(&r, "cached token after the clock stepped back");
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refresh while the clock is behind the fetch ({} JWKS fetches)",
+            entra.jwks_requests() - before
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(entra.jwks_requests(), before + 1, "one background refresh");
+}
+
+/// Any tenant: a token of a tenant not listed is verified with the
+/// organizations key set and cached under it; once a refresh of that set drops
+/// its key, the cached validation is refused, as for a listed tenant.
+#[tokio::test]
+async fn any_tenant_cached_tokens_end_with_their_organizations_key() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .allow_any_tenant()
+        .key_refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let cached = entra.token().tenant(OTHER_TENANT).sign();
+    for pass in ["validated", "cached"] {
+        let r = bearer(&app, "/whoami", &cached).await;
+        assert_eq!(r.status, 200, "{pass}: {}", r.body);
+    }
+    let old_kid = entra.current_kid();
+    entra.rotate_key();
+    entra.retire_key(&old_kid);
+    clock.advance(Duration::from_secs(61));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = bearer(&app, "/whoami", &cached).await;
+        if r.status == 401 {
+            assert_invalid_token(&r, "any tenant, key removed");
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(std::time::Instant::now() < deadline, "still admitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fresh = entra.token().tenant(OTHER_TENANT).sign();
+    assert_eq!(bearer(&app, "/whoami", &fresh).await.status, 200);
+}
+
+/// A flood of cache hits on a stale key set while the provider is down: the
+/// hits are admitted from the last good keys, and their background refreshes
+/// run one at a time, at most one fetch per `min_key_refresh`.
+#[tokio::test]
+async fn a_flood_of_hits_on_a_stale_set_fetches_once_per_min_key_refresh() {
+    let entra = EntraStandIn::start().await;
+    let clock = clock();
+    let cfg = config(&entra)
+        .clock(clock.clone())
+        .key_refresh_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let app = app(OboLayer::new(cfg));
+    let cached = entra.token().sign();
+    assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+    entra.fail_discovery(Some(500));
+    // An attempt asks for the v2 and v1 discovery documents (and fails there).
+    let attempts = || entra.discovery_requests() / 2;
+    let before = attempts();
+    for window in 1..=2 {
+        clock.advance(Duration::from_secs(61));
+        // Concurrent hits, and hits after each background refresh has failed.
+        let flood = (0..100).map(|_| bearer(&app, "/whoami", &cached));
+        let answers = futures_util::future::join_all(flood).await;
+        assert!(answers.iter().all(|r| r.status == 200), "last good keys");
+        for _ in 0..100 {
+            assert_eq!(bearer(&app, "/whoami", &cached).await.status, 200);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(attempts() - before, window, "window {window}");
+        assert_eq!(entra.jwks_requests(), 1, "the start-up fetch only");
+    }
+}
+
 #[tokio::test]
 async fn unknown_kids_cause_at_most_one_fetch_per_min_key_refresh() {
     let entra = EntraStandIn::start().await;

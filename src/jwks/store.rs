@@ -11,7 +11,8 @@
 //!
 //! Reads never wait on a lock. At most one fetch per tenant runs at a time, and at
 //! most one per `min_refresh` (tokens with made-up `kid`s cannot turn requests into
-//! fetches). A failed refresh keeps the last good keys; only a tenant whose keys
+//! fetches), by the configured clock: when it steps back past the last attempt,
+//! the next fetch is allowed and the limit counts from it. A failed refresh keeps the last good keys; only a tenant whose keys
 //! were never loaded fails, with a [`KeyError`].
 //!
 //! # Which key verified a token, and is it still there
@@ -33,7 +34,10 @@
 //! full) rather than served. The mirror is raised before a new set is stored,
 //! so a hit that reads the old value came before the new set (and its key was
 //! in the old one); no hit after a refresh has landed is admitted on a key it
-//! removed, and nothing has to be purged from the cache.
+//! removed, and nothing has to be purged from the cache. Hits on a set older
+//! than the refresh interval, or fetched at a time the clock has since stepped
+//! back past, refresh it in the background (one refresh at a time, at most one
+//! fetch per `min_refresh`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -215,14 +219,14 @@ impl KeyStore {
     /// hit. Two atomic loads (no key gone since the stamp's set: the usual
     /// case); the current set is loaded and its keys looked through only when a
     /// refresh has removed or replaced a key since (see the module docs). A set
-    /// older than the refresh interval (by `now`) is refreshed in the
-    /// background, as [`keys`](Self::keys) does, so that hits alone keep the
-    /// keys current.
+    /// older than the refresh interval (by `now`), or fetched at a time the
+    /// clock has stepped back past, is refreshed in the background, as
+    /// [`keys`](Self::keys) does, so that hits alone keep the keys current.
     pub(crate) fn still_holds(self: &Arc<Self>, stamp: KeyStamp, now: i64) -> bool {
         let Some(t) = self.slots.get(stamp.slot as usize) else {
             return false;
         };
-        if now.saturating_sub(t.loaded_at.load(Ordering::Relaxed)) >= self.interval {
+        if self.due(t.loaded_at.load(Ordering::Relaxed), now) {
             if let Some(cur) = t.current.load().as_deref() {
                 self.spawn_background_refresh(t, cur.generation);
             }
@@ -241,7 +245,7 @@ impl KeyStore {
     pub(crate) async fn keys(self: &Arc<Self>, tenant: &str) -> Result<Arc<Loaded>, KeyError> {
         let t = self.tenant(tenant)?;
         if let Some(loaded) = t.current.load_full() {
-            if self.clock.now() - loaded.loaded_at >= self.interval {
+            if self.due(loaded.loaded_at, self.clock.now()) {
                 self.spawn_background_refresh(t, loaded.generation);
             }
             return Ok(loaded);
@@ -267,6 +271,15 @@ impl KeyStore {
             self.keys(id).await?;
         }
         Ok(())
+    }
+
+    /// Whether a set fetched at `loaded_at` is refreshed in the background at
+    /// `now`: it is older than the refresh interval, or it is from the clock's
+    /// future (the clock stepped back: else the keys, and the removal of a
+    /// rolled key, would wait until the clock caught up).
+    fn due(&self, loaded_at: i64, now: i64) -> bool {
+        let age = now.saturating_sub(loaded_at);
+        age >= self.interval || age < 0
     }
 
     fn tenant(&self, tenant: &str) -> Result<&Arc<Tenant>, KeyError> {
@@ -300,11 +313,14 @@ impl KeyStore {
             }
         }
         let now = self.clock.now();
-        if let Some(last) = book.last_attempt {
-            let elapsed = Duration::from_secs(u64::try_from(now - last).unwrap_or(0));
-            if elapsed < self.min_refresh {
-                return current.ok_or(KeyError::Backoff);
-            }
+        // A last attempt "in the future" means the clock stepped back: it does
+        // not hold the refresh back (else a key rollover would wait until the
+        // clock caught up); the limit then counts from this attempt.
+        let elapsed = book
+            .last_attempt
+            .and_then(|last| u64::try_from(now - last).ok());
+        if elapsed.is_some_and(|secs| Duration::from_secs(secs) < self.min_refresh) {
+            return current.ok_or(KeyError::Backoff);
         }
         book.last_attempt = Some(now);
         match self.fetch(&t.id).await {
@@ -320,16 +336,17 @@ impl KeyStore {
         }
     }
 
-    /// Lands a key set for `tenant` as a successful fetch would (no HTTP).
+    /// Lands a key set for `tenant` as a successful fetch would (no HTTP),
+    /// after any refresh under way.
     #[cfg(test)]
-    pub(crate) fn land_for_tests(
+    pub(crate) async fn land_for_tests(
         &self,
         tenant: &str,
         metadata: TenantMetadata,
         keys: HashMap<String, ParsedPublicKey>,
     ) -> Arc<Loaded> {
         let t = self.tenant(tenant).expect("an allowed tenant");
-        let mut book = t.refresh.try_lock().expect("no refresh under way");
+        let mut book = t.refresh.lock().await;
         let current = t.current.load_full();
         land(
             t,

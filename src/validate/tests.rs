@@ -128,12 +128,17 @@ impl Pair {
             clock,
             keys,
         };
-        pair.land(initial);
+        let landing = pair.keys.land_for_tests(TID, metadata(), key_set(initial));
+        futures_util::FutureExt::now_or_never(landing).expect("no refresh under way");
         pair
     }
 
-    fn land(&self, which: &[usize]) {
-        self.keys.land_for_tests(TID, metadata(), key_set(which));
+    /// Lands a set publishing `which` (after a background refresh under way,
+    /// which the clock stepping back may start).
+    async fn land(&self, which: &[usize]) {
+        self.keys
+            .land_for_tests(TID, metadata(), key_set(which))
+            .await;
     }
 
     /// Both paths' decisions for `token` (the reason of a refusal), after
@@ -176,10 +181,10 @@ fn a_cached_token_is_refused_once_a_refresh_removes_its_key() {
         assert_eq!(p.decide(&old).await, (Ok(()), Ok(())));
         assert!(p.hit(&old), "cached");
         // A refresh with the same keys keeps the entry (and the fast check).
-        p.land(&[0, 1]);
+        p.land(&[0, 1]).await;
         assert!(p.hit(&old));
         // Entra rolls key 0: the entry of its token no longer holds.
-        p.land(&[1, 2]);
+        p.land(&[1, 2]).await;
         assert!(!p.hit(&old), "served after its key was removed");
         assert_eq!(
             p.decide(&old).await,
@@ -189,7 +194,7 @@ fn a_cached_token_is_refused_once_a_refresh_removes_its_key() {
         assert_eq!(p.decide(&new).await, (Ok(()), Ok(())));
         assert!(p.hit(&new));
         // Published again later: validated again in full, then cached again.
-        p.land(&[0, 1]);
+        p.land(&[0, 1]).await;
         assert!(p.hit(&new), "key 1 stayed throughout");
         assert!(!p.hit(&old), "key 0 came back: its old entry is gone");
         assert_eq!(p.decide(&old).await, (Ok(()), Ok(())));
@@ -203,7 +208,7 @@ fn a_kid_rebound_to_another_key_ends_the_entries_of_the_old_key() {
         let p = Pair::new(&[0, 1]);
         let old = token(0, None, T0 + 3600);
         assert_eq!(p.decide(&old).await, (Ok(()), Ok(())));
-        p.land(&[3, 1]); // "k0" now names key 3
+        p.land(&[3, 1]).await; // "k0" now names key 3
         assert!(!p.hit(&old));
         assert_eq!(p.decide(&old).await, (Err("signature"), Err("signature")));
     });
@@ -348,7 +353,7 @@ proptest! {
             for s in steps {
                 match s {
                     Step::Clock(offset) => p.clock.set(T0 + offset),
-                    Step::Land(which) => p.land(&which),
+                    Step::Land(which) => p.land(&which).await,
                     Step::Check(i) => {
                         let (full, truth) = p.decide(&tokens()[i]).await;
                         assert_eq!(full, truth, "token {i} at T0{:+}", p.clock.now() - T0);
