@@ -82,6 +82,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unreachable_pub)]
 
+pub mod acquire;
 pub mod admission;
 pub mod agent;
 pub mod clock;
