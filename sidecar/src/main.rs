@@ -1,0 +1,78 @@
+//! `axum-obo-sidecar`: see the library docs and `docs/sidecar.md`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum_obo_sidecar::{run, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("axum-obo-sidecar: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (sidecar, embedded) = match run::build(&settings).await {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("axum-obo-sidecar: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("axum-obo-sidecar: cannot listen on {}: {e}", settings.listen);
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(settings.listen);
+    let base = format!("http://{addr}");
+    if let Some(e) = &embedded {
+        println!("{}", run::banner(&base, e));
+    }
+    tracing::info!(%addr, "listening");
+    let app = sidecar
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+    {
+        eprintln!("axum-obo-sidecar: {e}");
+        return ExitCode::from(1);
+    }
+    drop(embedded);
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM (the orchestrator) or Ctrl-C: stop accepting, finish what is in flight.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
