@@ -35,15 +35,20 @@ impl Embedded {
     }
 }
 
-/// The crate's own `OBO_*` settings from the process environment.
-fn obo_settings() -> Result<OboConfigBuilder, SettingsError> {
-    OboConfigBuilder::from_lookup(|name| {
-        name.starts_with("OBO_")
-            .then(|| std::env::var(name).ok())
-            .flatten()
+/// The library's configuration read as its `from_env` does, with the
+/// `AzureAd` values standing in for `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and
+/// `AZURE_AUTHORITY_HOST`; the crate's own `OBO_*` settings from the process
+/// environment.
+fn obo_settings(ad: &crate::settings::AzureAd) -> Result<OboConfigBuilder, SettingsError> {
+    OboConfigBuilder::from_lookup(|name| match name {
+        "AZURE_TENANT_ID" => Some(ad.tenant_id.clone()),
+        "AZURE_CLIENT_ID" => Some(ad.client_id.clone()),
+        "AZURE_AUTHORITY_HOST" => ad.instance.as_ref().map(|i| i.trim_end_matches('/').to_owned()),
+        n if n.starts_with("OBO_") => std::env::var(n).ok(),
+        _ => None,
     })
     .map_err(|e| SettingsError {
-        setting: e.field().to_ascii_uppercase(),
+        setting: setting_of(e.field()),
         reason: e.reason().to_owned(),
     })
 }
@@ -57,6 +62,7 @@ fn setting_of(field: &str) -> String {
         f if f.contains("credential") || f.contains("certificate") || f.contains("secret") || f.contains("federated") || f.contains("managed") => {
             "AzureAd__ClientCredentials__0".into()
         }
+        other if other.starts_with("obo_") => other.to_ascii_uppercase(),
         other => other.into(),
     }
 }
@@ -66,14 +72,8 @@ pub async fn build(settings: &Settings) -> Result<(Sidecar, Option<Embedded>), S
     let mut allow = settings.allow_overrides;
     let (config, apis, embedded) = match &settings.azure_ad {
         Some(ad) => {
-            let mut b = obo_settings()?
-                .tenant_id(&ad.tenant_id)
-                .client_id(&ad.client_id)
-                .allow_app_only(true);
-            if let Some(instance) = &ad.instance {
-                b = b.authority_host(instance.trim_end_matches('/'));
-            }
-            b = match &ad.credential {
+            let b = obo_settings(ad)?.allow_app_only(true);
+            let b = match &ad.credential {
                 Credential::Secret(s) => b.client_secret(s.clone()),
                 Credential::CertificatePath(p) => b.client_certificate_file(p),
                 Credential::SignedAssertionFile(p) => b.federated_token_file(p),
