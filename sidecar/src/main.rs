@@ -38,6 +38,13 @@ async fn main() -> ExitCode {
     let base = format!("http://{addr}");
     if let Some(e) = &embedded {
         println!("{}", run::banner(&base, e));
+        // For scripts (interop/sidecar): the demo's identities as JSON.
+        if let Ok(path) = std::env::var("AXUM_OBO_SIDECAR_DEMO_FILE") {
+            if let Err(err) = std::fs::write(&path, run::demo_json(&base, e)) {
+                eprintln!("axum-obo-sidecar: cannot write {path}: {err}");
+                return ExitCode::from(1);
+            }
+        }
     }
     tracing::info!(%addr, "listening");
     let app = sidecar

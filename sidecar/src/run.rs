@@ -159,6 +159,19 @@ pub async fn build(settings: &Settings) -> Result<(Sidecar, Option<Embedded>), S
     Ok((sidecar, embedded))
 }
 
+/// Embedded mode's demo identities as JSON (`AXUM_OBO_SIDECAR_DEMO_FILE`):
+/// the sidecar's URL, the stand-in tenant, the demo agent and its agent user.
+pub fn demo_json(base: &str, e: &Embedded) -> String {
+    serde_json::json!({
+        "url": base,
+        "tenant": e.harness.entra().home_tenant(),
+        "agent": e.agent,
+        "agentUserUpn": e.agent_user_upn,
+        "agentUserOid": e.agent_user_oid,
+    })
+    .to_string()
+}
+
 /// Embedded mode's banner: working `curl` lines and a Python snippet using
 /// Microsoft's adapter. The printed user token is a stand-in's (worthless
 /// outside this process).
@@ -179,10 +192,19 @@ pub fn banner(base: &str, e: &Embedded) -> String {
 Python, with Microsoft's adapter (pip install microsoft-agents-authentication-entra-auth-sidecar):
 
   import asyncio
-  from microsoft_agents.authentication.entra_auth_sidecar import EntraAuthSidecar  # see interop/sidecar
-  # SIDECAR_URL={base}
-  # agent identity {agent}, agent user {upn} (object id {oid})
+  from microsoft_agents.authentication.entra_auth_sidecar import SidecarAuth
+
+  async def main():
+      auth = SidecarAuth({{"SIDECAR_BASE_URL": "{base}", "SCOPES": ["https://graph.microsoft.com/.default"]}})
+      print(await auth.is_healthy())
+      print((await auth.get_access_token("https://graph.microsoft.com", ["https://graph.microsoft.com/.default"]))[:20], "...")
+      token, _ = await auth.get_agentic_instance_token("{tenant}", "{agent}")
+      user = await auth.get_agentic_user_token("{tenant}", "{agent}", "{upn}", ["User.Read"])  # or the object id {oid}
+      await auth.close()
+
+  asyncio.run(main())
 "#,
+        tenant = e.harness.entra().home_tenant(),
         agent = e.agent,
         upn = e.agent_user_upn,
         oid = e.agent_user_oid,
