@@ -40,7 +40,14 @@ async fn main() -> ExitCode {
         println!("{}", run::banner(&base, e));
         // For scripts (interop/sidecar): the demo's identities as JSON.
         if let Ok(path) = std::env::var("AXUM_OBO_SIDECAR_DEMO_FILE") {
-            if let Err(err) = std::fs::write(&path, run::demo_json(&base, e)) {
+            // And, for sidecar/bench.sh, N distinct users' tokens, one a line.
+            let users = std::env::var("AXUM_OBO_SIDECAR_DEMO_USERS")
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0);
+            let written = std::fs::write(format!("{path}.tokens"), run::user_tokens(e, users))
+                .and_then(|()| std::fs::write(&path, run::demo_json(&base, e)));
+            if let Err(err) = written {
                 eprintln!("axum-obo-sidecar: cannot write {path}: {err}");
                 return ExitCode::from(1);
             }

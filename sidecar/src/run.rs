@@ -172,6 +172,17 @@ pub fn demo_json(base: &str, e: &Embedded) -> String {
     .to_string()
 }
 
+/// `n` stand-in tokens of distinct users, one a line (load benchmarks).
+pub fn user_tokens(e: &Embedded, n: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        let oid = format!("00000000-0000-4000-8000-{i:012x}");
+        out.push_str(&e.harness.entra().token().user(&oid).sign());
+        out.push('\n');
+    }
+    out
+}
+
 /// Embedded mode's banner: working `curl` lines and a Python snippet using
 /// Microsoft's adapter. The printed user token is a stand-in's (worthless
 /// outside this process).
