@@ -14,7 +14,7 @@
 # - the release binary's size (and stripped).
 #
 # Environment (defaults): DURATION (10s), REPS (3), CONNECTIONS (32), THREADS (1),
-# USERS (10000), PORT (38180), SERVER_CPU (0) and CLIENT_CPU (1) when the
+# USERS (10000), PORT (38180), BIN (an existing binary instead of the release build), SERVER_CPU (0) and CLIENT_CPU (1) when the
 # machine has two cores or more. Installs wrk from Debian when it is missing.
 # Figures are reported, not asserted.
 set -euo pipefail
@@ -45,9 +45,13 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
     pin_client=(taskset -c "$CLIENT_CPU")
 fi
 
-log "building the release binary ..."
-cargo build -q --release -p axum-obo-sidecar
-bin=target/release/axum-obo-sidecar
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN # e.g. target/debug/axum-obo-sidecar, to try the script quickly
+else
+    log "building the release binary ..."
+    cargo build -q --release -p axum-obo-sidecar
+    bin=target/release/axum-obo-sidecar
+fi
 work="$(mktemp -d)"
 demo="$work/demo.json"
 server=""
