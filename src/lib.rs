@@ -155,4 +155,6 @@ mod guides {
     mod performance {}
     #[doc = include_str!("../docs/agents.md")]
     mod agents {}
+    #[doc = include_str!("../docs/sidecar.md")]
+    mod sidecar {}
 }
