@@ -186,12 +186,10 @@ impl AcquiredToken {
     /// crate's shared HTTP client (it refuses URLs outside the base's origin).
     /// Claims challenges are relayed, not answered.
     pub fn downstream(&self, base_url: &str) -> Result<DownstreamClient, DownstreamError> {
-        Ok(DownstreamClient::new(
-            self.http.clone(),
-            base_url,
-            self.token.access_token.clone(),
-        )?
-        .with_authority(&self.authority))
+        Ok(
+            DownstreamClient::new(self.http.clone(), base_url, self.token.access_token.clone())?
+                .with_authority(&self.authority),
+        )
     }
 }
 
@@ -240,7 +238,7 @@ impl OboLayer {
                 AgentError::Exchange(e)
                 | AgentError::Blueprint { cause: e, .. }
                 | AgentError::AgentRefused { cause: e, .. } => e,
-                other => OboError::Misconfigured(other.to_string().into()),
+                other => OboError::Misconfigured(other.to_string()),
             })?;
         Ok(AcquiredToken::new(token, shared))
     }
@@ -317,7 +315,10 @@ mod tests {
     fn bad_sets_are_refused() {
         assert_eq!(Scopes::new(Vec::<&str>::new()), Err(ScopesError::Empty));
         assert_eq!(Scopes::new([""]), Err(ScopesError::Invalid));
-        assert_eq!(Scopes::new(["User.Read Mail.Read"]), Err(ScopesError::Invalid));
+        assert_eq!(
+            Scopes::new(["User.Read Mail.Read"]),
+            Err(ScopesError::Invalid)
+        );
         assert_eq!(Scopes::new(["a\u{0}"]), Err(ScopesError::Invalid));
         let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
         assert_eq!(Scopes::new(&many), Err(ScopesError::TooMany));

@@ -21,7 +21,12 @@ fn claims(token: &str) -> Value {
 }
 
 fn layer(entra: &EntraStandIn) -> OboLayer {
-    OboLayer::new(config(entra).client_secret(entra.client_secret()).build().unwrap())
+    OboLayer::new(
+        config(entra)
+            .client_secret(entra.client_secret())
+            .build()
+            .unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -36,7 +41,8 @@ async fn run_time_scopes_share_the_typed_paths_cache() {
         .route(
             "/dynamic",
             get(|ctx: OboContext| async move {
-                let scopes = Scopes::new(<GraphUserRead as axum_obo::Scope>::SCOPES.iter().rev()).unwrap();
+                let scopes =
+                    Scopes::new(<GraphUserRead as axum_obo::Scope>::SCOPES.iter().rev()).unwrap();
                 let t = ctx.token_for(&scopes).await?;
                 Ok::<_, AuthRejection>(t.access_token().expose().to_owned())
             }),
@@ -59,8 +65,15 @@ async fn run_time_scopes_share_the_typed_paths_cache() {
     assert_eq!(entra.token_requests(), requests, "no second exchange");
     let mail = bearer(&app, "/mail", &user).await;
     assert_eq!(mail.status, 200, "{}", mail.body);
-    assert_eq!(entra.token_requests(), requests + 1, "another scope set, another exchange");
-    assert!(claims(&mail.body)["scp"].as_str().unwrap().contains("Mail.Read"));
+    assert_eq!(
+        entra.token_requests(),
+        requests + 1,
+        "another scope set, another exchange"
+    );
+    assert!(claims(&mail.body)["scp"]
+        .as_str()
+        .unwrap()
+        .contains("Mail.Read"));
     // An app-only caller cannot be exchanged: refused without a request.
     let app_caller = entra.token().app_only().sign();
     let refused = bearer(&app, "/mail", &app_caller).await;
@@ -76,19 +89,33 @@ async fn app_tokens_are_cached_and_single_flight() {
     let before = entra.token_requests();
     let calls = (0..8).map(|_| layer.app_token(&graph, None));
     let tokens = futures_util::future::join_all(calls).await;
-    assert_eq!(entra.token_requests(), before + 1, "one request for concurrent first callers");
-    let first = tokens[0].as_ref().unwrap().access_token().expose().to_owned();
+    assert_eq!(
+        entra.token_requests(),
+        before + 1,
+        "one request for concurrent first callers"
+    );
+    let first = tokens[0]
+        .as_ref()
+        .unwrap()
+        .access_token()
+        .expose()
+        .to_owned();
     for t in &tokens {
         assert_eq!(t.as_ref().unwrap().access_token().expose(), first);
     }
     let c = claims(&first);
     assert!(c.get("scp").is_none(), "app-only: {c}");
     assert_eq!(c["tid"], entra.home_tenant().as_str());
-    let again = layer.app_token(&graph, Some(&entra.home_tenant())).await.unwrap();
+    let again = layer
+        .app_token(&graph, Some(&entra.home_tenant()))
+        .await
+        .unwrap();
     assert_eq!(again.access_token().expose(), first, "cached");
     assert_eq!(entra.token_requests(), before + 1);
     // A tenant that is not a GUID never reaches Entra.
-    let bad = layer.app_token(&graph, Some("contoso.onmicrosoft.com/../x")).await;
+    let bad = layer
+        .app_token(&graph, Some("contoso.onmicrosoft.com/../x"))
+        .await;
     assert!(matches!(bad, Err(OboError::Misconfigured(_))));
     assert_eq!(entra.token_requests(), before + 1);
 }

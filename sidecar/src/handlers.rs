@@ -135,7 +135,10 @@ async fn acquire(
     let empty = DownstreamApi::default();
     let mut options = configured.unwrap_or(&empty).clone();
     let overrides = if overrides.has_any && !allow {
-        tracing::warn!(route, "optionsOverride parameters ignored on this route (Sidecar__AllowOverrides)");
+        tracing::warn!(
+            route,
+            "optionsOverride parameters ignored on this route (Sidecar__AllowOverrides)"
+        );
         Overrides::default()
     } else {
         overrides
@@ -157,7 +160,10 @@ async fn acquire(
         agent.resolve()
     } else {
         if agent.any() {
-            tracing::warn!(route, "agent parameters ignored on this route (Sidecar__AllowOverrides)");
+            tracing::warn!(
+                route,
+                "agent parameters ignored on this route (Sidecar__AllowOverrides)"
+            );
         }
         None
     };
@@ -212,7 +218,11 @@ async fn call(
         url.push('/');
         url.push_str(rel.trim_start_matches('/'));
     }
-    let method = options.http_method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    let method = options
+        .http_method
+        .as_deref()
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| Problem::bad_request("optionsOverride.HttpMethod is not an HTTP method."))?;
     let mut request = s
@@ -224,7 +234,10 @@ async fn call(
     }
     let mut response = request.send().await.map_err(|e| {
         tracing::warn!(api = name, error = %e.without_url(), "downstream API unreachable");
-        Problem::new(StatusCode::BAD_GATEWAY, "The downstream API could not be reached.")
+        Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "The downstream API could not be reached.",
+        )
     })?;
     let status = response.status().as_u16();
     let mut content_headers: Map<String, Value> = Map::new();

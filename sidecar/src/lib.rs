@@ -13,6 +13,8 @@
 //!
 //! Every route but `/healthz` answers only loopback callers (others get 403).
 
+#![warn(missing_docs, missing_debug_implementations)]
+
 pub mod settings;
 
 mod handlers;

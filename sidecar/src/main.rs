@@ -30,7 +30,10 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("axum-obo-sidecar: cannot listen on {}: {e}", settings.listen);
+            eprintln!(
+                "axum-obo-sidecar: cannot listen on {}: {e}",
+                settings.listen
+            );
             return ExitCode::from(1);
         }
     };

@@ -36,10 +36,20 @@ impl AgentParams {
     /// Microsoft's precedence: no (or blank) agent identity: none; a UPN wins
     /// over an object id; an object id counts only as a GUID.
     pub(crate) fn resolve(&self) -> Option<(String, Option<AgentUser>)> {
-        let identity = self.identity.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
+        let identity = self
+            .identity
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())?;
         let user = match (
-            self.username.as_deref().map(str::trim).filter(|s| !s.is_empty()),
-            self.user_id.as_deref().map(str::trim).filter(|s| is_guid(s) && !is_nil(s)),
+            self.username
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty()),
+            self.user_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| is_guid(s) && !is_nil(s)),
         ) {
             (Some(upn), _) => Some(AgentUser::Upn(upn.to_owned())),
             (None, Some(oid)) => Some(AgentUser::ObjectId(oid.to_ascii_lowercase())),
@@ -141,7 +151,9 @@ mod tests {
     use super::*;
 
     fn q(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -180,10 +192,20 @@ mod tests {
     fn agent_parameters_follow_microsofts_precedence() {
         let oid = "7d3c3f1e-7a0b-4f57-9a43-9a7e4c3b2a10";
         let agent = "0a1b2c3d-0000-4000-8000-000000000001";
-        let (_, a) = parse(&q(&[("AgentIdentity", agent), ("AgentUsername", "u@x"), ("AgentUserId", oid)]));
-        assert_eq!(a.resolve(), Some((agent.into(), Some(AgentUser::Upn("u@x".into())))));
+        let (_, a) = parse(&q(&[
+            ("AgentIdentity", agent),
+            ("AgentUsername", "u@x"),
+            ("AgentUserId", oid),
+        ]));
+        assert_eq!(
+            a.resolve(),
+            Some((agent.into(), Some(AgentUser::Upn("u@x".into()))))
+        );
         let (_, a) = parse(&q(&[("agentidentity", agent), ("agentuserid", oid)]));
-        assert_eq!(a.resolve(), Some((agent.into(), Some(AgentUser::ObjectId(oid.into())))));
+        assert_eq!(
+            a.resolve(),
+            Some((agent.into(), Some(AgentUser::ObjectId(oid.into()))))
+        );
         // Not a GUID, or the empty GUID: the agent alone.
         for bad in ["not-a-guid", "00000000-0000-0000-0000-000000000000"] {
             let (_, a) = parse(&q(&[("AgentIdentity", agent), ("AgentUserId", bad)]));

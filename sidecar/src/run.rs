@@ -30,7 +30,10 @@ impl Embedded {
             .entra()
             .token()
             .claim("name", serde_json::json!("Adele Vance"))
-            .claim("preferred_username", serde_json::json!("adele@contoso.example"))
+            .claim(
+                "preferred_username",
+                serde_json::json!("adele@contoso.example"),
+            )
             .sign()
     }
 }
@@ -43,7 +46,10 @@ fn obo_settings(ad: &crate::settings::AzureAd) -> Result<OboConfigBuilder, Setti
     OboConfigBuilder::from_lookup(|name| match name {
         "AZURE_TENANT_ID" => Some(ad.tenant_id.clone()),
         "AZURE_CLIENT_ID" => Some(ad.client_id.clone()),
-        "AZURE_AUTHORITY_HOST" => ad.instance.as_ref().map(|i| i.trim_end_matches('/').to_owned()),
+        "AZURE_AUTHORITY_HOST" => ad
+            .instance
+            .as_ref()
+            .map(|i| i.trim_end_matches('/').to_owned()),
         n if n.starts_with("OBO_") => std::env::var(n).ok(),
         _ => None,
     })
@@ -59,7 +65,12 @@ fn setting_of(field: &str) -> String {
         "tenant_id" => "AzureAd__TenantId".into(),
         "client_id" => "AzureAd__ClientId".into(),
         "authority_host" => "AzureAd__Instance".into(),
-        f if f.contains("credential") || f.contains("certificate") || f.contains("secret") || f.contains("federated") || f.contains("managed") => {
+        f if f.contains("credential")
+            || f.contains("certificate")
+            || f.contains("secret")
+            || f.contains("federated")
+            || f.contains("managed") =>
+        {
             "AzureAd__ClientCredentials__0".into()
         }
         other if other.starts_with("obo_") => other.to_ascii_uppercase(),
@@ -77,10 +88,14 @@ pub async fn build(settings: &Settings) -> Result<(Sidecar, Option<Embedded>), S
                 Credential::Secret(s) => b.client_secret(s.clone()),
                 Credential::CertificatePath(p) => b.client_certificate_file(p),
                 Credential::SignedAssertionFile(p) => b.federated_token_file(p),
-                Credential::ManagedIdentity(None) => b.managed_identity(ManagedIdentity::SystemAssigned),
-                Credential::ManagedIdentity(Some(id)) => b.managed_identity(ManagedIdentity::UserAssigned {
-                    client_id: id.clone(),
-                }),
+                Credential::ManagedIdentity(None) => {
+                    b.managed_identity(ManagedIdentity::SystemAssigned)
+                }
+                Credential::ManagedIdentity(Some(id)) => {
+                    b.managed_identity(ManagedIdentity::UserAssigned {
+                        client_id: id.clone(),
+                    })
+                }
             };
             (b, settings.apis.clone(), None)
         }

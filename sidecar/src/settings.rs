@@ -53,7 +53,9 @@ impl std::fmt::Debug for Credential {
             Credential::Secret(_) => f.write_str("ClientSecret(<redacted>)"),
             Credential::CertificatePath(p) => write!(f, "Path({p})"),
             Credential::SignedAssertionFile(p) => write!(f, "SignedAssertionFilePath({p})"),
-            Credential::ManagedIdentity(id) => write!(f, "SignedAssertionFromManagedIdentity({id:?})"),
+            Credential::ManagedIdentity(id) => {
+                write!(f, "SignedAssertionFromManagedIdentity({id:?})")
+            }
         }
     }
 }
@@ -185,7 +187,12 @@ fn list(flat: &Flat, key: &str) -> Vec<String> {
     let mut indexed: Vec<(usize, String)> = flat
         .range(prefix.clone()..)
         .take_while(|(k, _)| k.starts_with(&prefix))
-        .filter_map(|(k, v)| k[prefix.len()..].parse::<usize>().ok().map(|i| (i, v.clone())))
+        .filter_map(|(k, v)| {
+            k[prefix.len()..]
+                .parse::<usize>()
+                .ok()
+                .map(|i| (i, v.clone()))
+        })
         .collect();
     indexed.sort_by_key(|(i, _)| *i);
     let mut out: Vec<String> = indexed.into_iter().map(|(_, v)| v).collect();
@@ -232,12 +239,18 @@ impl Settings {
         let mut allow = AllowOverrides::default();
         let mut set = false;
         for (key, slot) in [
-            ("sidecar:allowoverrides:getauthorizationheader", &mut allow.get_authorization_header),
+            (
+                "sidecar:allowoverrides:getauthorizationheader",
+                &mut allow.get_authorization_header,
+            ),
             (
                 "sidecar:allowoverrides:getauthorizationheaderunauthenticated",
                 &mut allow.get_authorization_header_unauthenticated,
             ),
-            ("sidecar:allowoverrides:calldownstreamapi", &mut allow.call_downstream_api),
+            (
+                "sidecar:allowoverrides:calldownstreamapi",
+                &mut allow.call_downstream_api,
+            ),
             (
                 "sidecar:allowoverrides:calldownstreamapiunauthenticated",
                 &mut allow.call_downstream_api_unauthenticated,
@@ -274,9 +287,9 @@ impl Settings {
 /// `localhost`, `+` and `*` as in ASP.NET Core (loopback, all interfaces).
 fn listen_addr(url: &str) -> Result<SocketAddr, SettingsError> {
     let bad = |why: &str| err("ASPNETCORE_URLS", format!("'{url}' {why}"));
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad("is not an http:// URL (TLS belongs to the pod's network, not the sidecar)"))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        bad("is not an http:// URL (TLS belongs to the pod's network, not the sidecar)")
+    })?;
     let hostport = rest.split('/').next().unwrap_or_default();
     let (host, port) = hostport
         .rsplit_once(':')
@@ -288,13 +301,24 @@ fn listen_addr(url: &str) -> Result<SocketAddr, SettingsError> {
         "+" | "*" | "0.0.0.0" => "0.0.0.0",
         h => h,
     };
-    format!("{}:{port}", if ip.contains(':') { format!("[{ip}]") } else { ip.to_owned() })
-        .parse()
-        .map_err(|_| bad("has a host that is not an IP address or localhost"))
+    format!(
+        "{}:{port}",
+        if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_owned()
+        }
+    )
+    .parse()
+    .map_err(|_| bad("has a host that is not an IP address or localhost"))
 }
 
 fn azure_ad(flat: &Flat) -> Result<Option<AzureAd>, SettingsError> {
-    let get = |k: &str| flat.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let get = |k: &str| {
+        flat.get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let Some(client_id) = get("azuread:clientid") else {
         return Ok(None);
     };
@@ -313,8 +337,12 @@ fn azure_ad(flat: &Flat) -> Result<Option<AzureAd>, SettingsError> {
             break;
         };
         let need = |field: &str| {
-            get(&format!("{base}:{}", field.to_lowercase()))
-                .ok_or_else(|| err(&format!("AzureAd:ClientCredentials:{n}:{field}"), format!("is required with SourceType {source}")))
+            get(&format!("{base}:{}", field.to_lowercase())).ok_or_else(|| {
+                err(
+                    &format!("AzureAd:ClientCredentials:{n}:{field}"),
+                    format!("is required with SourceType {source}"),
+                )
+            })
         };
         let c = match source.to_ascii_lowercase().as_str() {
             "clientsecret" => Credential::Secret(need("ClientSecret")?),
@@ -357,29 +385,45 @@ fn downstream_apis(flat: &Flat) -> Result<BTreeMap<String, DownstreamApi>, Setti
     for key in flat.keys() {
         if let Some(rest) = key.strip_prefix("downstreamapis:") {
             if let Some((name, _)) = rest.split_once(':') {
-                apis.entry(name.to_owned()).or_insert_with(DownstreamApi::default);
+                apis.entry(name.to_owned())
+                    .or_insert_with(DownstreamApi::default);
             }
         }
     }
     for (name, api) in apis.iter_mut() {
         let base = format!("downstreamapis:{name}");
-        let get = |k: &str| flat.get(&format!("{base}:{k}")).cloned().filter(|v| !v.trim().is_empty());
+        let get = |k: &str| {
+            flat.get(&format!("{base}:{k}"))
+                .cloned()
+                .filter(|v| !v.trim().is_empty())
+        };
         api.base_url = get("baseurl");
         if let Some(url) = &api.base_url {
             let ok = url.starts_with("https://") || url.starts_with("http://");
             if !ok || url.parse::<http::Uri>().is_err() {
-                return Err(err(&format!("DownstreamApis:{name}:BaseUrl"), "is not an http(s) URL"));
+                return Err(err(
+                    &format!("DownstreamApis:{name}:BaseUrl"),
+                    "is not an http(s) URL",
+                ));
             }
         }
         api.relative_path = get("relativepath");
         api.scopes = list(flat, &format!("{base}:scopes"));
         api.request_app_token = parse_bool(flat, &format!("{base}:requestapptoken"))
-            .map_err(|_| err(&format!("DownstreamApis:{name}:RequestAppToken"), "must be true or false"))?
+            .map_err(|_| {
+                err(
+                    &format!("DownstreamApis:{name}:RequestAppToken"),
+                    "must be true or false",
+                )
+            })?
             .unwrap_or(false);
         api.http_method = get("httpmethod");
         if let Some(m) = &api.http_method {
             if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
-                return Err(err(&format!("DownstreamApis:{name}:HttpMethod"), "is not an HTTP method"));
+                return Err(err(
+                    &format!("DownstreamApis:{name}:HttpMethod"),
+                    "is not an HTTP method",
+                ));
             }
         }
     }
@@ -391,7 +435,9 @@ mod tests {
     use super::*;
 
     fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -404,7 +450,10 @@ mod tests {
             vars(&[
                 ("AzureAd__ClientCredentials__0__ClientSecret", "from-env"),
                 ("DownstreamApis__graph__RelativePath", "me"),
-                ("DownstreamApis__app__Scopes", "https://graph.microsoft.com/.default"),
+                (
+                    "DownstreamApis__app__Scopes",
+                    "https://graph.microsoft.com/.default",
+                ),
                 ("DownstreamApis__app__RequestAppToken", "True"),
                 ("ASPNETCORE_URLS", "http://localhost:9000;http://+:9001"),
             ]),
@@ -426,18 +475,58 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[id], "AzureAd__TenantId"),
             (&[id, tid], "AzureAd__ClientCredentials__0__SourceType"),
-            (&[id, tid, ("AzureAd__ClientCredentials__0__SourceType", "KeyVault")], "AzureAd__ClientCredentials__0__SourceType"),
-            (&[id, tid, ("AzureAd__ClientCredentials__0__SourceType", "ClientSecret")], "AzureAd__ClientCredentials__0__ClientSecret"),
-            (&[id, tid, ("AzureAd__ClientCredentials__0__SourceType", "Path")], "AzureAd__ClientCredentials__0__CertificateDiskPath"),
-            (&[("DownstreamApis__x__BaseUrl", "ftp://x")], "DownstreamApis__x__BaseUrl"),
-            (&[("DownstreamApis__x__RequestAppToken", "yes")], "DownstreamApis__x__RequestAppToken"),
-            (&[("DownstreamApis__x__HttpMethod", "GE T")], "DownstreamApis__x__HttpMethod"),
-            (&[("Sidecar__AllowOverrides__CallDownstreamApi", "1")], "sidecar__allowoverrides__calldownstreamapi"),
-            (&[("ASPNETCORE_URLS", "https://localhost:5001")], "ASPNETCORE_URLS"),
+            (
+                &[
+                    id,
+                    tid,
+                    ("AzureAd__ClientCredentials__0__SourceType", "KeyVault"),
+                ],
+                "AzureAd__ClientCredentials__0__SourceType",
+            ),
+            (
+                &[
+                    id,
+                    tid,
+                    ("AzureAd__ClientCredentials__0__SourceType", "ClientSecret"),
+                ],
+                "AzureAd__ClientCredentials__0__ClientSecret",
+            ),
+            (
+                &[
+                    id,
+                    tid,
+                    ("AzureAd__ClientCredentials__0__SourceType", "Path"),
+                ],
+                "AzureAd__ClientCredentials__0__CertificateDiskPath",
+            ),
+            (
+                &[("DownstreamApis__x__BaseUrl", "ftp://x")],
+                "DownstreamApis__x__BaseUrl",
+            ),
+            (
+                &[("DownstreamApis__x__RequestAppToken", "yes")],
+                "DownstreamApis__x__RequestAppToken",
+            ),
+            (
+                &[("DownstreamApis__x__HttpMethod", "GE T")],
+                "DownstreamApis__x__HttpMethod",
+            ),
+            (
+                &[("Sidecar__AllowOverrides__CallDownstreamApi", "1")],
+                "sidecar__allowoverrides__calldownstreamapi",
+            ),
+            (
+                &[("ASPNETCORE_URLS", "https://localhost:5001")],
+                "ASPNETCORE_URLS",
+            ),
         ];
         for (vs, setting) in cases {
             let e = Settings::from_sources(None, vars(vs)).unwrap_err();
-            assert_eq!(e.setting.to_lowercase(), setting.to_lowercase(), "{vs:?}: {e}");
+            assert_eq!(
+                e.setting.to_lowercase(),
+                setting.to_lowercase(),
+                "{vs:?}: {e}"
+            );
         }
     }
 

@@ -37,7 +37,10 @@ impl Answer {
     /// The claims of the token in `{"authorizationHeader":"Bearer …"}`.
     fn header_claims(&self) -> Value {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
-        let header = self.json()["authorizationHeader"].as_str().unwrap().to_owned();
+        let header = self.json()["authorizationHeader"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let token = header.strip_prefix("Bearer ").expect("a Bearer header");
         claims(token)
     }
@@ -45,7 +48,9 @@ impl Answer {
 
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -60,7 +65,9 @@ async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, peer: 
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
-    let bytes = axum::body::to_bytes(res.into_body(), 1 << 22).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
+        .await
+        .unwrap();
     Answer {
         status,
         headers,
@@ -73,7 +80,10 @@ const LOCAL: &str = "127.0.0.1:40000";
 fn assert_problem(a: &Answer, status: StatusCode) -> Value {
     assert_eq!(a.status, status, "{}", a.body);
     assert_eq!(a.headers["content-type"], "application/problem+json");
-    assert!(a.headers.get("cache-control").is_none_or(|v| v != "no-cache, no-store, must-revalidate"));
+    assert!(a
+        .headers
+        .get("cache-control")
+        .is_none_or(|v| v != "no-cache, no-store, must-revalidate"));
     let p = a.json();
     assert_eq!(p["status"], status.as_u16());
     assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()));
@@ -85,17 +95,31 @@ async fn healthz_openapi_and_validate() {
     let (app, e) = sidecar(&[]).await;
     let health = call(&app, "GET", "/healthz", None, LOCAL).await;
     assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(health.headers["cache-control"], "no-cache, no-store, must-revalidate");
+    assert_eq!(
+        health.headers["cache-control"],
+        "no-cache, no-store, must-revalidate"
+    );
 
-    let doc = call(&app, "GET", "/openapi/v1.json", None, LOCAL).await.json();
-    for path in ["/Validate", "/AuthorizationHeader/{apiName}", "/AuthorizationHeaderUnauthenticated/{apiName}", "/DownstreamApi/{apiName}", "/DownstreamApiUnauthenticated/{apiName}"] {
+    let doc = call(&app, "GET", "/openapi/v1.json", None, LOCAL)
+        .await
+        .json();
+    for path in [
+        "/Validate",
+        "/AuthorizationHeader/{apiName}",
+        "/AuthorizationHeaderUnauthenticated/{apiName}",
+        "/DownstreamApi/{apiName}",
+        "/DownstreamApiUnauthenticated/{apiName}",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
 
     let token = e.user_token();
     let v = call(&app, "GET", "/Validate", Some(&token), LOCAL).await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.body);
-    assert_eq!(v.headers["cache-control"], "no-cache, no-store, must-revalidate");
+    assert_eq!(
+        v.headers["cache-control"],
+        "no-cache, no-store, must-revalidate"
+    );
     let v = v.json();
     assert_eq!(v["protocol"], "Bearer");
     assert_eq!(v["token"], token.as_str());
@@ -114,20 +138,50 @@ async fn authorization_header_on_behalf_of_with_overrides() {
     let (app, e) = sidecar(&[]).await;
     let token = e.user_token();
     let user = claims(&token);
-    let c = call(&app, "GET", "/AuthorizationHeader/graph", Some(&token), LOCAL).await.header_claims();
+    let c = call(
+        &app,
+        "GET",
+        "/AuthorizationHeader/graph",
+        Some(&token),
+        LOCAL,
+    )
+    .await
+    .header_claims();
     assert_eq!(c["oid"], user["oid"]);
-    assert!(c["scp"].as_str().unwrap().split(' ').any(|s| s == "User.Read"), "{c}");
+    assert!(
+        c["scp"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "User.Read"),
+        "{c}"
+    );
 
     // A second request is served from the On-Behalf-Of cache.
     let before = e.harness.entra().token_requests();
-    call(&app, "GET", "/AuthorizationHeader/Graph", Some(&token), LOCAL).await.header_claims();
+    call(
+        &app,
+        "GET",
+        "/AuthorizationHeader/Graph",
+        Some(&token),
+        LOCAL,
+    )
+    .await
+    .header_claims();
     assert_eq!(e.harness.entra().token_requests(), before);
 
     // Scopes chosen by the caller (on by default on this route).
     let c = call(&app, "GET", "/AuthorizationHeader/graph?optionsOverride.Scopes=Mail.Read&optionsOverride.Scopes=User.Read", Some(&token), LOCAL)
         .await
         .header_claims();
-    assert!(c["scp"].as_str().unwrap().split(' ').any(|s| s == "Mail.Read"), "{c}");
+    assert!(
+        c["scp"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "Mail.Read"),
+        "{c}"
+    );
 
     // RequestAppToken: this app's own token, no user in it.
     let c = call(&app, "GET", "/AuthorizationHeader/graph?optionsOverride.RequestAppToken=true&optionsOverride.Scopes=https://graph.microsoft.com/.default", Some(&token), LOCAL)
@@ -137,7 +191,17 @@ async fn authorization_header_on_behalf_of_with_overrides() {
     assert!(c.get("scp").is_none(), "{c}");
 
     // Unknown API, no scopes: 400; no caller: 401 from the layer.
-    assert_problem(&call(&app, "GET", "/AuthorizationHeader/nope", Some(&token), LOCAL).await, StatusCode::BAD_REQUEST);
+    assert_problem(
+        &call(
+            &app,
+            "GET",
+            "/AuthorizationHeader/nope",
+            Some(&token),
+            LOCAL,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
     let anon = call(&app, "GET", "/AuthorizationHeader/graph", None, LOCAL).await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
 }
@@ -145,52 +209,157 @@ async fn authorization_header_on_behalf_of_with_overrides() {
 #[tokio::test]
 async fn unauthenticated_routes_gate_overrides_by_default() {
     // Microsoft's defaults (embedded mode turns them on unless set).
-    let (app, e) = sidecar(&[("Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated", "false")]).await;
+    let (app, e) = sidecar(&[(
+        "Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated",
+        "false",
+    )])
+    .await;
     let entra = e.harness.entra();
-    let c = call(&app, "GET", "/AuthorizationHeaderUnauthenticated/graphApp", None, LOCAL).await.header_claims();
-    assert_eq!(c["appid"].as_str().or(c["azp"].as_str()), Some(entra.api_client_id().as_str()), "{c}");
+    let c = call(
+        &app,
+        "GET",
+        "/AuthorizationHeaderUnauthenticated/graphApp",
+        None,
+        LOCAL,
+    )
+    .await
+    .header_claims();
+    assert_eq!(
+        c["appid"].as_str().or(c["azp"].as_str()),
+        Some(entra.api_client_id().as_str()),
+        "{c}"
+    );
     assert!(c.get("scp").is_none());
     let requests = entra.token_requests();
-    call(&app, "GET", "/AuthorizationHeaderUnauthenticated/graphApp", None, LOCAL).await.header_claims();
-    assert_eq!(entra.token_requests(), requests, "app-only tokens are cached");
+    call(
+        &app,
+        "GET",
+        "/AuthorizationHeaderUnauthenticated/graphApp",
+        None,
+        LOCAL,
+    )
+    .await
+    .header_claims();
+    assert_eq!(
+        entra.token_requests(),
+        requests,
+        "app-only tokens are cached"
+    );
 
     // The agent parameters and overrides are ignored here: still this app's token.
     let uri = format!("/AuthorizationHeaderUnauthenticated/graphApp?AgentIdentity={}&optionsOverride.Scopes=User.Read", e.agent);
     let c = call(&app, "GET", &uri, None, LOCAL).await.header_claims();
-    assert_eq!(c["appid"].as_str().or(c["azp"].as_str()), Some(entra.api_client_id().as_str()), "{c}");
+    assert_eq!(
+        c["appid"].as_str().or(c["azp"].as_str()),
+        Some(entra.api_client_id().as_str()),
+        "{c}"
+    );
 
     // `graph` has delegated scopes only: without overrides it is still app-only
     // here and Entra refuses it (401 problem, Entra's reason).
-    let refused = call(&app, "GET", "/AuthorizationHeaderUnauthenticated/graph", None, LOCAL).await;
+    let refused = call(
+        &app,
+        "GET",
+        "/AuthorizationHeaderUnauthenticated/graph",
+        None,
+        LOCAL,
+    )
+    .await;
     assert_problem(&refused, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn agent_parameters_map_onto_agent_id_flows() {
     let (app, e) = sidecar(&[]).await;
-    let base = format!("/AuthorizationHeaderUnauthenticated/graph?AgentIdentity={}", e.agent);
+    let base = format!(
+        "/AuthorizationHeaderUnauthenticated/graph?AgentIdentity={}",
+        e.agent
+    );
     // Autonomous agent: the agent's own app-only token.
-    let c = call(&app, "GET", &format!("/AuthorizationHeaderUnauthenticated/graphApp?AgentIdentity={}", e.agent), None, LOCAL).await.header_claims();
-    assert_eq!(c["appid"].as_str().or(c["azp"].as_str()), Some(e.agent.as_str()), "{c}");
+    let c = call(
+        &app,
+        "GET",
+        &format!(
+            "/AuthorizationHeaderUnauthenticated/graphApp?AgentIdentity={}",
+            e.agent
+        ),
+        None,
+        LOCAL,
+    )
+    .await
+    .header_claims();
+    assert_eq!(
+        c["appid"].as_str().or(c["azp"].as_str()),
+        Some(e.agent.as_str()),
+        "{c}"
+    );
     // Agent user by object id, and by UPN.
-    let by_oid = call(&app, "GET", &format!("{base}&AgentUserId={}", e.agent_user_oid), None, LOCAL).await.header_claims();
+    let by_oid = call(
+        &app,
+        "GET",
+        &format!("{base}&AgentUserId={}", e.agent_user_oid),
+        None,
+        LOCAL,
+    )
+    .await
+    .header_claims();
     assert_eq!(by_oid["oid"], e.agent_user_oid.as_str());
-    let by_upn = call(&app, "GET", &format!("{base}&AgentUsername={}", e.agent_user_upn), None, LOCAL).await.header_claims();
+    let by_upn = call(
+        &app,
+        "GET",
+        &format!("{base}&AgentUsername={}", e.agent_user_upn),
+        None,
+        LOCAL,
+    )
+    .await
+    .header_claims();
     assert_eq!(by_upn["oid"], e.agent_user_oid.as_str());
     // The UPN wins over an object id (here one that is no agent user).
-    let both = format!("{base}&AgentUsername={}&AgentUserId=11111111-2222-4333-8444-555555555555", e.agent_user_upn);
-    assert_eq!(call(&app, "GET", &both, None, LOCAL).await.header_claims()["oid"], e.agent_user_oid.as_str());
+    let both = format!(
+        "{base}&AgentUsername={}&AgentUserId=11111111-2222-4333-8444-555555555555",
+        e.agent_user_upn
+    );
+    assert_eq!(
+        call(&app, "GET", &both, None, LOCAL).await.header_claims()["oid"],
+        e.agent_user_oid.as_str()
+    );
     // A user who is not an agent user of this agent: 401 problem.
-    let refused = call(&app, "GET", &format!("{base}&AgentUsername=nobody@contoso.example"), None, LOCAL).await;
+    let refused = call(
+        &app,
+        "GET",
+        &format!("{base}&AgentUsername=nobody@contoso.example"),
+        None,
+        LOCAL,
+    )
+    .await;
     assert_problem(&refused, StatusCode::UNAUTHORIZED);
     // An agent identity that is not a GUID: 400.
-    let bad = call(&app, "GET", "/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=not-a-guid", None, LOCAL).await;
+    let bad = call(
+        &app,
+        "GET",
+        "/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=not-a-guid",
+        None,
+        LOCAL,
+    )
+    .await;
     assert_problem(&bad, StatusCode::BAD_REQUEST);
     // Agent On-Behalf-Of on the authenticated route: the agent's token for the caller.
     let token = e.user_token();
-    let c = call(&app, "GET", &format!("/AuthorizationHeader/graph?AgentIdentity={}", e.agent), Some(&token), LOCAL).await.header_claims();
+    let c = call(
+        &app,
+        "GET",
+        &format!("/AuthorizationHeader/graph?AgentIdentity={}", e.agent),
+        Some(&token),
+        LOCAL,
+    )
+    .await
+    .header_claims();
     assert_eq!(c["oid"], claims(&token)["oid"]);
-    assert_eq!(c["appid"].as_str().or(c["azp"].as_str()), Some(e.agent.as_str()), "{c}");
+    assert_eq!(
+        c["appid"].as_str().or(c["azp"].as_str()),
+        Some(e.agent.as_str()),
+        "{c}"
+    );
 }
 
 #[tokio::test]
@@ -199,22 +368,55 @@ async fn downstream_api_relays_the_answer() {
     let token = e.user_token();
     let a = call(&app, "POST", "/DownstreamApi/graph", Some(&token), LOCAL).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.headers["cache-control"], "no-cache, no-store, must-revalidate");
+    assert_eq!(
+        a.headers["cache-control"],
+        "no-cache, no-store, must-revalidate"
+    );
     let v = a.json();
     assert_eq!(v["statusCode"], 200);
-    assert!(v["headers"]["Content-Type"][0].as_str().unwrap().starts_with("application/json"));
+    assert!(v["headers"]["Content-Type"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("application/json"));
     let me: Value = serde_json::from_str(v["content"].as_str().unwrap()).unwrap();
     assert_eq!(me["displayName"], "Adele Vance");
     // A relative path the API does not have: its status, relayed.
-    let a = call(&app, "POST", "/DownstreamApi/graph?optionsOverride.RelativePath=nothing-here", Some(&token), LOCAL).await;
+    let a = call(
+        &app,
+        "POST",
+        "/DownstreamApi/graph?optionsOverride.RelativePath=nothing-here",
+        Some(&token),
+        LOCAL,
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let status = a.json()["statusCode"].as_u64().unwrap();
     assert!((400..500).contains(&status), "{}", a.body);
     // BaseUrl cannot be overridden: the token never goes elsewhere.
-    let a = call(&app, "POST", "/DownstreamApi/graph?optionsOverride.BaseUrl=http://127.0.0.1:1", Some(&token), LOCAL).await;
+    let a = call(
+        &app,
+        "POST",
+        "/DownstreamApi/graph?optionsOverride.BaseUrl=http://127.0.0.1:1",
+        Some(&token),
+        LOCAL,
+    )
+    .await;
     assert_eq!(a.json()["statusCode"], 200, "{}", a.body);
-    assert_problem(&call(&app, "POST", "/DownstreamApi/nope", Some(&token), LOCAL).await, StatusCode::BAD_REQUEST);
-    assert_problem(&call(&app, "POST", "/DownstreamApiUnauthenticated/graph", None, LOCAL).await, StatusCode::UNAUTHORIZED);
+    assert_problem(
+        &call(&app, "POST", "/DownstreamApi/nope", Some(&token), LOCAL).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_problem(
+        &call(
+            &app,
+            "POST",
+            "/DownstreamApiUnauthenticated/graph",
+            None,
+            LOCAL,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
 }
 
 #[tokio::test]
@@ -222,15 +424,31 @@ async fn only_loopback_callers_but_healthz_for_probes() {
     let (app, e) = sidecar(&[]).await;
     let token = e.user_token();
     for peer in ["10.0.0.7:5000", "[2001:db8::1]:5000"] {
-        for (m, uri) in [("GET", "/Validate"), ("GET", "/AuthorizationHeader/graph"), ("GET", "/AuthorizationHeaderUnauthenticated/graphApp"), ("POST", "/DownstreamApi/graph"), ("GET", "/openapi/v1.json")] {
+        for (m, uri) in [
+            ("GET", "/Validate"),
+            ("GET", "/AuthorizationHeader/graph"),
+            ("GET", "/AuthorizationHeaderUnauthenticated/graphApp"),
+            ("POST", "/DownstreamApi/graph"),
+            ("GET", "/openapi/v1.json"),
+        ] {
             let a = call(&app, m, uri, Some(&token), peer).await;
             assert_eq!(a.status, StatusCode::FORBIDDEN, "{peer} {uri}");
             assert!(!a.body.contains("eyJ"));
         }
-        assert_eq!(call(&app, "GET", "/healthz", None, peer).await.status, StatusCode::OK);
+        assert_eq!(
+            call(&app, "GET", "/healthz", None, peer).await.status,
+            StatusCode::OK
+        );
     }
     for peer in ["[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
-        let a = call(&app, "GET", "/AuthorizationHeaderUnauthenticated/graphApp", None, peer).await;
+        let a = call(
+            &app,
+            "GET",
+            "/AuthorizationHeaderUnauthenticated/graphApp",
+            None,
+            peer,
+        )
+        .await;
         assert_eq!(a.status, StatusCode::OK, "{peer}");
     }
 }
@@ -272,9 +490,15 @@ async fn no_token_or_secret_in_logs_or_problems() {
         answers.push(call(&app, m, &uri, t.then_some(token.as_str()), LOCAL).await);
     }
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("token acquisition"), "the failures were logged: {logs}");
+    assert!(
+        logs.contains("token acquisition"),
+        "the failures were logged: {logs}"
+    );
     assert!(!logs.contains("eyJ"), "a token in the logs");
-    assert!(!logs.contains(&e.harness.entra().client_secret()), "the secret in the logs");
+    assert!(
+        !logs.contains(&e.harness.entra().client_secret()),
+        "the secret in the logs"
+    );
     for a in answers.iter().filter(|a| !a.status.is_success()) {
         assert!(!a.body.contains("eyJ"), "{}", a.body);
     }
@@ -286,9 +510,16 @@ async fn a_bad_configuration_names_the_setting() {
         ("AzureAd__ClientId", "11111111-1111-1111-1111-111111111111"),
         ("AzureAd__TenantId", "not-a-tenant"),
         ("AzureAd__ClientCredentials__0__SourceType", "ClientSecret"),
-        ("AzureAd__ClientCredentials__0__ClientSecret", "s3cr3t-value"),
+        (
+            "AzureAd__ClientCredentials__0__ClientSecret",
+            "s3cr3t-value",
+        ),
     ];
-    let settings = Settings::from_sources(None, vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    let settings = Settings::from_sources(
+        None,
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap();
     let e = run::build(&settings).await.unwrap_err();
     assert_eq!(e.setting, "AzureAd__TenantId", "{e}");
     assert!(!e.to_string().contains("s3cr3t"));
@@ -296,9 +527,19 @@ async fn a_bad_configuration_names_the_setting() {
         ("AzureAd__ClientId", "11111111-1111-1111-1111-111111111111"),
         ("AzureAd__TenantId", "22222222-2222-2222-2222-222222222222"),
         ("AzureAd__ClientCredentials__0__SourceType", "Path"),
-        ("AzureAd__ClientCredentials__0__CertificateDiskPath", "/nonexistent/cert.pem"),
+        (
+            "AzureAd__ClientCredentials__0__CertificateDiskPath",
+            "/nonexistent/cert.pem",
+        ),
     ];
-    let settings = Settings::from_sources(None, missing.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    let settings = Settings::from_sources(
+        None,
+        missing.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap();
     let e = run::build(&settings).await.unwrap_err();
-    assert!(e.setting.starts_with("AzureAd__ClientCredentials__0"), "{e}");
+    assert!(
+        e.setting.starts_with("AzureAd__ClientCredentials__0"),
+        "{e}"
+    );
 }
