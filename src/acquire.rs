@@ -15,6 +15,10 @@
 //! | an agent's, for the caller | [`Agent::on_behalf_of_for`] | as [`Agent::on_behalf_of`] | the agent cache |
 //! | an agent user's | [`Agent::as_user_for`] | as [`Agent::as_user`] | the agent cache |
 //!
+//! [`NamedApi`] names a downstream API as configuration does (base URL, relative
+//! path, method, scopes, app or user token); [`NamedApis::from_env`] reads them
+//! from `OBO_DOWNSTREAM_APIS` (the sidecar reads Microsoft's `DownstreamApis`).
+//!
 //! App-only tokens are Microsoft.Identity.Web's `GetAccessTokenForAppAsync`: the
 //! scope must be one `{resource}/.default` (Entra refuses anything else).
 //!
@@ -297,6 +301,198 @@ impl Agent {
     }
 }
 
+/// A downstream API named in configuration: where it is (base URL and relative
+/// path), the HTTP method, its scopes, and whether it takes this API's own
+/// app-only token or the caller's (On-Behalf-Of). Microsoft.Identity.Web's
+/// `DownstreamApis` section; the sidecar's `DownstreamApis__{name}__*`.
+///
+/// ```
+/// use axum_obo::acquire::{NamedApi, Scopes};
+///
+/// let crm = NamedApi::new("https://crm.contoso.com/api", Scopes::new(["api://crm/Contacts.Read"]).unwrap())
+///     .relative_path("contacts")
+///     .method(http::Method::GET);
+/// assert_eq!(crm.url(), "https://crm.contoso.com/api/contacts");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedApi {
+    base_url: String,
+    relative_path: String,
+    scopes: Scopes,
+    app_token: bool,
+    method: http::Method,
+}
+
+impl NamedApi {
+    /// The API at `base_url`, called with `GET` and the caller's token for `scopes`.
+    pub fn new(base_url: impl Into<String>, scopes: Scopes) -> Self {
+        Self {
+            base_url: base_url.into(),
+            relative_path: String::new(),
+            scopes,
+            app_token: false,
+            method: http::Method::GET,
+        }
+    }
+
+    /// The path below the base URL that calls go to.
+    #[must_use]
+    pub fn relative_path(mut self, path: impl Into<String>) -> Self {
+        self.relative_path = path.into();
+        self
+    }
+
+    /// The method of calls (default `GET`).
+    #[must_use]
+    pub fn method(mut self, method: http::Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// `true`: this API's own app-only token (the scopes are one
+    /// `{resource}/.default`); `false` (default): the caller's On-Behalf-Of token.
+    #[must_use]
+    pub fn app_token(mut self, app: bool) -> Self {
+        self.app_token = app;
+        self
+    }
+
+    /// The scopes.
+    pub fn scopes(&self) -> Scopes {
+        self.scopes
+    }
+
+    /// Whether it takes app-only tokens.
+    pub fn is_app_token(&self) -> bool {
+        self.app_token
+    }
+
+    /// The method of calls.
+    pub fn http_method(&self) -> &http::Method {
+        &self.method
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The URL of calls: the base URL joined with the relative path.
+    pub fn url(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        match self.relative_path.trim_start_matches('/') {
+            "" => base.to_owned(),
+            rel => format!("{base}/{rel}"),
+        }
+    }
+
+    /// Its token: app-only when configured so (or when there is no caller),
+    /// else the caller's On-Behalf-Of token, each from its cache.
+    pub async fn token(
+        &self,
+        layer: &OboLayer,
+        ctx: Option<&OboContext>,
+    ) -> Result<AcquiredToken, AuthRejection> {
+        match ctx {
+            Some(ctx) if !self.app_token => ctx.token_for(&self.scopes).await,
+            _ => Ok(layer.app_token(&self.scopes, None).await?),
+        }
+    }
+
+    /// A client for the API (at its base URL) authenticated with its token; call
+    /// [`url`](Self::url)'s path with [`http_method`](Self::http_method).
+    pub async fn client(
+        &self,
+        layer: &OboLayer,
+        ctx: Option<&OboContext>,
+    ) -> Result<DownstreamClient, AuthRejection> {
+        let token = self.token(layer, ctx).await?;
+        Ok(token.downstream(&self.base_url)?)
+    }
+}
+
+/// Named downstream APIs, by case-insensitive name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedApis(std::collections::BTreeMap<String, NamedApi>);
+
+impl NamedApis {
+    /// The APIs listed in `OBO_DOWNSTREAM_APIS` (comma-separated names), each
+    /// from `OBO_DOWNSTREAM_API_{NAME}_BASE_URL` and `_SCOPES` (required;
+    /// space- or comma-separated), `_RELATIVE_PATH`, `_HTTP_METHOD` and
+    /// `_APP_TOKEN` (`true`/`false`); `{NAME}` is the name in upper case with
+    /// `-` as `_`. None listed: empty.
+    pub fn from_env() -> Result<Self, crate::ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with a custom variable lookup.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::ConfigError> {
+        use crate::ConfigError;
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let bad = |var: &str, why: &str| {
+            ConfigError::new("downstream_apis", why.to_owned()).in_variable(var)
+        };
+        let mut apis = Self::default();
+        let Some(list) = get("OBO_DOWNSTREAM_APIS") else {
+            return Ok(apis);
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let var = format!(
+                "OBO_DOWNSTREAM_API_{}",
+                name.to_ascii_uppercase().replace('-', "_")
+            );
+            let base_var = format!("{var}_BASE_URL");
+            let base = get(&base_var).ok_or_else(|| bad(&base_var, "is not set"))?;
+            let parsed = url::Url::parse(&base).map_err(|_| bad(&base_var, "is not a URL"))?;
+            if !matches!(parsed.scheme(), "https" | "http") {
+                return Err(bad(&base_var, "is not an http(s) URL"));
+            }
+            let scopes_var = format!("{var}_SCOPES");
+            let scopes = get(&scopes_var).ok_or_else(|| bad(&scopes_var, "is not set"))?;
+            let scopes = Scopes::new(scopes.split([' ', ',']).filter(|s| !s.is_empty()))
+                .map_err(|e| bad(&scopes_var, &e.to_string()))?;
+            let mut api = NamedApi::new(base, scopes);
+            if let Some(p) = get(&format!("{var}_RELATIVE_PATH")) {
+                api = api.relative_path(p);
+            }
+            let method_var = format!("{var}_HTTP_METHOD");
+            if let Some(m) = get(&method_var) {
+                let m = http::Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+                    .map_err(|_| bad(&method_var, "is not an HTTP method"))?;
+                api = api.method(m);
+            }
+            let app_var = format!("{var}_APP_TOKEN");
+            if let Some(v) = get(&app_var) {
+                let app = match v.trim().to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(&app_var, "must be true or false")),
+                };
+                api = api.app_token(app);
+            }
+            apis.insert(name, api);
+        }
+        Ok(apis)
+    }
+
+    /// Adds (or replaces) the API `name`.
+    pub fn insert(&mut self, name: &str, api: NamedApi) {
+        self.0.insert(name.to_lowercase(), api);
+    }
+
+    /// The API `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&NamedApi> {
+        self.0.get(&name.to_lowercase())
+    }
+
+    /// The APIs by (lowercase) name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &NamedApi)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +505,85 @@ mod tests {
         assert_eq!(a.as_slice(), ["Mail.Read", "User.Read"]);
         let c = Scopes::new(["User.Read"]).unwrap();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn named_apis_from_the_environment() {
+        let vars = |list: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                list.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let apis = NamedApis::from_lookup(vars(&[
+            ("OBO_DOWNSTREAM_APIS", "graph, crm-app"),
+            (
+                "OBO_DOWNSTREAM_API_GRAPH_BASE_URL",
+                "https://graph.microsoft.com/v1.0/",
+            ),
+            ("OBO_DOWNSTREAM_API_GRAPH_SCOPES", "User.Read Mail.Read"),
+            ("OBO_DOWNSTREAM_API_GRAPH_RELATIVE_PATH", "/me"),
+            (
+                "OBO_DOWNSTREAM_API_CRM_APP_BASE_URL",
+                "https://crm.contoso.com",
+            ),
+            ("OBO_DOWNSTREAM_API_CRM_APP_SCOPES", "api://crm/.default"),
+            ("OBO_DOWNSTREAM_API_CRM_APP_APP_TOKEN", "true"),
+            ("OBO_DOWNSTREAM_API_CRM_APP_HTTP_METHOD", "post"),
+        ]))
+        .unwrap();
+        let graph = apis.get("Graph").unwrap();
+        assert_eq!(graph.url(), "https://graph.microsoft.com/v1.0/me");
+        assert_eq!(
+            graph.scopes(),
+            Scopes::new(["Mail.Read", "User.Read"]).unwrap()
+        );
+        assert!(!graph.is_app_token());
+        let crm = apis.get("crm-app").unwrap();
+        assert!(crm.is_app_token());
+        assert_eq!(crm.http_method(), http::Method::POST);
+        assert!(NamedApis::from_lookup(vars(&[]))
+            .unwrap()
+            .get("graph")
+            .is_none());
+
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("OBO_DOWNSTREAM_APIS", "x")],
+                "OBO_DOWNSTREAM_API_X_BASE_URL",
+            ),
+            (
+                &[
+                    ("OBO_DOWNSTREAM_APIS", "x"),
+                    ("OBO_DOWNSTREAM_API_X_BASE_URL", "ftp://x"),
+                ],
+                "OBO_DOWNSTREAM_API_X_BASE_URL",
+            ),
+            (
+                &[
+                    ("OBO_DOWNSTREAM_APIS", "x"),
+                    ("OBO_DOWNSTREAM_API_X_BASE_URL", "https://x"),
+                ],
+                "OBO_DOWNSTREAM_API_X_SCOPES",
+            ),
+            (
+                &[
+                    ("OBO_DOWNSTREAM_APIS", "x"),
+                    ("OBO_DOWNSTREAM_API_X_BASE_URL", "https://x"),
+                    ("OBO_DOWNSTREAM_API_X_SCOPES", "a"),
+                    ("OBO_DOWNSTREAM_API_X_APP_TOKEN", "yes"),
+                ],
+                "OBO_DOWNSTREAM_API_X_APP_TOKEN",
+            ),
+        ];
+        for (list, var) in cases {
+            let list: &'static [(&'static str, &'static str)] =
+                Box::leak(list.to_vec().into_boxed_slice());
+            let e = NamedApis::from_lookup(vars(list)).unwrap_err();
+            assert_eq!(e.field(), "downstream_apis");
+            assert!(e.reason().contains(var), "{var}: {e}");
+        }
     }
 
     #[test]

@@ -119,3 +119,49 @@ async fn app_tokens_are_cached_and_single_flight() {
     assert!(matches!(bad, Err(OboError::Misconfigured(_))));
     assert_eq!(entra.token_requests(), before + 1);
 }
+
+#[tokio::test]
+async fn named_apis_take_the_token_they_are_configured_for() {
+    use axum_obo::acquire::NamedApi;
+    let entra = EntraStandIn::start().await;
+    let layer = layer(&entra);
+    let user_api = NamedApi::new(
+        "https://graph.microsoft.com/v1.0",
+        Scopes::new(["https://graph.microsoft.com/User.Read"]).unwrap(),
+    )
+    .relative_path("me");
+    let app_api = NamedApi::new(
+        "https://graph.microsoft.com/v1.0",
+        Scopes::new(["https://graph.microsoft.com/.default"]).unwrap(),
+    )
+    .app_token(true);
+    let handler_layer = layer.clone();
+    let app = Router::new()
+        .route(
+            "/{which}",
+            get(
+                move |axum::extract::Path(which): axum::extract::Path<String>, ctx: OboContext| {
+                    let layer = handler_layer.clone();
+                    let api = if which == "app" {
+                        app_api.clone()
+                    } else {
+                        user_api.clone()
+                    };
+                    async move {
+                        let t = api.token(&layer, Some(&ctx)).await?;
+                        Ok::<_, AuthRejection>(t.access_token().expose().to_owned())
+                    }
+                },
+            ),
+        )
+        .layer(layer);
+    let user = entra.token().sign();
+    let caller = claims(&user);
+    let on_behalf = bearer(&app, "/user", &user).await;
+    assert_eq!(on_behalf.status, 200, "{}", on_behalf.body);
+    assert_eq!(claims(&on_behalf.body)["oid"], caller["oid"]);
+    let app_only = bearer(&app, "/app", &user).await;
+    assert_eq!(app_only.status, 200, "{}", app_only.body);
+    let c = claims(&app_only.body);
+    assert!(c.get("scp").is_none() && c["oid"] != caller["oid"], "{c}");
+}
