@@ -82,6 +82,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unreachable_pub)]
 
+pub mod acquire;
 pub mod admission;
 pub mod agent;
 pub mod clock;
@@ -154,4 +155,6 @@ mod guides {
     mod performance {}
     #[doc = include_str!("../docs/agents.md")]
     mod agents {}
+    #[doc = include_str!("../docs/sidecar.md")]
+    mod sidecar {}
 }

@@ -60,6 +60,9 @@ pub(crate) enum Flow {
     OnBehalfOf,
     /// The agent's token as one of its agent users.
     AgentUser,
+    /// This API's own app-only token (client credentials with its credential,
+    /// no agent): [`OboLayer::app_token`](crate::OboLayer::app_token).
+    App,
 }
 
 /// Everything a cached agent token depends on.
@@ -220,6 +223,32 @@ impl AgentRuntime {
             self.as_agent(tid, agent, (&t1, claims), &fields, Step::Token, scopes)
                 .await
                 .map(|i| (i, None))
+        })
+        .await
+    }
+
+    /// This API's own app-only token for `scopes` in `tid` (`client_credentials`
+    /// with the configured credential), cached under [`Flow::App`] with the
+    /// client id as its agent: it never serves, nor is served by, an agent's entry.
+    pub(crate) async fn app(
+        &self,
+        tid: &str,
+        scopes: &'static [&'static str],
+    ) -> Result<Arc<CachedToken>, AgentError> {
+        let client_id = self.settings.client_id.as_str();
+        let mut key = self.key(tid, client_id, Flow::App, String::new(), scopes);
+        key.fmi_path = "".into();
+        self.cached(key, None, |_| async move {
+            let scope = scopes.join(" ");
+            let mut fields = vec![("grant_type", "client_credentials"), ("scope", &*scope)];
+            if let Some(claims) = self.capabilities.as_deref() {
+                fields.push(("claims", claims));
+            }
+            self.endpoint
+                .request_fields(tid, &fields, true, scopes)
+                .await
+                .map(|i| (i, None))
+                .map_err(AgentError::Exchange)
         })
         .await
     }

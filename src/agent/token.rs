@@ -23,8 +23,8 @@ use crate::validate::TokenKind;
 /// same agent shares them.
 #[derive(Clone)]
 pub struct Agent {
-    id: Arc<str>,
-    shared: Arc<Shared>,
+    pub(crate) id: Arc<str>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Agent {
@@ -102,6 +102,21 @@ impl Agent {
         &self,
         ctx: &OboContext,
     ) -> Result<AgentToken<S>, AgentRejection> {
+        let token = self.on_behalf_of_scopes(ctx, S::SCOPES).await?;
+        let auth = ctx.auth.as_ref().ok_or(AuthRejection::MissingToken)?;
+        let owned = Owned::Caller {
+            oid: auth.principal.oid().to_owned(),
+            assertion: auth.token.clone(),
+        };
+        Ok(self.token(token, auth.principal.tid(), owned))
+    }
+
+    /// The agent On-Behalf-Of token of the caller in `ctx` for `scopes`.
+    pub(crate) async fn on_behalf_of_scopes(
+        &self,
+        ctx: &OboContext,
+        scopes: &'static [&'static str],
+    ) -> Result<Arc<CachedToken>, AgentRejection> {
         let auth = ctx.auth.as_ref().ok_or(AuthRejection::MissingToken)?;
         let principal = &auth.principal;
         if principal.kind() == TokenKind::App {
@@ -117,16 +132,11 @@ impl Agent {
             oid: principal.oid(),
             assertion: &auth.token,
         };
-        let token = self
+        Ok(self
             .shared
             .agents
-            .delegated(principal.tid(), &self.id, subject, S::SCOPES, None)
-            .await?;
-        let owned = Owned::Caller {
-            oid: principal.oid().to_owned(),
-            assertion: auth.token.clone(),
-        };
-        Ok(self.token(token, principal.tid(), owned))
+            .delegated(principal.tid(), &self.id, subject, scopes, None)
+            .await?)
     }
 
     /// **Agent user**: the agent's token as its agent user `user` in tenant `tid`,
