@@ -313,16 +313,7 @@ impl TokenEndpoint {
             form.push(("client_id", &self.settings.client_id));
             push_credential(&mut form, credential);
         }
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let (status, retry_after, body) = self.send(url, &form, &request_id).await?;
-        interpret(
-            status,
-            retry_after,
-            &body,
-            requested,
-            &self.settings.authority,
-            &request_id,
-        )
+        self.send_form(url, &form, requested).await
     }
 
     /// The retries of one exchange. `Retry-After` is capped when read
@@ -399,8 +390,19 @@ impl TokenEndpoint {
         if let Some(claims) = claims {
             form.push(("claims", claims));
         }
+        self.send_form(url, &form, requested).await
+    }
+
+    /// Sends `form` to `url` under a fresh request id and says what the answer
+    /// means (a token of the `requested` scopes, or why not).
+    async fn send_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        requested: &[&str],
+    ) -> Result<Issued, Attempt> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let (status, retry_after, body) = self.send(url, &form, &request_id).await?;
+        let (status, retry_after, body) = self.send(url, form, &request_id).await?;
         interpret(
             status,
             retry_after,
