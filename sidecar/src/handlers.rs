@@ -167,7 +167,14 @@ async fn acquire(
         }
         None
     };
-    let tenant = overrides.tenant.as_deref();
+    let tenant = overrides.tenant.as_deref().map(str::trim);
+    // The caller's input, not this sidecar's configuration: a 400 before any
+    // request to Entra (`common`, a domain name, a path are refused).
+    if tenant.is_some_and(|t| !overrides::is_guid(t)) {
+        return Err(Problem::bad_request(
+            "optionsOverride.AcquireTokenOptions.Tenant is not a GUID.",
+        ));
+    }
     let tid = tenant.unwrap_or(&s.tenant);
     let app_only = ctx.is_none() || options.request_app_token;
     let token = match agent {
