@@ -547,7 +547,10 @@ mod tests {
             &[
                 ("AzureAd__ClientID ", "11111111-1111-1111-1111-111111111111"),
                 ("AzureAd__ClientCredentials__0__SourceType", "ClientSecret"),
-                ("AzureAd__ClientCredentials__0__ClientSecret", "s3cr3t-value"),
+                (
+                    "AzureAd__ClientCredentials__0__ClientSecret",
+                    "s3cr3t-value",
+                ),
             ][..],
             &[("AzureAd__ClientId", "  ")][..],
         ] {

@@ -549,7 +549,12 @@ async fn a_tenant_override_that_is_not_a_guid_is_the_callers_400() {
     let (app, e) = sidecar(&[]).await;
     let token = e.user_token();
     let before = e.harness.entra().token_requests();
-    for tenant in ["common", "organizations", "contoso.onmicrosoft.com", "..%2F"] {
+    for tenant in [
+        "common",
+        "organizations",
+        "contoso.onmicrosoft.com",
+        "..%2F",
+    ] {
         let uri = format!("/AuthorizationHeader/graph?optionsOverride.RequestAppToken=true&optionsOverride.Scopes=https://graph.microsoft.com/.default&optionsOverride.AcquireTokenOptions.Tenant={tenant}");
         let a = call(&app, "GET", &uri, Some(&token), LOCAL).await;
         let p = assert_problem(&a, StatusCode::BAD_REQUEST);
