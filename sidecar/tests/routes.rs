@@ -562,3 +562,23 @@ async fn a_tenant_override_that_is_not_a_guid_is_the_callers_400() {
     }
     assert_eq!(e.harness.entra().token_requests(), before);
 }
+
+#[tokio::test]
+async fn a_relative_path_override_cannot_leave_the_configured_host() {
+    let (app, e) = sidecar(&[]).await;
+    let token = e.user_token();
+    // 127.0.0.1:1 refuses connections: reaching it would be a 502 problem.
+    for rel in [
+        "%2F%2F127.0.0.1%3A1%2Fx",
+        "%40127.0.0.1%3A1%2Fx",
+        "http%3A%2F%2F127.0.0.1%3A1%2Fx",
+        "%5C%5C127.0.0.1%3A1%2Fx",
+        "%09%2F%2F127.0.0.1%3A1%2Fx",
+        "..%2F..%2F..%2F..%2F%2F127.0.0.1%3A1",
+    ] {
+        let uri = format!("/DownstreamApi/graph?optionsOverride.RelativePath={rel}");
+        let a = call(&app, "POST", &uri, Some(&token), LOCAL).await;
+        assert_eq!(a.status, StatusCode::OK, "{rel}: {}", a.body);
+        assert!(a.json()["statusCode"].is_u64(), "{rel}: {}", a.body);
+    }
+}
