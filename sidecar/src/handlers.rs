@@ -167,6 +167,14 @@ async fn acquire(
         }
         None
     };
+    if let Some((_, Some(axum_obo::agent::AgentUser::Upn(upn)))) = &agent {
+        // The caller's input: refused here, not sent to Entra or cached.
+        if upn.len() > 256 || upn.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Problem::bad_request(
+                "AgentUsername is not a user principal name.",
+            ));
+        }
+    }
     let tenant = overrides.tenant.as_deref().map(str::trim);
     // The caller's input, not this sidecar's configuration: a 400 before any
     // request to Entra (`common`, a domain name, a path are refused).

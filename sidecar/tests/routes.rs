@@ -582,3 +582,26 @@ async fn a_relative_path_override_cannot_leave_the_configured_host() {
         assert!(a.json()["statusCode"].is_u64(), "{rel}: {}", a.body);
     }
 }
+
+#[tokio::test]
+async fn an_agent_username_with_control_characters_is_the_callers_400() {
+    let (app, e) = sidecar(&[]).await;
+    let before = e.harness.entra().token_requests();
+    for upn in [
+        "agent-user%0A@contoso.example",
+        "agent%00user@contoso.example",
+        "a%20b@contoso.example",
+    ] {
+        let uri = format!(
+            "/AuthorizationHeaderUnauthenticated/graph?AgentIdentity={}&AgentUsername={upn}",
+            e.agent
+        );
+        let a = call(&app, "GET", &uri, None, LOCAL).await;
+        let p = assert_problem(&a, StatusCode::BAD_REQUEST);
+        assert!(
+            p["detail"].as_str().unwrap().contains("AgentUsername"),
+            "{p}"
+        );
+    }
+    assert_eq!(e.harness.entra().token_requests(), before);
+}
