@@ -423,7 +423,13 @@ async fn downstream_api_relays_the_answer() {
 async fn only_loopback_callers_but_healthz_for_probes() {
     let (app, e) = sidecar(&[]).await;
     let token = e.user_token();
-    for peer in ["10.0.0.7:5000", "[2001:db8::1]:5000"] {
+    for peer in [
+        "10.0.0.7:5000",
+        "[2001:db8::1]:5000",
+        "[::ffff:10.0.0.1]:5000",
+        "[::127.0.0.1]:5000",
+        "0.0.0.0:5000",
+    ] {
         for (m, uri) in [
             ("GET", "/Validate"),
             ("GET", "/AuthorizationHeader/graph"),
@@ -440,6 +446,18 @@ async fn only_loopback_callers_but_healthz_for_probes() {
             StatusCode::OK
         );
     }
+    // Forwarding headers are not evidence of a local caller.
+    let mut req = Request::builder()
+        .uri("/AuthorizationHeaderUnauthenticated/graphApp")
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("forwarded", "for=127.0.0.1")
+        .header("x-real-ip", "127.0.0.1")
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo("10.0.0.7:5000".parse::<SocketAddr>().unwrap()));
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
     for peer in ["[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
         let a = call(
             &app,
