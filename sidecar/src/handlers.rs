@@ -167,7 +167,22 @@ async fn acquire(
         }
         None
     };
-    let tenant = overrides.tenant.as_deref();
+    if let Some((_, Some(axum_obo::agent::AgentUser::Upn(upn)))) = &agent {
+        // The caller's input: refused here, not sent to Entra or cached.
+        if upn.len() > 256 || upn.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Problem::bad_request(
+                "AgentUsername is not a user principal name.",
+            ));
+        }
+    }
+    let tenant = overrides.tenant.as_deref().map(str::trim);
+    // The caller's input, not this sidecar's configuration: a 400 before any
+    // request to Entra (`common`, a domain name, a path are refused).
+    if tenant.is_some_and(|t| !overrides::is_guid(t)) {
+        return Err(Problem::bad_request(
+            "optionsOverride.AcquireTokenOptions.Tenant is not a GUID.",
+        ));
+    }
     let tid = tenant.unwrap_or(&s.tenant);
     let app_only = ctx.is_none() || options.request_app_token;
     let token = match agent {

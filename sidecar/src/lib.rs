@@ -11,7 +11,17 @@
 //! | `POST /DownstreamApiUnauthenticated/{apiName}` | this app's own | `{"statusCode","headers","content"}` |
 //! | `GET /openapi/v1.json` | none | the OpenAPI document |
 //!
-//! Every route but `/healthz` answers only loopback callers (others get 403).
+//! Every route but `/healthz` answers only loopback callers (others get 403);
+//! the peer address is the only evidence (`X-Forwarded-For` is not read).
+//!
+//! Bounds: request bodies [`MAX_REQUEST_BODY`], downstream answers
+//! [`MAX_DOWNSTREAM_BODY`], downstream calls 30 s. Caller-chosen scopes
+//! (`optionsOverride.Scopes`) are interned per process and capped at
+//! [`axum_obo::acquire::Scopes::MAX_SETS`] distinct sets, also for sets Entra
+//! then refuses: a local caller that sends thousands of distinct sets can use
+//! up the table, after which new sets get 400 until restart. Turn overrides off
+//! (`Sidecar__AllowOverrides__*=false`) where local callers are not trusted
+//! that far.
 
 #![warn(missing_docs, missing_debug_implementations)]
 

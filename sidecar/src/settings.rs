@@ -320,6 +320,14 @@ fn azure_ad(flat: &Flat) -> Result<Option<AzureAd>, SettingsError> {
             .filter(|v| !v.is_empty())
     };
     let Some(client_id) = get("azuread:clientid") else {
+        // Any other AzureAd setting means a real Entra was meant: a missing
+        // (or misspelt) ClientId must not start the offline stand-in instead.
+        if flat.keys().any(|k| k.starts_with("azuread:")) {
+            return Err(err(
+                "AzureAd:ClientId",
+                "is required when any AzureAd setting is given (without AzureAd the sidecar runs its offline demo)",
+            ));
+        }
         return Ok(None);
     };
     let tenant_id = get("azuread:tenantid")
@@ -527,6 +535,28 @@ mod tests {
                 setting.to_lowercase(),
                 "{vs:?}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn azure_ad_settings_without_client_id_are_an_error_not_embedded_mode() {
+        // A misspelt or forgotten ClientId must not silently start the
+        // offline stand-in Entra in place of the real one.
+        for vs in [
+            &[("AzureAd__TenantId", "22222222-2222-2222-2222-222222222222")][..],
+            &[
+                ("AzureAd__ClientID ", "11111111-1111-1111-1111-111111111111"),
+                ("AzureAd__ClientCredentials__0__SourceType", "ClientSecret"),
+                (
+                    "AzureAd__ClientCredentials__0__ClientSecret",
+                    "s3cr3t-value",
+                ),
+            ][..],
+            &[("AzureAd__ClientId", "  ")][..],
+        ] {
+            let e = Settings::from_sources(None, vars(vs)).unwrap_err();
+            assert_eq!(e.setting, "AzureAd__ClientId", "{vs:?}: {e}");
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
         }
     }
 

@@ -423,7 +423,13 @@ async fn downstream_api_relays_the_answer() {
 async fn only_loopback_callers_but_healthz_for_probes() {
     let (app, e) = sidecar(&[]).await;
     let token = e.user_token();
-    for peer in ["10.0.0.7:5000", "[2001:db8::1]:5000"] {
+    for peer in [
+        "10.0.0.7:5000",
+        "[2001:db8::1]:5000",
+        "[::ffff:10.0.0.1]:5000",
+        "[::127.0.0.1]:5000",
+        "0.0.0.0:5000",
+    ] {
         for (m, uri) in [
             ("GET", "/Validate"),
             ("GET", "/AuthorizationHeader/graph"),
@@ -440,6 +446,18 @@ async fn only_loopback_callers_but_healthz_for_probes() {
             StatusCode::OK
         );
     }
+    // Forwarding headers are not evidence of a local caller.
+    let mut req = Request::builder()
+        .uri("/AuthorizationHeaderUnauthenticated/graphApp")
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("forwarded", "for=127.0.0.1")
+        .header("x-real-ip", "127.0.0.1")
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo("10.0.0.7:5000".parse::<SocketAddr>().unwrap()));
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
     for peer in ["[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
         let a = call(
             &app,
@@ -542,4 +560,66 @@ async fn a_bad_configuration_names_the_setting() {
         e.setting.starts_with("AzureAd__ClientCredentials__0"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_override_that_is_not_a_guid_is_the_callers_400() {
+    let (app, e) = sidecar(&[]).await;
+    let token = e.user_token();
+    let before = e.harness.entra().token_requests();
+    for tenant in [
+        "common",
+        "organizations",
+        "contoso.onmicrosoft.com",
+        "..%2F",
+    ] {
+        let uri = format!("/AuthorizationHeader/graph?optionsOverride.RequestAppToken=true&optionsOverride.Scopes=https://graph.microsoft.com/.default&optionsOverride.AcquireTokenOptions.Tenant={tenant}");
+        let a = call(&app, "GET", &uri, Some(&token), LOCAL).await;
+        let p = assert_problem(&a, StatusCode::BAD_REQUEST);
+        assert!(p["detail"].as_str().unwrap().contains("Tenant"), "{p}");
+    }
+    assert_eq!(e.harness.entra().token_requests(), before);
+}
+
+#[tokio::test]
+async fn a_relative_path_override_cannot_leave_the_configured_host() {
+    let (app, e) = sidecar(&[]).await;
+    let token = e.user_token();
+    // 127.0.0.1:1 refuses connections: reaching it would be a 502 problem.
+    for rel in [
+        "%2F%2F127.0.0.1%3A1%2Fx",
+        "%40127.0.0.1%3A1%2Fx",
+        "http%3A%2F%2F127.0.0.1%3A1%2Fx",
+        "%5C%5C127.0.0.1%3A1%2Fx",
+        "%09%2F%2F127.0.0.1%3A1%2Fx",
+        "..%2F..%2F..%2F..%2F%2F127.0.0.1%3A1",
+    ] {
+        let uri = format!("/DownstreamApi/graph?optionsOverride.RelativePath={rel}");
+        let a = call(&app, "POST", &uri, Some(&token), LOCAL).await;
+        assert_eq!(a.status, StatusCode::OK, "{rel}: {}", a.body);
+        assert!(a.json()["statusCode"].is_u64(), "{rel}: {}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn an_agent_username_with_control_characters_is_the_callers_400() {
+    let (app, e) = sidecar(&[]).await;
+    let before = e.harness.entra().token_requests();
+    for upn in [
+        "agent-user%0A@contoso.example",
+        "agent%00user@contoso.example",
+        "a%20b@contoso.example",
+    ] {
+        let uri = format!(
+            "/AuthorizationHeaderUnauthenticated/graph?AgentIdentity={}&AgentUsername={upn}",
+            e.agent
+        );
+        let a = call(&app, "GET", &uri, None, LOCAL).await;
+        let p = assert_problem(&a, StatusCode::BAD_REQUEST);
+        assert!(
+            p["detail"].as_str().unwrap().contains("AgentUsername"),
+            "{p}"
+        );
+    }
+    assert_eq!(e.harness.entra().token_requests(), before);
 }
