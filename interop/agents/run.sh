@@ -8,15 +8,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${INTEROP_VENV:-$root/target/interop-agents-venv}"
 
-if [ ! -x "$venv/bin/python" ]; then
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-        echo "== installing python3-venv"
-        apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-    fi
-fi
+# shellcheck source=../venv.sh
+. "$here/../venv.sh"
 "$venv/bin/pip" install -q --disable-pip-version-check "msal>=1.39" "microsoft-agents-authentication-msal==1.9.0"
 "$venv/bin/python" -c 'import msal; print("msal", msal.__version__)'
 
