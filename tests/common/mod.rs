@@ -1,6 +1,9 @@
 //! Shared test fixtures: a stand-in, a configuration against it, an app.
 #![allow(dead_code)]
 
+#[cfg(feature = "redis")]
+pub mod redis_server;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
