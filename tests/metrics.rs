@@ -217,7 +217,10 @@ async fn validations_count_each_decision_with_its_reason_and_the_cache_hits() {
         }));
     let reply = bearer(&app_with(closed), "/whoami", &user).await;
     assert_eq!(reply.status, 403);
-    assert_eq!(validations(&metrics.take()), refused("admission"));
+    let r = metrics.take();
+    assert_eq!(validations(&r), refused("admission"));
+    // Validated before: found in the cache, then refused by the app.
+    assert_eq!((cache(&r, "hit"), cache(&r, "miss")), (1, 0));
 
     // An anonymous request on a layer that allows them is no validation.
     let open = obo_app(layer.allow_anonymous(true));
@@ -227,6 +230,35 @@ async fn validations_count_each_decision_with_its_reason_and_the_cache_hits() {
 
 fn app_with(layer: OboLayer) -> Router {
     app(layer)
+}
+
+/// The hot paths' handles bind at the layer's first hit, not when it is built.
+#[tokio::test]
+async fn a_recorder_installed_after_the_layer_is_built_hears_the_hot_paths() {
+    let entra = EntraStandIn::start().await;
+    let layer = OboLayer::new(
+        config(&entra)
+            .client_secret(entra.client_secret())
+            .build()
+            .unwrap(),
+    );
+    let app = obo_app(layer);
+    let metrics = Recorder::new();
+    let _guard = metrics.install();
+    let user = entra.token().sign();
+    for _ in 0..3 {
+        assert_eq!(bearer(&app, "/obo", &user).await.status, 200);
+    }
+    let r = metrics.take();
+    assert_eq!(validations(&r), accepted(3));
+    assert_eq!(
+        r.counter(m::VALIDATED_TOKEN_CACHE_TOTAL, &[("result", "hit")]),
+        2
+    );
+    assert_eq!(
+        r.counter(m::OBO_CACHE_TOTAL, &[("tier", "l1"), ("result", "hit")]),
+        2
+    );
 }
 
 #[tokio::test]
@@ -346,6 +378,26 @@ async fn entra_refusals_are_outcomes_and_then_negative_cache_hits() {
             assert_eq!(r.total(m::EXCHANGES_TOTAL), 0, "{outcome}");
         }
     }
+}
+
+#[tokio::test]
+async fn without_a_credential_an_exchange_is_an_error() {
+    let metrics = Recorder::new();
+    let _guard = metrics.install();
+    let entra = EntraStandIn::start().await;
+    let app = obo_app(OboLayer::new(config(&entra).build().unwrap()));
+    assert_eq!(
+        bearer(&app, "/obo", &entra.token().sign()).await.status,
+        500
+    );
+    let r = metrics.take();
+    assert_eq!(
+        r.counters(m::EXCHANGES_TOTAL),
+        vec![(labels(&[("grant", "obo"), ("outcome", "error")]), 1)]
+    );
+    assert!(r
+        .histogram(m::TOKEN_ENDPOINT_DURATION_SECONDS, &[("grant", "obo")])
+        .is_empty());
 }
 
 #[tokio::test]

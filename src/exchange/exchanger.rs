@@ -260,7 +260,7 @@ impl Exchanger {
             return cached;
         }
         bump(&self.counters.misses);
-        metrics::l1(false);
+        metrics::l1_miss();
         let sent = scopes.join(" ");
         let result = self
             .cache
