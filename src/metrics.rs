@@ -761,6 +761,122 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_has_a_documented_reason() {
+        use crate::policy::Forbidden;
+        use crate::validate::ValidationError as V;
+        use crate::AuthRejection as R;
+        let cases = [
+            (R::MissingToken, "missing"),
+            (R::InvalidRequest("two headers"), "invalid_request"),
+            (R::InvalidToken(V::Malformed), "malformed"),
+            (R::InvalidToken(V::TooLarge), "too_large"),
+            (R::InvalidToken(V::Algorithm), "algorithm"),
+            (R::InvalidToken(V::MissingKid), "missing_kid"),
+            (R::InvalidToken(V::UnknownKey), "unknown_key"),
+            (R::InvalidToken(V::Signature), "signature"),
+            (R::InvalidToken(V::Claim("oid")), "claim"),
+            (R::InvalidToken(V::TenantNotAllowed), "tenant"),
+            (R::InvalidToken(V::Issuer), "issuer"),
+            (R::InvalidToken(V::Audience), "audience"),
+            (R::InvalidToken(V::IdToken), "id_token"),
+            (R::InvalidToken(V::Expired), "expired"),
+            (R::InvalidToken(V::NotYetValid), "not_yet_valid"),
+            (R::InvalidToken(V::NoScopesOrRoles), "no_scp_or_roles"),
+            (R::InvalidToken(V::AmbiguousKind), "ambiguous_kind"),
+            (
+                R::Forbidden(Forbidden::Insufficient {
+                    scopes: vec!["s".into()],
+                    roles: vec![],
+                }),
+                "insufficient_scope",
+            ),
+            (R::Forbidden(Forbidden::AppOnly), "app_only"),
+            (R::Forbidden(Forbidden::ClientApp), "client_app"),
+            (R::Forbidden(Forbidden::Agent), "agent"),
+            (
+                R::NotAdmitted(crate::admission::Refusal::forbidden("no")),
+                "admission",
+            ),
+        ];
+        let mut seen = Vec::new();
+        for (rejection, want) in &cases {
+            let reason = Refusal::of(rejection);
+            assert_eq!(reason.as_str(), *want, "{rejection:?}");
+            seen.push(reason);
+        }
+        // Every documented reason but `keys_unavailable` (its error needs a
+        // key-store failure) is reached above, each by its own rejection.
+        seen.push(Refusal::KeysUnavailable);
+        let mut all = Refusal::ALL.to_vec();
+        let key = |r: &Refusal| r.as_str();
+        seen.sort_by_key(key);
+        seen.dedup();
+        all.sort_by_key(key);
+        assert_eq!(seen, all);
+    }
+
+    /// The helpers against a thread-local recorder: the hot handles, the
+    /// opt-in tenant label, and the labels of the others.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn helpers_record_their_keys() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _guard = ::metrics::set_default_local_recorder(&recorder);
+        let hot = HotCounters::default();
+        accepted_cached(&hot, None);
+        accepted_cached(&hot, Some("tid-1"));
+        l1_hit(&hot);
+        l1_hit(&hot);
+        refused(Refusal::Expired, None);
+        exchange(Grant::AgentObo, ExchangeOutcome::Throttled, Some("tid-1"));
+        let mut got: Vec<(String, Vec<String>, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key().clone();
+                let labels = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                let DebugValue::Counter(n) = value else {
+                    panic!("a counter")
+                };
+                (key.name().to_owned(), labels, n)
+            })
+            .collect();
+        got.sort();
+        let want = |name: &str, labels: &[&str], n| {
+            (
+                name.to_owned(),
+                labels.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>(),
+                n,
+            )
+        };
+        assert_eq!(
+            got,
+            [
+                want(
+                    EXCHANGES_TOTAL,
+                    &["grant=agent_obo", "outcome=throttled", "tenant=tid-1"],
+                    1
+                ),
+                want(OBO_CACHE_TOTAL, &["tier=l1", "result=hit"], 2),
+                want(VALIDATED_TOKEN_CACHE_TOTAL, &["result=hit"], 2),
+                want(VALIDATIONS_TOTAL, &["outcome=accepted", "reason=ok"], 1),
+                want(
+                    VALIDATIONS_TOTAL,
+                    &["outcome=accepted", "reason=ok", "tenant=tid-1"],
+                    1
+                ),
+                want(VALIDATIONS_TOTAL, &["outcome=refused", "reason=expired"], 1),
+            ]
+        );
+    }
+
+    #[test]
     fn status_classes() {
         use http::StatusCode as S;
         assert_eq!(status_class(Some(S::OK)), "2xx");
