@@ -51,6 +51,7 @@ use super::l2;
 use super::{OboError, OboStats};
 use crate::clock::Clock;
 use crate::credential::ClientCredential;
+use crate::metrics;
 use crate::secret::BearerToken;
 use crate::validate::{Principal, TokenKind};
 
@@ -75,6 +76,8 @@ pub(crate) struct ExchangeSettings {
     pub(crate) max_retries: usize,
     /// Total time an exchange may spend retrying.
     pub(crate) retry_budget: Duration,
+    /// Whether metrics of validations and exchanges carry the tenant id.
+    pub(crate) metrics_tenant_label: bool,
     /// Bound of each token-endpoint request (and of reading its answer).
     pub(crate) timeout: Duration,
     /// Client capabilities declared on every request (`xms_cc`, e.g. `cp1`); empty: none.
@@ -84,6 +87,15 @@ pub(crate) struct ExchangeSettings {
     /// The Redis L2 under the in-memory cache, if configured.
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<l2::L2Settings>,
+}
+
+impl ExchangeSettings {
+    /// The `tenant` label of a metric about tenant `tid` (a verified one): only
+    /// when the app opted in.
+    #[inline]
+    pub(crate) fn metrics_tenant<'a>(&self, tid: &'a str) -> Option<&'a str> {
+        self.metrics_tenant_label.then_some(tid)
+    }
 }
 
 /// Exchanges inbound user tokens for downstream tokens, through the cache.
@@ -191,16 +203,37 @@ impl Exchanger {
     }
 
     pub(crate) fn stats(&self) -> OboStats {
+        self.record_size();
         self.counters.snapshot()
     }
 
     /// Entries and weighted bytes of the token cache, after pending evictions.
     pub(crate) async fn cache_usage(&self) -> (u64, u64) {
         self.cache.tokens.run_pending_tasks().await;
-        (
+        let usage = (
             self.cache.tokens.entry_count(),
             self.cache.tokens.weighted_size(),
-        )
+        );
+        metrics::l1_size(usage.0, usage.1);
+        usage
+    }
+
+    /// After the cache changed (an exchange, an eviction; never on a hit): sets
+    /// the L1 gauges to its size once moka's pending work has run. Without the
+    /// `metrics` feature, nothing.
+    async fn record_size_exact(&self) {
+        if cfg!(feature = "metrics") {
+            let _ = self.cache_usage().await;
+        }
+    }
+
+    /// Sets the L1 gauges to the cache's size as moka knows it now (two atomic
+    /// reads; evictions still pending are seen later).
+    fn record_size(&self) {
+        metrics::l1_size(
+            self.cache.tokens.entry_count(),
+            self.cache.tokens.weighted_size(),
+        );
     }
 
     /// A downstream token for `scopes` on behalf of `principal`, whose access
@@ -227,12 +260,16 @@ impl Exchanger {
             return cached;
         }
         bump(&self.counters.misses);
+        metrics::l1_miss();
         let sent = scopes.join(" ");
-        self.cache
+        let result = self
+            .cache
             .tokens
             .try_get_with(key, self.fill(key, principal, assertion, &sent, scopes))
             .await
-            .map_err(|e: Arc<OboError>| (*e).clone())
+            .map_err(|e: Arc<OboError>| (*e).clone());
+        self.record_size_exact().await;
+        result
     }
 
     /// Local refusals, without network: app-only tokens (OBO needs a user), and
@@ -334,6 +371,7 @@ impl Exchanger {
                     None => {
                         if let Some(refusal) = self.cache.negative.get(&key).await {
                             bump(&self.counters.negative_hits);
+                            metrics::negative_cache_hit();
                             return Err(refusal);
                         }
                     }
@@ -354,6 +392,19 @@ impl Exchanger {
                 }
             })
             .await;
+        let result = self.settle_reexchange(key, stale, outcome).await;
+        self.record_size_exact().await;
+        result
+    }
+
+    /// The answer of [`reexchange`](Self::reexchange) after its compute: a
+    /// failure evicts `stale` and may be remembered.
+    async fn settle_reexchange(
+        &self,
+        key: CacheKey,
+        stale: &Arc<CachedToken>,
+        outcome: Result<CompResult<CacheKey, Arc<CachedToken>>, OboError>,
+    ) -> Result<Arc<CachedToken>, OboError> {
         match outcome {
             Ok(
                 CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e),

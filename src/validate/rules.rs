@@ -35,6 +35,7 @@ use super::error::ValidationError;
 use super::payload::{Claims, Json};
 use crate::clock::Clock;
 use crate::jwks::{issuer_tenant, KeyStore, TenantMetadata};
+use crate::metrics;
 use crate::secret::BearerToken;
 
 /// The tenant segment whose keys and metadata serve any organization's tokens
@@ -133,12 +134,14 @@ impl Validator {
         let key = cache.key(token);
         if let Some(hit) = cache.get(key, token) {
             if self.holds(&hit) {
+                metrics::validated_token_cache(true);
                 return Ok((hit.principal, hit.token));
             }
             // Expired, not yet valid, past the cap, or its key is gone: the
             // full checks decide (and say why).
             cache.remove(key);
         }
+        metrics::validated_token_cache(false);
         let token = b64token(token)?;
         let (p, validity) = self.validate_uncached(token).await?;
         let token = BearerToken::new(token);
