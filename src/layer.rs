@@ -41,6 +41,7 @@ use crate::downstream::GraphClient;
 use crate::exchange::Exchanger;
 use crate::extractor::OboToken;
 use crate::jwks::{KeyError, KeyStore};
+use crate::metrics::{self, Refusal};
 use crate::rejection::{AuthRejection, Refused, Renderer};
 use crate::resource_metadata::{self, ResourceSettings};
 use crate::scope::Scope;
@@ -589,6 +590,7 @@ fn admit_cached(shared: &Shared, hooks: &Hooks, headers: &HeaderMap) -> Option<A
         outcome = "accepted",
         reason = tracing::field::Empty,
     );
+    metrics::accepted_cached(shared.config.exchange.metrics_tenant(principal.tid()));
     Some(Authenticated { principal, token })
 }
 
@@ -607,10 +609,12 @@ async fn authenticate(
                 reason = "missing_token",
                 "no bearer token"
             );
+            metrics::refused(Refusal::Missing, None);
             return Err(AuthRejection::MissingToken);
         }
         Err(r) => {
             tracing::debug!(outcome = "rejected", reason = "malformed_header", "{r}");
+            metrics::refused(Refusal::of(&r), None);
             return Err(r);
         }
     };
@@ -627,6 +631,8 @@ async fn authenticate(
             Ok(validated) => validated,
             Err(e) => {
                 span.record("outcome", "rejected").record("reason", e.reason());
+                // Its claims are not verified: never a tenant label.
+                metrics::refused(Refusal::of_invalid(&e), None);
                 if let ValidationError::KeysUnavailable(cause) = &e {
                     tracing::warn!(error = %cause, "cannot validate tokens: signing keys unavailable");
                 } else {
@@ -637,19 +643,23 @@ async fn authenticate(
         };
         span.record("tid", principal.tid())
             .record("oid", principal.oid());
+        let tenant = shared.config.exchange.metrics_tenant(principal.tid());
         if let Err(f) = shared.config.policy.check(&principal) {
             span.record("outcome", "forbidden").record("reason", "policy");
+            metrics::refused(Refusal::of_forbidden(&f), tenant);
             tracing::debug!("request forbidden: {f}");
             return Err(AuthRejection::Forbidden(f));
         }
         if let Some(admission) = &hooks.admission {
             if let Err(refusal) = admission.check(&principal).await {
                 span.record("outcome", "forbidden").record("reason", "admission");
+                metrics::refused(Refusal::Admission, tenant);
                 tracing::debug!("request not admitted: {refusal}");
                 return Err(AuthRejection::NotAdmitted(refusal));
             }
         }
         span.record("outcome", "accepted");
+        metrics::accepted(tenant);
         Ok(Some(Authenticated { principal, token }))
     }
     .instrument(span)

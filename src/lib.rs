@@ -57,6 +57,8 @@
 //! - [`config`]: the configuration and its defaults;
 //! - [`secret`]: tokens and secrets that never print themselves;
 //! - [`stats`]: cache counters and size for health and metrics endpoints;
+//! - [`metrics`] (feature `metrics`): counters, histograms and gauges for
+//!   dashboards, through the `metrics` facade;
 //! - [`resource_metadata`]: this API as an OAuth protected resource (RFC 9728),
 //!   the metadata and challenges an MCP server needs;
 //! - [`mcp`]: MCP sessions bound to the caller who created them
@@ -96,6 +98,7 @@ mod http;
 mod jwks;
 pub mod layer;
 pub mod mcp;
+pub mod metrics;
 mod policy;
 pub mod principal;
 pub mod rejection;

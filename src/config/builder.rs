@@ -71,6 +71,7 @@ pub struct OboConfigBuilder {
     cache_max_bytes: u64,
     max_retries: usize,
     retry_budget: Duration,
+    metrics_tenant_label: bool,
     client_capabilities: Vec<String>,
     session_idle_timeout: Duration,
     session_store: Option<Arc<dyn SessionStore>>,
@@ -128,6 +129,7 @@ impl Default for OboConfigBuilder {
             cache_max_bytes: DEFAULT_OBO_CACHE_BYTES,
             max_retries: 3,
             retry_budget: Duration::from_secs(20),
+            metrics_tenant_label: false,
             client_capabilities: Vec::new(),
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             session_store: None,
@@ -269,6 +271,17 @@ impl OboConfigBuilder {
         T: Into<String>,
     {
         self.policy.app_roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the metrics (feature `metrics`, see [`crate::metrics`]) of
+    /// validations and exchanges carry the label `tenant` (the tenant id of a
+    /// token that validated). Default `false`: one time series per tenant suits a
+    /// handful of tenants, not a multi-tenant API open to any organization.
+    /// Environment: `OBO_METRICS_TENANT_LABEL` (`true` or `false`).
+    pub fn metrics_tenant_label(mut self, label: bool) -> Self {
+        self.forget_origin("metrics_tenant_label");
+        self.metrics_tenant_label = label;
         self
     }
 
@@ -547,6 +560,7 @@ impl OboConfigBuilder {
             cache_max_bytes: self.cache_max_bytes,
             max_retries: self.max_retries,
             retry_budget: self.retry_budget,
+            metrics_tenant_label: self.metrics_tenant_label,
             client_capabilities: client_capabilities(self.client_capabilities)?,
             timeout: self.http_timeout,
             clock: Arc::clone(&self.clock),

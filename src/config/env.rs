@@ -13,7 +13,8 @@ impl OboConfigBuilder {
     /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST`,
     /// `OBO_GRAPH_URL`, `OBO_ALLOWED_TENANTS` (comma-separated, added to the home tenant;
     /// `*` admits any organization's tenant, see `allow_any_tenant`),
-    /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`), the protected
+    /// `OBO_CLIENT_CAPABILITIES` (comma-separated, e.g. `cp1`),
+    /// `OBO_METRICS_TENANT_LABEL` (`true` or `false`, see `metrics_tenant_label`), the protected
     /// resource (`OBO_RESOURCE_URL`, `OBO_RESOURCE_NAME`,
     /// `OBO_RESOURCE_DOCUMENTATION`, `OBO_APP_ID_URI`, `OBO_RESOURCE_LIST_TENANTS`,
     /// see `resource_url`) and the
@@ -76,6 +77,21 @@ impl OboConfigBuilder {
             b = b
                 .client_capabilities(capabilities)
                 .came_from("client_capabilities", "OBO_CLIENT_CAPABILITIES");
+        }
+        if let Some(flag) = get("OBO_METRICS_TENANT_LABEL") {
+            let label = match flag.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(
+                        ConfigError::new("metrics_tenant_label", "must be true or false")
+                            .in_variable("OBO_METRICS_TENANT_LABEL"),
+                    )
+                }
+            };
+            b = b
+                .metrics_tenant_label(label)
+                .came_from("metrics_tenant_label", "OBO_METRICS_TENANT_LABEL");
         }
         b = b.read_credential(&get).read_resource(&get)?;
         b.read_l2_variables(&get)?;

@@ -820,3 +820,32 @@ fn any_tenant_and_the_credential_are_reported() {
     assert_eq!(e.field(), "allowed_tenants");
     assert!(e.to_string().contains("OBO_ALLOWED_TENANTS"), "{e}");
 }
+
+#[test]
+fn metrics_tenant_label_is_opt_in_from_the_builder_and_the_environment() {
+    let label = |b: OboConfigBuilder| b.build().unwrap().exchange.metrics_tenant_label;
+    let base = || OboConfig::builder().tenant_id(T).client_id(C);
+    assert!(!label(base()), "off by default");
+    assert!(label(base().metrics_tenant_label(true)));
+    let env = |flag: &'static str| {
+        move |k: &str| match k {
+            "AZURE_TENANT_ID" => Some(T.to_owned()),
+            "AZURE_CLIENT_ID" => Some(C.to_owned()),
+            "OBO_METRICS_TENANT_LABEL" => Some(flag.to_owned()),
+            _ => None,
+        }
+    };
+    for (flag, want) in [
+        ("true", true),
+        (" TRUE ", true),
+        ("1", true),
+        ("false", false),
+        ("0", false),
+    ] {
+        let b = OboConfigBuilder::from_lookup(env(flag)).unwrap();
+        assert_eq!(label(b), want, "OBO_METRICS_TENANT_LABEL={flag}");
+    }
+    let e = OboConfigBuilder::from_lookup(env("yes")).unwrap_err();
+    assert_eq!(e.field(), "metrics_tenant_label");
+    assert!(e.to_string().contains("OBO_METRICS_TENANT_LABEL"), "{e}");
+}

@@ -75,6 +75,8 @@ pub(crate) struct ExchangeSettings {
     pub(crate) max_retries: usize,
     /// Total time an exchange may spend retrying.
     pub(crate) retry_budget: Duration,
+    /// Whether metrics of validations and exchanges carry the tenant id.
+    pub(crate) metrics_tenant_label: bool,
     /// Bound of each token-endpoint request (and of reading its answer).
     pub(crate) timeout: Duration,
     /// Client capabilities declared on every request (`xms_cc`, e.g. `cp1`); empty: none.
@@ -84,6 +86,15 @@ pub(crate) struct ExchangeSettings {
     /// The Redis L2 under the in-memory cache, if configured.
     #[cfg(feature = "redis")]
     pub(crate) l2: Option<l2::L2Settings>,
+}
+
+impl ExchangeSettings {
+    /// The `tenant` label of a metric about tenant `tid` (a verified one): only
+    /// when the app opted in.
+    #[inline]
+    pub(crate) fn metrics_tenant<'a>(&self, tid: &'a str) -> Option<&'a str> {
+        self.metrics_tenant_label.then_some(tid)
+    }
 }
 
 /// Exchanges inbound user tokens for downstream tokens, through the cache.

@@ -29,6 +29,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::cache::{Hit, ValidatedCache, Validity};
+use crate::metrics;
 use super::claims::is_guid;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
@@ -133,12 +134,14 @@ impl Validator {
         let key = cache.key(token);
         if let Some(hit) = cache.get(key, token) {
             if self.holds(&hit) {
+                metrics::validated_token_cache(true);
                 return Ok((hit.principal, hit.token));
             }
             // Expired, not yet valid, past the cap, or its key is gone: the
             // full checks decide (and say why).
             cache.remove(key);
         }
+        metrics::validated_token_cache(false);
         let token = b64token(token)?;
         let (p, validity) = self.validate_uncached(token).await?;
         let token = BearerToken::new(token);
