@@ -105,9 +105,6 @@
 //! or [`OboLayer::stats`](crate::OboLayer::stats) is read; entries that expire
 //! are seen at the next of these.
 
-// The recording sites land after this contract; until then the helpers are unused.
-#![allow(dead_code)]
-
 /// Requests decided by the layer (counter; `outcome`, `reason`, opt-in `tenant`).
 pub const VALIDATIONS_TOTAL: &str = "axum_obo_validations_total";
 /// Validated-token cache lookups (counter; `result`).
@@ -250,6 +247,7 @@ label_values! {
 }
 
 label_values! {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     /// An L2 lookup's result (`result` of `axum_obo_obo_cache_total{tier="l2"}`).
     enum L2Result {
         Hit = "hit",
@@ -549,7 +547,8 @@ pub(crate) fn l1(hit: bool) {
     let _ = hit;
 }
 
-/// An L2 lookup.
+/// An L2 lookup (or a failed L2 call).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 #[inline]
 pub(crate) fn l2(result: L2Result) {
     #[cfg(feature = "metrics")]

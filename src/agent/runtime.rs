@@ -42,6 +42,7 @@ use crate::digest::sha256;
 use crate::exchange::cache::CachedToken;
 use crate::exchange::endpoint::{Issued, TokenEndpoint, CLIENT_ASSERTION_TYPE, JWT_BEARER};
 use crate::exchange::{cache_entry, ExchangeSettings, OboError};
+use crate::metrics::Grant as Metered;
 use crate::secret::{BearerToken, SecretString};
 
 /// The resource of T1 and T2.
@@ -245,7 +246,7 @@ impl AgentRuntime {
                 fields.push(("claims", claims));
             }
             self.endpoint
-                .request_fields(tid, &fields, true, scopes)
+                .request_fields(tid, &fields, true, scopes, Metered::ClientCredentials)
                 .await
                 .map(|i| (i, None))
                 .map_err(AgentError::Exchange)
@@ -460,7 +461,7 @@ impl AgentRuntime {
     ) -> Result<Issued, AgentError> {
         let result = self
             .endpoint
-            .request_fields(tid, fields, own_credential, requested)
+            .request_fields(tid, fields, own_credential, requested, metered(step, fields))
             .await;
         result.map_err(|e| AgentError::at(step, e))
     }
@@ -468,6 +469,21 @@ impl AgentRuntime {
     /// Whether claims challenges are answered (client capabilities configured).
     pub(crate) fn answers_claims_challenges(&self) -> bool {
         self.capabilities.is_some()
+    }
+}
+
+/// The `grant` label of an agent's request at `step` with `fields`.
+fn metered(step: Step, fields: &[(&'static str, &str)]) -> Metered {
+    match step {
+        Step::Blueprint => Metered::AgentBlueprint,
+        Step::Instance => Metered::AgentInstance,
+        Step::AgentUser => Metered::AgentUser,
+        Step::Token => match fields.iter().find(|(name, _)| *name == "grant_type") {
+            Some((_, "client_credentials")) => Metered::AgentApp,
+            // An agent user's token, refreshed.
+            Some((_, "refresh_token")) => Metered::AgentUser,
+            _ => Metered::AgentObo,
+        },
     }
 }
 

@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 use super::CredentialError;
 use crate::http::{describe, read_capped, BodyError};
+use crate::metrics::{self, ExchangeOutcome, Grant};
 use crate::secret::SecretString;
 
 /// IMDS's token URL (Azure VMs and scale sets).
@@ -238,7 +239,9 @@ impl ManagedIdentityAssertion {
                 self.describe_identity()
             ))
         };
+        let started = std::time::Instant::now();
         let response = request.send().await.map_err(|e| {
+            metered(started, ExchangeOutcome::Unavailable);
             fail(format!(
                 "the identity endpoint cannot be reached: {}",
                 describe(e)
@@ -247,6 +250,7 @@ impl ManagedIdentityAssertion {
         let status = response.status();
         let platform_now = platform_clock(response.headers());
         let body = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| {
+            metered(started, ExchangeOutcome::Unavailable);
             fail(match e {
                 BodyError::TooLarge => "the identity endpoint's answer is too large".to_owned(),
                 BodyError::Transport(e) => format!(
@@ -256,12 +260,26 @@ impl ManagedIdentityAssertion {
             })
         })?;
         if !status.is_success() {
+            metered(
+                started,
+                match status.as_u16() {
+                    429 => ExchangeOutcome::Throttled,
+                    500..=599 => ExchangeOutcome::Unavailable,
+                    _ => ExchangeOutcome::Error,
+                },
+            );
             return Err(fail(format!(
                 "the identity endpoint answered {status}{}",
                 platform_message(&body)
             )));
         }
-        interpret(&body, now, platform_now).map_err(fail)
+        let token = interpret(&body, now, platform_now).map_err(fail);
+        let outcome = match token {
+            Ok(_) => ExchangeOutcome::Ok,
+            Err(_) => ExchangeOutcome::Error,
+        };
+        metered(started, outcome);
+        token
     }
 
     fn describe_identity(&self) -> String {
@@ -274,6 +292,13 @@ impl ManagedIdentityAssertion {
 
 /// The platform's error message, if its answer has one (`message`, `error_description`
 /// or `error`), bounded; these never hold the token.
+/// Records an identity-endpoint call started at `started` that ended with
+/// `outcome` (grant `managed_identity`, no tenant).
+fn metered(started: std::time::Instant, outcome: ExchangeOutcome) {
+    metrics::token_endpoint_duration(Grant::ManagedIdentity, started.elapsed());
+    metrics::exchange(Grant::ManagedIdentity, outcome, None);
+}
+
 fn platform_message(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Error {

@@ -13,6 +13,7 @@ use url::Url;
 
 use super::error::{from_response, DownstreamError};
 use super::renew::Renew;
+use crate::metrics;
 use crate::http::{
     check_base_url, describe, read_capped, retry_after, with_retries, Attempts, BaseUrlProblem,
     BodyError, Verdict,
@@ -396,7 +397,9 @@ impl DownstreamClient {
         else {
             return result;
         };
-        match renew.renew(claims).await {
+        let renewed = renew.renew(claims).await;
+        metrics::cae_reexchange(matches!(renewed, Ok(Some(_))));
+        match renewed {
             Ok(Some(token)) => {
                 tracing::debug!(
                     "claims challenge answered with a new token; retrying the call once"
@@ -424,7 +427,10 @@ impl DownstreamClient {
             started,
             || self.attempt(token, method, url, body, started, &request_id),
             Attempt::verdict,
-            |wait| tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying"),
+            |wait| {
+                metrics::downstream_retry();
+                tracing::debug!(client_request_id = %request_id, ?wait, "downstream API busy; retrying")
+            },
         )
         .await;
         match result {
@@ -450,9 +456,11 @@ impl DownstreamClient {
         let timeout = self
             .timeout
             .min(self.policy.budget.saturating_sub(started.elapsed()));
-        let (status, headers, body) = self
+        let answer = self
             .send(token, method, url, body, timeout, request_id)
-            .await?;
+            .await;
+        metrics::downstream_request(answer.as_ref().ok().map(|(status, ..)| *status));
+        let (status, headers, body) = answer?;
         interpret(status, &headers, body, &self.authorization_uri, request_id)
     }
 

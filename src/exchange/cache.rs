@@ -198,10 +198,12 @@ impl OboCache {
         let Some(cached) = self.tokens.get(key).await else {
             let refusal = self.negative.get(key).await?;
             bump(&counters.negative_hits);
+            crate::metrics::negative_cache_hit();
             return Some(Err(refusal));
         };
         if now < cached.fresh_until {
             bump(&counters.hits);
+            crate::metrics::l1(true);
             return Some(Ok(cached));
         }
         self.evict(key, &cached).await;

@@ -35,6 +35,7 @@ use crate::credential::{ClientCredential, CredentialForm};
 use crate::http::{
     read_capped, retry_after, with_retries, Attempts, BodyError, Verdict, MAX_TOKEN_RESPONSE_BYTES,
 };
+use crate::metrics::{self, ExchangeOutcome, Grant as Metered};
 use crate::secret::{BearerToken, SecretString};
 
 /// `grant_type` of the On-Behalf-Of request.
@@ -210,8 +211,13 @@ impl TokenEndpoint {
         requested: &[&str],
         claims: Option<&str>,
     ) -> Result<Issued, OboError> {
+        let metered = match grant {
+            Grant::OnBehalfOf(_) => Metered::Obo,
+            Grant::RefreshToken(_) => Metered::RefreshToken,
+        };
         let Some(credential) = self.settings.credential.as_ref() else {
             self.log_no_credential();
+            self.count(caller, metered, ExchangeOutcome::Error);
             return Err(OboError::Misconfigured(
                 "no client credential is configured".into(),
             ));
@@ -226,6 +232,7 @@ impl TokenEndpoint {
                 ?wait,
                 "token endpoint throttled this user or tenant; failing fast"
             );
+            self.count(caller, metered, ExchangeOutcome::Throttled);
             return Err(OboError::Unavailable {
                 retry_after: Some(wait),
             });
@@ -234,12 +241,20 @@ impl TokenEndpoint {
         let result = with_retries(
             self.attempts(),
             Instant::now(),
-            || self.attempt(&url, credential, grant, (scope, claims), requested),
+            || self.attempt(&url, credential, grant, (scope, claims), requested, metered),
             Attempt::verdict,
-            |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
+            |wait| {
+                metrics::token_endpoint_retry(metered);
+                tracing::debug!(?wait, "token endpoint busy; retrying")
+            },
         )
         .await;
-        self.settle(caller, result)
+        self.settle(caller, metered, result)
+    }
+
+    /// Counts a token request of `caller` that ended with `outcome`.
+    fn count(&self, caller: Caller<'_>, grant: Metered, outcome: ExchangeOutcome) {
+        metrics::exchange(grant, outcome, self.settings.metrics_tenant(caller.tid));
     }
 
     /// Says why a token request cannot be made: at error level the first time
@@ -267,19 +282,27 @@ impl TokenEndpoint {
         fields: &[(&'static str, &str)],
         own_credential: bool,
         requested: &[&str],
+        metered: Metered,
     ) -> Result<Issued, OboError> {
-        let credential = match own_credential {
-            true => Some(self.settings.credential.as_ref().ok_or_else(|| {
-                OboError::Misconfigured("no client credential is configured".into())
-            })?),
-            false => None,
-        };
         let id = fields_caller(fields);
         let caller = Caller { tid, id: &id };
+        let credential = match own_credential {
+            true => match self.settings.credential.as_ref() {
+                Some(c) => Some(c),
+                None => {
+                    self.count(caller, metered, ExchangeOutcome::Error);
+                    return Err(OboError::Misconfigured(
+                        "no client credential is configured".into(),
+                    ));
+                }
+            },
+            false => None,
+        };
         if let Err(wait) = self
             .backoff
             .admit(tid, caller.id, self.settings.clock.now())
         {
+            self.count(caller, metered, ExchangeOutcome::Throttled);
             return Err(OboError::Unavailable {
                 retry_after: Some(wait),
             });
@@ -288,12 +311,15 @@ impl TokenEndpoint {
         let result = with_retries(
             self.attempts(),
             Instant::now(),
-            || self.attempt_fields(&url, credential, fields, requested),
+            || self.attempt_fields(&url, credential, fields, requested, metered),
             Attempt::verdict,
-            |wait| tracing::debug!(?wait, "token endpoint busy; retrying"),
+            |wait| {
+                metrics::token_endpoint_retry(metered);
+                tracing::debug!(?wait, "token endpoint busy; retrying")
+            },
         )
         .await;
-        self.settle(caller, result)
+        self.settle(caller, metered, result)
     }
 
     /// One attempt of [`request_fields`](Self::request_fields).
@@ -303,6 +329,7 @@ impl TokenEndpoint {
         credential: Option<&ClientCredential>,
         fields: &[(&'static str, &str)],
         requested: &[&str],
+        metered: Metered,
     ) -> Result<Issued, Attempt> {
         let credential = match credential {
             Some(c) => Some(self.credential_form(c, url).await?),
@@ -313,7 +340,7 @@ impl TokenEndpoint {
             form.push(("client_id", &self.settings.client_id));
             push_credential(&mut form, credential);
         }
-        self.send_form(url, &form, requested).await
+        self.send_form(url, &form, requested, metered).await
     }
 
     /// The retries of one exchange. `Retry-After` is capped when read
@@ -332,8 +359,25 @@ impl TokenEndpoint {
     fn settle(
         &self,
         caller: Caller<'_>,
+        metered: Metered,
         result: Result<Issued, Attempt>,
     ) -> Result<Issued, OboError> {
+        let result = self.settle_backoff(caller, result);
+        let outcome = match &result {
+            Ok(_) => ExchangeOutcome::Ok,
+            Err((e, throttled)) => outcome_of(e, *throttled),
+        };
+        self.count(caller, metered, outcome);
+        result.map_err(|(e, _)| e)
+    }
+
+    /// [`settle`](Self::settle) without the counting: the error, and whether
+    /// the token endpoint throttled it.
+    fn settle_backoff(
+        &self,
+        caller: Caller<'_>,
+        result: Result<Issued, Attempt>,
+    ) -> Result<Issued, (OboError, bool)> {
         let tid = caller.tid;
         match result {
             Ok(issued) => {
@@ -342,10 +386,10 @@ impl TokenEndpoint {
             }
             Err(Attempt::Refused(e)) => {
                 self.backoff.answered(tid, caller.id);
-                Err(e)
+                Err((e, false))
             }
-            Err(Attempt::Final(e)) => Err(e),
-            Err(Attempt::Transient { timeout: true, .. }) => Err(OboError::Timeout),
+            Err(Attempt::Final(e)) => Err((e, false)),
+            Err(Attempt::Transient { timeout: true, .. }) => Err((OboError::Timeout, false)),
             Err(Attempt::Transient {
                 retry_after,
                 throttled: Some(how),
@@ -361,12 +405,15 @@ impl TokenEndpoint {
                     ?wait,
                     "token endpoint throttling this user; their exchanges wait"
                 );
-                Err(OboError::Unavailable {
-                    retry_after: Some(wait),
-                })
+                Err((
+                    OboError::Unavailable {
+                        retry_after: Some(wait),
+                    },
+                    true,
+                ))
             }
             Err(Attempt::Transient { retry_after, .. }) => {
-                Err(OboError::Unavailable { retry_after })
+                Err((OboError::Unavailable { retry_after }, false))
             }
         }
     }
@@ -380,6 +427,7 @@ impl TokenEndpoint {
         grant: Grant<'_>,
         (scope, claims): (&str, Option<&str>),
         requested: &[&str],
+        metered: Metered,
     ) -> Result<Issued, Attempt> {
         let credential = self.credential_form(credential, url).await?;
         let client_id = &self.settings.client_id;
@@ -390,7 +438,7 @@ impl TokenEndpoint {
         if let Some(claims) = claims {
             form.push(("claims", claims));
         }
-        self.send_form(url, &form, requested).await
+        self.send_form(url, &form, requested, metered).await
     }
 
     /// Sends `form` to `url` under a fresh request id and says what the answer
@@ -400,9 +448,13 @@ impl TokenEndpoint {
         url: &str,
         form: &[(&str, &str)],
         requested: &[&str],
+        metered: Metered,
     ) -> Result<Issued, Attempt> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let (status, retry_after, body) = self.send(url, form, &request_id).await?;
+        let started = Instant::now();
+        let sent = self.send(url, form, &request_id).await;
+        metrics::token_endpoint_duration(metered, started.elapsed());
+        let (status, retry_after, body) = sent?;
         interpret(
             status,
             retry_after,
@@ -637,6 +689,19 @@ fn throttle_of(status: http::StatusCode, body: Option<&ErrorBody>) -> Option<Thr
         Some(Throttle::TooMany)
     } else {
         None
+    }
+}
+
+/// The `outcome` of an exchange that failed with `e` (`throttled`: the token
+/// endpoint throttled it, its retries used up).
+fn outcome_of(e: &OboError, throttled: bool) -> ExchangeOutcome {
+    match e {
+        _ if throttled => ExchangeOutcome::Throttled,
+        OboError::InteractionRequired { .. } => ExchangeOutcome::InteractionRequired,
+        OboError::ConsentRequired { .. } => ExchangeOutcome::ConsentRequired,
+        OboError::InvalidGrant => ExchangeOutcome::InvalidGrant,
+        OboError::Unavailable { .. } | OboError::Timeout => ExchangeOutcome::Unavailable,
+        _ => ExchangeOutcome::Error,
     }
 }
 

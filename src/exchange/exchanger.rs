@@ -51,6 +51,7 @@ use super::l2;
 use super::{OboError, OboStats};
 use crate::clock::Clock;
 use crate::credential::ClientCredential;
+use crate::metrics;
 use crate::secret::BearerToken;
 use crate::validate::{Principal, TokenKind};
 
@@ -202,16 +203,28 @@ impl Exchanger {
     }
 
     pub(crate) fn stats(&self) -> OboStats {
+        self.record_size();
         self.counters.snapshot()
     }
 
     /// Entries and weighted bytes of the token cache, after pending evictions.
     pub(crate) async fn cache_usage(&self) -> (u64, u64) {
         self.cache.tokens.run_pending_tasks().await;
-        (
+        let usage = (
             self.cache.tokens.entry_count(),
             self.cache.tokens.weighted_size(),
-        )
+        );
+        metrics::l1_size(usage.0, usage.1);
+        usage
+    }
+
+    /// Sets the L1 gauges to the cache's size as moka knows it now (two atomic
+    /// reads; evictions still pending are seen later).
+    fn record_size(&self) {
+        metrics::l1_size(
+            self.cache.tokens.entry_count(),
+            self.cache.tokens.weighted_size(),
+        );
     }
 
     /// A downstream token for `scopes` on behalf of `principal`, whose access
@@ -238,12 +251,16 @@ impl Exchanger {
             return cached;
         }
         bump(&self.counters.misses);
+        metrics::l1(false);
         let sent = scopes.join(" ");
-        self.cache
+        let result = self
+            .cache
             .tokens
             .try_get_with(key, self.fill(key, principal, assertion, &sent, scopes))
             .await
-            .map_err(|e: Arc<OboError>| (*e).clone())
+            .map_err(|e: Arc<OboError>| (*e).clone());
+        self.record_size();
+        result
     }
 
     /// Local refusals, without network: app-only tokens (OBO needs a user), and
@@ -345,6 +362,7 @@ impl Exchanger {
                     None => {
                         if let Some(refusal) = self.cache.negative.get(&key).await {
                             bump(&self.counters.negative_hits);
+                            metrics::negative_cache_hit();
                             return Err(refusal);
                         }
                     }
@@ -365,6 +383,19 @@ impl Exchanger {
                 }
             })
             .await;
+        let result = self.settle_reexchange(key, stale, outcome).await;
+        self.record_size();
+        result
+    }
+
+    /// The answer of [`reexchange`](Self::reexchange) after its compute: a
+    /// failure evicts `stale` and may be remembered.
+    async fn settle_reexchange(
+        &self,
+        key: CacheKey,
+        stale: &Arc<CachedToken>,
+        outcome: Result<CompResult<CacheKey, Arc<CachedToken>>, OboError>,
+    ) -> Result<Arc<CachedToken>, OboError> {
         match outcome {
             Ok(
                 CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e),

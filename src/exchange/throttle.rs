@@ -58,6 +58,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::metrics::{self, BackoffScope};
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -191,9 +193,11 @@ impl Backoff {
             .callers
             .get_with(caller_key(tid, caller), Arc::default)
             .close(now, retry_after);
+        metrics::backoff(BackoffScope::User);
         if how == Throttle::TooMany && self.tenant_evidence(tid, caller, now) {
             let tenant = self.tenants.get_with(tid.into(), Arc::default);
             let closed_for = tenant.close(now, retry_after);
+            metrics::backoff(BackoffScope::Tenant);
             tracing::warn!(
                 tid,
                 wait = ?seconds(closed_for),

@@ -326,10 +326,12 @@ impl KeyStore {
         match self.fetch(&t.id).await {
             Ok((metadata, keys)) => {
                 let loaded = land(t, &mut book, current.as_deref(), metadata, keys, now);
+                crate::metrics::key_refresh(true);
                 tracing::debug!(tenant = %t.id, keys = loaded.keys.len(), "signing keys loaded");
                 Ok(loaded)
             }
             Err(e) => {
+                crate::metrics::key_refresh(false);
                 tracing::warn!(tenant = %t.id, error = %e, kept_last_good = current.is_some(), "signing key refresh failed");
                 current.ok_or(e)
             }

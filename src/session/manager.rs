@@ -15,6 +15,7 @@ use crate::downstream::{DownstreamClient, GraphClient};
 use crate::exchange::cache::CachedToken;
 use crate::exchange::endpoint::{Issued, TokenEndpoint};
 use crate::exchange::{cache_entry, ExchangeSettings, OboError};
+use crate::metrics::{self, SessionEnd};
 use crate::scope::Scope;
 use crate::secret::{BearerToken, SecretString};
 use crate::validate::Principal;
@@ -255,6 +256,7 @@ impl Sessions {
             .tokens
             .insert((key.digest(), scopes), Arc::new(token))
             .await;
+        metrics::session_started();
         tracing::info!(
             tid = principal.tid(),
             oid = principal.oid(),
@@ -339,6 +341,7 @@ impl Sessions {
     /// compare-and-set), writes nothing and answers [`SessionError::Unknown`].
     pub async fn end(&self, key: &SessionKey) -> Result<(), SessionError> {
         self.forget(key).await?;
+        metrics::session_ended(SessionEnd::Ended);
         tracing::info!("session ended");
         Ok(())
     }
@@ -384,6 +387,7 @@ impl Sessions {
         if now.saturating_sub(record.last_used) > idle {
             tracing::info!(tid = record.tid, oid = record.oid, "session ended: idle");
             self.forget(key).await?;
+            metrics::session_ended(SessionEnd::Idle);
             return Err(SessionError::Unknown);
         }
         Ok((record, version))
@@ -475,6 +479,7 @@ impl Sessions {
             span,
         )
         .await;
+        metrics::session_refresh(result.is_ok());
         match result {
             Ok(issued) => {
                 record.refresh_token = issued.refresh_token.clone().unwrap_or(redeemed);
@@ -494,6 +499,7 @@ impl Sessions {
                     "session ended: Entra refused its refresh token; the user must sign in again"
                 );
                 self.forget(key).await?;
+                metrics::session_ended(SessionEnd::Revoked);
                 Err(SessionError::SignInAgain)
             }
             Err(e) => Err(SessionError::from_refresh(e)),

@@ -11,6 +11,7 @@ use super::seal::Rejected;
 use super::store::Outcome;
 use super::L2Settings;
 use crate::exchange::cache::{bump, CacheKey, CachedToken, Counters};
+use crate::metrics::{self, L2Result};
 use crate::secret::BearerToken;
 
 /// Domain separator of everything the L2 derives from a cache key.
@@ -74,14 +75,17 @@ impl L2Cache {
             Outcome::Done(Some(v)) => v,
             Outcome::Done(None) => {
                 bump(&counters.l2_misses);
+                metrics::l2(L2Result::Miss);
                 return None;
             }
             Outcome::Skipped => {
                 bump(&counters.l2_skipped);
+                metrics::l2(L2Result::Error);
                 return None;
             }
             Outcome::Failed => {
                 bump(&counters.l2_errors);
+                metrics::l2(L2Result::Error);
                 return None;
             }
         };
@@ -89,6 +93,7 @@ impl L2Cache {
             Ok(e) => e,
             Err(why) => {
                 bump(&counters.l2_rejected);
+                metrics::l2(L2Result::Undecryptable);
                 if self.warned_rejected.swap(true, Ordering::Relaxed) {
                     tracing::debug!(reason = %why, "Redis L2 value rejected; treated as a miss");
                 } else {
@@ -102,9 +107,11 @@ impl L2Cache {
         };
         if now >= entry.f {
             bump(&counters.l2_misses);
+            metrics::l2(L2Result::Miss);
             return None;
         }
         bump(&counters.l2_hits);
+        metrics::l2(L2Result::Hit);
         Some(CachedToken {
             access_token: BearerToken::new(entry.t),
             expires_at: entry.e,
@@ -133,8 +140,8 @@ impl L2Cache {
         let sealed = match self.ns.store.get(&redis_key).await {
             Outcome::Done(Some(v)) => v,
             Outcome::Done(None) => return,
-            Outcome::Skipped => return bump(&counters.l2_skipped),
-            Outcome::Failed => return bump(&counters.l2_errors),
+            Outcome::Skipped => return l2_error(&counters.l2_skipped),
+            Outcome::Failed => return l2_error(&counters.l2_errors),
         };
         // A value that does not open is never served: nothing to evict.
         let Ok(entry) = self.open(key, &sealed) else {
@@ -146,8 +153,8 @@ impl L2Cache {
         match self.ns.store.del_if_equal(&redis_key, &sealed).await {
             Outcome::Done(true) => bump(&counters.l2_evictions),
             Outcome::Done(false) => {}
-            Outcome::Skipped => bump(&counters.l2_skipped),
-            Outcome::Failed => bump(&counters.l2_errors),
+            Outcome::Skipped => l2_error(&counters.l2_skipped),
+            Outcome::Failed => l2_error(&counters.l2_errors),
         }
     }
 
@@ -166,7 +173,7 @@ impl L2Cache {
             .ok()
             .and_then(|p| self.ns.sealer.seal(&self.aad(key), &p))
         else {
-            bump(&counters.l2_errors);
+            l2_error(&counters.l2_errors);
             return;
         };
         match self
@@ -176,8 +183,15 @@ impl L2Cache {
             .await
         {
             Outcome::Done(()) => bump(&counters.l2_writes),
-            Outcome::Skipped => bump(&counters.l2_skipped),
-            Outcome::Failed => bump(&counters.l2_errors),
+            Outcome::Skipped => l2_error(&counters.l2_skipped),
+            Outcome::Failed => l2_error(&counters.l2_errors),
         }
     }
+}
+
+/// An L2 call that failed (or was skipped after a failure): counted in `counter`
+/// and as the `error` result of the metrics.
+fn l2_error(counter: &std::sync::atomic::AtomicU64) {
+    bump(counter);
+    metrics::l2(L2Result::Error);
 }
