@@ -144,11 +144,16 @@ async fn counters_move_with_requests() {
     let after = scrape(&app).await;
     let d = |name: &str, labels: &[(&str, &str)]| delta(&before, &after, name, labels);
     let validations = "axum_obo_validations_total";
-    assert!(
-        d(validations, &[("outcome", "accepted"), ("reason", "ok")]) >= 3.0,
+    // Every request with a valid token: /whoami, /me twice, the other user's /me.
+    assert_eq!(
+        d(validations, &[("outcome", "accepted"), ("reason", "ok")]),
+        4.0,
         "{}",
         after.text
     );
+    // The user's token is checked once, then found in the validated-token cache.
+    let validated = "axum_obo_validated_token_cache_total";
+    assert_eq!(d(validated, &[("result", "hit")]), 2.0, "{}", after.text);
     for reason in ["missing", "malformed", "expired", "audience"] {
         assert_eq!(
             d(validations, &[("outcome", "refused"), ("reason", reason)]),
@@ -170,7 +175,12 @@ async fn counters_move_with_requests() {
     );
     let cache = "axum_obo_obo_cache_total";
     assert_eq!(d(cache, &[("tier", "l1"), ("result", "hit")]), 1.0);
-    assert!(d(cache, &[("tier", "l1"), ("result", "miss")]) >= 2.0);
+    assert_eq!(
+        d(cache, &[("tier", "l1"), ("result", "miss")]),
+        2.0,
+        "{}",
+        after.text
+    );
     // The token endpoint's latency: one observation per call, in the buckets
     // the example sets for Entra.
     let duration = "axum_obo_token_endpoint_duration_seconds";
