@@ -32,12 +32,18 @@ repo=$PWD
 
 declare -A BIN ENVS REVS OPTS
 labels=()
+# Every revision resolved before the first build (HEAD may move during a long run).
 for spec in $BUILDS; do
     label=${spec%%=*}
     IFS=: read -r rev opts <<<"${spec#*=}"
     labels+=("$label")
     REVS[$label]=$(git -C "$repo" rev-parse --short "$rev")
     OPTS[$label]=${opts:-as committed}
+done
+for spec in $BUILDS; do
+    label=${spec%%=*}
+    IFS=: read -r _ opts <<<"${spec#*=}"
+    rev=${REVS[$label]}
     tree="$WORK_DIR/tree-${REVS[$label]}${opts:+-${opts//:/-}}"
     tree=${tree%-prometheus}
     if [ ! -d "$tree" ]; then
