@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: Sessions,
     /// Entra Agent ID: the blueprint's T1s and its agents' tokens.
     pub(crate) agents: crate::agent::runtime::AgentRuntime,
+    /// The fast path's metrics (feature `metrics`).
+    pub(crate) hot: metrics::HotCounters,
 }
 
 impl Shared {
@@ -101,6 +103,7 @@ impl Shared {
             graph,
             sessions,
             agents,
+            hot: metrics::HotCounters::default(),
         }
     }
 }
@@ -590,7 +593,8 @@ fn admit_cached(shared: &Shared, hooks: &Hooks, headers: &HeaderMap) -> Option<A
         outcome = "accepted",
         reason = tracing::field::Empty,
     );
-    metrics::accepted_cached(shared.config.exchange.metrics_tenant(principal.tid()));
+    let tenant = shared.config.exchange.metrics_tenant(principal.tid());
+    metrics::accepted_cached(&shared.hot, tenant);
     Some(Authenticated { principal, token })
 }
 

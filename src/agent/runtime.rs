@@ -461,7 +461,13 @@ impl AgentRuntime {
     ) -> Result<Issued, AgentError> {
         let result = self
             .endpoint
-            .request_fields(tid, fields, own_credential, requested, metered(step, fields))
+            .request_fields(
+                tid,
+                fields,
+                own_credential,
+                requested,
+                metered(step, fields),
+            )
             .await;
         result.map_err(|e| AgentError::at(step, e))
     }

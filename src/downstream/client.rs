@@ -13,11 +13,11 @@ use url::Url;
 
 use super::error::{from_response, DownstreamError};
 use super::renew::Renew;
-use crate::metrics;
 use crate::http::{
     check_base_url, describe, read_capped, retry_after, with_retries, Attempts, BaseUrlProblem,
     BodyError, Verdict,
 };
+use crate::metrics;
 use crate::secret::BearerToken;
 
 /// The header that correlates a request with the API's logs (Graph echoes it).

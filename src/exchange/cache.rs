@@ -137,6 +137,8 @@ pub(crate) struct Counters {
     pub(crate) l2_skipped: AtomicU64,
     pub(crate) l2_writes: AtomicU64,
     pub(crate) l2_evictions: AtomicU64,
+    /// The L1 hit's metric (feature `metrics`).
+    pub(crate) hot: crate::metrics::HotCounters,
 }
 
 impl Counters {
@@ -203,7 +205,7 @@ impl OboCache {
         };
         if now < cached.fresh_until {
             bump(&counters.hits);
-            crate::metrics::l1(true);
+            crate::metrics::l1_hit(&counters.hot);
             return Some(Ok(cached));
         }
         self.evict(key, &cached).await;

@@ -888,6 +888,33 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_of_failed_exchanges() {
+        use ExchangeOutcome as O;
+        let interaction = OboError::InteractionRequired {
+            claims: None,
+            authorization_uri: String::new(),
+        };
+        let consent = OboError::ConsentRequired { scopes: vec![] };
+        let unavailable = OboError::Unavailable { retry_after: None };
+        for (e, throttled, want) in [
+            (&interaction, false, O::InteractionRequired),
+            (&consent, false, O::ConsentRequired),
+            (&OboError::InvalidGrant, false, O::InvalidGrant),
+            (&unavailable, false, O::Unavailable),
+            (&unavailable, true, O::Throttled),
+            (&OboError::Timeout, false, O::Unavailable),
+            (&OboError::BadResponse, false, O::Error),
+            (&OboError::Misconfigured("x".into()), false, O::Error),
+        ] {
+            assert_eq!(
+                outcome_of(e, throttled),
+                want,
+                "{e:?} throttled: {throttled}"
+            );
+        }
+    }
+
+    #[test]
     fn classification() {
         let s = ["https://graph.microsoft.com/User.Read"];
         assert!(matches!(

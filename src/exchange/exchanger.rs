@@ -218,6 +218,15 @@ impl Exchanger {
         usage
     }
 
+    /// After the cache changed (an exchange, an eviction; never on a hit): sets
+    /// the L1 gauges to its size once moka's pending work has run. Without the
+    /// `metrics` feature, nothing.
+    async fn record_size_exact(&self) {
+        if cfg!(feature = "metrics") {
+            let _ = self.cache_usage().await;
+        }
+    }
+
     /// Sets the L1 gauges to the cache's size as moka knows it now (two atomic
     /// reads; evictions still pending are seen later).
     fn record_size(&self) {
@@ -251,7 +260,7 @@ impl Exchanger {
             return cached;
         }
         bump(&self.counters.misses);
-        metrics::l1(false);
+        metrics::l1_miss();
         let sent = scopes.join(" ");
         let result = self
             .cache
@@ -259,7 +268,7 @@ impl Exchanger {
             .try_get_with(key, self.fill(key, principal, assertion, &sent, scopes))
             .await
             .map_err(|e: Arc<OboError>| (*e).clone());
-        self.record_size();
+        self.record_size_exact().await;
         result
     }
 
@@ -384,7 +393,7 @@ impl Exchanger {
             })
             .await;
         let result = self.settle_reexchange(key, stale, outcome).await;
-        self.record_size();
+        self.record_size_exact().await;
         result
     }
 

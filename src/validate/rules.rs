@@ -29,13 +29,13 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::cache::{Hit, ValidatedCache, Validity};
-use crate::metrics;
 use super::claims::is_guid;
 use super::claims::{Principal, PrincipalInner, TokenKind, TokenVersion};
 use super::error::ValidationError;
 use super::payload::{Claims, Json};
 use crate::clock::Clock;
 use crate::jwks::{issuer_tenant, KeyStore, TenantMetadata};
+use crate::metrics;
 use crate::secret::BearerToken;
 
 /// The tenant segment whose keys and metadata serve any organization's tokens

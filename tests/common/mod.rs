@@ -1,6 +1,7 @@
 //! Shared test fixtures: a stand-in, a configuration against it, an app.
 #![allow(dead_code)]
 
+pub mod recorded;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 
