@@ -33,7 +33,7 @@ async fn example() -> (app::Embedded, axum::Router, OboLayer) {
     let layer = OboLayer::new(app::policy(embedded.config()).build().unwrap());
     layer.warm_up().await.unwrap();
     let cors = app::cors(&[http::HeaderValue::from_static(app::DEV_ORIGIN)]);
-    let router = app::router(layer.clone(), cors).merge(metrics::router(handle));
+    let router = app::router(layer.clone(), cors).merge(metrics::router(handle, layer.clone()));
     (embedded, router, layer)
 }
 
@@ -203,6 +203,9 @@ async fn counters_move_with_requests() {
         2.0
     );
     assert_eq!(layer.stats().hits, 1, "OboStats counts the same hit");
+    // The L1 gauges: the user's one token.
+    assert_eq!(after.get("axum_obo_obo_cache_entries", &[]), 1.0);
+    assert!(after.get("axum_obo_obo_cache_weight_bytes", &[]) > 0.0);
 
     // Label hygiene: no token, user or tenant (the tenant label is opt-in).
     let tenant = e.entra.home_tenant();
@@ -233,10 +236,11 @@ async fn metrics_is_public_and_the_api_is_not() {
 #[tokio::test]
 async fn its_own_listener_serves_only_metrics() {
     let _serial = SERIAL.lock().await;
+    let (_e, _, layer) = example().await;
     let handle = metrics::install().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, metrics::router(handle)).await });
+    tokio::spawn(async move { axum::serve(listener, metrics::router(handle, layer)).await });
     let client = reqwest::Client::new();
     let resp = client
         .get(format!("http://{addr}/metrics"))

@@ -126,12 +126,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cors = app::cors(&app::cors_origins_from_env()?);
     // Checked here so that a bad value stops the server; `router` reads it too.
     app::job_delay_from_env()?;
-    let router = app::router(layer, cors);
+    let router = app::router(layer.clone(), cors);
     // `/metrics`, outside `OboLayer`: on this port, on its own listener, or off.
     let router = match (exposure, prometheus) {
         (metrics::Exposure::SamePort, Some(handle)) => {
             println!("Prometheus metrics: curl -s http://{addr}/metrics\n");
-            router.merge(metrics::router(handle))
+            router.merge(metrics::router(handle, layer))
         }
         (metrics::Exposure::Listener(at), Some(handle)) => {
             let listener = tokio::net::TcpListener::bind(at).await?;
@@ -139,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!(%at, "serving /metrics");
             println!("Prometheus metrics: curl -s http://{at}/metrics\n");
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, metrics::router(handle)).await {
+                if let Err(e) = axum::serve(listener, metrics::router(handle, layer)).await {
                     tracing::error!(error = %e, "the /metrics listener stopped");
                 }
             });

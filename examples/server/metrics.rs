@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use axum_obo::OboLayer;
 use http::header::CONTENT_TYPE;
 use http::HeaderValue;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -106,13 +107,17 @@ pub fn spawn_upkeep(handle: PrometheusHandle) {
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics` rendering `handle`: merge it into the API's router (outside
-/// `OboLayer`), or serve it alone on its own listener.
-pub fn router(handle: PrometheusHandle) -> Router {
+/// `OboLayer`), or serve it alone on its own listener. Before each rendering,
+/// `layer.cache_usage()` brings the On-Behalf-Of cache's gauges
+/// (`axum_obo_obo_cache_entries`, `axum_obo_obo_cache_weight_bytes`) up to date:
+/// the crate sets them after exchanges, not when entries expire.
+pub fn router(handle: PrometheusHandle, layer: OboLayer) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
-            let handle = handle.clone();
+            let (handle, layer) = (handle.clone(), layer.clone());
             async move {
+                layer.cache_usage().await;
                 (
                     [(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT))],
                     handle.render(),

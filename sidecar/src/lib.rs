@@ -116,6 +116,12 @@ impl Sidecar {
         }
     }
 
+    /// `GET /metrics` alone, rendering `handle`, for a listener of its own
+    /// (`OBO_METRICS_LISTEN` = an address): no local-caller restriction there.
+    pub fn metrics_router(&self, handle: PrometheusHandle) -> Router {
+        metrics::router(handle, self.layer.clone())
+    }
+
     /// Serves `GET /metrics` (rendering `handle`) on the sidecar's port, to
     /// loopback callers like every route but `/healthz`.
     #[must_use]
@@ -138,9 +144,7 @@ impl Sidecar {
             .route("/DownstreamApi/{api}", post(handlers::downstream_api))
             .layer(self.layer.clone());
         let metrics = match self.metrics.clone() {
-            Some(handle) => {
-                Router::new().route("/metrics", get(move || metrics::render(handle.clone())))
-            }
+            Some(handle) => metrics::router(handle, self.layer.clone()),
             None => Router::new(),
         };
         Router::new()

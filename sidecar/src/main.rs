@@ -73,8 +73,9 @@ async fn main() -> ExitCode {
             }
         };
         tracing::info!(addr = %listener.local_addr().unwrap_or(at), "serving /metrics");
+        let metrics_app = sidecar.metrics_router(handle);
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, metrics::router(handle)).await {
+            if let Err(e) = axum::serve(listener, metrics_app).await {
                 tracing::error!(error = %e, "the /metrics listener stopped");
             }
         });

@@ -24,6 +24,7 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use axum_obo::OboLayer;
 use http::header::CONTENT_TYPE;
 use http::HeaderValue;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -101,8 +102,11 @@ pub fn spawn_upkeep(handle: PrometheusHandle) {
     });
 }
 
-/// The handler of `GET /metrics`.
-pub(crate) async fn render(handle: PrometheusHandle) -> axum::response::Response {
+/// The handler of `GET /metrics`: the On-Behalf-Of cache's gauges brought up
+/// to date (`layer.cache_usage()`: the crate sets them after exchanges, not
+/// when entries expire), then the text.
+pub(crate) async fn render(handle: PrometheusHandle, layer: OboLayer) -> axum::response::Response {
+    layer.cache_usage().await;
     (
         [(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT))],
         handle.render(),
@@ -110,7 +114,14 @@ pub(crate) async fn render(handle: PrometheusHandle) -> axum::response::Response
         .into_response()
 }
 
-/// `GET /metrics` alone, for a listener of its own ([`Exposure::Listener`]).
-pub fn router(handle: PrometheusHandle) -> Router {
-    Router::new().route("/metrics", get(move || render(handle.clone())))
+/// `GET /metrics` alone, for a listener of its own ([`Exposure::Listener`]);
+/// see [`Sidecar::metrics_router`](crate::Sidecar::metrics_router).
+pub(crate) fn router<S>(handle: PrometheusHandle, layer: OboLayer) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().route(
+        "/metrics",
+        get(move || render(handle.clone(), layer.clone())),
+    )
 }

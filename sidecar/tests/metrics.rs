@@ -183,13 +183,16 @@ async fn obo_metrics_listen_moves_or_removes_it() {
     let (status, _, _) = call(&app, "/metrics", None, LOCAL).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A listener of its own: not on the sidecar's port; there, to any caller.
-    let (app, _e) = sidecar(&[("OBO_METRICS_LISTEN", "127.0.0.1:0")]).await;
-    let (status, _, _) = call(&app, "/metrics", None, LOCAL).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let vars = [("OBO_METRICS_LISTEN".to_owned(), "127.0.0.1:0".to_owned())];
+    let settings = Settings::from_sources(None, vars).unwrap();
+    let (sidecar, _e) = run::build(&settings).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handle = metrics::install().unwrap();
-    tokio::spawn(async move { axum::serve(listener, metrics::router(handle)).await });
+    let own = sidecar.metrics_router(metrics::install().unwrap());
+    let app = sidecar.router();
+    let (status, _, _) = call(&app, "/metrics", None, LOCAL).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    tokio::spawn(async move { axum::serve(listener, own).await });
     let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await.unwrap();
