@@ -60,9 +60,8 @@ pub fn exposure(value: Option<&str>) -> Result<Exposure, String> {
 /// Entra answers a token request in about 50–300 ms, slower under load or across
 /// regions, and the crate gives one attempt 10 s (`http_timeout`) and retries
 /// throttling and 5xx, so the buckets run from 10 ms to past 10 s.
-pub const TOKEN_ENDPOINT_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const TOKEN_ENDPOINT_BUCKETS: &[f64] =
+    &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// How often histogram samples are folded into their buckets between scrapes
 /// (`PrometheusHandle::run_upkeep`): without it, samples pile up in memory

@@ -59,9 +59,8 @@ impl Exposure {
 /// Bucket bounds of `axum_obo_token_endpoint_duration_seconds`, in seconds:
 /// Entra answers in about 50–300 ms, slower under load or across regions; one
 /// attempt may take 10 s, and throttling and 5xx are retried.
-pub const TOKEN_ENDPOINT_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const TOKEN_ENDPOINT_BUCKETS: &[f64] =
+    &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// How often histogram samples are folded into their buckets between scrapes.
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);

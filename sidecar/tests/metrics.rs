@@ -127,7 +127,10 @@ async fn counters_move_with_the_sidecars_routes() {
         "{text}"
     );
     assert_eq!(
-        d(validations, &[("outcome", "refused"), ("reason", "missing")]),
+        d(
+            validations,
+            &[("outcome", "refused"), ("reason", "missing")]
+        ),
         1.0,
         "{text}"
     );
@@ -193,14 +196,18 @@ async fn obo_metrics_listen_moves_or_removes_it() {
     let (status, _, _) = call(&app, "/metrics", None, LOCAL).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     tokio::spawn(async move { axum::serve(listener, own).await });
-    let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    let resp = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await.unwrap();
     assert!(
         text.contains("axum_obo_") && !parse(&text).is_empty(),
         "{text}"
     );
-    let resp = reqwest::get(format!("http://{addr}/Validate")).await.unwrap();
+    let resp = reqwest::get(format!("http://{addr}/Validate"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         Exposure::parse(Some("off")),
