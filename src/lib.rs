@@ -160,4 +160,6 @@ mod guides {
     mod agents {}
     #[doc = include_str!("../docs/sidecar.md")]
     mod sidecar {}
+    #[doc = include_str!("../docs/metrics.md")]
+    mod metrics {}
 }

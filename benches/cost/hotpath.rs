@@ -20,6 +20,10 @@
 //! `CryptoProvider` over the pre-parsed key, claims into the layer's claim set):
 //! one decode each, no router, for the jsonwebtoken question.
 //!
+//! `HOTPATH_RECORDER=prometheus` installs `metrics-exporter-prometheus`'s recorder
+//! first (what the crate's feature `metrics` costs with a recorder); without it
+//! no recorder is installed (the facade's no-op one answers).
+//!
 //! Run by `cargo bench` without arguments it only prints this usage.
 
 mod common;
@@ -57,6 +61,11 @@ fn main() {
         }
         _ => fail(USAGE),
     };
+    if std::env::var("HOTPATH_RECORDER").as_deref() == Ok("prometheus") {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap_or_else(|e| fail(&e.to_string()));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -1,7 +1,7 @@
 //! The example's router and its offline set-up, shared with `tests/example.rs`
 //! and `tests/grpc.rs`, `tests/mcp.rs`.
 
-// The gRPC service and the MCP server, child modules so that the tests including
+// The gRPC service, the MCP server and `/metrics`, child modules so that the tests including
 // this file get them too.
 #[path = "agent.rs"]
 pub mod agent;
@@ -9,6 +9,8 @@ pub mod agent;
 pub mod grpc;
 #[path = "mcp.rs"]
 pub mod mcp;
+#[path = "metrics.rs"]
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -26,10 +26,16 @@
 //! `http://{listen address}/mcp`), `OBO_RESOURCE_NAME`, `OBO_RESOURCE_DOCUMENTATION`
 //! and `OBO_APP_ID_URI` (optional, real tenant): `/mcp` is an MCP server (tools
 //! `whoami` and `me`), and with a resource URL its RFC 9728 metadata is served at
-//! `/.well-known/oauth-protected-resource[/mcp]`; logs to stderr, `RUST_LOG`.
+//! `/.well-known/oauth-protected-resource[/mcp]`; `OBO_METRICS_LISTEN`: where
+//! `GET /metrics` (Prometheus, no token; keep it off the public ingress) is
+//! served: unset = this port, an address = a listener of its own, `off` = nowhere
+//! (see `metrics.rs` and `docs/metrics.md`); `OBO_METRICS_TENANT_LABEL=true` adds
+//! the tenant id to the validation and exchange counters; logs to stderr, `RUST_LOG`.
 
 mod app;
 mod banner;
+
+use app::metrics;
 
 use axum_obo::{OboConfigBuilder, OboLayer};
 use tracing_subscriber::EnvFilter;
@@ -42,6 +48,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The recorder first, so that it sees everything the crate records (the
+    // signing keys' first fetch included).
+    let exposure = metrics::exposure_from_env()?;
+    let prometheus = match exposure {
+        metrics::Exposure::Off => None,
+        _ => {
+            let handle = metrics::install()?;
+            metrics::spawn_upkeep(handle.clone());
+            Some(handle)
+        }
+    };
     let listen = std::env::var("OBO_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
@@ -109,7 +126,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cors = app::cors(&app::cors_origins_from_env()?);
     // Checked here so that a bad value stops the server; `router` reads it too.
     app::job_delay_from_env()?;
-    axum::serve(listener, app::router(layer, cors))
+    let router = app::router(layer.clone(), cors);
+    // `/metrics`, outside `OboLayer`: on this port, on its own listener, or off.
+    let router = match (exposure, prometheus) {
+        (metrics::Exposure::SamePort, Some(handle)) => {
+            println!("Prometheus metrics: curl -s http://{addr}/metrics\n");
+            router.merge(metrics::router(handle, layer))
+        }
+        (metrics::Exposure::Listener(at), Some(handle)) => {
+            let listener = tokio::net::TcpListener::bind(at).await?;
+            let at = listener.local_addr()?;
+            tracing::info!(%at, "serving /metrics");
+            println!("Prometheus metrics: curl -s http://{at}/metrics\n");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, metrics::router(handle, layer)).await {
+                    tracing::error!(error = %e, "the /metrics listener stopped");
+                }
+            });
+            router
+        }
+        _ => router,
+    };
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

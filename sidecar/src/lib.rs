@@ -10,9 +10,12 @@
 //! | `POST /DownstreamApi/{apiName}` | the caller's | `{"statusCode","headers","content"}` |
 //! | `POST /DownstreamApiUnauthenticated/{apiName}` | this app's own | `{"statusCode","headers","content"}` |
 //! | `GET /openapi/v1.json` | none | the OpenAPI document |
+//! | `GET /metrics` | none | Prometheus text format (see [`metrics`]; `OBO_METRICS_LISTEN`) |
 //!
 //! Every route but `/healthz` answers only loopback callers (others get 403);
 //! the peer address is the only evidence (`X-Forwarded-For` is not read).
+//! `/metrics` may be moved to a listener of its own (`OBO_METRICS_LISTEN`),
+//! which serves it to any caller.
 //!
 //! Bounds: request bodies [`MAX_REQUEST_BODY`], downstream answers
 //! [`MAX_DOWNSTREAM_BODY`], downstream calls 30 s. Caller-chosen scopes
@@ -28,6 +31,7 @@
 pub mod settings;
 
 mod handlers;
+pub mod metrics;
 mod openapi;
 mod overrides;
 mod problem;
@@ -44,6 +48,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum_obo::OboLayer;
 use http::{header, HeaderValue, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use settings::{AllowOverrides, DownstreamApi, Settings, SettingsError};
 
@@ -61,6 +66,8 @@ pub struct Sidecar {
     pub(crate) required_scopes: Arc<[String]>,
     pub(crate) tenant: Arc<str>,
     pub(crate) http: reqwest::Client,
+    /// `GET /metrics` on the sidecar's port, when set.
+    pub(crate) metrics: Option<PrometheusHandle>,
 }
 
 impl std::fmt::Debug for Sidecar {
@@ -68,6 +75,7 @@ impl std::fmt::Debug for Sidecar {
         f.debug_struct("Sidecar")
             .field("apis", &self.apis.keys().collect::<Vec<_>>())
             .field("allow", &self.allow)
+            .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +112,22 @@ impl Sidecar {
             required_scopes: required_scopes.into(),
             tenant: tenant.into(),
             http,
+            metrics: None,
         }
+    }
+
+    /// `GET /metrics` alone, rendering `handle`, for a listener of its own
+    /// (`OBO_METRICS_LISTEN` = an address): no local-caller restriction there.
+    pub fn metrics_router(&self, handle: PrometheusHandle) -> Router {
+        metrics::router(handle, self.layer.clone())
+    }
+
+    /// Serves `GET /metrics` (rendering `handle`) on the sidecar's port, to
+    /// loopback callers like every route but `/healthz`.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 
     /// The router: the container's routes, the local-caller restriction and the
@@ -120,6 +143,10 @@ impl Sidecar {
             )
             .route("/DownstreamApi/{api}", post(handlers::downstream_api))
             .layer(self.layer.clone());
+        let metrics = match self.metrics.clone() {
+            Some(handle) => metrics::router(handle, self.layer.clone()),
+            None => Router::new(),
+        };
         Router::new()
             .route("/healthz", get(|| async { "Healthy" }))
             .route("/openapi/v1.json", get(handlers::openapi))
@@ -132,6 +159,7 @@ impl Sidecar {
                 post(handlers::downstream_api_unauthenticated),
             )
             .merge(authenticated)
+            .merge(metrics)
             .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
             .layer(middleware::from_fn(no_cache))
             .layer(middleware::from_fn(local_callers_only))

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use axum_obo_sidecar::{run, Settings};
+use axum_obo_sidecar::{metrics, run, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -54,6 +54,35 @@ async fn main() -> ExitCode {
                 eprintln!("axum-obo-sidecar: cannot write {path}: {err}");
                 return ExitCode::from(1);
             }
+        }
+    }
+    if let metrics::Exposure::Listener(at) = settings.metrics {
+        // `run::build` installed the recorder; this is its handle.
+        let handle = match metrics::install() {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("axum-obo-sidecar: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("axum-obo-sidecar: cannot listen on {at} (OBO_METRICS_LISTEN): {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(addr = %listener.local_addr().unwrap_or(at), "serving /metrics");
+        let metrics_app = sidecar.metrics_router(handle);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_app).await {
+                tracing::error!(error = %e, "the /metrics listener stopped");
+            }
+        });
+    }
+    if settings.metrics != metrics::Exposure::Off {
+        if let Ok(handle) = metrics::install() {
+            metrics::spawn_upkeep(handle);
         }
     }
     tracing::info!(%addr, "listening");

@@ -7,6 +7,7 @@ use axum_obo::credential::ManagedIdentity;
 use axum_obo::{OboConfig, OboConfigBuilder, OboLayer};
 use axum_obo_testing::Harness;
 
+use crate::metrics::{self, Exposure};
 use crate::settings::{Credential, DownstreamApi, Settings, SettingsError};
 use crate::Sidecar;
 
@@ -78,7 +79,10 @@ fn setting_of(field: &str) -> String {
     }
 }
 
-/// The sidecar of `settings`: on Entra (with `AzureAd`), or embedded.
+/// The sidecar of `settings`: on Entra (with `AzureAd`), or embedded. Unless
+/// `settings.metrics` is [`Exposure::Off`], the process's Prometheus recorder
+/// is installed (once per process) and, for [`Exposure::SamePort`], served at
+/// `GET /metrics`.
 pub async fn build(settings: &Settings) -> Result<(Sidecar, Option<Embedded>), SettingsError> {
     let mut allow = settings.allow_overrides;
     let (config, apis, embedded) = match &settings.azure_ad {
@@ -157,6 +161,14 @@ pub async fn build(settings: &Settings) -> Result<(Sidecar, Option<Embedded>), S
         reason: e.reason().to_owned(),
     })?;
     let tenant = config.tenant_id().to_owned();
+    // The recorder before the layer, so that it sees the keys' first fetch.
+    let prometheus = match settings.metrics {
+        Exposure::Off => None,
+        _ => Some(metrics::install().map_err(|reason| SettingsError {
+            setting: "OBO_METRICS_LISTEN".into(),
+            reason,
+        })?),
+    };
     let layer = OboLayer::new(config);
     let scopes = settings
         .azure_ad
@@ -171,6 +183,11 @@ pub async fn build(settings: &Settings) -> Result<(Sidecar, Option<Embedded>), S
         settings.allow_outbound_redirects,
         scopes,
     );
+    // On the sidecar's port; `main` serves a listener of its own.
+    let sidecar = match prometheus {
+        Some(handle) if settings.metrics == Exposure::SamePort => sidecar.with_metrics(handle),
+        _ => sidecar,
+    };
     Ok((sidecar, embedded))
 }
 

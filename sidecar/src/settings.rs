@@ -132,6 +132,8 @@ pub struct Settings {
     pub allow_outbound_redirects: bool,
     /// Where to listen: the first of `ASPNETCORE_URLS`, else `127.0.0.1:5178`.
     pub listen: SocketAddr,
+    /// Where `GET /metrics` is served: `OBO_METRICS_LISTEN`.
+    pub metrics: crate::metrics::Exposure,
 }
 
 /// The default port of Microsoft's adapters (`http://localhost:5178`).
@@ -217,9 +219,14 @@ impl Settings {
             flatten("", &json, &mut flat);
         }
         let mut urls = None;
+        let mut metrics = None;
         for (name, value) in vars {
             if name.eq_ignore_ascii_case("ASPNETCORE_URLS") {
                 urls = Some(value);
+                continue;
+            }
+            if name == "OBO_METRICS_LISTEN" {
+                metrics = Some(value);
                 continue;
             }
             let key = name.replace("__", ":").to_lowercase();
@@ -262,6 +269,8 @@ impl Settings {
             }
         }
         let redirects = parse_bool(&flat, "sidecar:allowoutboundredirects")?.unwrap_or(false);
+        let metrics = crate::metrics::Exposure::parse(metrics.as_deref())
+            .map_err(|reason| err("OBO_METRICS_LISTEN", reason))?;
         Ok(Self {
             azure_ad,
             apis,
@@ -269,6 +278,7 @@ impl Settings {
             allow_overrides_set: set,
             allow_outbound_redirects: redirects,
             listen,
+            metrics,
         })
     }
 
@@ -474,6 +484,24 @@ mod tests {
         assert!(s.apis["app"].request_app_token);
         assert_eq!(s.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(s.allow_overrides, AllowOverrides::default());
+        assert_eq!(s.metrics, crate::metrics::Exposure::SamePort);
+    }
+
+    #[test]
+    fn obo_metrics_listen_places_metrics() {
+        use crate::metrics::Exposure;
+        for (value, expected) in [
+            ("", Exposure::SamePort),
+            ("off", Exposure::Off),
+            ("Off", Exposure::Off),
+            (
+                "0.0.0.0:9464",
+                Exposure::Listener("0.0.0.0:9464".parse().unwrap()),
+            ),
+        ] {
+            let s = Settings::from_sources(None, vars(&[("OBO_METRICS_LISTEN", value)])).unwrap();
+            assert_eq!(s.metrics, expected, "{value:?}");
+        }
     }
 
     #[test]
@@ -527,6 +555,7 @@ mod tests {
                 &[("ASPNETCORE_URLS", "https://localhost:5001")],
                 "ASPNETCORE_URLS",
             ),
+            (&[("OBO_METRICS_LISTEN", "localhost")], "OBO_METRICS_LISTEN"),
         ];
         for (vs, setting) in cases {
             let e = Settings::from_sources(None, vars(vs)).unwrap_err();
