@@ -78,7 +78,7 @@ pub struct OboConfigBuilder {
     /// This API as an OAuth protected resource (RFC 9728).
     pub(super) resource: ResourceFields,
     #[cfg(feature = "redis")]
-    l2: L2Spec,
+    pub(super) l2: L2Spec,
     /// Fields read from the environment, and the variable each came from (so that
     /// `build()` names it); a setter called later removes its field.
     pub(super) origins: Vec<(&'static str, &'static str)>,
@@ -140,6 +140,9 @@ impl Default for OboConfigBuilder {
                 old_keys: Vec::new(),
                 prefix: DEFAULT_REDIS_PREFIX.to_owned(),
                 timeout: DEFAULT_REDIS_TIMEOUT,
+                ca_file: None,
+                entra: false,
+                username: None,
             },
             origins: Vec::new(),
         }
@@ -537,6 +540,8 @@ impl OboConfigBuilder {
             )?),
             other => build_credential(other)?,
         };
+        #[cfg(feature = "redis")]
+        let l2 = self.l2.build(&tenant_id, credential.is_some())?;
         let exchange = ExchangeSettings {
             client_id: client_id.clone(),
             authority: authority.clone(),
@@ -551,7 +556,7 @@ impl OboConfigBuilder {
             timeout: self.http_timeout,
             clock: Arc::clone(&self.clock),
             #[cfg(feature = "redis")]
-            l2: self.l2.build()?,
+            l2,
         };
         check_exchange(&exchange)?;
         if !(Duration::from_secs(60)..=Duration::from_secs(90 * 24 * 3600))

@@ -4,6 +4,9 @@
 //! - [`tier`]: read-through and write-through of entries, Redis keys, associated data.
 //! - [`seal`]: AES-256-GCM sealing of values, key ids and rotation.
 //! - [`store`]: the Redis connection: lazy, reconnecting, timed out, with a breaker.
+//! - [`tls`]: `rediss://` with the system roots or a private CA (`OBO_REDIS_CA_FILE`).
+//! - [`entra_auth`]: Microsoft Entra authentication (`OBO_REDIS_ENTRA`): `AUTH`
+//!   with this API's token for Azure Managed Redis, renewed before it expires.
 //! - [`settings`]: the validated settings the configuration builder hands over.
 //!
 //! # Where it sits
@@ -47,14 +50,18 @@
 //! A failure streak logs one warning, recovery one info line; counters are in
 //! [`OboStats`](crate::stats::OboStats).
 
+mod entra_auth;
 mod namespace;
 mod seal;
 mod settings;
 mod store;
 mod tier;
+mod tls;
 
+pub(crate) use entra_auth::{EntraAuth, EntraRedisSettings};
 pub(crate) use namespace::SealedNamespace;
 pub(crate) use seal::L2Key;
 pub(crate) use settings::L2Settings;
 pub(crate) use store::Outcome;
 pub(crate) use tier::L2Cache;
+pub(crate) use tls::RedisCa;

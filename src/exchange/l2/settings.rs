@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::L2Key;
+use super::{EntraRedisSettings, L2Key, RedisCa};
 use crate::secret::SecretString;
 
 /// Settings of the Redis L2 (validated).
@@ -20,6 +20,10 @@ pub(crate) struct L2Settings {
     pub(crate) prefix: String,
     /// Bound of every Redis call.
     pub(crate) timeout: Duration,
+    /// The private CA trusted for `rediss://` instead of the system roots.
+    pub(crate) ca: Option<RedisCa>,
+    /// Microsoft Entra authentication, if on.
+    pub(crate) entra: Option<EntraRedisSettings>,
 }
 
 impl fmt::Debug for L2Settings {
@@ -39,6 +43,8 @@ impl fmt::Debug for L2Settings {
             .field("old_keys", &self.old_keys)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("ca", &self.ca)
+            .field("entra", &self.entra)
             .finish()
     }
 }

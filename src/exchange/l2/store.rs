@@ -10,6 +10,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::IntoConnectionInfo as _;
 
+use super::entra_auth::{AuthState, EntraAuth};
+use super::{tls, L2Settings};
+
 /// After a failure, L2 calls are skipped this long; then one call probes Redis.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -27,6 +30,8 @@ pub(crate) enum Outcome<T> {
 /// A Redis connection (shared by every request) with a timeout and a breaker.
 pub(crate) struct RedisStore {
     client: redis::Client,
+    /// Entra authentication (`OBO_REDIS_ENTRA`): `AUTH` with a renewed token.
+    auth: Option<EntraAuth>,
     /// Created on first use, inside the runtime (the manager spawns tasks).
     manager: OnceLock<Option<ConnectionManager>>,
     timeout: Duration,
@@ -44,15 +49,18 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Never connects: the connection is made by the first call.
-    pub(crate) fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
+    pub(crate) fn new(settings: &L2Settings, auth: Option<EntraAuth>) -> redis::RedisResult<Self> {
         // Small request/response exchanges: no Nagle delay.
-        let info = url
+        let info = settings
+            .url
+            .expose()
             .into_connection_info()?
             .set_tcp_settings(TcpSettings::default().set_nodelay(true));
         Ok(Self {
-            client: redis::Client::open(info)?,
+            client: tls::client(info, settings.ca.as_ref())?,
+            auth,
             manager: OnceLock::new(),
-            timeout,
+            timeout: settings.timeout,
             health: Health::new(),
         })
     }
@@ -131,6 +139,9 @@ impl RedisStore {
         if !self.health.admit() {
             return Outcome::Skipped;
         }
+        if let Some(outcome) = self.authenticated(op).await {
+            return outcome;
+        }
         let Some(mut conn) = self.connection() else {
             return Outcome::Failed;
         };
@@ -151,14 +162,39 @@ impl RedisStore {
         }
     }
 
+    /// With Entra authentication, `None` when a token is valid by the clock;
+    /// else the call's outcome: skipped while the first token is on its way
+    /// (waited for within the timeout), failed once it has expired.
+    async fn authenticated<T>(&self, op: &str) -> Option<Outcome<T>> {
+        let auth = self.auth.as_ref()?;
+        auth.poke();
+        match auth.state() {
+            AuthState::Ready => None,
+            AuthState::Pending => {
+                let _ = tokio::time::timeout(self.timeout, auth.first_token()).await;
+                (auth.state() != AuthState::Ready).then_some(Outcome::Skipped)
+            }
+            AuthState::Expired => {
+                self.health.failed(
+                    op,
+                    &"the Entra token for Redis expired and could not be renewed",
+                );
+                Some(Outcome::Failed)
+            }
+        }
+    }
+
     fn connection(&self) -> Option<ConnectionManager> {
         self.manager
             .get_or_init(|| {
-                let config = ConnectionManagerConfig::new()
+                let mut config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(self.timeout.max(Duration::from_secs(1))))
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_secs(1));
+                if let Some(auth) = &self.auth {
+                    config = config.set_credentials_provider(auth.clone());
+                }
                 // Fails only for push/resubscribe options, which are not set.
                 let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
                     .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled"))
