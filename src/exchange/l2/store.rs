@@ -199,10 +199,14 @@ impl RedisStore {
                 let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
                     .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled"))
                     .ok()?;
-                // Connect in the background, whatever the first call's timeout.
+                // Connect in the background, whatever the first call's timeout;
+                // a refusal (TLS, AUTH) is logged with its cause, which a call
+                // timing out first would not see.
                 let mut warm = manager.clone();
                 tokio::spawn(async move {
-                    let _ = redis::cmd("PING").query_async::<()>(&mut warm).await;
+                    if let Err(error) = redis::cmd("PING").query_async::<()>(&mut warm).await {
+                        tracing::warn!(%error, "Redis L2: cannot connect");
+                    }
                 });
                 Some(manager)
             })
