@@ -72,8 +72,10 @@ impl Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, format!("axum-obo test CA {name}"));
+        ca.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("axum-obo test CA {name}"),
+        );
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca, ca_key);
         let server_key = rcgen::KeyPair::generate().unwrap();
@@ -156,7 +158,11 @@ async fn replicas_share_tokens_over_tls_with_a_private_ca() {
 
     // The entry really is in that server (its plain port, for the test only).
     let mut c = server.client().await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     let tls_clients: String = redis::cmd("CLIENT")
         .arg("LIST")
@@ -164,7 +170,11 @@ async fn replicas_share_tokens_over_tls_with_a_private_ca() {
         .await
         .unwrap();
     assert!(
-        tls_clients.lines().filter(|l| !l.contains("cmd=client")).count() >= 2,
+        tls_clients
+            .lines()
+            .filter(|l| !l.contains("cmd=client"))
+            .count()
+            >= 2,
         "both replicas hold a connection: {tls_clients}"
     );
 }
@@ -189,12 +199,19 @@ async fn a_server_certificate_from_another_ca_is_refused_at_connect_and_logged()
         assert_eq!(entra.token_requests(), before + 1, "exchanged without L2");
         let s = layer.stats();
         assert_eq!(s.l2_hits + s.l2_writes, 0, "{s:?}");
-        assert!(s.l2_errors >= 1, "the refused connection is an L2 error: {s:?}");
+        assert!(
+            s.l2_errors >= 1,
+            "the refused connection is an L2 error: {s:?}"
+        );
     }
 
     // Nothing reached the server, and the refusal is in the logs with its cause.
     let mut c = server.client().await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
     let started = Instant::now();
     let refusals = loop {
@@ -250,7 +267,9 @@ impl Proxy {
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 16 * 1024];
                     loop {
-                        let Ok(n) = cr.read(&mut buf).await else { return };
+                        let Ok(n) = cr.read(&mut buf).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
@@ -321,7 +340,11 @@ async fn acl(admin: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
 /// Failed `AUTH`s so far, from the server's `ACL LOG`.
 async fn auth_failures(admin: &mut redis::aio::MultiplexedConnection) -> i64 {
     type Entry = std::collections::HashMap<String, redis::Value>;
-    let log: Vec<Entry> = redis::cmd("ACL").arg("LOG").query_async(admin).await.unwrap();
+    let log: Vec<Entry> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(admin)
+        .await
+        .unwrap();
     log.iter()
         .filter(|e| matches!(e.get("reason"), Some(redis::Value::BulkString(r)) if r == b"auth"))
         .map(|e| match e.get("count") {
@@ -360,7 +383,12 @@ async fn wait_for_redis_tokens(entra: &EntraStandIn, n: usize) -> Vec<String> {
 /// Sends requests of new users (tokens issued at the manual clock's time) to
 /// `app` until one is written to the L2 (real time, at most 10 s): the
 /// connection is up and authenticated.
-async fn until_l2_writes(entra: &EntraStandIn, clock: &ManualClock, layer: &OboLayer, app: &Router) {
+async fn until_l2_writes(
+    entra: &EntraStandIn,
+    clock: &ManualClock,
+    layer: &OboLayer,
+    app: &Router,
+) {
     let started = Instant::now();
     let before = layer.stats().l2_writes;
     while layer.stats().l2_writes == before {
@@ -474,7 +502,11 @@ async fn entra_tokens_authenticate_are_renewed_and_re_authenticate_without_dropp
         denied,
         "every AUTH with a renewed token succeeded"
     );
-    assert_eq!(proxy.connections(), connections, "re-authenticated, not reconnected");
+    assert_eq!(
+        proxy.connections(),
+        connections,
+        "re-authenticated, not reconnected"
+    );
     // The L2 works on (after the breaker's second), on the old connections.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let shared = user_at(&entra, &clock);
@@ -486,7 +518,10 @@ async fn entra_tokens_authenticate_are_renewed_and_re_authenticate_without_dropp
 
     // 4. The token endpoint fails for Redis tokens at the next renewal: the
     //    current token stays in use while it is valid…
-    entra.inject_token_fault_for_scope(REDIS_SCOPE, TokenFault::ServiceUnavailable { retry_after: None });
+    entra.inject_token_fault_for_scope(
+        REDIS_SCOPE,
+        TokenFault::ServiceUnavailable { retry_after: None },
+    );
     clock.advance(Duration::from_secs(49 * 60));
     let (writes, hits) = (a.stats().l2_writes, b.stats().l2_hits);
     let shared = user_at(&entra, &clock);
@@ -494,7 +529,10 @@ async fn entra_tokens_authenticate_are_renewed_and_re_authenticate_without_dropp
     assert!(a.stats().l2_writes > writes && b.stats().l2_hits > hits);
     let started = Instant::now();
     while !logs.text().contains("cannot get an Entra token for Redis") {
-        assert!(started.elapsed() < Duration::from_secs(10), "the failed renewal is logged");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the failed renewal is logged"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // …and once it has expired the L2 misses (logged); requests are answered.
@@ -506,9 +544,16 @@ async fn entra_tokens_authenticate_are_renewed_and_re_authenticate_without_dropp
         raw(&app_b, &user).await;
     }
     let (sa, sb) = (a.stats(), b.stats());
-    assert_eq!((sa.l2_writes, sb.l2_hits), (writes, hits), "no L2 with an expired token");
+    assert_eq!(
+        (sa.l2_writes, sb.l2_hits),
+        (writes, hits),
+        "no L2 with an expired token"
+    );
     assert!(sa.l2_errors > errors, "{sa:?}");
-    assert!(logs.text().contains("the Entra token for Redis expired"), "logged");
+    assert!(
+        logs.text().contains("the Entra token for Redis expired"),
+        "logged"
+    );
 
     // 5. Entra answers again: the next renewal (after the backoff) restores the L2.
     entra.clear_token_faults();

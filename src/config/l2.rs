@@ -115,7 +115,8 @@ impl L2Spec {
                 ))
             }
             Some(path) => Some(
-                RedisCa::load(path).map_err(|reason| ConfigError::new("obo_redis_ca_file", reason))?,
+                RedisCa::load(path)
+                    .map_err(|reason| ConfigError::new("obo_redis_ca_file", reason))?,
             ),
         };
         Ok(Some(L2Settings {

@@ -755,7 +755,10 @@ mod redis_l2 {
         let l2 = c.exchange.l2.as_ref().unwrap();
         assert!(l2.ca.is_some());
         let entra = l2.entra.as_ref().unwrap();
-        assert_eq!(entra.tenant, T, "tokens for Redis come from the home tenant");
+        assert_eq!(
+            entra.tenant, T,
+            "tokens for Redis come from the home tenant"
+        );
         assert_eq!(entra.username, None, "default: the token's oid");
         let c = with_entra()
             .obo_redis_username("6a3c0e0e-5b1a-4c56-9d8f-0e1f2a3b4c5d")
@@ -766,7 +769,14 @@ mod redis_l2 {
             entra.username.as_deref(),
             Some("6a3c0e0e-5b1a-4c56-9d8f-0e1f2a3b4c5d")
         );
-        assert!(with_redis().build().unwrap().exchange.l2.unwrap().entra.is_none());
+        assert!(with_redis()
+            .build()
+            .unwrap()
+            .exchange
+            .l2
+            .unwrap()
+            .entra
+            .is_none());
     }
 
     #[test]
@@ -862,12 +872,26 @@ mod redis_l2 {
 
         let cases: [(&str, &str, &str); 4] = [
             ("OBO_REDIS_ENTRA", "maybe", "obo_redis_entra"),
-            ("OBO_REDIS_CA_FILE", "/nonexistent/ca.pem", "obo_redis_ca_file"),
+            (
+                "OBO_REDIS_CA_FILE",
+                "/nonexistent/ca.pem",
+                "obo_redis_ca_file",
+            ),
             ("AZURE_CLIENT_SECRET", "", "obo_redis_entra"),
-            ("OBO_REDIS_URL", "rediss://:pw@cache.example.com:10000", "obo_redis_entra"),
+            (
+                "OBO_REDIS_URL",
+                "rediss://:pw@cache.example.com:10000",
+                "obo_redis_entra",
+            ),
         ];
         for (variable, value, field) in cases {
-            let env = |k: &str| if k == variable { Some(value.to_owned()) } else { env(k) };
+            let env = |k: &str| {
+                if k == variable {
+                    Some(value.to_owned())
+                } else {
+                    env(k)
+                }
+            };
             let e = match OboConfigBuilder::from_lookup(env) {
                 Err(e) => e,
                 Ok(b) => b.build().unwrap_err(),
@@ -876,7 +900,10 @@ mod redis_l2 {
             if field != "obo_redis_entra" || variable == "OBO_REDIS_ENTRA" {
                 assert!(e.reason().contains(variable), "{variable}: {e}");
             } else {
-                assert!(e.reason().contains("OBO_REDIS_ENTRA"), "names the variable: {e}");
+                assert!(
+                    e.reason().contains("OBO_REDIS_ENTRA"),
+                    "names the variable: {e}"
+                );
             }
         }
     }

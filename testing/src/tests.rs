@@ -886,15 +886,23 @@ async fn scope_faults_and_the_issued_tokens() {
     let claims = claims_of(&token);
     assert_eq!(claims["aud"], "https://redis.azure.com");
     assert_eq!(claims["idtyp"], "app");
-    assert!(claims["oid"].is_string(), "the service principal's object id");
-    assert_eq!(entra.issued_access_tokens(), [token.clone()]);
+    assert!(
+        claims["oid"].is_string(),
+        "the service principal's object id"
+    );
+    assert_eq!(entra.issued_access_tokens(), std::slice::from_ref(&token));
 
     entra.inject_token_fault_for_scope(
         "HTTPS://redis.azure.com/.default",
         TokenFault::ServiceUnavailable { retry_after: None },
     );
     assert_eq!(post_token(&entra, &tid, &app_form(REDIS)).await.0, 503);
-    let graph = post_token(&entra, &tid, &app_form("https://graph.microsoft.com/.default")).await;
+    let graph = post_token(
+        &entra,
+        &tid,
+        &app_form("https://graph.microsoft.com/.default"),
+    )
+    .await;
     assert_eq!(graph.0, 200, "another resource's tokens are issued");
     let issued = entra.issued_access_tokens();
     assert_eq!(issued.len(), 2, "failed requests issue nothing");

@@ -297,8 +297,10 @@ fn oid_of(token: &str) -> Option<String> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let oid = serde_json::from_slice::<Claims>(&json).ok()?.oid?;
-    (!oid.is_empty() && oid.len() <= 128 && !oid.chars().any(|c| c.is_whitespace() || c.is_control()))
-        .then_some(oid)
+    (!oid.is_empty()
+        && oid.len() <= 128
+        && !oid.chars().any(|c| c.is_whitespace() || c.is_control()))
+    .then_some(oid)
 }
 
 #[cfg(test)]
@@ -326,7 +328,10 @@ mod tests {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let jwt = |claims: &str| format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(claims));
         assert_eq!(
-            oid_of(&jwt(r#"{"oid":"5f1b6b1e-0a4f-4a37-9b4e-2b8f2f7f3c11","tid":"t"}"#)).as_deref(),
+            oid_of(&jwt(
+                r#"{"oid":"5f1b6b1e-0a4f-4a37-9b4e-2b8f2f7f3c11","tid":"t"}"#
+            ))
+            .as_deref(),
             Some("5f1b6b1e-0a4f-4a37-9b4e-2b8f2f7f3c11")
         );
         for bad in [

@@ -37,8 +37,8 @@ impl fmt::Debug for RedisCa {
 impl RedisCa {
     /// Reads and checks the PEM file at `path`; the reason of a refusal.
     pub(crate) fn load(path: &Path) -> Result<Self, String> {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::from_pem(&pem).map_err(|reason| format!("{}: {reason}", path.display()))
     }
 
