@@ -309,6 +309,12 @@ impl Proxy {
 /// A server whose default user is off; the test administers it as `admin`.
 async fn acl_server() -> (RedisServer, redis::aio::MultiplexedConnection) {
     let server = RedisServer::start().await;
+    let admin = administer(&server).await;
+    (server, admin)
+}
+
+/// Turns `server`'s default user off; the test's connection as `admin` (plain port).
+async fn administer(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     let mut c = server.client().await;
     redis::cmd("ACL")
         .arg(&["SETUSER", "admin", "on", ">admin-pw", "~*", "&*", "+@all"][..])
@@ -325,7 +331,7 @@ async fn acl_server() -> (RedisServer, redis::aio::MultiplexedConnection) {
         .query_async::<()>(&mut c)
         .await
         .unwrap();
-    (server, admin)
+    admin
 }
 
 async fn acl(admin: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
@@ -568,4 +574,46 @@ async fn entra_tokens_authenticate_are_renewed_and_re_authenticate_without_dropp
 
     assert_no_secrets_in(&logs, &["admin-pw"]);
     drop(redis);
+}
+
+/// As on Azure Managed Redis: TLS (a private CA here) and Entra authentication
+/// together, the user named by `OBO_REDIS_USERNAME` instead of the token's `oid`.
+#[tokio::test]
+async fn entra_authentication_over_tls_with_a_configured_user_name() {
+    let pki = Pki::new("entra");
+    let (server, url) = tls_server(&pki).await;
+    let mut admin = administer(&server).await;
+    let entra = EntraStandIn::start().await;
+    entra.add_resource("https://redis.azure.com");
+    let clock = ManualClock::now_system();
+    let builder = with_entra(&entra, &url, &clock)
+        .obo_redis_ca_file(pki.ca())
+        .obo_redis_username("app-redis-user");
+    let (layer, app) = replica(builder);
+
+    raw(&app, &user_at(&entra, &clock)).await;
+    let token = wait_for_redis_tokens(&entra, 1).await.remove(0);
+    let password = format!(">{token}");
+    acl(
+        &mut admin,
+        &["app-redis-user", "on", "~*", "+@all", &password],
+    )
+    .await;
+    until_l2_writes(&entra, &clock, &layer, &app).await;
+
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        clients.lines().any(|l| l.contains("user=app-redis-user")),
+        "connected as the configured user: {clients}"
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "entries written over TLS as that user");
 }
