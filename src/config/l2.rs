@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use super::error::ConfigError;
-use crate::exchange::l2::{L2Key, L2Settings};
+use crate::exchange::l2::{build_client, split_urls, L2Key, L2Settings, RedisOptions};
 use crate::secret::SecretString;
 
 /// The Redis L2 settings as given to the builder (checked by `build()`).
 #[derive(Clone, Debug)]
 pub(super) struct L2Spec {
     pub(super) url: Option<SecretString>,
+    /// `url` lists the seed nodes of a Redis Cluster.
+    pub(super) cluster: bool,
     pub(super) key: Option<SecretString>,
     pub(super) old_keys: Vec<SecretString>,
     pub(super) prefix: String,
@@ -35,23 +37,34 @@ impl L2Spec {
             return Ok(None);
         };
         let raw = url.expose().trim();
-        let parsed =
-            url::Url::parse(raw).map_err(|_| ConfigError::new("obo_redis_url", "is not a URL"))?;
-        if !matches!(parsed.scheme(), "redis" | "rediss") {
+        let urls = split_urls(raw);
+        if urls.is_empty() {
+            return Err(ConfigError::new("obo_redis_url", "is not a URL"));
+        }
+        if urls.len() > 1 && !self.cluster {
             return Err(ConfigError::new(
                 "obo_redis_url",
-                format!(
-                    "must start with redis:// or rediss://, not {}://",
-                    parsed.scheme()
-                ),
+                "lists several comma-separated URLs, which is a Redis Cluster's seed nodes and needs \
+                 cluster mode (`obo_redis_cluster(true)`, OBO_REDIS_CLUSTER=true); a comma in a \
+                 password is written %2C",
             ));
         }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError::new("obo_redis_url", "has no host"));
+        for url in &urls {
+            check_url(url.expose())?;
         }
-        // The client's own parsing (database, TLS support); connects to nothing.
-        redis::Client::open(raw)
-            .map_err(|e| ConfigError::new("obo_redis_url", format!("is not usable: {e}")))?;
+        if self.cluster && self.prefix.contains(['{', '}']) {
+            return Err(ConfigError::new(
+                "obo_redis_prefix",
+                "must not contain { or } in cluster mode: a hash tag would put every key on one node",
+            ));
+        }
+        // The client's own parsing (database, TLS support, seeds that agree); connects to nothing.
+        build_client(&RedisOptions {
+            urls: urls.clone(),
+            cluster: self.cluster,
+            timeout: self.timeout,
+        })
+        .map_err(|e| ConfigError::new("obo_redis_url", format!("is not usable: {e}")))?;
         let key = self.key.ok_or_else(|| {
             ConfigError::new(
                 "obo_cache_key",
@@ -83,12 +96,37 @@ impl L2Spec {
                 "must be greater than zero and at most 10 s",
             ));
         }
+        let url = urls
+            .iter()
+            .map(SecretString::expose)
+            .collect::<Vec<_>>()
+            .join(",");
         Ok(Some(L2Settings {
-            url: SecretString::new(raw),
+            url: SecretString::new(url),
+            cluster: self.cluster,
             key,
             old_keys,
             prefix: self.prefix,
             timeout: self.timeout,
         }))
     }
+}
+
+/// One Redis URL: `redis://` or `rediss://`, with a host.
+fn check_url(raw: &str) -> Result<(), ConfigError> {
+    let parsed =
+        url::Url::parse(raw).map_err(|_| ConfigError::new("obo_redis_url", "is not a URL"))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return Err(ConfigError::new(
+            "obo_redis_url",
+            format!(
+                "must start with redis:// or rediss://, not {}://",
+                parsed.scheme()
+            ),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new("obo_redis_url", "has no host"));
+    }
+    Ok(())
 }

@@ -4,6 +4,8 @@
 //! - [`tier`]: read-through and write-through of entries, Redis keys, associated data.
 //! - [`seal`]: AES-256-GCM sealing of values, key ids and rotation.
 //! - [`store`]: the Redis connection: lazy, reconnecting, timed out, with a breaker.
+//! - [`client`]: the one function building a Redis client (standalone or cluster).
+//! - [`cluster`]: the Redis Cluster connection, with one breaker per master.
 //! - [`settings`]: the validated settings the configuration builder hands over.
 //!
 //! # Where it sits
@@ -44,17 +46,23 @@
 //! error, a timeout or a value that does not open is a miss (the token is
 //! exchanged as without L2). After a failure the L2 is skipped for one second,
 //! then one call probes it; the connection manager reconnects in the background.
+//! In a Redis Cluster the breaker is per master: a dead master costs misses for
+//! its own keys only (see [`cluster`]).
 //! A failure streak logs one warning, recovery one info line; counters are in
 //! [`OboStats`](crate::stats::OboStats).
 
+mod client;
+mod cluster;
 mod namespace;
 mod seal;
 mod settings;
 mod store;
 mod tier;
 
+#[allow(unused_imports)] // For the configuration's checks and the TLS/credentials options.
+pub(crate) use client::{build_client, RedisClient, RedisOptions};
 pub(crate) use namespace::SealedNamespace;
 pub(crate) use seal::L2Key;
-pub(crate) use settings::L2Settings;
+pub(crate) use settings::{split_urls, L2Settings};
 pub(crate) use store::Outcome;
 pub(crate) use tier::L2Cache;

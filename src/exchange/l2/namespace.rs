@@ -35,7 +35,7 @@ impl SealedNamespace {
         infix: &'static str,
         what: &str,
     ) -> Option<Self> {
-        let store = RedisStore::new(settings.url.expose(), settings.timeout)
+        let store = RedisStore::new(&settings.redis_options())
             .inspect_err(|e| tracing::error!(error = %e, "{what} disabled: bad URL"))
             .ok()?;
         let sealer = Sealer::new(&settings.key, &settings.old_keys)?;
