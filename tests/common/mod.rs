@@ -3,6 +3,8 @@
 
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "redis")]
+pub mod redis_cluster;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
