@@ -171,7 +171,10 @@ async fn two_replicas_share_tokens_and_sessions_and_keys_spread_over_the_masters
         .iter()
         .filter(|r| r.form.get("grant_type").map(String::as_str) == Some("refresh_token"))
         .count();
-    assert_eq!(refreshes, 2, "each replica redeemed the other's rotated token");
+    assert_eq!(
+        refreshes, 2,
+        "each replica redeemed the other's rotated token"
+    );
     let mut sessions = 0;
     for i in 0..3 {
         sessions += cluster
@@ -296,7 +299,10 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
     // whose key lands there, exchanged by B, is served to C from the L2.
     let now = cluster.masters().await;
     assert!(!now.contains(&dead));
-    let promoted = *now.iter().find(|m| !masters.contains(m)).expect("a promoted replica");
+    let promoted = *now
+        .iter()
+        .find(|m| !masters.contains(m))
+        .expect("a promoted replica");
     let mut landed = false;
     for fresh in USERS..USERS + 40 {
         let held = cluster.keys_on(promoted).await.len();
@@ -309,7 +315,11 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
             break;
         }
     }
-    assert!(landed, "no write reached the promoted master: {:?}", b.stats());
+    assert!(
+        landed,
+        "no write reached the promoted master: {:?}",
+        b.stats()
+    );
 }
 
 /// CAE: a challenged token that Entra does not renew is evicted (the compare-
@@ -361,3 +371,169 @@ async fn the_eviction_script_works_on_the_cluster() {
     assert_eq!(layer.stats().l2_evictions, 1);
 }
 
+/// One `server` example process in the environment mode (`OboConfigBuilder::from_env`),
+/// killed on drop.
+struct ExampleServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ExampleServer {
+    /// Starts the example (built with the `redis` feature next to this test's
+    /// binary: `cargo build --features redis --example server`) with `env`, and
+    /// waits for `/healthz`.
+    async fn start(env: &[(&str, String)]) -> Self {
+        let exe = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(std::path::Path::parent)
+            .unwrap()
+            .join("examples/server");
+        assert!(
+            exe.exists(),
+            "{} is missing: `cargo build --features redis --example server` (.ci/run does)",
+            exe.display()
+        );
+        let port = common::redis_server::free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(&exe)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("OBO_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the example server starts");
+        let mut server = Self { child, url };
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the example server exited: {status} (its stderr is above)");
+            }
+            if let Ok(r) = reqwest::get(format!("{}/healthz", server.url)).await {
+                if r.status() == 200 {
+                    return server;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the example server did not answer /healthz"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `GET /me` with `token`: the status, within [`REQUEST_BOUND`].
+    async fn me(&self, http: &reqwest::Client, token: &str) -> u16 {
+        let started = Instant::now();
+        let status = http
+            .get(format!("{}/me", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let took = started.elapsed();
+        assert!(took < REQUEST_BOUND, "/me took {took:?}");
+        status
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// On-Behalf-Of grants the Entra stand-in has answered.
+fn obo_grants(entra: &EntraStandIn) -> usize {
+    entra
+        .token_request_log()
+        .iter()
+        .filter(|r| {
+            r.form.get("grant_type").map(String::as_str)
+                == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        })
+        .count()
+}
+
+/// Keys held by the running masters among `nodes`.
+async fn keys_on(cluster: &RedisCluster, nodes: &[usize]) -> usize {
+    keys_per_node(cluster, nodes).await.values().sum()
+}
+
+/// Two example servers, each given a different seed node of a local cluster
+/// (`OBO_REDIS_URL`, `OBO_REDIS_CLUSTER=true`), share every user's token; the
+/// keys spread over the masters; with a master killed both keep answering, and
+/// users whose keys live on the other masters are still shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_example_servers_share_tokens_through_the_cluster_and_survive_a_dead_master() {
+    let mut cluster = RedisCluster::start().await;
+    let harness = axum_obo_testing::Harness::start().await;
+    let entra = harness.entra();
+    let env = |seed: String| {
+        vec![
+            ("AZURE_TENANT_ID", entra.home_tenant()),
+            ("AZURE_CLIENT_ID", entra.api_client_id()),
+            ("AZURE_CLIENT_SECRET", entra.client_secret()),
+            ("AZURE_AUTHORITY_HOST", entra.authority_host()),
+            ("OBO_GRAPH_URL", harness.graph().url()),
+            ("OBO_CACHE_KEY", key(7)),
+            ("OBO_REDIS_URL", seed),
+            ("OBO_REDIS_CLUSTER", "true".to_owned()),
+        ]
+    };
+    let a = ExampleServer::start(&env(cluster.url(0))).await;
+    let b = ExampleServer::start(&env(cluster.url(1))).await;
+    let http = reqwest::Client::new();
+
+    const USERS: usize = 24;
+    let users = users(entra, USERS + 12);
+    for token in &users[..USERS] {
+        assert_eq!(a.me(&http, token).await, 200);
+        assert_eq!(b.me(&http, token).await, 200);
+    }
+    assert_eq!(
+        obo_grants(entra),
+        USERS,
+        "one exchange per user across both"
+    );
+    let spread = keys_per_node(&cluster, &[0, 1, 2]).await;
+    assert_eq!(spread.values().sum::<usize>(), USERS, "{spread:?}");
+    assert!(spread.values().all(|n| *n > 0), "{spread:?}");
+
+    cluster.kill(2);
+    // New users: both servers answer each in time; a user whose key A wrote to
+    // a live master is served to B from it.
+    let mut shared = 0;
+    for token in &users[USERS..] {
+        let held = keys_on(&cluster, &[0, 1]).await;
+        let grants = obo_grants(entra);
+        assert_eq!(a.me(&http, token).await, 200);
+        let on_live = keys_on(&cluster, &[0, 1]).await > held;
+        assert_eq!(b.me(&http, token).await, 200);
+        if on_live {
+            assert_eq!(
+                obo_grants(entra),
+                grants + 1,
+                "B took A's token from a live master"
+            );
+            shared += 1;
+        } else {
+            assert_eq!(
+                obo_grants(entra),
+                grants + 2,
+                "the dead master's user: a miss"
+            );
+        }
+    }
+    assert!(shared > 0, "no new user landed on a live master");
+    // Users exchanged before: both still answer (from memory).
+    for token in &users[..USERS] {
+        assert_eq!(b.me(&http, token).await, 200);
+    }
+}

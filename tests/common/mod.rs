@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "redis")]
-pub mod redis_server;
-#[cfg(feature = "redis")]
 pub mod redis_cluster;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

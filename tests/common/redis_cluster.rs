@@ -122,7 +122,11 @@ impl RedisCluster {
     /// The keys node `i` holds (a master's own share).
     pub async fn keys_on(&self, i: usize) -> Vec<String> {
         let mut c = self.node_client(i).await;
-        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         keys.sort();
         keys
     }

@@ -48,10 +48,8 @@ impl RedisServer {
     /// A server on `port` (its files in a directory of its own), or `None` if it
     /// exited at start (the port was taken).
     pub async fn start_on(port: u16, args: &[&str]) -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "axum-obo-redis-{}-{port}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("axum-obo-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = Self {
             port,
