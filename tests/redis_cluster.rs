@@ -246,6 +246,49 @@ async fn a_master_killed_mid_run_costs_misses_for_its_own_keys_only() {
     );
 }
 
+/// A replica of the API starting while a master is down, its first seed the
+/// dead one: it learns the slot map from the live seeds, and serves the live
+/// masters' users from the L2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starting_with_a_master_down_serves_the_live_masters_keys() {
+    let mut cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.seeds()));
+    const USERS: usize = 30;
+    let users = users(&entra, USERS);
+    let homes = write_users(&cluster, &app_a, &users).await;
+    let dead = 2;
+    cluster.kill(dead);
+
+    let seeds = format!("{},{},{}", cluster.url(2), cluster.url(0), cluster.url(1));
+    let (b, app_b) = replica(on_cluster(&entra, &seeds));
+    // A first request on a live master connects and reads the slot map.
+    let first = homes.iter().position(|h| *h != dead).unwrap();
+    raw_in_time(&app_b, &users[first]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let before = (entra.token_requests(), b.stats());
+    for (i, token) in users.iter().enumerate().filter(|(i, _)| *i != first) {
+        let started = Instant::now();
+        raw_in_time(&app_b, token).await;
+        if homes[i] != dead {
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "user {i}: {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    let live = homes
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| *i != first && **h != dead)
+        .count();
+    let after = b.stats();
+    assert_eq!(after.l2_hits - before.1.l2_hits, live as u64, "{after:?}");
+    assert_eq!(entra.token_requests() - before.0, USERS - 1 - live);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
     let mut cluster = RedisCluster::start_with_replicas(1).await;
@@ -287,7 +330,9 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
 
     // A new replica of the API: every user, also those of the failed master, is
     // served from the promoted replica's copy.
-    let (c, app_c) = replica(on_cluster(&entra, &cluster.url(masters[0])));
+    let live = cluster.masters().await;
+    assert!(!live.contains(&dead));
+    let (c, app_c) = replica(on_cluster(&entra, &cluster.url(live[0])));
     let exchanged = entra.token_requests();
     for i in 0..USERS {
         raw_in_time(&app_c, &users[i]).await;

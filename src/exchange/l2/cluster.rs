@@ -34,6 +34,10 @@ use super::store::{Health, RETRY_AFTER};
 /// Number of hash slots of a Redis Cluster.
 const SLOTS: u16 = 16384;
 
+/// The slot map is read again this long after the last read, failures or not
+/// (slots moved by a resharding).
+const REMAP_EVERY: Duration = Duration::from_secs(30);
+
 /// A cluster connection (shared by every request) and the per-master breakers.
 pub(super) struct ClusterStore {
     client: ClusterClient,
@@ -46,6 +50,8 @@ pub(super) struct ClusterStore {
     epoch: Instant,
     /// Milliseconds since `epoch` before which the map is not read again.
     refresh_at: AtomicU64,
+    /// Milliseconds since `epoch` after which the map is read again anyway.
+    stale_at: AtomicU64,
     refreshing: AtomicBool,
 }
 
@@ -84,6 +90,7 @@ impl ClusterStore {
             unmapped: Arc::new(Health::new("")),
             epoch: Instant::now(),
             refresh_at: AtomicU64::new(0),
+            stale_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
         }
     }
@@ -109,9 +116,12 @@ impl ClusterStore {
     }
 
     /// The breaker of `key`'s master.
-    pub(super) fn health(&self, key: &str) -> Arc<Health> {
+    pub(super) fn health(self: &Arc<Self>, key: &str) -> Arc<Health> {
         let slot = slot(key.as_bytes());
         let map = self.map.load();
+        if map.ranges.is_empty() || self.now_ms() >= self.stale_at.load(Ordering::Relaxed) {
+            self.refresh_map();
+        }
         let i = map.ranges.partition_point(|r| r.first <= slot);
         match i.checked_sub(1).map(|i| &map.ranges[i]) {
             Some(r) if slot <= r.last => Arc::clone(&r.health),
@@ -141,6 +151,10 @@ impl ClusterStore {
     /// Reads `CLUSTER SLOTS` in the background (one read at a time, at most one
     /// per [`RETRY_AFTER`]); the old map stays on failure.
     fn refresh_map(self: &Arc<Self>) {
+        // Not connected yet: the first connection reads it.
+        let Some(mut conn) = self.conn.get().cloned() else {
+            return;
+        };
         let now = self.now_ms();
         let at = self.refresh_at.load(Ordering::Acquire);
         if now < at
@@ -155,26 +169,35 @@ impl ClusterStore {
             now.saturating_add(RETRY_AFTER.as_millis() as u64),
             Ordering::Release,
         );
-        let Some(mut conn) = self.conn.get().cloned() else {
-            self.refreshing.store(false, Ordering::Release);
-            return;
-        };
+        self.stale_at.store(
+            now.saturating_add(REMAP_EVERY.as_millis() as u64),
+            Ordering::Release,
+        );
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let read = tokio::time::timeout(
-                this.timeout.max(Duration::from_millis(250)),
-                redis::cmd("CLUSTER")
-                    .arg("SLOTS")
-                    .query_async::<Value>(&mut conn),
-            )
-            .await;
-            match read {
-                Ok(Ok(value)) => match parse_slots(&value) {
-                    Some(ranges) => this.install(ranges),
-                    None => tracing::debug!("Redis cluster: unexpected CLUSTER SLOTS reply"),
-                },
-                Ok(Err(e)) => tracing::debug!(error = %e, "Redis cluster: CLUSTER SLOTS failed"),
-                Err(_) => tracing::debug!("Redis cluster: CLUSTER SLOTS timed out"),
+            // The command goes to a node at random: a dead one fails it, so
+            // try a few times.
+            for _ in 0..3 {
+                let read = tokio::time::timeout(
+                    this.timeout.max(Duration::from_millis(250)),
+                    redis::cmd("CLUSTER")
+                        .arg("SLOTS")
+                        .query_async::<Value>(&mut conn),
+                )
+                .await;
+                match read {
+                    Ok(Ok(value)) => match parse_slots(&value) {
+                        Some(ranges) => {
+                            this.install(ranges);
+                            break;
+                        }
+                        None => tracing::debug!("Redis cluster: unexpected CLUSTER SLOTS reply"),
+                    },
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "Redis cluster: CLUSTER SLOTS failed")
+                    }
+                    Err(_) => tracing::debug!("Redis cluster: CLUSTER SLOTS timed out"),
+                }
             }
             this.refreshing.store(false, Ordering::Release);
         });
@@ -311,10 +334,10 @@ mod tests {
 
     #[test]
     fn a_key_gets_its_masters_breaker_and_a_new_map_keeps_known_breakers() {
-        let store = ClusterStore::new(
+        let store = Arc::new(ClusterStore::new(
             ClusterClient::new(vec!["redis://127.0.0.1:7000"]).unwrap(),
             Duration::from_millis(100),
-        );
+        ));
         let before = store.health("foo");
         assert!(Arc::ptr_eq(&before, &store.unmapped), "no map: one breaker");
 
