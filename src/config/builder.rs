@@ -136,6 +136,7 @@ impl Default for OboConfigBuilder {
             #[cfg(feature = "redis")]
             l2: L2Spec {
                 url: None,
+                cluster: false,
                 key: None,
                 old_keys: Vec::new(),
                 prefix: DEFAULT_REDIS_PREFIX.to_owned(),
@@ -399,6 +400,20 @@ impl OboConfigBuilder {
     pub fn obo_redis_url(mut self, url: impl Into<String>) -> Self {
         self.forget_origin("obo_redis_url");
         self.l2.url = Some(SecretString::new(url.into()));
+        self
+    }
+
+    /// Speaks the Redis Cluster protocol (default `false`, standalone): the
+    /// [`obo_redis_url`](Self::obo_redis_url) is then one or more seed nodes'
+    /// URLs, comma-separated, from which the slot map is learnt; commands follow
+    /// `MOVED`/`ASK`, and a master that fails costs misses for its own keys only.
+    /// For Azure Managed Redis with the OSS cluster policy (port 10000); its
+    /// Enterprise policy and Azure Cache for Redis are standalone. Environment:
+    /// `OBO_REDIS_CLUSTER` (`true` or `false`).
+    #[cfg(feature = "redis")]
+    pub fn obo_redis_cluster(mut self, cluster: bool) -> Self {
+        self.forget_origin("obo_redis_cluster");
+        self.l2.cluster = cluster;
         self
     }
 

@@ -22,7 +22,8 @@ impl OboConfigBuilder {
     /// user-assigned identity's client id; its endpoint from `IDENTITY_ENDPOINT` and
     /// `IDENTITY_HEADER`, else IMDS) — from the process environment.
     ///
-    /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL`, `OBO_CACHE_KEY`,
+    /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL` (comma-separated
+    /// seed nodes with `OBO_REDIS_CLUSTER=true`, see `obo_redis_cluster`), `OBO_CACHE_KEY`,
     /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX`,
     /// `OBO_REDIS_TIMEOUT_MS` (see `obo_redis_url`), `OBO_REDIS_CA_FILE` (see
     /// `obo_redis_ca_file`), `OBO_REDIS_ENTRA` and `OBO_REDIS_USERNAME` (see
@@ -119,6 +120,21 @@ impl OboConfigBuilder {
             b = b
                 .obo_redis_url(url)
                 .came_from("obo_redis_url", "OBO_REDIS_URL");
+        }
+        if let Some(cluster) = get("OBO_REDIS_CLUSTER") {
+            let cluster = match cluster.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(
+                        ConfigError::new("obo_redis_cluster", "must be true or false")
+                            .in_variable("OBO_REDIS_CLUSTER"),
+                    )
+                }
+            };
+            b = b
+                .obo_redis_cluster(cluster)
+                .came_from("obo_redis_cluster", "OBO_REDIS_CLUSTER");
         }
         if let Some(key) = get("OBO_CACHE_KEY") {
             b = b

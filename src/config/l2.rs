@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use super::builder::OboConfigBuilder;
 use super::error::ConfigError;
-use crate::exchange::l2::{EntraRedisSettings, L2Key, L2Settings, RedisCa};
+use crate::exchange::l2::{
+    build_client, split_urls, EntraRedisSettings, L2Key, L2Settings, RedisCa, RedisOptions,
+};
 use crate::secret::SecretString;
 
 /// The Redis L2 settings as given to the builder (checked by `build()`).
 #[derive(Clone, Debug)]
 pub(super) struct L2Spec {
     pub(super) url: Option<SecretString>,
+    /// `url` lists the seed nodes of a Redis Cluster.
+    pub(super) cluster: bool,
     pub(super) key: Option<SecretString>,
     pub(super) old_keys: Vec<SecretString>,
     pub(super) prefix: String,
@@ -57,24 +61,50 @@ impl L2Spec {
             return Ok(None);
         };
         let raw = url.expose().trim();
-        let parsed =
-            url::Url::parse(raw).map_err(|_| ConfigError::new("obo_redis_url", "is not a URL"))?;
-        if !matches!(parsed.scheme(), "redis" | "rediss") {
+        let urls = split_urls(raw);
+        if urls.is_empty() {
+            return Err(ConfigError::new("obo_redis_url", "is not a URL"));
+        }
+        if urls.len() > 1 && !self.cluster {
             return Err(ConfigError::new(
                 "obo_redis_url",
-                format!(
-                    "must start with redis:// or rediss://, not {}://",
-                    parsed.scheme()
-                ),
+                "lists several comma-separated URLs, which is a Redis Cluster's seed nodes and needs \
+                 cluster mode (`obo_redis_cluster(true)`, OBO_REDIS_CLUSTER=true); a comma in a \
+                 password is written %2C",
             ));
         }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError::new("obo_redis_url", "has no host"));
+        for url in &urls {
+            check_url(url.expose())?;
         }
-        // The client's own parsing (database, TLS support); connects to nothing.
-        redis::Client::open(raw)
-            .map_err(|e| ConfigError::new("obo_redis_url", format!("is not usable: {e}")))?;
-        let entra = entra_settings(&self, &parsed, tenant, has_credential)?;
+        if self.cluster && self.prefix.contains(['{', '}']) {
+            return Err(ConfigError::new(
+                "obo_redis_prefix",
+                "must not contain { or } in cluster mode: a hash tag would put every key on one node",
+            ));
+        }
+        // The client's own parsing (database, TLS support, seeds that agree); connects to nothing.
+        let ca = match &self.ca_file {
+            None => None,
+            Some(_) if urls.iter().any(|u| !u.expose().starts_with("rediss://")) => {
+                return Err(ConfigError::new(
+                    "obo_redis_ca_file",
+                    "needs rediss:// (TLS) Redis URLs",
+                ))
+            }
+            Some(path) => Some(
+                RedisCa::load(path)
+                    .map_err(|reason| ConfigError::new("obo_redis_ca_file", reason))?,
+            ),
+        };
+        build_client(&RedisOptions {
+            urls: urls.clone(),
+            cluster: self.cluster,
+            timeout: self.timeout,
+            ca: ca.clone(),
+            auth: None,
+        })
+        .map_err(|e| ConfigError::new("obo_redis_url", format!("is not usable: {e}")))?;
+        let entra = entra_settings(&self, &urls, tenant, has_credential)?;
         let key = self.key.ok_or_else(|| {
             ConfigError::new(
                 "obo_cache_key",
@@ -106,21 +136,14 @@ impl L2Spec {
                 "must be greater than zero and at most 10 s",
             ));
         }
-        let ca = match &self.ca_file {
-            None => None,
-            Some(_) if parsed.scheme() != "rediss" => {
-                return Err(ConfigError::new(
-                    "obo_redis_ca_file",
-                    "needs a rediss:// (TLS) Redis URL",
-                ))
-            }
-            Some(path) => Some(
-                RedisCa::load(path)
-                    .map_err(|reason| ConfigError::new("obo_redis_ca_file", reason))?,
-            ),
-        };
+        let url = urls
+            .iter()
+            .map(SecretString::expose)
+            .collect::<Vec<_>>()
+            .join(",");
         Ok(Some(L2Settings {
-            url: SecretString::new(raw),
+            url: SecretString::new(url),
+            cluster: self.cluster,
             key,
             old_keys,
             prefix: self.prefix,
@@ -135,7 +158,7 @@ impl L2Spec {
 /// own, a client credential is configured, the user name is usable.
 fn entra_settings(
     spec: &L2Spec,
-    url: &url::Url,
+    urls: &[SecretString],
     tenant: &str,
     has_credential: bool,
 ) -> Result<Option<EntraRedisSettings>, ConfigError> {
@@ -149,7 +172,12 @@ fn entra_settings(
         }
         return Ok(None);
     }
-    if url.password().is_some() || !url.username().is_empty() {
+    let credentials = |u: &SecretString| {
+        url::Url::parse(u.expose())
+            .map(|u| u.password().is_some() || !u.username().is_empty())
+            .unwrap_or(true)
+    };
+    if urls.iter().any(credentials) {
         return Err(ConfigError::new(
             "obo_redis_entra",
             "is on, so the Redis URL must not hold a user or password: the user is \
@@ -250,4 +278,23 @@ impl OboConfigBuilder {
         }
         Ok(self)
     }
+}
+
+/// One Redis URL: `redis://` or `rediss://`, with a host.
+fn check_url(raw: &str) -> Result<(), ConfigError> {
+    let parsed =
+        url::Url::parse(raw).map_err(|_| ConfigError::new("obo_redis_url", "is not a URL"))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return Err(ConfigError::new(
+            "obo_redis_url",
+            format!(
+                "must start with redis:// or rediss://, not {}://",
+                parsed.scheme()
+            ),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new("obo_redis_url", "has no host"));
+    }
+    Ok(())
 }

@@ -714,6 +714,77 @@ mod redis_l2 {
     }
 
     #[test]
+    fn cluster_mode_takes_seed_urls_from_the_builder_and_the_environment() {
+        let seeds = "redis://:hunter2@10.0.0.1:7000, redis://:hunter2@10.0.0.2:7001";
+        let c = with_redis()
+            .obo_redis_url(seeds)
+            .obo_redis_cluster(true)
+            .build()
+            .unwrap();
+        let l2 = c.exchange.l2.as_ref().unwrap();
+        assert!(l2.cluster);
+        assert_eq!(l2.urls().len(), 2);
+        let text = format!("{c:?}");
+        assert!(
+            text.contains("10.0.0.2:7001") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(!with_redis().build().unwrap().exchange.l2.unwrap().cluster);
+
+        let env = |cluster: &'static str, url: &'static str| {
+            move |k: &str| match k {
+                "AZURE_TENANT_ID" => Some(T.to_owned()),
+                "AZURE_CLIENT_ID" => Some(C.to_owned()),
+                "OBO_REDIS_URL" => Some(url.to_owned()),
+                "OBO_REDIS_CLUSTER" => Some(cluster.to_owned()),
+                "OBO_CACHE_KEY" => Some(key(1)),
+                _ => None,
+            }
+        };
+        let two = "redis://127.0.0.1:7000,redis://127.0.0.1:7001";
+        let c = OboConfigBuilder::from_lookup(env("true", two))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(c.exchange.l2.as_ref().unwrap().cluster);
+        let c = OboConfigBuilder::from_lookup(env("false", "redis://127.0.0.1:6379"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!c.exchange.l2.as_ref().unwrap().cluster);
+
+        let e = OboConfigBuilder::from_lookup(env("sometimes", two)).unwrap_err();
+        assert_eq!(e.field(), "obo_redis_cluster");
+        assert!(e.reason().contains("OBO_REDIS_CLUSTER"), "{e}");
+
+        // Several URLs without cluster mode, or one bad seed among good ones.
+        for (cluster, url) in [
+            ("false", two),
+            ("true", "redis://127.0.0.1:7000,http://127.0.0.1:7001"),
+            ("true", "redis://127.0.0.1:7000,redis://"),
+        ] {
+            let e = OboConfigBuilder::from_lookup(env(cluster, url))
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "obo_redis_url", "{url}: {e}");
+            assert!(e.reason().contains("OBO_REDIS_URL"), "{e}");
+        }
+        let e = with_redis()
+            .obo_redis_url(seeds)
+            .build()
+            .expect_err("several URLs need cluster mode");
+        assert!(e.reason().contains("cluster mode"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = with_redis()
+            .obo_redis_cluster(true)
+            .obo_redis_prefix("{app}:")
+            .build()
+            .expect_err("a hash tag in the prefix");
+        assert_eq!(e.field(), "obo_redis_prefix");
+    }
+
+    #[test]
     fn debug_redacts_keys_and_the_redis_password() {
         let c = with_redis().obo_cache_old_keys([key(2)]).build().unwrap();
         let text = format!("{c:?}");

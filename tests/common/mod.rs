@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "redis")]
+pub mod redis_cluster;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 
 use std::sync::{Arc, Mutex};

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use super::seal::{Sealer, VERSION};
 use super::store::RedisStore;
-use super::{EntraAuth, L2Settings};
+use super::{EntraAuth, L2Settings, RedisOptions};
 
 /// The Redis connection, the sealer and the naming rules of one use of the L2.
 #[derive(Debug)]
@@ -36,7 +36,11 @@ impl SealedNamespace {
         infix: &'static str,
         what: &str,
     ) -> Option<Self> {
-        let store = RedisStore::new(settings, auth.cloned())
+        let options = RedisOptions {
+            auth: auth.cloned(),
+            ..settings.redis_options()
+        };
+        let store = RedisStore::new(&options)
             .inspect_err(|e| tracing::error!(error = %e, "{what} disabled: bad URL"))
             .ok()?;
         let sealer = Sealer::new(&settings.key, &settings.old_keys)?;
