@@ -617,3 +617,99 @@ async fn entra_authentication_over_tls_with_a_configured_user_name() {
         .unwrap();
     assert!(!keys.is_empty(), "entries written over TLS as that user");
 }
+
+/// `username`'s failed `AUTH`s in the `ACL LOG` of `c`'s node.
+async fn auth_failures_of(c: &mut redis::aio::MultiplexedConnection, username: &str) -> i64 {
+    type Entry = std::collections::HashMap<String, redis::Value>;
+    let log: Vec<Entry> = redis::cmd("ACL").arg("LOG").query_async(c).await.unwrap();
+    let is = |e: &Entry, field: &str, want: &str| matches!(e.get(field), Some(redis::Value::BulkString(v)) if v == want.as_bytes());
+    log.iter()
+        .filter(|e| is(e, "reason", "auth") && is(e, "username", username))
+        .map(|e| match e.get("count") {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("ACL LOG count: {other:?}"),
+        })
+        .sum()
+}
+
+/// In cluster mode every node's connection authenticates with the Entra token
+/// (ACLs are per node: each master gets the user), and takes the renewed token:
+/// each master sees an `AUTH` with it (refused here, the ACL not knowing it, so
+/// the connection keeps its user and requests go on).
+#[tokio::test]
+async fn cluster_node_connections_authenticate_with_the_entra_token_and_take_renewals() {
+    use common::redis_cluster::RedisCluster;
+    let cluster = RedisCluster::start().await;
+    let masters = cluster.masters().await;
+    assert_eq!(masters.len(), 3);
+    let entra = EntraStandIn::start().await;
+    entra.add_resource("https://redis.azure.com");
+    let clock = ManualClock::now_system();
+    let (layer, app) =
+        replica(with_entra(&entra, &cluster.seeds(), &clock).obo_redis_cluster(true));
+
+    raw(&app, &user_at(&entra, &clock)).await;
+    let token = wait_for_redis_tokens(&entra, 1).await.remove(0);
+    let oid = claims(&token)["oid"].as_str().unwrap().to_owned();
+    let password = format!(">{token}");
+    let mut nodes = Vec::new();
+    for &i in &masters {
+        let mut c = cluster.node_client(i).await;
+        acl(&mut c, &[oid.as_str(), "on", "~*", "+@all", &password]).await;
+        nodes.push(c);
+    }
+    // Enough users to touch every master.
+    let started = Instant::now();
+    loop {
+        raw(&app, &user_at(&entra, &clock)).await;
+        let mut on_every_master = true;
+        for &i in &masters {
+            on_every_master &= !cluster.keys_on(i).await.is_empty();
+        }
+        if on_every_master {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "entries on every master: {:?}",
+            layer.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in &mut nodes {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(c)
+            .await
+            .unwrap();
+        assert!(
+            clients.lines().any(|l| l.contains(&format!("user={oid}"))),
+            "every master has a connection as the identity: {clients}"
+        );
+    }
+
+    // Renewal: each master's connection sends AUTH with the new token.
+    let mut before = Vec::new();
+    for c in &mut nodes {
+        before.push(auth_failures_of(c, &oid).await);
+    }
+    clock.advance(Duration::from_secs(49 * 60));
+    raw(&app, &user_at(&entra, &clock)).await;
+    wait_for_redis_tokens(&entra, 2).await;
+    let started = Instant::now();
+    for (c, before) in nodes.iter_mut().zip(before) {
+        while auth_failures_of(c, &oid).await == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "a master saw no AUTH with the renewed token"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let writes = layer.stats().l2_writes;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..5 {
+        raw(&app, &user_at(&entra, &clock)).await;
+    }
+    assert!(layer.stats().l2_writes > writes, "{:?}", layer.stats());
+}

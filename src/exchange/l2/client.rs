@@ -76,7 +76,10 @@ pub(crate) fn build_client(options: &RedisOptions) -> RedisResult<RedisClient> {
                 "one URL expected without cluster mode",
             ))
         })?;
-        return Ok(RedisClient::Standalone(tls::client(info, options.ca.as_ref())?));
+        return Ok(RedisClient::Standalone(tls::client(
+            info,
+            options.ca.as_ref(),
+        )?));
     }
     if infos.is_empty() {
         return Err(redis::RedisError::from((
