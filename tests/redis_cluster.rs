@@ -104,8 +104,8 @@ async fn write_users(cluster: &RedisCluster, app: &Router, users: &[String]) -> 
     let masters = cluster.masters().await;
     let mut before = keys_per_node(cluster, &masters).await;
     let mut homes = Vec::with_capacity(n);
-    for i in 0..n {
-        raw(app, &users[i]).await;
+    for (i, token) in users.iter().enumerate() {
+        raw(app, token).await;
         let after = keys_per_node(cluster, &masters).await;
         let grown: Vec<usize> = masters
             .iter()
@@ -131,8 +131,7 @@ async fn two_replicas_share_tokens_and_sessions_and_keys_spread_over_the_masters
     let users = users(&entra, USERS);
     let homes = write_users(&cluster, &app_a, &users[..USERS]).await;
     assert_eq!(entra.token_requests(), USERS);
-    for i in 0..USERS {
-        let token = &users[i];
+    for token in &users {
         assert_eq!(raw(&app_b, token).await, raw(&app_a, token).await);
     }
     assert_eq!(entra.token_requests(), USERS, "B exchanged nothing");
@@ -324,8 +323,8 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
     cluster.wait_until_ok(Duration::from_secs(10)).await;
     // One breaker interval for B to probe and read the new slot map.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    for i in 1..USERS {
-        raw_in_time(&app_b, &users[i]).await;
+    for token in &users[1..USERS] {
+        raw_in_time(&app_b, token).await;
     }
 
     // A new replica of the API: every user, also those of the failed master, is
@@ -334,8 +333,8 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
     assert!(!live.contains(&dead));
     let (c, app_c) = replica(on_cluster(&entra, &cluster.url(live[0])));
     let exchanged = entra.token_requests();
-    for i in 0..USERS {
-        raw_in_time(&app_c, &users[i]).await;
+    for token in &users[..USERS] {
+        raw_in_time(&app_c, token).await;
     }
     assert_eq!(entra.token_requests(), exchanged, "{:?}", c.stats());
     assert_eq!(c.stats().l2_hits, USERS as u64);
@@ -349,12 +348,12 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
         .find(|m| !masters.contains(m))
         .expect("a promoted replica");
     let mut landed = false;
-    for fresh in USERS..USERS + 40 {
+    for fresh in &users[USERS..] {
         let held = cluster.keys_on(promoted).await.len();
-        raw_in_time(&app_b, &users[fresh]).await;
+        raw_in_time(&app_b, fresh).await;
         if cluster.keys_on(promoted).await.len() > held {
             let before = c.stats().l2_hits;
-            raw(&app_c, &users[fresh]).await;
+            raw(&app_c, fresh).await;
             assert_eq!(c.stats().l2_hits, before + 1, "{:?}", b.stats());
             landed = true;
             break;

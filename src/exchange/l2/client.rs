@@ -37,9 +37,9 @@ pub(crate) struct RedisOptions {
 #[derive(Clone, Debug)]
 pub(crate) enum RedisClient {
     /// One server (or a proxy in front of several: Azure's Enterprise policy).
-    Standalone(redis::Client),
+    Standalone(Box<redis::Client>),
     /// A Redis Cluster, reached through its seed nodes.
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// Fewest retries of one cluster call (a redirection, a reconnection): the
@@ -69,7 +69,9 @@ pub(crate) fn build_client(options: &RedisOptions) -> RedisResult<RedisClient> {
                 "one URL expected without cluster mode",
             ))
         })?;
-        return Ok(RedisClient::Standalone(redis::Client::open(info)?));
+        return Ok(RedisClient::Standalone(Box::new(redis::Client::open(
+            info,
+        )?)));
     }
     if infos.is_empty() {
         return Err(redis::RedisError::from((
@@ -91,7 +93,7 @@ pub(crate) fn build_client(options: &RedisOptions) -> RedisResult<RedisClient> {
                 .max(1),
         )
         .build()?;
-    Ok(RedisClient::Cluster(client))
+    Ok(RedisClient::Cluster(Box::new(client)))
 }
 
 /// How long the cluster client waits for a node's connection: the L2 timeout,

@@ -38,7 +38,7 @@ pub(crate) struct RedisStore {
 /// Either mode's connection and breakers.
 enum Conn {
     Standalone {
-        client: redis::Client,
+        client: Box<redis::Client>,
         /// Created on first use, inside the runtime (the manager spawns tasks).
         manager: OnceLock<Option<ConnectionManager>>,
         health: Arc<Health>,
@@ -74,7 +74,7 @@ impl RedisStore {
                 health: Arc::new(Health::new("")),
             },
             RedisClient::Cluster(client) => {
-                Conn::Cluster(Arc::new(ClusterStore::new(client, options.timeout)))
+                Conn::Cluster(Arc::new(ClusterStore::new(*client, options.timeout)))
             }
         };
         Ok(Self {
@@ -208,7 +208,7 @@ impl RedisStore {
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_secs(1));
                 // Fails only for push/resubscribe options, which are not set.
-                let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                let manager = ConnectionManager::new_lazy_with_config((**client).clone(), config)
                     .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled"))
                     .ok()?;
                 // Connect in the background, whatever the first call's timeout.
