@@ -104,8 +104,8 @@ async fn write_users(cluster: &RedisCluster, app: &Router, users: &[String]) -> 
     let masters = cluster.masters().await;
     let mut before = keys_per_node(cluster, &masters).await;
     let mut homes = Vec::with_capacity(n);
-    for i in 0..n {
-        raw(app, &users[i]).await;
+    for (i, token) in users.iter().enumerate() {
+        raw(app, token).await;
         let after = keys_per_node(cluster, &masters).await;
         let grown: Vec<usize> = masters
             .iter()
@@ -131,8 +131,7 @@ async fn two_replicas_share_tokens_and_sessions_and_keys_spread_over_the_masters
     let users = users(&entra, USERS);
     let homes = write_users(&cluster, &app_a, &users[..USERS]).await;
     assert_eq!(entra.token_requests(), USERS);
-    for i in 0..USERS {
-        let token = &users[i];
+    for token in &users {
         assert_eq!(raw(&app_b, token).await, raw(&app_a, token).await);
     }
     assert_eq!(entra.token_requests(), USERS, "B exchanged nothing");
@@ -246,6 +245,63 @@ async fn a_master_killed_mid_run_costs_misses_for_its_own_keys_only() {
     );
 }
 
+/// A master that stops answering (a frozen process: connections are accepted,
+/// nothing is answered, as with a host gone silent) costs misses for its own
+/// keys; every request answers in time; the live masters' users are still
+/// shared, and once the master answers again its keys are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_master_costs_misses_for_its_own_keys_only() {
+    let cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.url(0)));
+    let (b, app_b) = replica(on_cluster(&entra, &cluster.url(1)));
+    const USERS: usize = 30;
+    let users = users(&entra, USERS + 20);
+    let homes = write_users(&cluster, &app_a, &users[..USERS]).await;
+    raw(&app_b, &users[0]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let silent = 2;
+    cluster.nodes[silent].signal("STOP");
+
+    let before = (entra.token_requests(), b.stats());
+    for (i, token) in users[..USERS].iter().enumerate().skip(1) {
+        let started = Instant::now();
+        raw_in_time(&app_b, token).await;
+        if homes[i] != silent {
+            assert!(
+                started.elapsed() < TIMEOUT,
+                "user {i} on a live master waited {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    cluster.nodes[silent].signal("CONT");
+    let after = b.stats();
+    let live = homes.iter().skip(1).filter(|h| **h != silent).count();
+    assert_eq!(after.l2_hits - before.1.l2_hits, live as u64, "{after:?}");
+    assert_eq!(entra.token_requests() - before.0, USERS - 1 - live);
+    assert!(
+        after.l2_errors - before.1.l2_errors <= 4,
+        "the breaker short-circuits: {after:?}"
+    );
+
+    // Back: after one breaker interval, B reads the master's keys again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (mut landed, mut served) = (0, 0);
+    for token in &users[USERS..] {
+        let held = cluster.keys_on(silent).await.len();
+        raw(&app_a, token).await;
+        if cluster.keys_on(silent).await.len() > held {
+            landed += 1;
+            let hits = b.stats().l2_hits;
+            raw_in_time(&app_b, token).await;
+            served += b.stats().l2_hits - hits;
+        }
+    }
+    assert!(landed > 0);
+    assert_eq!(served, landed, "{:?}", b.stats());
+}
+
 /// A replica of the API starting while a master is down, its first seed the
 /// dead one: it learns the slot map from the live seeds, and serves the live
 /// masters' users from the L2.
@@ -324,8 +380,8 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
     cluster.wait_until_ok(Duration::from_secs(10)).await;
     // One breaker interval for B to probe and read the new slot map.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    for i in 1..USERS {
-        raw_in_time(&app_b, &users[i]).await;
+    for token in &users[1..USERS] {
+        raw_in_time(&app_b, token).await;
     }
 
     // A new replica of the API: every user, also those of the failed master, is
@@ -334,8 +390,8 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
     assert!(!live.contains(&dead));
     let (c, app_c) = replica(on_cluster(&entra, &cluster.url(live[0])));
     let exchanged = entra.token_requests();
-    for i in 0..USERS {
-        raw_in_time(&app_c, &users[i]).await;
+    for token in &users[..USERS] {
+        raw_in_time(&app_c, token).await;
     }
     assert_eq!(entra.token_requests(), exchanged, "{:?}", c.stats());
     assert_eq!(c.stats().l2_hits, USERS as u64);
@@ -349,12 +405,12 @@ async fn a_failover_promotes_a_replica_and_its_keys_are_served_again() {
         .find(|m| !masters.contains(m))
         .expect("a promoted replica");
     let mut landed = false;
-    for fresh in USERS..USERS + 40 {
+    for fresh in &users[USERS..] {
         let held = cluster.keys_on(promoted).await.len();
-        raw_in_time(&app_b, &users[fresh]).await;
+        raw_in_time(&app_b, fresh).await;
         if cluster.keys_on(promoted).await.len() > held {
             let before = c.stats().l2_hits;
-            raw(&app_c, &users[fresh]).await;
+            raw(&app_c, fresh).await;
             assert_eq!(c.stats().l2_hits, before + 1, "{:?}", b.stats());
             landed = true;
             break;

@@ -393,7 +393,9 @@ impl OboConfigBuilder {
     /// an encrypted L2 under the in-memory cache, read on an in-memory miss before
     /// exchanging, written after each exchange. `redis://host:port[/db]` or
     /// `rediss://` (TLS); a password goes in the URL (`redis://:password@host`).
-    /// Requires [`obo_cache_key`](Self::obo_cache_key). Nothing connects at build
+    /// Requires [`obo_cache_key`](Self::obo_cache_key). With
+    /// [`obo_redis_cluster`](Self::obo_redis_cluster), one or more seed nodes of a
+    /// Redis Cluster, comma-separated. Nothing connects at build
     /// time, and Redis failures never fail a request (they fall back to the
     /// in-memory cache and the exchange). Environment: `OBO_REDIS_URL`.
     #[cfg(feature = "redis")]

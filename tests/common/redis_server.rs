@@ -60,6 +60,19 @@ impl RedisServer {
         server.spawn().await.then_some(server)
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process: a stopped server
+    /// accepts connections (the kernel's backlog) and never answers.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill -{signal}");
+        }
+    }
+
     /// Whether the process is running (not killed).
     pub fn is_running(&self) -> bool {
         self.child.is_some()

@@ -44,9 +44,9 @@ pub(crate) struct RedisOptions {
 #[derive(Clone, Debug)]
 pub(crate) enum RedisClient {
     /// One server (or a proxy in front of several: Azure's Enterprise policy).
-    Standalone(redis::Client),
+    Standalone(Box<redis::Client>),
     /// A Redis Cluster, reached through its seed nodes.
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 /// Fewest retries of one cluster call (a redirection, a reconnection): the
@@ -76,10 +76,10 @@ pub(crate) fn build_client(options: &RedisOptions) -> RedisResult<RedisClient> {
                 "one URL expected without cluster mode",
             ))
         })?;
-        return Ok(RedisClient::Standalone(tls::client(
+        return Ok(RedisClient::Standalone(Box::new(tls::client(
             info,
             options.ca.as_ref(),
-        )?));
+        )?)));
     }
     if infos.is_empty() {
         return Err(redis::RedisError::from((
@@ -108,7 +108,7 @@ pub(crate) fn build_client(options: &RedisOptions) -> RedisResult<RedisClient> {
                 .max(1),
         )
         .build()?;
-    Ok(RedisClient::Cluster(client))
+    Ok(RedisClient::Cluster(Box::new(client)))
 }
 
 /// How long the cluster client waits for a node's connection: the L2 timeout,

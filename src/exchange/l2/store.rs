@@ -41,7 +41,7 @@ pub(crate) struct RedisStore {
 /// Either mode's connection and breakers.
 enum Conn {
     Standalone {
-        client: redis::Client,
+        client: Box<redis::Client>,
         /// Created on first use, inside the runtime (the manager spawns tasks).
         manager: OnceLock<Option<ConnectionManager>>,
         health: Arc<Health>,
@@ -77,7 +77,7 @@ impl RedisStore {
                 health: Arc::new(Health::new("")),
             },
             RedisClient::Cluster(client) => {
-                Conn::Cluster(Arc::new(ClusterStore::new(client, options.timeout)))
+                Conn::Cluster(Arc::new(ClusterStore::new(*client, options.timeout)))
             }
         };
         Ok(Self {
@@ -240,7 +240,7 @@ impl RedisStore {
                     config = config.set_credentials_provider(auth.clone());
                 }
                 // Fails only for push/resubscribe options, which are not set.
-                let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                let manager = ConnectionManager::new_lazy_with_config((**client).clone(), config)
                     .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled"))
                     .ok()?;
                 // Connect in the background, whatever the first call's timeout;
