@@ -4,9 +4,13 @@
 //! 1. the latency of an L1 hit, an L2 hit (L1 miss served from Redis), and an
 //!    L1 miss that exchanges, with and without the L2;
 //! 2. the exchanges sent to Entra by 4 replicas serving the same users, with and
-//!    without the L2.
+//!    without the L2;
 //!
-//! `cargo bench --bench l2 --features redis` (needs `redis-server` on the PATH).
+//! each with a standalone `redis-server` and with a local 3-master Redis Cluster
+//! (`obo_redis_cluster(true)`), the same workload.
+//!
+//! `cargo bench --bench l2 --features redis` (needs `redis-server` and
+//! `redis-cli` on the PATH).
 //! A standalone binary (`harness = false`); it prints its results.
 #![cfg(feature = "redis")]
 // Before its `[[bench]]` entry (harness = false) exists, Cargo builds this file
@@ -43,8 +47,19 @@ fn main() {
 }
 
 async fn run() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start(&[]);
+    let cluster = RedisCluster::start();
     let entra = EntraStandIn::start().await;
+    for (label, url, is_cluster) in [
+        ("standalone redis-server", redis.url(), false),
+        ("3-master Redis Cluster", cluster.seeds(), true),
+    ] {
+        println!("\n#### {label}");
+        measure(&entra, &url, is_cluster).await;
+    }
+}
+
+async fn measure(entra: &EntraStandIn, url: &str, cluster: bool) {
     let key = STANDARD.encode([42u8; 32]);
     let plain = || {
         OboConfig::builder()
@@ -55,11 +70,11 @@ async fn run() {
     };
     let with_l2 = |prefix: &str| -> OboConfigBuilder {
         plain()
-            .obo_redis_url(redis.url())
+            .obo_redis_url(url)
+            .obo_redis_cluster(cluster)
             .obo_cache_key(key.clone())
             .obo_redis_prefix(prefix)
     };
-
     println!(
         "== latency through OboLayer + OboToken ({LATENCY_USERS} users, one request each per row)"
     );
@@ -179,16 +194,21 @@ struct RedisServer {
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    fn start(args: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Self::start_on(port, args)
+    }
+
+    fn start_on(port: u16, args: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(std::env::temp_dir())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -215,5 +235,80 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Three `redis-server --cluster-enabled yes` on loopback ports below 55536
+/// (their cluster bus on port + 10000), joined by `redis-cli --cluster create`.
+struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    fn start() -> Self {
+        let mut nodes = Vec::new();
+        let mut port = 20000 + (std::process::id() % 20000) as u16;
+        while nodes.len() < 3 {
+            port += 1;
+            let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+            if !free(port) || !free(port + 10000) {
+                continue;
+            }
+            let conf = format!("axum-obo-bench-nodes-{port}.conf");
+            nodes.push(RedisServer::start_on(
+                port,
+                &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
+            ));
+        }
+        let cluster = Self { nodes };
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli on the PATH");
+        assert!(out.status.success(), "redis-cli --cluster create failed");
+        let started = Instant::now();
+        for node in &cluster.nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the cluster did not reach cluster_state:ok"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    fn seeds(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            let _ = std::fs::remove_file(
+                std::env::temp_dir().join(format!("axum-obo-bench-nodes-{}.conf", node.port)),
+            );
+        }
     }
 }

@@ -88,7 +88,7 @@ impl Shared {
         let sessions = Sessions::new(
             exchanger.settings(),
             exchanger.endpoint(),
-            session_store(&config),
+            session_store(&config, &exchanger),
             &config.sessions,
             graph.clone(),
             http.clone(),
@@ -110,13 +110,15 @@ impl Shared {
 
 /// The configured session store; by default the L2's Redis when it is
 /// configured, memory otherwise.
-fn session_store(config: &OboConfig) -> Arc<dyn SessionStore> {
+fn session_store(config: &OboConfig, exchanger: &Exchanger) -> Arc<dyn SessionStore> {
+    #[cfg(not(feature = "redis"))]
+    let _ = exchanger;
     if let Some(store) = &config.sessions.store {
         return Arc::clone(store);
     }
     #[cfg(feature = "redis")]
     if let Some(l2) = &config.exchange.l2 {
-        if let Some(store) = RedisSessionStore::new(l2, &config.client_id) {
+        if let Some(store) = RedisSessionStore::new(l2, exchanger.redis_auth(), &config.client_id) {
             return Arc::new(store);
         }
     }

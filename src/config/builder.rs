@@ -79,7 +79,7 @@ pub struct OboConfigBuilder {
     /// This API as an OAuth protected resource (RFC 9728).
     pub(super) resource: ResourceFields,
     #[cfg(feature = "redis")]
-    l2: L2Spec,
+    pub(super) l2: L2Spec,
     /// Fields read from the environment, and the variable each came from (so that
     /// `build()` names it); a setter called later removes its field.
     pub(super) origins: Vec<(&'static str, &'static str)>,
@@ -138,10 +138,14 @@ impl Default for OboConfigBuilder {
             #[cfg(feature = "redis")]
             l2: L2Spec {
                 url: None,
+                cluster: false,
                 key: None,
                 old_keys: Vec::new(),
                 prefix: DEFAULT_REDIS_PREFIX.to_owned(),
                 timeout: DEFAULT_REDIS_TIMEOUT,
+                ca_file: None,
+                entra: false,
+                username: None,
             },
             origins: Vec::new(),
         }
@@ -402,13 +406,29 @@ impl OboConfigBuilder {
     /// an encrypted L2 under the in-memory cache, read on an in-memory miss before
     /// exchanging, written after each exchange. `redis://host:port[/db]` or
     /// `rediss://` (TLS); a password goes in the URL (`redis://:password@host`).
-    /// Requires [`obo_cache_key`](Self::obo_cache_key). Nothing connects at build
+    /// Requires [`obo_cache_key`](Self::obo_cache_key). With
+    /// [`obo_redis_cluster`](Self::obo_redis_cluster), one or more seed nodes of a
+    /// Redis Cluster, comma-separated. Nothing connects at build
     /// time, and Redis failures never fail a request (they fall back to the
     /// in-memory cache and the exchange). Environment: `OBO_REDIS_URL`.
     #[cfg(feature = "redis")]
     pub fn obo_redis_url(mut self, url: impl Into<String>) -> Self {
         self.forget_origin("obo_redis_url");
         self.l2.url = Some(SecretString::new(url.into()));
+        self
+    }
+
+    /// Speaks the Redis Cluster protocol (default `false`, standalone): the
+    /// [`obo_redis_url`](Self::obo_redis_url) is then one or more seed nodes'
+    /// URLs, comma-separated, from which the slot map is learnt; commands follow
+    /// `MOVED`/`ASK`, and a master that fails costs misses for its own keys only.
+    /// For Azure Managed Redis with the OSS cluster policy (port 10000); its
+    /// Enterprise policy and Azure Cache for Redis are standalone. Environment:
+    /// `OBO_REDIS_CLUSTER` (`true` or `false`).
+    #[cfg(feature = "redis")]
+    pub fn obo_redis_cluster(mut self, cluster: bool) -> Self {
+        self.forget_origin("obo_redis_cluster");
+        self.l2.cluster = cluster;
         self
     }
 
@@ -550,6 +570,8 @@ impl OboConfigBuilder {
             )?),
             other => build_credential(other)?,
         };
+        #[cfg(feature = "redis")]
+        let l2 = self.l2.build(&tenant_id, credential.is_some())?;
         let exchange = ExchangeSettings {
             client_id: client_id.clone(),
             authority: authority.clone(),
@@ -565,7 +587,7 @@ impl OboConfigBuilder {
             timeout: self.http_timeout,
             clock: Arc::clone(&self.clock),
             #[cfg(feature = "redis")]
-            l2: self.l2.build()?,
+            l2,
         };
         check_exchange(&exchange)?;
         if !(Duration::from_secs(60)..=Duration::from_secs(90 * 24 * 3600))

@@ -23,9 +23,12 @@ impl OboConfigBuilder {
     /// user-assigned identity's client id; its endpoint from `IDENTITY_ENDPOINT` and
     /// `IDENTITY_HEADER`, else IMDS) — from the process environment.
     ///
-    /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL`, `OBO_CACHE_KEY`,
-    /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX` and
-    /// `OBO_REDIS_TIMEOUT_MS` (see `obo_redis_url`). Without
+    /// With the `redis` feature, also the Redis L2: `OBO_REDIS_URL` (comma-separated
+    /// seed nodes with `OBO_REDIS_CLUSTER=true`, see `obo_redis_cluster`), `OBO_CACHE_KEY`,
+    /// `OBO_CACHE_OLD_KEYS` (comma-separated), `OBO_REDIS_PREFIX`,
+    /// `OBO_REDIS_TIMEOUT_MS` (see `obo_redis_url`), `OBO_REDIS_CA_FILE` (see
+    /// `obo_redis_ca_file`), `OBO_REDIS_ENTRA` and `OBO_REDIS_USERNAME` (see
+    /// `obo_redis_entra`). Without
     /// the feature, setting `OBO_REDIS_URL` or `OBO_CACHE_KEY` is an error rather
     /// than silently running without the shared cache.
     ///
@@ -134,6 +137,21 @@ impl OboConfigBuilder {
                 .obo_redis_url(url)
                 .came_from("obo_redis_url", "OBO_REDIS_URL");
         }
+        if let Some(cluster) = get("OBO_REDIS_CLUSTER") {
+            let cluster = match cluster.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(
+                        ConfigError::new("obo_redis_cluster", "must be true or false")
+                            .in_variable("OBO_REDIS_CLUSTER"),
+                    )
+                }
+            };
+            b = b
+                .obo_redis_cluster(cluster)
+                .came_from("obo_redis_cluster", "OBO_REDIS_CLUSTER");
+        }
         if let Some(key) = get("OBO_CACHE_KEY") {
             b = b
                 .obo_cache_key(key)
@@ -155,6 +173,7 @@ impl OboConfigBuilder {
                 .obo_redis_prefix(prefix)
                 .came_from("obo_redis_prefix", "OBO_REDIS_PREFIX");
         }
+        b = b.read_redis_security(get)?;
         if let Some(ms) = get("OBO_REDIS_TIMEOUT_MS") {
             let ms: u64 = ms.trim().parse().map_err(|_| {
                 ConfigError::new(
@@ -179,6 +198,8 @@ impl OboConfigBuilder {
         for (field, variable) in [
             ("obo_redis_url", "OBO_REDIS_URL"),
             ("obo_cache_key", "OBO_CACHE_KEY"),
+            ("obo_redis_ca_file", "OBO_REDIS_CA_FILE"),
+            ("obo_redis_entra", "OBO_REDIS_ENTRA"),
         ] {
             if get(variable).is_some() {
                 return Err(ConfigError::new(

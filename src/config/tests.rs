@@ -714,6 +714,77 @@ mod redis_l2 {
     }
 
     #[test]
+    fn cluster_mode_takes_seed_urls_from_the_builder_and_the_environment() {
+        let seeds = "redis://:hunter2@10.0.0.1:7000, redis://:hunter2@10.0.0.2:7001";
+        let c = with_redis()
+            .obo_redis_url(seeds)
+            .obo_redis_cluster(true)
+            .build()
+            .unwrap();
+        let l2 = c.exchange.l2.as_ref().unwrap();
+        assert!(l2.cluster);
+        assert_eq!(l2.urls().len(), 2);
+        let text = format!("{c:?}");
+        assert!(
+            text.contains("10.0.0.2:7001") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(!with_redis().build().unwrap().exchange.l2.unwrap().cluster);
+
+        let env = |cluster: &'static str, url: &'static str| {
+            move |k: &str| match k {
+                "AZURE_TENANT_ID" => Some(T.to_owned()),
+                "AZURE_CLIENT_ID" => Some(C.to_owned()),
+                "OBO_REDIS_URL" => Some(url.to_owned()),
+                "OBO_REDIS_CLUSTER" => Some(cluster.to_owned()),
+                "OBO_CACHE_KEY" => Some(key(1)),
+                _ => None,
+            }
+        };
+        let two = "redis://127.0.0.1:7000,redis://127.0.0.1:7001";
+        let c = OboConfigBuilder::from_lookup(env("true", two))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(c.exchange.l2.as_ref().unwrap().cluster);
+        let c = OboConfigBuilder::from_lookup(env("false", "redis://127.0.0.1:6379"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!c.exchange.l2.as_ref().unwrap().cluster);
+
+        let e = OboConfigBuilder::from_lookup(env("sometimes", two)).unwrap_err();
+        assert_eq!(e.field(), "obo_redis_cluster");
+        assert!(e.reason().contains("OBO_REDIS_CLUSTER"), "{e}");
+
+        // Several URLs without cluster mode, or one bad seed among good ones.
+        for (cluster, url) in [
+            ("false", two),
+            ("true", "redis://127.0.0.1:7000,http://127.0.0.1:7001"),
+            ("true", "redis://127.0.0.1:7000,redis://"),
+        ] {
+            let e = OboConfigBuilder::from_lookup(env(cluster, url))
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "obo_redis_url", "{url}: {e}");
+            assert!(e.reason().contains("OBO_REDIS_URL"), "{e}");
+        }
+        let e = with_redis()
+            .obo_redis_url(seeds)
+            .build()
+            .expect_err("several URLs need cluster mode");
+        assert!(e.reason().contains("cluster mode"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = with_redis()
+            .obo_redis_cluster(true)
+            .obo_redis_prefix("{app}:")
+            .build()
+            .expect_err("a hash tag in the prefix");
+        assert_eq!(e.field(), "obo_redis_prefix");
+    }
+
+    #[test]
     fn debug_redacts_keys_and_the_redis_password() {
         let c = with_redis().obo_cache_old_keys([key(2)]).build().unwrap();
         let text = format!("{c:?}");
@@ -723,6 +794,189 @@ mod redis_l2 {
             assert!(!text.contains(&k), "{text}");
         }
         assert!(text.contains("L2Key([redacted])"), "{text}");
+    }
+
+    fn ca_file(name: &str, contents: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("axum-obo-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn with_entra() -> OboConfigBuilder {
+        base()
+            .obo_redis_url("rediss://cache.example.com:10000")
+            .obo_cache_key(key(1))
+            .client_secret("s3cret")
+            .obo_redis_entra(true)
+    }
+
+    #[test]
+    fn tls_ca_file_and_entra_settings() {
+        let ca = ca_file("good.pem", &ca_pem());
+        let c = with_entra().obo_redis_ca_file(&ca).build().unwrap();
+        let l2 = c.exchange.l2.as_ref().unwrap();
+        assert!(l2.ca.is_some());
+        let entra = l2.entra.as_ref().unwrap();
+        assert_eq!(
+            entra.tenant, T,
+            "tokens for Redis come from the home tenant"
+        );
+        assert_eq!(entra.username, None, "default: the token's oid");
+        let c = with_entra()
+            .obo_redis_username("6a3c0e0e-5b1a-4c56-9d8f-0e1f2a3b4c5d")
+            .build()
+            .unwrap();
+        let entra = c.exchange.l2.as_ref().unwrap().entra.clone().unwrap();
+        assert_eq!(
+            entra.username.as_deref(),
+            Some("6a3c0e0e-5b1a-4c56-9d8f-0e1f2a3b4c5d")
+        );
+        assert!(with_redis()
+            .build()
+            .unwrap()
+            .exchange
+            .l2
+            .unwrap()
+            .entra
+            .is_none());
+    }
+
+    #[test]
+    fn tls_and_entra_errors_name_the_field() {
+        let empty = ca_file("empty.pem", "");
+        let key_only = ca_file(
+            "key.pem",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        );
+        let good = ca_file("ca.pem", &ca_pem());
+        let cases = [
+            (
+                with_entra().obo_redis_ca_file("/nonexistent/ca.pem"),
+                "obo_redis_ca_file",
+                "/nonexistent/ca.pem",
+            ),
+            (
+                with_entra().obo_redis_ca_file(&empty),
+                "obo_redis_ca_file",
+                "no PEM certificate",
+            ),
+            (
+                with_entra().obo_redis_ca_file(&key_only),
+                "obo_redis_ca_file",
+                "no PEM certificate",
+            ),
+            (
+                with_redis().obo_redis_ca_file(&good),
+                "obo_redis_ca_file",
+                "rediss://",
+            ),
+            (
+                base().obo_redis_ca_file(&good),
+                "obo_redis_ca_file",
+                "Redis URL",
+            ),
+            (
+                with_redis().client_secret("s3cret").obo_redis_entra(true),
+                "obo_redis_entra",
+                "password",
+            ),
+            (
+                with_entra().obo_redis_url("rediss://someone@cache.example.com:10000"),
+                "obo_redis_entra",
+                "user",
+            ),
+            (
+                base()
+                    .obo_redis_url("rediss://cache.example.com:10000")
+                    .obo_cache_key(key(1))
+                    .obo_redis_entra(true),
+                "obo_redis_entra",
+                "AZURE_CLIENT_SECRET",
+            ),
+            (
+                with_entra().obo_redis_username("a b"),
+                "obo_redis_username",
+                "object id",
+            ),
+            (
+                with_redis().obo_redis_username("someone"),
+                "obo_redis_username",
+                "OBO_REDIS_ENTRA",
+            ),
+        ];
+        for (b, field, why) in cases {
+            let e = b.build().expect_err(field);
+            assert_eq!(e.field(), field, "{e}");
+            assert!(e.reason().contains(why), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn from_lookup_reads_the_tls_and_entra_variables() {
+        let ca = ca_file("env.pem", &ca_pem());
+        let ca = ca.to_str().unwrap().to_owned();
+        let env = |k: &str| match k {
+            "AZURE_TENANT_ID" => Some(T.to_owned()),
+            "AZURE_CLIENT_ID" => Some(C.to_owned()),
+            "AZURE_CLIENT_SECRET" => Some("s3cret".to_owned()),
+            "OBO_REDIS_URL" => Some("rediss://cache.example.com:10000".to_owned()),
+            "OBO_CACHE_KEY" => Some(key(1)),
+            "OBO_REDIS_CA_FILE" => Some(ca.clone()),
+            "OBO_REDIS_ENTRA" => Some("true".to_owned()),
+            "OBO_REDIS_USERNAME" => Some("6a3c0e0e-5b1a-4c56-9d8f-0e1f2a3b4c5d".to_owned()),
+            _ => None,
+        };
+        let c = OboConfigBuilder::from_lookup(env).unwrap().build().unwrap();
+        let l2 = c.exchange.l2.as_ref().unwrap();
+        assert!(l2.ca.is_some());
+        assert!(l2.entra.as_ref().unwrap().username.is_some());
+
+        let cases: [(&str, &str, &str); 4] = [
+            ("OBO_REDIS_ENTRA", "maybe", "obo_redis_entra"),
+            (
+                "OBO_REDIS_CA_FILE",
+                "/nonexistent/ca.pem",
+                "obo_redis_ca_file",
+            ),
+            ("AZURE_CLIENT_SECRET", "", "obo_redis_entra"),
+            (
+                "OBO_REDIS_URL",
+                "rediss://:pw@cache.example.com:10000",
+                "obo_redis_entra",
+            ),
+        ];
+        for (variable, value, field) in cases {
+            let env = |k: &str| {
+                if k == variable {
+                    Some(value.to_owned())
+                } else {
+                    env(k)
+                }
+            };
+            let e = match OboConfigBuilder::from_lookup(env) {
+                Err(e) => e,
+                Ok(b) => b.build().unwrap_err(),
+            };
+            assert_eq!(e.field(), field, "{variable}: {e}");
+            if field != "obo_redis_entra" || variable == "OBO_REDIS_ENTRA" {
+                assert!(e.reason().contains(variable), "{variable}: {e}");
+            } else {
+                assert!(
+                    e.reason().contains("OBO_REDIS_ENTRA"),
+                    "names the variable: {e}"
+                );
+            }
+        }
     }
 }
 

@@ -108,6 +108,9 @@ pub(crate) struct Exchanger {
     counters: Counters,
     #[cfg(feature = "redis")]
     l2: Option<l2::L2Cache>,
+    /// Entra authentication to Redis, shared by the L2 and the session store.
+    #[cfg(feature = "redis")]
+    redis_auth: Option<l2::EntraAuth>,
 }
 
 impl Exchanger {
@@ -118,14 +121,21 @@ impl Exchanger {
         let capabilities = request_claims(&settings.client_capabilities, None)
             .ok()
             .flatten();
+        let endpoint = Arc::new(TokenEndpoint::new(http, Arc::clone(&settings)));
+        #[cfg(feature = "redis")]
+        let redis_auth = (settings.l2.as_ref())
+            .and_then(|s| s.entra.clone())
+            .map(|e| l2::EntraAuth::new(e, Arc::clone(&endpoint), Arc::clone(&settings.clock)));
         Self {
             capabilities,
-            endpoint: Arc::new(TokenEndpoint::new(http, Arc::clone(&settings))),
+            endpoint,
             #[cfg(feature = "redis")]
             l2: settings
                 .l2
                 .as_ref()
-                .and_then(|s| l2::L2Cache::new(s, &settings.client_id)),
+                .and_then(|s| l2::L2Cache::new(s, redis_auth.as_ref(), &settings.client_id)),
+            #[cfg(feature = "redis")]
+            redis_auth,
             settings,
             cache,
             counters: Counters::default(),
@@ -164,6 +174,12 @@ impl Exchanger {
     /// The token endpoint client (shared with sessions: one throttling backoff).
     pub(crate) fn endpoint(&self) -> Arc<TokenEndpoint> {
         Arc::clone(&self.endpoint)
+    }
+
+    /// Entra authentication to Redis, if configured (the session store shares it).
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_auth(&self) -> Option<&l2::EntraAuth> {
+        self.redis_auth.as_ref()
     }
 
     /// The settings of the exchange (sessions use the same clock and margins).

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::exchange::l2::{L2Settings, Outcome, SealedNamespace};
+use crate::exchange::l2::{EntraAuth, L2Settings, Outcome, SealedNamespace};
 
 use super::{RecordVersion, SessionKey, SessionRecord, SessionStore, StoreError, StoreFuture};
 
@@ -35,9 +35,14 @@ pub(crate) struct RedisSessionStore {
 
 impl RedisSessionStore {
     /// `None` (logged) if the settings cannot be used; `build()` checked them.
-    pub(crate) fn new(settings: &L2Settings, client_id: &str) -> Option<Self> {
+    pub(crate) fn new(
+        settings: &L2Settings,
+        auth: Option<&EntraAuth>,
+        client_id: &str,
+    ) -> Option<Self> {
         let ns = SealedNamespace::new(
             settings,
+            auth,
             client_id,
             DOMAIN,
             "session:",

@@ -863,3 +863,51 @@ async fn scope_names_match_case_insensitively_and_are_granted_as_registered() {
     let scp = claims_of(answer.2["access_token"].as_str().unwrap_or_default())["scp"].clone();
     assert_eq!(scp, "access_as_user Custom.Thing");
 }
+
+/// Per-scope faults fail one resource's tokens only; issued access tokens are kept
+/// for a test playing that resource (a Redis ACL whose password is the token).
+#[tokio::test]
+async fn scope_faults_and_the_issued_tokens() {
+    let entra = EntraStandIn::start().await;
+    entra.add_resource("https://redis.azure.com");
+    let tid = entra.home_tenant();
+    let app_form = |scope: &str| -> Form {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", entra.api_client_id()),
+            ("client_secret", entra.client_secret()),
+            ("scope", scope.to_owned()),
+        ]
+    };
+    const REDIS: &str = "https://redis.azure.com/.default";
+    let ok = post_token(&entra, &tid, &app_form(REDIS)).await;
+    assert_eq!(ok.0, 200);
+    let token = ok.2["access_token"].as_str().unwrap().to_owned();
+    let claims = claims_of(&token);
+    assert_eq!(claims["aud"], "https://redis.azure.com");
+    assert_eq!(claims["idtyp"], "app");
+    assert!(
+        claims["oid"].is_string(),
+        "the service principal's object id"
+    );
+    assert_eq!(entra.issued_access_tokens(), std::slice::from_ref(&token));
+
+    entra.inject_token_fault_for_scope(
+        "HTTPS://redis.azure.com/.default",
+        TokenFault::ServiceUnavailable { retry_after: None },
+    );
+    assert_eq!(post_token(&entra, &tid, &app_form(REDIS)).await.0, 503);
+    let graph = post_token(
+        &entra,
+        &tid,
+        &app_form("https://graph.microsoft.com/.default"),
+    )
+    .await;
+    assert_eq!(graph.0, 200, "another resource's tokens are issued");
+    let issued = entra.issued_access_tokens();
+    assert_eq!(issued.len(), 2, "failed requests issue nothing");
+    assert_eq!(issued[0], token);
+    entra.clear_token_faults();
+    assert_eq!(post_token(&entra, &tid, &app_form(REDIS)).await.0, 200);
+    assert_eq!(entra.issued_access_tokens().len(), 3);
+}

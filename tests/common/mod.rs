@@ -3,6 +3,8 @@
 
 pub mod recorded;
 #[cfg(feature = "redis")]
+pub mod redis_cluster;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 
 use std::sync::{Arc, Mutex};

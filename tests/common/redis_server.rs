@@ -45,6 +45,39 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports");
     }
 
+    /// A server on `port` (its files in a directory of its own), or `None` if it
+    /// exited at start (the port was taken).
+    pub async fn start_on(port: u16, args: &[&str]) -> Option<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("axum-obo-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            port,
+            dir,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
+        server.spawn().await.then_some(server)
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process: a stopped server
+    /// accepts connections (the kernel's backlog) and never answers.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill -{signal}");
+        }
+    }
+
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Spawns on `self.port`; false if the process exited (port taken meanwhile).
     pub async fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")

@@ -4,6 +4,11 @@
 //! - [`tier`]: read-through and write-through of entries, Redis keys, associated data.
 //! - [`seal`]: AES-256-GCM sealing of values, key ids and rotation.
 //! - [`store`]: the Redis connection: lazy, reconnecting, timed out, with a breaker.
+//! - [`client`]: the one function building a Redis client (standalone or cluster).
+//! - [`cluster`]: the Redis Cluster connection, with one breaker per master.
+//! - [`tls`]: `rediss://` with the system roots or a private CA (`OBO_REDIS_CA_FILE`).
+//! - [`entra_auth`]: Microsoft Entra authentication (`OBO_REDIS_ENTRA`): `AUTH`
+//!   with this API's token for Azure Managed Redis, renewed before it expires.
 //! - [`settings`]: the validated settings the configuration builder hands over.
 //!
 //! # Where it sits
@@ -44,17 +49,26 @@
 //! error, a timeout or a value that does not open is a miss (the token is
 //! exchanged as without L2). After a failure the L2 is skipped for one second,
 //! then one call probes it; the connection manager reconnects in the background.
+//! In a Redis Cluster the breaker is per master: a dead master costs misses for
+//! its own keys only (see [`cluster`]).
 //! A failure streak logs one warning, recovery one info line; counters are in
 //! [`OboStats`](crate::stats::OboStats).
 
+mod client;
+mod cluster;
+mod entra_auth;
 mod namespace;
 mod seal;
 mod settings;
 mod store;
 mod tier;
+mod tls;
 
+pub(crate) use client::{build_client, RedisOptions};
+pub(crate) use entra_auth::{EntraAuth, EntraRedisSettings};
 pub(crate) use namespace::SealedNamespace;
 pub(crate) use seal::L2Key;
-pub(crate) use settings::L2Settings;
+pub(crate) use settings::{split_urls, L2Settings};
 pub(crate) use store::Outcome;
 pub(crate) use tier::L2Cache;
+pub(crate) use tls::RedisCa;

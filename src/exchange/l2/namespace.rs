@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use super::seal::{Sealer, VERSION};
 use super::store::RedisStore;
-use super::L2Settings;
+use super::{EntraAuth, L2Settings, RedisOptions};
 
 /// The Redis connection, the sealer and the naming rules of one use of the L2.
 #[derive(Debug)]
@@ -27,15 +27,20 @@ pub(crate) struct SealedNamespace {
 
 impl SealedNamespace {
     /// `None` (logged, naming `what`) if the settings cannot be used; `build()`
-    /// checked them.
+    /// checked them. `auth`: the layer's Entra authentication, if configured.
     pub(crate) fn new(
         settings: &L2Settings,
+        auth: Option<&EntraAuth>,
         client_id: &str,
         domain: &'static [u8],
         infix: &'static str,
         what: &str,
     ) -> Option<Self> {
-        let store = RedisStore::new(settings.url.expose(), settings.timeout)
+        let options = RedisOptions {
+            auth: auth.cloned(),
+            ..settings.redis_options()
+        };
+        let store = RedisStore::new(&options)
             .inspect_err(|e| tracing::error!(error = %e, "{what} disabled: bad URL"))
             .ok()?;
         let sealer = Sealer::new(&settings.key, &settings.old_keys)?;

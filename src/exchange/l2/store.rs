@@ -1,14 +1,19 @@
 //! The Redis connection of the L2: connected lazily, reconnecting, every call
 //! bounded by a short timeout, and skipped for a while after a failure.
+//!
+//! Standalone, one connection manager and one breaker; in a cluster, the
+//! cluster connection and one breaker per master ([`cluster`](super::cluster)).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::io::tcp::TcpSettings;
-use redis::IntoConnectionInfo as _;
+
+use super::client::{build_client, RedisClient, RedisOptions};
+use super::cluster::ClusterStore;
+use super::entra_auth::{AuthState, EntraAuth};
 
 /// After a failure, L2 calls are skipped this long; then one call probes Redis.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -25,41 +30,66 @@ pub(crate) enum Outcome<T> {
 }
 
 /// A Redis connection (shared by every request) with a timeout and a breaker.
+#[derive(Debug)]
 pub(crate) struct RedisStore {
-    client: redis::Client,
-    /// Created on first use, inside the runtime (the manager spawns tasks).
-    manager: OnceLock<Option<ConnectionManager>>,
+    conn: Conn,
     timeout: Duration,
-    health: Health,
+    /// Entra authentication (`OBO_REDIS_ENTRA`): `AUTH` with a renewed token.
+    auth: Option<EntraAuth>,
 }
 
-impl fmt::Debug for RedisStore {
+/// Either mode's connection and breakers.
+enum Conn {
+    Standalone {
+        client: Box<redis::Client>,
+        /// Created on first use, inside the runtime (the manager spawns tasks).
+        manager: OnceLock<Option<ConnectionManager>>,
+        health: Arc<Health>,
+    },
+    Cluster(Arc<ClusterStore>),
+}
+
+impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("timeout", &self.timeout)
-            .field("down", &self.health.down.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+        match self {
+            Self::Standalone { health, .. } => f
+                .debug_struct("Standalone")
+                .field("down", &health.is_down())
+                .finish_non_exhaustive(),
+            Self::Cluster(cluster) => cluster.fmt(f),
+        }
     }
+}
+
+/// A connection taken for one call.
+enum Connection {
+    Standalone(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl RedisStore {
     /// Never connects: the connection is made by the first call.
-    pub(crate) fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        // Small request/response exchanges: no Nagle delay.
-        let info = url
-            .into_connection_info()?
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    pub(crate) fn new(options: &RedisOptions) -> redis::RedisResult<Self> {
+        let conn = match build_client(options)? {
+            RedisClient::Standalone(client) => Conn::Standalone {
+                client,
+                manager: OnceLock::new(),
+                health: Arc::new(Health::new("")),
+            },
+            RedisClient::Cluster(client) => {
+                Conn::Cluster(Arc::new(ClusterStore::new(*client, options.timeout)))
+            }
+        };
         Ok(Self {
-            client: redis::Client::open(info)?,
-            manager: OnceLock::new(),
-            timeout,
-            health: Health::new(),
+            conn,
+            timeout: options.timeout,
+            auth: options.auth.clone(),
         })
     }
 
     /// `GET key`.
     pub(crate) async fn get(&self, key: &str) -> Outcome<Option<Vec<u8>>> {
-        self.run("GET", redis::cmd("GET").arg(key)).await
+        self.run("GET", key, redis::cmd("GET").arg(key)).await
     }
 
     /// `SET key value PX ttl`.
@@ -67,6 +97,7 @@ impl RedisStore {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(
             "SET",
+            key,
             redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis),
         )
         .await
@@ -88,6 +119,7 @@ impl RedisStore {
         let set = self
             .run::<i64>(
                 "EVAL",
+                key,
                 redis::cmd("EVAL")
                     .arg(SCRIPT)
                     .arg(1)
@@ -106,7 +138,7 @@ impl RedisStore {
 
     /// `DEL key` (a missing key is not an error).
     pub(crate) async fn del(&self, key: &str) -> Outcome<()> {
-        self.run("DEL", redis::cmd("DEL").arg(key)).await
+        self.run("DEL", key, redis::cmd("DEL").arg(key)).await
     }
 
     /// `DEL key` if it still holds `value`, atomically (a Lua script): a value
@@ -120,63 +152,118 @@ impl RedisStore {
             .arg(key)
             .arg(value)
             .to_owned();
-        match self.run::<i64>("DEL", &cmd).await {
+        match self.run::<i64>("DEL", key, &cmd).await {
             Outcome::Done(n) => Outcome::Done(n > 0),
             Outcome::Skipped => Outcome::Skipped,
             Outcome::Failed => Outcome::Failed,
         }
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, op: &str, cmd: &redis::Cmd) -> Outcome<T> {
-        if !self.health.admit() {
+    /// Runs `cmd`, whose only key is `key`, through `key`'s breaker.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        op: &str,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Outcome<T> {
+        let health = match &self.conn {
+            Conn::Standalone { health, .. } => Arc::clone(health),
+            Conn::Cluster(cluster) => cluster.health(key),
+        };
+        if !health.admit() {
             return Outcome::Skipped;
         }
-        let Some(mut conn) = self.connection() else {
+        if let Some(outcome) = self.authenticated(op, &health).await {
+            return outcome;
+        }
+        let Some(conn) = self.connection() else {
             return Outcome::Failed;
         };
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+        let call = async {
+            match conn {
+                Connection::Standalone(mut c) => cmd.query_async::<T>(&mut c).await,
+                Connection::Cluster(mut c) => cmd.query_async::<T>(&mut c).await,
+            }
+        };
+        let error = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => {
-                self.health.succeeded();
-                Outcome::Done(v)
+                health.succeeded();
+                return Outcome::Done(v);
             }
-            Ok(Err(e)) => {
-                self.health.failed(op, &e);
-                Outcome::Failed
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", self.timeout),
+        };
+        health.failed(op, &error);
+        if let Conn::Cluster(cluster) = &self.conn {
+            cluster.failed();
+        }
+        Outcome::Failed
+    }
+
+    /// With Entra authentication, `None` when a token is valid by the clock;
+    /// else the call's outcome: skipped while the first token is on its way
+    /// (waited for within the timeout), failed once it has expired.
+    async fn authenticated<T>(&self, op: &str, health: &Health) -> Option<Outcome<T>> {
+        let auth = self.auth.as_ref()?;
+        auth.poke();
+        match auth.state() {
+            AuthState::Ready => None,
+            AuthState::Pending => {
+                let _ = tokio::time::timeout(self.timeout, auth.first_token()).await;
+                (auth.state() != AuthState::Ready).then_some(Outcome::Skipped)
             }
-            Err(_) => {
-                self.health
-                    .failed(op, &format_args!("no answer within {:?}", self.timeout));
-                Outcome::Failed
+            AuthState::Expired => {
+                health.failed(
+                    op,
+                    &"the Entra token for Redis expired and could not be renewed",
+                );
+                Some(Outcome::Failed)
             }
         }
     }
 
-    fn connection(&self) -> Option<ConnectionManager> {
-        self.manager
+    fn connection(&self) -> Option<Connection> {
+        let (client, manager) = match &self.conn {
+            Conn::Cluster(cluster) => return Some(Connection::Cluster(cluster.connection())),
+            Conn::Standalone {
+                client, manager, ..
+            } => (client, manager),
+        };
+        manager
             .get_or_init(|| {
-                let config = ConnectionManagerConfig::new()
+                let mut config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(self.timeout.max(Duration::from_secs(1))))
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_secs(1));
+                if let Some(auth) = &self.auth {
+                    config = config.set_credentials_provider(auth.clone());
+                }
                 // Fails only for push/resubscribe options, which are not set.
-                let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                let manager = ConnectionManager::new_lazy_with_config((**client).clone(), config)
                     .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled"))
                     .ok()?;
-                // Connect in the background, whatever the first call's timeout.
+                // Connect in the background, whatever the first call's timeout;
+                // a refusal (TLS, AUTH) is logged with its cause, which a call
+                // timing out first would not see.
                 let mut warm = manager.clone();
                 tokio::spawn(async move {
-                    let _ = redis::cmd("PING").query_async::<()>(&mut warm).await;
+                    if let Err(error) = redis::cmd("PING").query_async::<()>(&mut warm).await {
+                        tracing::warn!(%error, "Redis L2: cannot connect");
+                    }
                 });
                 Some(manager)
             })
             .clone()
+            .map(Connection::Standalone)
     }
 }
 
 /// A breaker: after a failure, calls are skipped for [`RETRY_AFTER`]; then one
 /// call at a time probes. Warns once per failure streak, not per request.
-struct Health {
+pub(super) struct Health {
+    /// `host:port` of the cluster node it guards; empty in standalone mode.
+    node: Box<str>,
     epoch: Instant,
     down: AtomicBool,
     /// Milliseconds since `epoch` before which calls are skipped.
@@ -184,8 +271,9 @@ struct Health {
 }
 
 impl Health {
-    fn new() -> Self {
+    pub(super) fn new(node: &str) -> Self {
         Self {
+            node: node.into(),
             epoch: Instant::now(),
             down: AtomicBool::new(false),
             retry_at: AtomicU64::new(0),
@@ -200,8 +288,18 @@ impl Health {
         self.now_ms().saturating_add(RETRY_AFTER.as_millis() as u64)
     }
 
+    /// The cluster node it guards (empty in standalone mode).
+    pub(super) fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether calls are failing.
+    pub(super) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
     /// Whether a call may go to Redis now.
-    fn admit(&self) -> bool {
+    pub(super) fn admit(&self) -> bool {
         if !self.down.load(Ordering::Acquire) {
             return true;
         }
@@ -214,22 +312,23 @@ impl Health {
                 .is_ok()
     }
 
-    fn failed(&self, op: &str, error: &dyn fmt::Display) {
+    pub(super) fn failed(&self, op: &str, error: &dyn fmt::Display) {
         self.retry_at.store(self.later(), Ordering::Release);
         if !self.down.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 %error,
                 op,
+                node = %self.node,
                 "Redis L2 unavailable; serving from the in-memory cache and Entra, retrying every {RETRY_AFTER:?}"
             );
         } else {
-            tracing::debug!(%error, op, "Redis L2 still unavailable");
+            tracing::debug!(%error, op, node = %self.node, "Redis L2 still unavailable");
         }
     }
 
-    fn succeeded(&self) {
+    pub(super) fn succeeded(&self) {
         if self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel) {
-            tracing::info!("Redis L2 available again");
+            tracing::info!(node = %self.node, "Redis L2 available again");
         }
     }
 }
@@ -240,7 +339,7 @@ mod tests {
 
     #[test]
     fn breaker_skips_after_a_failure_then_lets_one_probe_through() {
-        let h = Health::new();
+        let h = Health::new("");
         assert!(h.admit() && h.admit(), "healthy: every call goes through");
         h.failed("GET", &"boom");
         assert!(!h.admit(), "skipped right after a failure");

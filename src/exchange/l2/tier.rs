@@ -44,9 +44,13 @@ struct EntryIn {
 
 impl L2Cache {
     /// `None` (logged) if the settings cannot be used; `build()` checked them.
-    pub(crate) fn new(settings: &L2Settings, client_id: &str) -> Option<Self> {
+    pub(crate) fn new(
+        settings: &L2Settings,
+        auth: Option<&super::EntraAuth>,
+        client_id: &str,
+    ) -> Option<Self> {
         Some(Self {
-            ns: SealedNamespace::new(settings, client_id, DOMAIN, "", "Redis L2")?,
+            ns: SealedNamespace::new(settings, auth, client_id, DOMAIN, "", "Redis L2")?,
             warned_rejected: AtomicBool::new(false),
         })
     }

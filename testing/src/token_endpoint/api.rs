@@ -169,7 +169,22 @@ impl EntraStandIn {
         self.shared.token_endpoint.inject_for_user(oid, fault);
     }
 
-    /// Removes every injected token-endpoint fault (global and per-user).
+    /// Answers every token request whose `scope` includes `scope` (one scope, compared
+    /// case-insensitively, e.g. `https://redis.azure.com/.default`) with `fault`, until
+    /// cleared: one resource's tokens fail while the others' are issued. Global and
+    /// per-user faults take precedence.
+    pub fn inject_token_fault_for_scope(&self, scope: &str, fault: TokenFault) {
+        self.shared.token_endpoint.inject_for_scope(scope, fault);
+    }
+
+    /// The access tokens issued so far (the latest 64), oldest first: for a test that
+    /// plays the resource the tokens are for (e.g. a Redis server whose ACL password is
+    /// the current token).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.shared.token_endpoint.issued_tokens()
+    }
+
+    /// Removes every injected token-endpoint fault (global, per-user and per-scope).
     pub fn clear_token_faults(&self) {
         self.shared.token_endpoint.clear_faults();
     }

@@ -56,7 +56,7 @@ pub(crate) async fn token(
             form.get("refresh_token")
                 .and_then(|token| endpoint.refresh_token_oid(token))
         });
-    let response = match endpoint.take_fault(oid.as_deref()) {
+    let response = match endpoint.take_fault(oid.as_deref(), form.get("scope")) {
         Some(TokenFault::Hang) => {
             endpoint.record(record(0));
             endpoint.closed().await;
@@ -90,6 +90,9 @@ fn answer(
     match grant(shared, segment, form, headers) {
         Ok(body) => {
             shared.token_endpoint.count_issued();
+            if let Some(token) = body.get("access_token").and_then(Value::as_str) {
+                shared.token_endpoint.keep_issued_token(token);
+            }
             response::json(StatusCode::OK, &body, ids, Caching::NoStore)
         }
         Err(error) => error.into_response(&shared.authority, ids),

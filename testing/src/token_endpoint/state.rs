@@ -49,7 +49,12 @@ struct Faults {
     global: FaultQueue<TokenFault>,
     /// By lowercase `oid`.
     per_user: HashMap<String, TokenFault>,
+    /// By lowercase scope (one item of the request's `scope`).
+    per_scope: HashMap<String, TokenFault>,
 }
+
+/// How many issued access tokens [`TokenEndpoint::issued_tokens`] keeps.
+const KEPT_TOKENS: usize = 64;
 
 /// The token endpoint's state inside one stand-in.
 #[derive(Debug)]
@@ -69,6 +74,8 @@ pub(crate) struct TokenEndpoint {
     faults: Mutex<Faults>,
     requests: AtomicUsize,
     issued: AtomicUsize,
+    /// The latest issued access tokens, oldest first.
+    issued_tokens: Mutex<std::collections::VecDeque<String>>,
     log: Mutex<Vec<TokenRequestRecord>>,
     refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     refuse_refresh_reuse: AtomicBool,
@@ -114,6 +121,7 @@ impl TokenEndpoint {
             faults: Mutex::new(Faults::default()),
             requests: AtomicUsize::new(0),
             issued: AtomicUsize::new(0),
+            issued_tokens: Mutex::new(std::collections::VecDeque::new()),
             log: Mutex::new(Vec::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             refuse_refresh_reuse: AtomicBool::new(false),
@@ -249,6 +257,13 @@ impl TokenEndpoint {
             .insert(oid.to_ascii_lowercase(), fault);
     }
 
+    /// Answers every request with `scope` among its scopes with `fault` until cleared.
+    pub(super) fn inject_for_scope(&self, scope: &str, fault: TokenFault) {
+        lock(&self.faults)
+            .per_scope
+            .insert(scope.to_ascii_lowercase(), fault);
+    }
+
     /// Removes every scripted fault.
     pub(super) fn clear_faults(&self) {
         *lock(&self.faults) = Faults::default();
@@ -256,12 +271,32 @@ impl TokenEndpoint {
 
     /// The fault for a request whose assertion names `oid` (consuming one use of a global
     /// one).
-    pub(super) fn take_fault(&self, oid: Option<&str>) -> Option<TokenFault> {
+    pub(super) fn take_fault(&self, oid: Option<&str>, scope: Option<&str>) -> Option<TokenFault> {
         let mut faults = lock(&self.faults);
         if let Some(fault) = faults.global.take() {
             return Some(fault);
         }
+        let by_scope = || {
+            scope?
+                .split_whitespace()
+                .find_map(|s| faults.per_scope.get(&s.to_ascii_lowercase()).cloned())
+        };
         oid.and_then(|oid| faults.per_user.get(&oid.to_ascii_lowercase()).cloned())
+            .or_else(by_scope)
+    }
+
+    /// Keeps an issued access token (the latest [`KEPT_TOKENS`]).
+    pub(super) fn keep_issued_token(&self, token: &str) {
+        let mut kept = lock(&self.issued_tokens);
+        if kept.len() == KEPT_TOKENS {
+            kept.pop_front();
+        }
+        kept.push_back(token.to_owned());
+    }
+
+    /// The latest issued access tokens, oldest first.
+    pub(super) fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.issued_tokens).iter().cloned().collect()
     }
 
     /// Counts a request on arrival.
