@@ -10,14 +10,21 @@
 //!
 //! A dead master must cost misses for its own keys only. The store keeps its own
 //! copy of the slot map (`CLUSTER SLOTS`, read through the cluster connection at
-//! start and again after a failure, at most once per
-//! [`RETRY_AFTER`](super::store::RETRY_AFTER)) and one [`Health`] per master:
-//! a key's calls go through its master's breaker. After a failover the refreshed
+//! start, again after a failure or while unknown, at most once per
+//! [`RETRY_AFTER`](super::store::RETRY_AFTER), and every 30 s) and one
+//! [`Health`] per master: a key's calls go through its master's breaker, which
+//! after a failure skips that master's keys for a second, then lets one call
+//! probe it. After a failover the refreshed
 //! map names the promoted replica, whose breaker is closed, so its keys are
 //! served again as soon as the map is read. The map only chooses the breaker;
 //! the cluster connection still routes every command itself, so a stale map
 //! never sends a command to the wrong node. Until the map is known (or when
 //! reading it fails) every key shares one breaker, as in standalone mode.
+//!
+//! The cluster connection itself holds every request while it reads a new slot
+//! map and reconnects to the nodes (after a `MOVED`, or a node refusing
+//! connections); its connection timeout (the L2 timeout, at least 250 ms)
+//! bounds that pause, and the store's timeout bounds every call regardless.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
