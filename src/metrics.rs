@@ -12,7 +12,7 @@
 //! The two hot paths, a token found in the validated-token cache and a downstream
 //! token found in the On-Behalf-Of cache, increment counter handles that each
 //! layer registers once, at its first such hit: with no recorder installed (the
-//! facade's no-op recorder) that is about 20 and 8 instructions per request
+//! facade's no-op recorder) that is about 13 and 20 instructions per request
 //! (callgrind, release build), with a recorder one atomic add per counter. Like
 //! any `metrics` handle they stay bound to the recorder installed when they were
 //! registered, so **install the recorder before the layer serves requests** (an
@@ -48,7 +48,7 @@
 //! | `axum_obo_cae_reexchanges_total` | counter | challenges | `outcome` = `ok`/`failed` | downstream claims challenges (Continuous Access Evaluation) the client could answer: with a new token and one retry (`ok`), or not (`failed`: Entra needs the user, or refused, or the challenge was unacceptable); challenges without client capabilities configured are relayed and not counted |
 //! | `axum_obo_sessions_started_total` | counter | sessions | — | long-running sessions started |
 //! | `axum_obo_session_refreshes_total` | counter | refreshes | `outcome` = `ok`/`failed` | session refresh-token redemptions |
-//! | `axum_obo_sessions_ended_total` | counter | sessions | `reason` = `ended`/`idle`/`revoked` | sessions ended: by the app (`ended`: each `Sessions::end` call), found unused past the idle timeout (`idle`), or because Entra refused their refresh token (`revoked`) |
+//! | `axum_obo_sessions_ended_total` | counter | sessions | `reason` = `ended`/`idle`/`revoked` | sessions ended: by the app (`ended`: a `Sessions::end` call that found the session; ending it again, or an unknown key, is not counted), found unused past the idle timeout (`idle`), or because Entra refused their refresh token (`revoked`) |
 //!
 //! ## `axum_obo_validations_total`
 //!
@@ -102,7 +102,12 @@
 //! `OBO_METRICS_TENANT_LABEL=true`): one time series per tenant is fine for a
 //! handful of tenants, not for a multi-tenant API open to any. Even then, a
 //! refused token's tenant is never a label (its claims are not verified: an
-//! attacker would choose the series); only tokens that validated carry it.
+//! attacker would choose the series); only tokens that validated carry it. With
+//! any tenant admitted ([`allow_any_tenant`](crate::OboConfigBuilder::allow_any_tenant),
+//! `OBO_ALLOWED_TENANTS=*`) any organization signs valid tokens, so a policy or
+//! admission refusal's tenant is not a label either; accepted requests and
+//! exchanges still carry theirs, so combine the label with an admission hook that
+//! admits known tenants only.
 //!
 //! # `OboStats` and these metrics
 //!

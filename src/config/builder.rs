@@ -281,7 +281,10 @@ impl OboConfigBuilder {
     /// Whether the metrics (feature `metrics`, see [`crate::metrics`]) of
     /// validations and exchanges carry the label `tenant` (the tenant id of a
     /// token that validated). Default `false`: one time series per tenant suits a
-    /// handful of tenants, not a multi-tenant API open to any organization.
+    /// handful of tenants, not a multi-tenant API open to any organization. With
+    /// [`allow_any_tenant`](Self::allow_any_tenant), refusals carry no tenant (any
+    /// organization signs valid tokens) and accepted requests do: admit known
+    /// tenants only, with an [admission hook](crate::admission).
     /// Environment: `OBO_METRICS_TENANT_LABEL` (`true` or `false`).
     pub fn metrics_tenant_label(mut self, label: bool) -> Self {
         self.forget_origin("metrics_tenant_label");
