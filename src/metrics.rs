@@ -114,8 +114,11 @@
 //! [`OboStats`](crate::stats::OboStats) ([`OboLayer::stats`](crate::OboLayer::stats))
 //! is a programmatic snapshot of one layer's On-Behalf-Of cache, always on, for a
 //! health endpoint or a test. These metrics are process-wide time series for
-//! dashboards: every layer of the process adds to the same series, and they cover
-//! validation, keys, sessions and downstream calls too.
+//! dashboards: every layer of the process adds to the same counters and
+//! histograms, and they cover validation, keys, sessions and downstream calls too.
+//! An On-Behalf-Of exchange refused without asking Entra (an app-only token, an
+//! inbound token about to expire) is no token request: `OboStats::preflight_refusals`
+//! counts it, no metric does.
 //!
 //! The L1 gauges are set after every exchange (a token put in, a stale one
 //! evicted), once the cache's pending work has run, and when
@@ -123,6 +126,9 @@
 //! [`OboLayer::stats`](crate::OboLayer::stats) (as the cache knows it then) is
 //! read; never on a hit. Entries that expire are seen at the next of these: a
 //! metrics endpoint that wants exact gauges calls `cache_usage` before rendering.
+//! The gauges are set, not added to: with several layers in one process (not
+//! clones of one, which share their cache) they show the size of the layer that
+//! set them last; read each layer's `cache_usage` for its own.
 
 /// Requests decided by the layer (counter; `outcome`, `reason`, opt-in `tenant`).
 pub const VALIDATIONS_TOTAL: &str = "axum_obo_validations_total";
