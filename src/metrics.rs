@@ -107,7 +107,11 @@
 //! `OBO_ALLOWED_TENANTS=*`) any organization signs valid tokens, so a policy or
 //! admission refusal's tenant is not a label either; accepted requests and
 //! exchanges still carry theirs, so combine the label with an admission hook that
-//! admits known tenants only.
+//! admits known tenants only. A tenant the app names for a token of its own
+//! ([`OboLayer::app_token`](crate::OboLayer::app_token), an agent's tokens; the
+//! sidecar's `optionsOverride.AcquireTokenOptions.Tenant`) is verified by no
+//! token: its exchanges carry it only when it is the home tenant or listed in
+//! `allowed_tenants`.
 //!
 //! # `OboStats` and these metrics
 //!

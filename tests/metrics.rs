@@ -963,6 +963,68 @@ async fn with_any_tenant_refused_tokens_carry_no_tenant_label() {
     );
 }
 
+/// A tenant the app names for a token of its own (`app_token`, an agent's
+/// tokens; the sidecar's `optionsOverride.AcquireTokenOptions.Tenant`, chosen by
+/// its caller) was verified by no token: with the tenant label, only the tenants
+/// the layer admits (home and listed) are labels, never any GUID asked for.
+#[tokio::test]
+async fn tenants_named_by_the_app_are_labels_only_when_allowed() {
+    let metrics = Recorder::new();
+    let _guard = metrics.install();
+    let entra = EntraStandIn::start().await;
+    let home = entra.home_tenant();
+    let layer = OboLayer::new(
+        config(&entra)
+            .client_secret(entra.client_secret())
+            .metrics_tenant_label(true)
+            .build()
+            .unwrap(),
+    );
+    let scopes = Scopes::new(["https://graph.microsoft.com/.default"]).unwrap();
+    layer.app_token(&scopes, None).await.unwrap();
+    layer.app_token(&scopes, Some(&home)).await.unwrap();
+    let named = [
+        "11111111-2222-4333-8444-000000000001",
+        "11111111-2222-4333-8444-000000000002",
+        OTHER_TENANT,
+    ];
+    for tid in named {
+        let _ = layer.app_token(&scopes, Some(tid)).await;
+    }
+    let agent_id = entra.add_agent_identity();
+    let agent = layer.agent(&agent_id).unwrap();
+    let _ = agent.app_token::<GraphDefault>(named[0]).await;
+    let r = metrics.take();
+    let tenants: Vec<_> = r
+        .label_values()
+        .into_iter()
+        .filter(|(_, k, _)| k == "tenant")
+        .map(|(_, _, v)| v)
+        .collect();
+    assert!(!tenants.is_empty());
+    assert!(tenants.iter().all(|t| *t == home), "{tenants:?}");
+    assert_eq!(
+        r.counter(
+            m::EXCHANGES_TOTAL,
+            &[
+                ("grant", "client_credentials"),
+                ("outcome", "ok"),
+                ("tenant", &home)
+            ]
+        ),
+        1,
+        "the second is cached"
+    );
+    // The named tenants' requests are counted, without a tenant.
+    let unlabelled: u64 = r
+        .counters(m::EXCHANGES_TOTAL)
+        .into_iter()
+        .filter(|(l, _)| !l.contains_key("tenant"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(unlabelled >= named.len() as u64, "{unlabelled}");
+}
+
 /// Every label value the crate may record, but the opt-in tenant id.
 const DOCUMENTED: &[&str] = &[
     // outcome, result, status_class, scope, tier

@@ -586,6 +586,7 @@ impl OboConfigBuilder {
             max_retries: self.max_retries,
             retry_budget: self.retry_budget,
             metrics_tenant_label: self.metrics_tenant_label,
+            metrics_named_tenants: tenants.clone(),
             client_capabilities: client_capabilities(self.client_capabilities)?,
             timeout: self.http_timeout,
             clock: Arc::clone(&self.clock),
