@@ -650,16 +650,20 @@ async fn authenticate(
         span.record("tid", principal.tid())
             .record("oid", principal.oid());
         let tenant = shared.config.exchange.metrics_tenant(principal.tid());
+        // With any tenant admitted, the policy and the admission hook are what
+        // keep strangers out, and any organization signs valid tokens: a
+        // refusal's tenant would let an attacker add series, so none is a label.
+        let refused_tenant = tenant.filter(|_| !shared.config.admits_any_tenant());
         if let Err(f) = shared.config.policy.check(&principal) {
             span.record("outcome", "forbidden").record("reason", "policy");
-            metrics::refused(Refusal::of_forbidden(&f), tenant);
+            metrics::refused(Refusal::of_forbidden(&f), refused_tenant);
             tracing::debug!("request forbidden: {f}");
             return Err(AuthRejection::Forbidden(f));
         }
         if let Some(admission) = &hooks.admission {
             if let Err(refusal) = admission.check(&principal).await {
                 span.record("outcome", "forbidden").record("reason", "admission");
-                metrics::refused(Refusal::Admission, tenant);
+                metrics::refused(Refusal::Admission, refused_tenant);
                 tracing::debug!("request not admitted: {refusal}");
                 return Err(AuthRejection::NotAdmitted(refusal));
             }

@@ -12,7 +12,7 @@
 //! The two hot paths, a token found in the validated-token cache and a downstream
 //! token found in the On-Behalf-Of cache, increment counter handles that each
 //! layer registers once, at its first such hit: with no recorder installed (the
-//! facade's no-op recorder) that is about 20 and 8 instructions per request
+//! facade's no-op recorder) that is about 13 and 20 instructions per request
 //! (callgrind, release build), with a recorder one atomic add per counter. Like
 //! any `metrics` handle they stay bound to the recorder installed when they were
 //! registered, so **install the recorder before the layer serves requests** (an
@@ -48,7 +48,7 @@
 //! | `axum_obo_cae_reexchanges_total` | counter | challenges | `outcome` = `ok`/`failed` | downstream claims challenges (Continuous Access Evaluation) the client could answer: with a new token and one retry (`ok`), or not (`failed`: Entra needs the user, or refused, or the challenge was unacceptable); challenges without client capabilities configured are relayed and not counted |
 //! | `axum_obo_sessions_started_total` | counter | sessions | — | long-running sessions started |
 //! | `axum_obo_session_refreshes_total` | counter | refreshes | `outcome` = `ok`/`failed` | session refresh-token redemptions |
-//! | `axum_obo_sessions_ended_total` | counter | sessions | `reason` = `ended`/`idle`/`revoked` | sessions ended: by the app (`ended`: each `Sessions::end` call), found unused past the idle timeout (`idle`), or because Entra refused their refresh token (`revoked`) |
+//! | `axum_obo_sessions_ended_total` | counter | sessions | `reason` = `ended`/`idle`/`revoked` | sessions ended: by the app (`ended`: a `Sessions::end` call that found the session; ending it again, or an unknown key, is not counted), found unused past the idle timeout (`idle`), or because Entra refused their refresh token (`revoked`) |
 //!
 //! ## `axum_obo_validations_total`
 //!
@@ -102,15 +102,27 @@
 //! `OBO_METRICS_TENANT_LABEL=true`): one time series per tenant is fine for a
 //! handful of tenants, not for a multi-tenant API open to any. Even then, a
 //! refused token's tenant is never a label (its claims are not verified: an
-//! attacker would choose the series); only tokens that validated carry it.
+//! attacker would choose the series); only tokens that validated carry it. With
+//! any tenant admitted ([`allow_any_tenant`](crate::OboConfigBuilder::allow_any_tenant),
+//! `OBO_ALLOWED_TENANTS=*`) any organization signs valid tokens, so a policy or
+//! admission refusal's tenant is not a label either; accepted requests and
+//! exchanges still carry theirs, so combine the label with an admission hook that
+//! admits known tenants only. A tenant the app names for a token of its own
+//! ([`OboLayer::app_token`](crate::OboLayer::app_token), an agent's tokens; the
+//! sidecar's `optionsOverride.AcquireTokenOptions.Tenant`) is verified by no
+//! token: its exchanges carry it only when it is the home tenant or listed in
+//! `allowed_tenants`.
 //!
 //! # `OboStats` and these metrics
 //!
 //! [`OboStats`](crate::stats::OboStats) ([`OboLayer::stats`](crate::OboLayer::stats))
 //! is a programmatic snapshot of one layer's On-Behalf-Of cache, always on, for a
 //! health endpoint or a test. These metrics are process-wide time series for
-//! dashboards: every layer of the process adds to the same series, and they cover
-//! validation, keys, sessions and downstream calls too.
+//! dashboards: every layer of the process adds to the same counters and
+//! histograms, and they cover validation, keys, sessions and downstream calls too.
+//! An On-Behalf-Of exchange refused without asking Entra (an app-only token, an
+//! inbound token about to expire) is no token request: `OboStats::preflight_refusals`
+//! counts it, no metric does.
 //!
 //! The L1 gauges are set after every exchange (a token put in, a stale one
 //! evicted), once the cache's pending work has run, and when
@@ -118,6 +130,9 @@
 //! [`OboLayer::stats`](crate::OboLayer::stats) (as the cache knows it then) is
 //! read; never on a hit. Entries that expire are seen at the next of these: a
 //! metrics endpoint that wants exact gauges calls `cache_usage` before rendering.
+//! The gauges are set, not added to: with several layers in one process (not
+//! clones of one, which share their cache) they show the size of the layer that
+//! set them last; read each layer's `cache_usage` for its own.
 
 /// Requests decided by the layer (counter; `outcome`, `reason`, opt-in `tenant`).
 pub const VALIDATIONS_TOTAL: &str = "axum_obo_validations_total";

@@ -790,6 +790,13 @@ async fn sessions_started_refreshed_and_ended_by_reason() {
 
     sessions.end(&key).await.unwrap();
     assert_eq!(ended(&metrics.take()), vec![("ended".to_owned(), 1)]);
+    // Ending it again, or a key that never was a session, ends nothing: not
+    // counted (a logout clicked twice, or a flood of made-up keys, would else
+    // count sessions that never ended).
+    sessions.end(&key).await.unwrap();
+    let unknown: axum_obo::session::SessionKey = "A".repeat(key.expose().len()).parse().unwrap();
+    sessions.end(&unknown).await.unwrap();
+    assert_eq!(ended(&metrics.take()), vec![]);
 
     // Revoked: Entra refuses the refresh token.
     let real_now = || {
@@ -886,6 +893,136 @@ async fn the_tenant_label_appears_only_when_opted_in_and_only_for_valid_tokens()
         assert!(tenants.iter().all(|(name, _, v)| v == &tid
             && (name == m::VALIDATIONS_TOTAL || name == m::EXCHANGES_TOTAL)));
     }
+}
+
+/// Any tenant admitted (`OBO_ALLOWED_TENANTS=*`) with the tenant label: the
+/// admission hook (or the policy) is what keeps strangers out, and any Entra
+/// organization can sign a valid token, so a refused token's tenant is never a
+/// label either: else every organization an attacker holds a user in (or
+/// creates) would become a time series. Accepted requests keep their tenant.
+#[tokio::test]
+async fn with_any_tenant_refused_tokens_carry_no_tenant_label() {
+    let metrics = Recorder::new();
+    let _guard = metrics.install();
+    let entra = EntraStandIn::start().await;
+    let home = entra.home_tenant();
+    let admitted = home.clone();
+    let layer = OboLayer::new(
+        config(&entra)
+            .allow_any_tenant()
+            .require_user_scopes(["access_as_user"])
+            .metrics_tenant_label(true)
+            .build()
+            .unwrap(),
+    )
+    .admit_with(Admission::every_request(move |p: Principal| {
+        let ok = p.tid() == admitted;
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(Refusal::forbidden("not a customer"))
+            }
+        }
+    }));
+    let app = obo_app(layer);
+    let home_token = entra.token().sign();
+    assert_eq!(bearer(&app, "/whoami", &home_token).await.status, 200);
+    let stranger = entra.token().tenant(OTHER_TENANT).sign();
+    assert_eq!(bearer(&app, "/whoami", &stranger).await.status, 403);
+    let narrow = entra.token().tenant(OTHER_TENANT).scopes(&["other"]).sign();
+    assert_eq!(bearer(&app, "/whoami", &narrow).await.status, 403);
+    let r = metrics.take();
+    let tenants: Vec<_> = r
+        .label_values()
+        .into_iter()
+        .filter(|(_, k, _)| k == "tenant")
+        .map(|(_, _, v)| v)
+        .collect();
+    assert!(tenants.iter().all(|t| *t == home), "{tenants:?}");
+    assert_eq!(
+        r.counter(
+            m::VALIDATIONS_TOTAL,
+            &[("outcome", "accepted"), ("reason", "ok"), ("tenant", &home)]
+        ),
+        1
+    );
+    assert_eq!(
+        r.counter(
+            m::VALIDATIONS_TOTAL,
+            &[("outcome", "refused"), ("reason", "admission")]
+        ),
+        1
+    );
+    assert_eq!(
+        r.counter(
+            m::VALIDATIONS_TOTAL,
+            &[("outcome", "refused"), ("reason", "insufficient_scope")]
+        ),
+        1
+    );
+}
+
+/// A tenant the app names for a token of its own (`app_token`, an agent's
+/// tokens; the sidecar's `optionsOverride.AcquireTokenOptions.Tenant`, chosen by
+/// its caller) was verified by no token: with the tenant label, only the tenants
+/// the layer admits (home and listed) are labels, never any GUID asked for.
+#[tokio::test]
+async fn tenants_named_by_the_app_are_labels_only_when_allowed() {
+    let metrics = Recorder::new();
+    let _guard = metrics.install();
+    let entra = EntraStandIn::start().await;
+    let home = entra.home_tenant();
+    let layer = OboLayer::new(
+        config(&entra)
+            .client_secret(entra.client_secret())
+            .metrics_tenant_label(true)
+            .build()
+            .unwrap(),
+    );
+    let scopes = Scopes::new(["https://graph.microsoft.com/.default"]).unwrap();
+    layer.app_token(&scopes, None).await.unwrap();
+    layer.app_token(&scopes, Some(&home)).await.unwrap();
+    let named = [
+        "11111111-2222-4333-8444-000000000001",
+        "11111111-2222-4333-8444-000000000002",
+        OTHER_TENANT,
+    ];
+    for tid in named {
+        let _ = layer.app_token(&scopes, Some(tid)).await;
+    }
+    let agent_id = entra.add_agent_identity();
+    let agent = layer.agent(&agent_id).unwrap();
+    let _ = agent.app_token::<GraphDefault>(named[0]).await;
+    let r = metrics.take();
+    let tenants: Vec<_> = r
+        .label_values()
+        .into_iter()
+        .filter(|(_, k, _)| k == "tenant")
+        .map(|(_, _, v)| v)
+        .collect();
+    assert!(!tenants.is_empty());
+    assert!(tenants.iter().all(|t| *t == home), "{tenants:?}");
+    assert_eq!(
+        r.counter(
+            m::EXCHANGES_TOTAL,
+            &[
+                ("grant", "client_credentials"),
+                ("outcome", "ok"),
+                ("tenant", &home)
+            ]
+        ),
+        1,
+        "the second is cached"
+    );
+    // The named tenants' requests are counted, without a tenant.
+    let unlabelled: u64 = r
+        .counters(m::EXCHANGES_TOTAL)
+        .into_iter()
+        .filter(|(l, _)| !l.contains_key("tenant"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(unlabelled >= named.len() as u64, "{unlabelled}");
 }
 
 /// Every label value the crate may record, but the opt-in tenant id.

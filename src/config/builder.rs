@@ -281,7 +281,10 @@ impl OboConfigBuilder {
     /// Whether the metrics (feature `metrics`, see [`crate::metrics`]) of
     /// validations and exchanges carry the label `tenant` (the tenant id of a
     /// token that validated). Default `false`: one time series per tenant suits a
-    /// handful of tenants, not a multi-tenant API open to any organization.
+    /// handful of tenants, not a multi-tenant API open to any organization. With
+    /// [`allow_any_tenant`](Self::allow_any_tenant), refusals carry no tenant (any
+    /// organization signs valid tokens) and accepted requests do: admit known
+    /// tenants only, with an [admission hook](crate::admission).
     /// Environment: `OBO_METRICS_TENANT_LABEL` (`true` or `false`).
     pub fn metrics_tenant_label(mut self, label: bool) -> Self {
         self.forget_origin("metrics_tenant_label");
@@ -583,6 +586,7 @@ impl OboConfigBuilder {
             max_retries: self.max_retries,
             retry_budget: self.retry_budget,
             metrics_tenant_label: self.metrics_tenant_label,
+            metrics_named_tenants: tenants.clone(),
             client_capabilities: client_capabilities(self.client_capabilities)?,
             timeout: self.http_timeout,
             clock: Arc::clone(&self.clock),

@@ -168,7 +168,11 @@ impl TokenEndpoint {
         requested: &[&str],
         claims: Option<&str>,
     ) -> Result<Issued, OboError> {
-        let caller = Caller { tid, id: oid };
+        let caller = Caller {
+            tid,
+            id: oid,
+            verified: true,
+        };
         self.request(
             caller,
             Grant::OnBehalfOf(assertion),
@@ -194,7 +198,11 @@ impl TokenEndpoint {
         requested: &[&str],
     ) -> Result<Issued, OboError> {
         self.request(
-            Caller { tid, id: oid },
+            Caller {
+                tid,
+                id: oid,
+                verified: true,
+            },
             Grant::RefreshToken(refresh_token),
             scope,
             requested,
@@ -254,7 +262,11 @@ impl TokenEndpoint {
 
     /// Counts a token request of `caller` that ended with `outcome`.
     fn count(&self, caller: Caller<'_>, grant: Metered, outcome: ExchangeOutcome) {
-        metrics::exchange(grant, outcome, self.settings.metrics_tenant(caller.tid));
+        let tenant = match caller.verified {
+            true => self.settings.metrics_tenant(caller.tid),
+            false => self.settings.metrics_named_tenant(caller.tid),
+        };
+        metrics::exchange(grant, outcome, tenant);
     }
 
     /// Says why a token request cannot be made: at error level the first time
@@ -285,7 +297,12 @@ impl TokenEndpoint {
         metered: Metered,
     ) -> Result<Issued, OboError> {
         let id = fields_caller(fields);
-        let caller = Caller { tid, id: &id };
+        // The app named `tid` (or its caller did): no token verified it.
+        let caller = Caller {
+            tid,
+            id: &id,
+            verified: false,
+        };
         let credential = match own_credential {
             true => match self.settings.credential.as_ref() {
                 Some(c) => Some(c),
@@ -729,6 +746,9 @@ fn fields_caller(fields: &[(&'static str, &str)]) -> String {
 struct Caller<'a> {
     tid: &'a str,
     id: &'a str,
+    /// Whether `tid` is a validated token's (an On-Behalf-Of exchange, a
+    /// session's refresh), not one the app named: the metrics' tenant label.
+    verified: bool,
 }
 
 fn parse_success(body: &[u8]) -> Option<Issued> {

@@ -78,6 +78,9 @@ pub(crate) struct ExchangeSettings {
     pub(crate) retry_budget: Duration,
     /// Whether metrics of validations and exchanges carry the tenant id.
     pub(crate) metrics_tenant_label: bool,
+    /// The tenants the layer admits by name (home and listed, lowercase): the
+    /// only ones a metric about a tenant that no token verified may name.
+    pub(crate) metrics_named_tenants: Vec<String>,
     /// Bound of each token-endpoint request (and of reading its answer).
     pub(crate) timeout: Duration,
     /// Client capabilities declared on every request (`xms_cc`, e.g. `cp1`); empty: none.
@@ -95,6 +98,15 @@ impl ExchangeSettings {
     #[inline]
     pub(crate) fn metrics_tenant<'a>(&self, tid: &'a str) -> Option<&'a str> {
         self.metrics_tenant_label.then_some(tid)
+    }
+
+    /// The `tenant` label of a metric about tenant `tid` that the app named (an
+    /// app-only or agent token), verified by no token: only an admitted tenant
+    /// listed by name, so that whoever chooses `tid` cannot add series.
+    #[inline]
+    pub(crate) fn metrics_named_tenant<'a>(&self, tid: &'a str) -> Option<&'a str> {
+        self.metrics_tenant(tid)
+            .filter(|tid| self.metrics_named_tenants.iter().any(|t| t == tid))
     }
 }
 

@@ -340,8 +340,15 @@ impl Sessions {
     /// the record gone when it writes ([`SessionStore::replace`] is
     /// compare-and-set), writes nothing and answers [`SessionError::Unknown`].
     pub async fn end(&self, key: &SessionKey) -> Result<(), SessionError> {
+        // Counted only when there was a session to end (a logout sent twice, or
+        // made-up keys, end nothing); one more store read, with the feature only,
+        // whose failure is the delete's to report.
+        let existed =
+            cfg!(feature = "metrics") && matches!(self.inner.store.get(key).await, Ok(Some(_)));
         self.forget(key).await?;
-        metrics::session_ended(SessionEnd::Ended);
+        if existed {
+            metrics::session_ended(SessionEnd::Ended);
+        }
         tracing::info!("session ended");
         Ok(())
     }
