@@ -15,7 +15,8 @@
 //! # Renewal
 //!
 //! The token is renewed at 80 % of its lifetime or 5 minutes before it expires,
-//! whichever comes first (never before half of it), by the configured clock. A
+//! whichever comes first (never before half of it, nor before a minute), by the
+//! configured clock. A
 //! background task sleeps until then; every Redis call also checks the clock, so
 //! a clock that jumps (or a test's manual clock) renews at the next call. A
 //! failed renewal is retried after 1, 2, 4 … at most 60 seconds (the token
@@ -54,6 +55,11 @@ pub(crate) const REDIS_SCOPE: &str = "https://redis.azure.com/.default";
 
 /// Longest wait between two failed renewals.
 const MAX_BACKOFF_SECS: i64 = 60;
+
+/// Shortest wait between two successful renewals, whatever the token's
+/// lifetime: a token issued for a few seconds must not turn every Redis call
+/// (and the renewal task's every wake) into a request to Entra.
+const MIN_RENEWAL_SECS: i64 = 60;
 
 /// Entra authentication settings (validated by the configuration builder).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -278,9 +284,13 @@ impl Inner {
 
 /// Seconds after which a token of `lifetime` seconds is renewed: at 80 % of its
 /// lifetime or 5 minutes before it expires, whichever comes first, but not
-/// before half of it.
+/// before half of it, and never before a minute (a token shorter than that
+/// leaves Redis unauthenticated, so missing, until the minute is over).
 fn renew_after(lifetime: i64) -> i64 {
-    (lifetime * 4 / 5).min(lifetime - 300).max(lifetime / 2)
+    (lifetime * 4 / 5)
+        .min(lifetime - 300)
+        .max(lifetime / 2)
+        .max(MIN_RENEWAL_SECS)
 }
 
 /// Seconds before retrying after `failures` failed renewals in a row.
@@ -319,7 +329,10 @@ mod tests {
         assert_eq!(renew_after(5400), 4320, "90 minutes: at 72 minutes");
         assert_eq!(renew_after(1200), 900, "20 minutes: 5 minutes before");
         assert_eq!(renew_after(300), 150, "5 minutes: not before half");
-        assert_eq!(renew_after(10), 5);
+        // Short or tiny lifetimes: not before a minute (no renewal storm).
+        assert_eq!(renew_after(100), 60);
+        assert_eq!(renew_after(10), 60);
+        assert_eq!(renew_after(1), 60);
     }
 
     #[test]
