@@ -789,3 +789,65 @@ async fn a_short_lived_redis_token_is_not_renewed_in_a_loop() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(redis_tokens(&entra).len(), 2, "one renewal a minute");
 }
+
+/// A token Redis refuses before it expires (revoked, the data access policy
+/// changed: `AUTH` fails when the connection is made again) is renewed a
+/// minute after it was obtained, not at its scheduled time (48 minutes later),
+/// and the L2 works again with the new token.
+#[tokio::test]
+async fn a_token_redis_refuses_early_is_renewed_after_a_minute() {
+    let (logs, _guard) = capture_logs();
+    let entra = EntraStandIn::start().await;
+    entra.add_resource("https://redis.azure.com");
+    let (redis, mut admin) = acl_server().await;
+    let clock = ManualClock::now_system();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (layer, app) = replica(with_entra(&entra, &url, &clock));
+
+    raw(&app, &user_at(&entra, &clock)).await;
+    let first = wait_for_redis_tokens(&entra, 1).await;
+    let oid = claims(&first[0])["oid"].as_str().unwrap().to_owned();
+    let password = format!(">{}", first[0]);
+    acl(&mut admin, &[oid.as_str(), "on", "~*", "+@all", &password]).await;
+    until_l2_writes(&entra, &clock, &layer, &app).await;
+
+    // Revoked: the token is no longer a password, and the connection is closed.
+    acl(&mut admin, &[oid.as_str(), "resetpass", ">something-else"]).await;
+    redis::cmd("CLIENT")
+        .arg(&["KILL", "USER", oid.as_str()][..])
+        .query_async::<i64>(&mut admin)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !logs.text().contains("AuthenticationFailed") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the refusal is noticed: {:?}\n{}",
+            layer.stats(),
+            logs.text()
+        );
+        raw(&app, &user_at(&entra, &clock)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(redis_tokens(&entra).len(), 1, "not before a minute");
+
+    // Two minutes later (not 48): a new token, which Redis takes.
+    // (Calls every 300 ms: one reaches the L2 after the breaker's second.)
+    clock.advance(Duration::from_secs(120));
+    let started = Instant::now();
+    while redis_tokens(&entra).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "renewed after a refusal, two minutes later"
+        );
+        raw(&app, &user_at(&entra, &clock)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let tokens = redis_tokens(&entra);
+    let renewed = format!(">{}", tokens[1]);
+    acl(&mut admin, &[oid.as_str(), &renewed]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    until_l2_writes(&entra, &clock, &layer, &app).await;
+    assert_eq!(redis_tokens(&entra).len(), 2, "one renewal");
+    assert_no_secrets_in(&logs, &[first[0].as_str(), tokens[1].as_str(), "admin-pw"]);
+}

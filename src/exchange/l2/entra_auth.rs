@@ -21,7 +21,9 @@
 //! a clock that jumps (or a test's manual clock) renews at the next call. A
 //! failed renewal is retried after 1, 2, 4 … at most 60 seconds (the token
 //! endpoint's own retries of 429/5xx come first) and logged once per failure
-//! streak; meanwhile the current token stays in use.
+//! streak; meanwhile the current token stays in use. A token Redis refuses
+//! before it expires (a failed `AUTH` on connect, `NOAUTH`) is renewed a minute
+//! after it was obtained instead of at its scheduled time.
 //!
 //! # How it fails
 //!
@@ -103,6 +105,8 @@ struct Inner {
     current: watch::Sender<Option<Credentials>>,
     /// Clock seconds at which the next request to Entra is due.
     next_attempt: AtomicI64,
+    /// Clock seconds at which the current token was obtained.
+    obtained_at: AtomicI64,
     /// Failed renewals in a row.
     failures: AtomicU32,
     wake: Arc<Notify>,
@@ -134,6 +138,7 @@ impl EntraAuth {
                 clock,
                 current: watch::Sender::new(None),
                 next_attempt: AtomicI64::new(i64::MIN),
+                obtained_at: AtomicI64::new(i64::MIN),
                 failures: AtomicU32::new(0),
                 wake: Arc::new(Notify::new()),
                 started: AtomicBool::new(false),
@@ -156,6 +161,28 @@ impl EntraAuth {
         if inner.clock.now() >= inner.next_attempt.load(Ordering::Acquire) {
             inner.wake.notify_one();
         }
+    }
+
+    /// Redis refused the current token (`AUTH` failed, `NOAUTH`): it may have
+    /// been revoked, or the data access policy changed. Brings the renewal
+    /// forward to a minute after the token was obtained (not sooner, so that a
+    /// server refusing every token does not make a loop of requests to Entra),
+    /// unless a renewal is already failing (its backoff then applies).
+    pub(crate) fn refused(&self) {
+        let inner = &self.inner;
+        if inner.failures.load(Ordering::Acquire) > 0 || inner.current.borrow().is_none() {
+            return;
+        }
+        let earliest = inner
+            .obtained_at
+            .load(Ordering::Acquire)
+            .saturating_add(MIN_RENEWAL_SECS);
+        if inner.next_attempt.fetch_min(earliest, Ordering::AcqRel) > earliest {
+            tracing::info!(
+                "Redis refused the Entra token; renewing it a minute after it was obtained"
+            );
+        }
+        self.poke();
     }
 
     /// Whether a Redis call may go ahead now (by the clock).
@@ -247,6 +274,7 @@ impl Inner {
             Ok((issued, username)) => {
                 let obtained = self.clock.now();
                 let lifetime = issued.expires_in;
+                self.obtained_at.store(obtained, Ordering::Release);
                 self.next_attempt
                     .store(obtained + renew_after(lifetime), Ordering::Release);
                 self.current.send_replace(Some(Credentials {
