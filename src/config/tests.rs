@@ -926,6 +926,22 @@ mod redis_l2 {
                 "obo_redis_url",
                 "#insecure",
             ),
+            // Cluster seeds that disagree on TLS.
+            (
+                with_redis()
+                    .obo_redis_cluster(true)
+                    .obo_redis_url("rediss://a.example:7000,redis://b.example:7001"),
+                "obo_redis_url",
+                "TLS",
+            ),
+            (
+                with_entra()
+                    .obo_redis_cluster(true)
+                    .obo_redis_url("rediss://a.example:7000,redis://b.example:7001")
+                    .obo_redis_ca_file(&good),
+                "obo_redis_ca_file",
+                "rediss://",
+            ),
             (
                 with_redis()
                     .obo_redis_cluster(true)
