@@ -63,6 +63,11 @@ struct Pki {
 
 impl Pki {
     fn new(name: &str) -> Self {
+        Self::for_names(name, &["127.0.0.1", "localhost"])
+    }
+
+    /// A CA and a server certificate for `names` only.
+    fn for_names(name: &str, names: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "axum-obo-tls-{name}-{}-{}",
             std::process::id(),
@@ -79,7 +84,8 @@ impl Pki {
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca, ca_key);
         let server_key = rcgen::KeyPair::generate().unwrap();
-        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let server = rcgen::CertificateParams::new(names)
             .unwrap()
             .signed_by(&server_key, &issuer)
             .unwrap();
@@ -231,6 +237,44 @@ async fn a_server_certificate_from_another_ca_is_refused_at_connect_and_logged()
         "each replica logs the certificate refusal: {refusals:?}\n{}",
         logs.text()
     );
+}
+
+/// The host name is verified: a certificate the trusted CA signed, but for
+/// another name, is refused at connect (logged), and nothing reaches the server.
+#[tokio::test]
+async fn a_server_certificate_for_another_name_is_refused_at_connect_and_logged() {
+    let (logs, _guard) = capture_logs();
+    let pki = Pki::for_names("othername", &["redis.other.example"]);
+    let (server, url) = tls_server(&pki).await;
+    let entra = EntraStandIn::start().await;
+    let (layer, app) = replica(with_tls(&entra, &url, Some(&pki.ca())));
+
+    for _ in 0..2 {
+        let before = entra.token_requests();
+        raw(&app, &entra.token().sign()).await;
+        assert_eq!(entra.token_requests(), before + 1, "exchanged without L2");
+    }
+    let s = layer.stats();
+    assert_eq!(s.l2_hits + s.l2_writes, 0, "{s:?}");
+    assert!(s.l2_errors >= 1, "{s:?}");
+    let mut c = server.client().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    let started = Instant::now();
+    while !(logs.text().lines()).any(|l| {
+        l.contains("Redis L2: cannot connect") && l.contains("certificate not valid for name")
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the name mismatch is logged: {}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 // ---------------------------------------------------------------- Entra
@@ -712,4 +756,98 @@ async fn cluster_node_connections_authenticate_with_the_entra_token_and_take_ren
         raw(&app, &user_at(&entra, &clock)).await;
     }
     assert!(layer.stats().l2_writes > writes, "{:?}", layer.stats());
+}
+
+/// A token for Redis issued with a tiny lifetime (here 1 s) is not renewed in a
+/// loop: not by the renewal task (which wakes every second while a renewal is
+/// due), nor by a burst of Redis calls; the next renewal waits a minute by the
+/// clock.
+#[tokio::test]
+async fn a_short_lived_redis_token_is_not_renewed_in_a_loop() {
+    let entra = EntraStandIn::start().await;
+    entra.add_resource("https://redis.azure.com");
+    entra.set_obo_token_lifetime(Duration::from_secs(1));
+    let (redis, _admin) = acl_server().await;
+    let clock = ManualClock::now_system();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (_layer, app) = replica(with_entra(&entra, &url, &clock));
+
+    raw(&app, &user_at(&entra, &clock)).await;
+    wait_for_redis_tokens(&entra, 1).await;
+    for _ in 0..10 {
+        raw(&app, &user_at(&entra, &clock)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        redis_tokens(&entra).len(),
+        1,
+        "no renewal before a minute by the clock"
+    );
+    clock.advance(Duration::from_secs(61));
+    raw(&app, &user_at(&entra, &clock)).await;
+    wait_for_redis_tokens(&entra, 2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(redis_tokens(&entra).len(), 2, "one renewal a minute");
+}
+
+/// A token Redis refuses before it expires (revoked, the data access policy
+/// changed: `AUTH` fails when the connection is made again) is renewed a
+/// minute after it was obtained, not at its scheduled time (48 minutes later),
+/// and the L2 works again with the new token.
+#[tokio::test]
+async fn a_token_redis_refuses_early_is_renewed_after_a_minute() {
+    let (logs, _guard) = capture_logs();
+    let entra = EntraStandIn::start().await;
+    entra.add_resource("https://redis.azure.com");
+    let (redis, mut admin) = acl_server().await;
+    let clock = ManualClock::now_system();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (layer, app) = replica(with_entra(&entra, &url, &clock));
+
+    raw(&app, &user_at(&entra, &clock)).await;
+    let first = wait_for_redis_tokens(&entra, 1).await;
+    let oid = claims(&first[0])["oid"].as_str().unwrap().to_owned();
+    let password = format!(">{}", first[0]);
+    acl(&mut admin, &[oid.as_str(), "on", "~*", "+@all", &password]).await;
+    until_l2_writes(&entra, &clock, &layer, &app).await;
+
+    // Revoked: the token is no longer a password, and the connection is closed.
+    acl(&mut admin, &[oid.as_str(), "resetpass", ">something-else"]).await;
+    redis::cmd("CLIENT")
+        .arg(&["KILL", "USER", oid.as_str()][..])
+        .query_async::<i64>(&mut admin)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !logs.text().contains("AuthenticationFailed") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the refusal is noticed: {:?}\n{}",
+            layer.stats(),
+            logs.text()
+        );
+        raw(&app, &user_at(&entra, &clock)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(redis_tokens(&entra).len(), 1, "not before a minute");
+
+    // Two minutes later (not 48): a new token, which Redis takes.
+    // (Calls every 300 ms: one reaches the L2 after the breaker's second.)
+    clock.advance(Duration::from_secs(120));
+    let started = Instant::now();
+    while redis_tokens(&entra).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "renewed after a refusal, two minutes later"
+        );
+        raw(&app, &user_at(&entra, &clock)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let tokens = redis_tokens(&entra);
+    let renewed = format!(">{}", tokens[1]);
+    acl(&mut admin, &[oid.as_str(), &renewed]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    until_l2_writes(&entra, &clock, &layer, &app).await;
+    assert_eq!(redis_tokens(&entra).len(), 2, "one renewal");
+    assert_no_secrets_in(&logs, &[first[0].as_str(), tokens[1].as_str(), "admin-pw"]);
 }

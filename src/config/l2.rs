@@ -296,5 +296,14 @@ fn check_url(raw: &str) -> Result<(), ConfigError> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::new("obo_redis_url", "has no host"));
     }
+    // The redis crate reads `#insecure` as "do not verify the server's
+    // certificate": refused (and any other fragment, which means nothing).
+    if parsed.fragment().is_some() {
+        return Err(ConfigError::new(
+            "obo_redis_url",
+            "must not end with a #fragment: #insecure (no certificate verification) is not \
+             supported; for a private CA set OBO_REDIS_CA_FILE (`obo_redis_ca_file`)",
+        ));
+    }
     Ok(())
 }

@@ -912,6 +912,43 @@ mod redis_l2 {
                 "obo_redis_username",
                 "OBO_REDIS_ENTRA",
             ),
+            // `#insecure` would turn certificate verification off (or, without
+            // the redis crate's insecure feature, fail every connection).
+            (
+                with_entra().obo_redis_url("rediss://cache.example.com:10000/#insecure"),
+                "obo_redis_url",
+                "#insecure",
+            ),
+            (
+                with_entra()
+                    .obo_redis_url("rediss://cache.example.com:10000#insecure")
+                    .obo_redis_ca_file(&good),
+                "obo_redis_url",
+                "#insecure",
+            ),
+            // Cluster seeds that disagree on TLS.
+            (
+                with_redis()
+                    .obo_redis_cluster(true)
+                    .obo_redis_url("rediss://a.example:7000,redis://b.example:7001"),
+                "obo_redis_url",
+                "TLS",
+            ),
+            (
+                with_entra()
+                    .obo_redis_cluster(true)
+                    .obo_redis_url("rediss://a.example:7000,redis://b.example:7001")
+                    .obo_redis_ca_file(&good),
+                "obo_redis_ca_file",
+                "rediss://",
+            ),
+            (
+                with_redis()
+                    .obo_redis_cluster(true)
+                    .obo_redis_url("rediss://a.example:7000,rediss://b.example:7001/#insecure"),
+                "obo_redis_url",
+                "#insecure",
+            ),
         ];
         for (b, field, why) in cases {
             let e = b.build().expect_err(field);

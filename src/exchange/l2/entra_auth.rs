@@ -15,12 +15,15 @@
 //! # Renewal
 //!
 //! The token is renewed at 80 % of its lifetime or 5 minutes before it expires,
-//! whichever comes first (never before half of it), by the configured clock. A
+//! whichever comes first (never before half of it, nor before a minute), by the
+//! configured clock. A
 //! background task sleeps until then; every Redis call also checks the clock, so
 //! a clock that jumps (or a test's manual clock) renews at the next call. A
 //! failed renewal is retried after 1, 2, 4 … at most 60 seconds (the token
 //! endpoint's own retries of 429/5xx come first) and logged once per failure
-//! streak; meanwhile the current token stays in use.
+//! streak; meanwhile the current token stays in use. A token Redis refuses
+//! before it expires (a failed `AUTH` on connect, `NOAUTH`) is renewed a minute
+//! after it was obtained instead of at its scheduled time.
 //!
 //! # How it fails
 //!
@@ -54,6 +57,11 @@ pub(crate) const REDIS_SCOPE: &str = "https://redis.azure.com/.default";
 
 /// Longest wait between two failed renewals.
 const MAX_BACKOFF_SECS: i64 = 60;
+
+/// Shortest wait between two successful renewals, whatever the token's
+/// lifetime: a token issued for a few seconds must not turn every Redis call
+/// (and the renewal task's every wake) into a request to Entra.
+const MIN_RENEWAL_SECS: i64 = 60;
 
 /// Entra authentication settings (validated by the configuration builder).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +105,8 @@ struct Inner {
     current: watch::Sender<Option<Credentials>>,
     /// Clock seconds at which the next request to Entra is due.
     next_attempt: AtomicI64,
+    /// Clock seconds at which the current token was obtained.
+    obtained_at: AtomicI64,
     /// Failed renewals in a row.
     failures: AtomicU32,
     wake: Arc<Notify>,
@@ -128,6 +138,7 @@ impl EntraAuth {
                 clock,
                 current: watch::Sender::new(None),
                 next_attempt: AtomicI64::new(i64::MIN),
+                obtained_at: AtomicI64::new(i64::MIN),
                 failures: AtomicU32::new(0),
                 wake: Arc::new(Notify::new()),
                 started: AtomicBool::new(false),
@@ -150,6 +161,28 @@ impl EntraAuth {
         if inner.clock.now() >= inner.next_attempt.load(Ordering::Acquire) {
             inner.wake.notify_one();
         }
+    }
+
+    /// Redis refused the current token (`AUTH` failed, `NOAUTH`): it may have
+    /// been revoked, or the data access policy changed. Brings the renewal
+    /// forward to a minute after the token was obtained (not sooner, so that a
+    /// server refusing every token does not make a loop of requests to Entra),
+    /// unless a renewal is already failing (its backoff then applies).
+    pub(crate) fn refused(&self) {
+        let inner = &self.inner;
+        if inner.failures.load(Ordering::Acquire) > 0 || inner.current.borrow().is_none() {
+            return;
+        }
+        let earliest = inner
+            .obtained_at
+            .load(Ordering::Acquire)
+            .saturating_add(MIN_RENEWAL_SECS);
+        if inner.next_attempt.fetch_min(earliest, Ordering::AcqRel) > earliest {
+            tracing::info!(
+                "Redis refused the Entra token; renewing it a minute after it was obtained"
+            );
+        }
+        self.poke();
     }
 
     /// Whether a Redis call may go ahead now (by the clock).
@@ -241,6 +274,7 @@ impl Inner {
             Ok((issued, username)) => {
                 let obtained = self.clock.now();
                 let lifetime = issued.expires_in;
+                self.obtained_at.store(obtained, Ordering::Release);
                 self.next_attempt
                     .store(obtained + renew_after(lifetime), Ordering::Release);
                 self.current.send_replace(Some(Credentials {
@@ -278,9 +312,13 @@ impl Inner {
 
 /// Seconds after which a token of `lifetime` seconds is renewed: at 80 % of its
 /// lifetime or 5 minutes before it expires, whichever comes first, but not
-/// before half of it.
+/// before half of it, and never before a minute (a token shorter than that
+/// leaves Redis unauthenticated, so missing, until the minute is over).
 fn renew_after(lifetime: i64) -> i64 {
-    (lifetime * 4 / 5).min(lifetime - 300).max(lifetime / 2)
+    (lifetime * 4 / 5)
+        .min(lifetime - 300)
+        .max(lifetime / 2)
+        .max(MIN_RENEWAL_SECS)
 }
 
 /// Seconds before retrying after `failures` failed renewals in a row.
@@ -319,7 +357,10 @@ mod tests {
         assert_eq!(renew_after(5400), 4320, "90 minutes: at 72 minutes");
         assert_eq!(renew_after(1200), 900, "20 minutes: 5 minutes before");
         assert_eq!(renew_after(300), 150, "5 minutes: not before half");
-        assert_eq!(renew_after(10), 5);
+        // Short or tiny lifetimes: not before a minute (no renewal storm).
+        assert_eq!(renew_after(100), 60);
+        assert_eq!(renew_after(10), 60);
+        assert_eq!(renew_after(1), 60);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -42,8 +42,12 @@ pub(crate) struct RedisStore {
 enum Conn {
     Standalone {
         client: Box<redis::Client>,
-        /// Created on first use, inside the runtime (the manager spawns tasks).
-        manager: OnceLock<Option<ConnectionManager>>,
+        /// Created on first use, inside the runtime (the manager spawns tasks);
+        /// made again after a connection refused at `AUTH` (see [`RedisStore::run`]).
+        manager: Mutex<Option<ConnectionManager>>,
+        /// Whether a manager was ever made (only the first one's refusal is
+        /// logged at connect; later ones go through the breaker's log).
+        made: std::sync::atomic::AtomicBool,
         health: Arc<Health>,
     },
     Cluster(Arc<ClusterStore>),
@@ -73,7 +77,8 @@ impl RedisStore {
         let conn = match build_client(options)? {
             RedisClient::Standalone(client) => Conn::Standalone {
                 client,
-                manager: OnceLock::new(),
+                manager: Mutex::new(None),
+                made: std::sync::atomic::AtomicBool::new(false),
                 health: Arc::new(Health::new("")),
             },
             RedisClient::Cluster(client) => {
@@ -190,7 +195,27 @@ impl RedisStore {
                 health.succeeded();
                 return Outcome::Done(v);
             }
-            Ok(Err(e)) => e.to_string(),
+            Ok(Err(e)) => {
+                let refused = e.kind() == redis::ErrorKind::AuthenticationFailed;
+                if refused || e.code() == Some("NOAUTH") {
+                    if let Some(auth) = &self.auth {
+                        auth.refused();
+                    }
+                }
+                if refused {
+                    // The connection manager reconnects after I/O errors only:
+                    // a (re)connection refused at `AUTH` would answer every later
+                    // call with this error. The next call makes a new one, which
+                    // takes the current credentials.
+                    if let Conn::Standalone { manager, .. } = &self.conn {
+                        manager
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take();
+                    }
+                }
+                e.to_string()
+            }
             Err(_) => format!("no answer within {:?}", self.timeout),
         };
         health.failed(op, &error);
@@ -223,14 +248,18 @@ impl RedisStore {
     }
 
     fn connection(&self) -> Option<Connection> {
-        let (client, manager) = match &self.conn {
+        let (client, manager, made) = match &self.conn {
             Conn::Cluster(cluster) => return Some(Connection::Cluster(cluster.connection())),
             Conn::Standalone {
-                client, manager, ..
-            } => (client, manager),
+                client,
+                manager,
+                made,
+                ..
+            } => (client, manager, made),
         };
-        manager
-            .get_or_init(|| {
+        let mut manager = manager.lock().unwrap_or_else(PoisonError::into_inner);
+        if manager.is_none() {
+            *manager = {
                 let mut config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(self.timeout.max(Duration::from_secs(1))))
@@ -240,22 +269,24 @@ impl RedisStore {
                     config = config.set_credentials_provider(auth.clone());
                 }
                 // Fails only for push/resubscribe options, which are not set.
-                let manager = ConnectionManager::new_lazy_with_config((**client).clone(), config)
+                let created = ConnectionManager::new_lazy_with_config((**client).clone(), config)
                     .inspect_err(|e| tracing::error!(error = %e, "Redis L2 disabled"))
                     .ok()?;
                 // Connect in the background, whatever the first call's timeout;
                 // a refusal (TLS, AUTH) is logged with its cause, which a call
                 // timing out first would not see.
-                let mut warm = manager.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = redis::cmd("PING").query_async::<()>(&mut warm).await {
-                        tracing::warn!(%error, "Redis L2: cannot connect");
-                    }
-                });
-                Some(manager)
-            })
-            .clone()
-            .map(Connection::Standalone)
+                if !made.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    let mut warm = created.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = redis::cmd("PING").query_async::<()>(&mut warm).await {
+                            tracing::warn!(%error, "Redis L2: cannot connect");
+                        }
+                    });
+                }
+                Some(created)
+            };
+        }
+        manager.clone().map(Connection::Standalone)
     }
 }
 
