@@ -638,3 +638,46 @@ async fn two_example_servers_share_tokens_through_the_cluster_and_survive_a_dead
         assert_eq!(b.me(&http, token).await, 200);
     }
 }
+
+/// A replica of the API started while every seed node is down (Redis started
+/// after the API, or all of it restarted): its first requests are misses in
+/// time, and once the nodes are back it uses the cluster without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_before_the_cluster_uses_it_once_it_is_up() {
+    let mut cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let (b, app_b) = replica(on_cluster(&entra, &cluster.seeds()));
+    const USERS: usize = 40;
+    let users = users(&entra, USERS);
+    for token in &users[..2] {
+        raw_in_time(&app_b, token).await;
+    }
+    assert!(b.stats().l2_errors > 0, "{:?}", b.stats());
+
+    for node in &mut cluster.nodes {
+        assert!(node.spawn().await, "the node restarts on its port");
+    }
+    cluster.wait_until_ok(Duration::from_secs(20)).await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.seeds()));
+    for token in &users[2..] {
+        raw(&app_a, token).await;
+    }
+    // Within a few breaker intervals, B reads A's tokens from the cluster
+    // (each user once: B keeps what it got in memory).
+    let mut served = 0;
+    for token in &users[2..] {
+        let hits = b.stats().l2_hits;
+        raw_in_time(&app_b, token).await;
+        if b.stats().l2_hits > hits {
+            served += 1;
+            if served >= 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served >= 3, "B never used the cluster: {:?}", b.stats());
+}
