@@ -681,3 +681,75 @@ async fn a_replica_started_before_the_cluster_uses_it_once_it_is_up() {
     }
     assert!(served >= 3, "B never used the cluster: {:?}", b.stats());
 }
+
+/// A slot in the middle of a migration (`MIGRATING` on its master, `IMPORTING`
+/// on another, the key already moved): a replica's read of a key in it follows
+/// the `ASK` redirection and is a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_a_migrating_slot_is_read_through_the_ask_redirection() {
+    let cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.seeds()));
+    let users = users(&entra, 1);
+    let homes = write_users(&cluster, &app_a, &users).await;
+    let source = homes[0];
+    let target = cluster
+        .masters()
+        .await
+        .into_iter()
+        .find(|m| *m != source)
+        .unwrap();
+    let key = cluster.keys_on(source).await.pop().unwrap();
+    let mut src = cluster.node_client(source).await;
+    let mut dst = cluster.node_client(target).await;
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&key)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let id = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let (src_id, dst_id) = (id(&mut src).await, id(&mut dst).await);
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("IMPORTING")
+        .arg(&src_id)
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(&dst_id)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(cluster.nodes[target].port)
+        .arg(&key)
+        .arg(0)
+        .arg(5000)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    assert!(cluster.keys_on(source).await.is_empty(), "moved");
+    assert_eq!(cluster.keys_on(target).await, vec![key.clone()]);
+
+    let (b, app_b) = replica(on_cluster(&entra, &cluster.seeds()));
+    let before = entra.token_requests();
+    raw_in_time(&app_b, &users[0]).await;
+    assert_eq!(b.stats().l2_hits, 1, "{:?}", b.stats());
+    assert_eq!(entra.token_requests(), before, "no exchange");
+}
