@@ -60,6 +60,8 @@ pub(super) struct ClusterStore {
     /// Milliseconds since `epoch` after which the map is read again anyway.
     stale_at: AtomicU64,
     refreshing: AtomicBool,
+    /// Whether a failure to connect was explained in the log already.
+    diagnosed: AtomicBool,
 }
 
 /// Which master (and so which breaker) serves each slot range.
@@ -94,11 +96,12 @@ impl ClusterStore {
             conn: OnceLock::new(),
             timeout,
             map: ArcSwap::from_pointee(SlotMap::default()),
-            unmapped: Arc::new(Health::new("")),
+            unmapped: Arc::new(Health::new("(any: slot map not read yet)")),
             epoch: Instant::now(),
             refresh_at: AtomicU64::new(0),
             stale_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
+            diagnosed: AtomicBool::new(false),
         }
     }
 
@@ -110,10 +113,8 @@ impl ClusterStore {
             .conn
             .get_or_init(|| {
                 first = true;
-                let config = ClusterConfig::new()
-                    .set_connection_timeout(self.timeout.max(Duration::from_millis(250)))
-                    .set_response_timeout(self.timeout);
-                self.client.get_pending_async_connection_with_config(config)
+                self.client
+                    .get_pending_async_connection_with_config(self.config())
             })
             .clone();
         if first {
@@ -138,8 +139,28 @@ impl ClusterStore {
 
     /// After a failure: read the slot map again (a failover may have moved the
     /// slots), at most once per [`RETRY_AFTER`].
+    /// The first failure before any slot map was read also connects once more,
+    /// on a connection of its own, to log why: the shared connection connects in
+    /// the background and its calls only see their timeout, so a refusal (TLS,
+    /// `AUTH`) would otherwise go unexplained.
     pub(super) fn failed(self: &Arc<Self>) {
         self.refresh_map();
+        if self.map.load().ranges.is_empty() && !self.diagnosed.swap(true, Ordering::AcqRel) {
+            let client = self.client.clone();
+            let config = self.config();
+            tokio::spawn(async move {
+                if let Err(error) = client.get_async_connection_with_config(config).await {
+                    tracing::warn!(%error, "Redis L2: cannot connect to the cluster");
+                }
+            });
+        }
+    }
+
+    /// The cluster connection's settings.
+    fn config(&self) -> ClusterConfig {
+        ClusterConfig::new()
+            .set_connection_timeout(self.timeout.max(Duration::from_millis(250)))
+            .set_response_timeout(self.timeout)
     }
 
     /// Addresses of the masters whose breaker is open (for `Debug`).
