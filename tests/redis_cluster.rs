@@ -753,3 +753,44 @@ async fn a_key_in_a_migrating_slot_is_read_through_the_ask_redirection() {
     assert_eq!(b.stats().l2_hits, 1, "{:?}", b.stats());
     assert_eq!(entra.token_requests(), before, "no exchange");
 }
+
+/// A cluster that names no endpoints (`cluster-preferred-endpoint-type
+/// unknown-endpoint`: `CLUSTER SLOTS` gives NULL for every host, the client
+/// uses the address it reached): the breakers still follow the masters, so a
+/// dead master costs misses for its own keys only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_endpoints_still_gets_a_breaker_per_master() {
+    let mut cluster = RedisCluster::start().await;
+    for i in 0..3 {
+        let mut c = cluster.node_client(i).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-preferred-endpoint-type")
+            .arg("unknown-endpoint")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.url(0)));
+    let (b, app_b) = replica(on_cluster(&entra, &cluster.url(0)));
+    const USERS: usize = 30;
+    let users = users(&entra, USERS);
+    let homes = write_users(&cluster, &app_a, &users).await;
+    raw(&app_b, &users[0]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dead = 2;
+    cluster.kill(dead);
+
+    let before = b.stats();
+    for token in &users[1..] {
+        raw_in_time(&app_b, token).await;
+    }
+    let live = homes.iter().skip(1).filter(|h| **h != dead).count() as u64;
+    let after = b.stats();
+    assert_eq!(
+        after.l2_hits - before.l2_hits,
+        live,
+        "the live masters' users are still shared: {after:?}"
+    );
+}

@@ -12,7 +12,9 @@
 //! copy of the slot map (`CLUSTER SLOTS`, read through the cluster connection at
 //! start, again after a failure or while unknown, at most once per
 //! [`RETRY_AFTER`](super::store::RETRY_AFTER), and every 30 s) and one
-//! [`Health`] per master: a key's calls go through its master's breaker, which
+//! [`Health`] per master, known by its node id (a reply may name no endpoint:
+//! NULL, `""` or `?`, which the cluster connection reads as "the address you
+//! reached"): a key's calls go through its master's breaker, which
 //! after a failure skips that master's keys for a second, then lets one call
 //! probe it. After a failover the refreshed
 //! map names the promoted replica, whose breaker is closed, so its keys are
@@ -74,6 +76,8 @@ struct SlotMap {
 struct SlotRange {
     first: u16,
     last: u16,
+    /// The master's node id (or address): what its breaker is known by.
+    id: Box<str>,
     health: Arc<Health>,
 }
 
@@ -231,30 +235,32 @@ impl ClusterStore {
         });
     }
 
-    /// Installs a new map, keeping the breakers of the masters already known.
-    fn install(&self, ranges: Vec<(u16, u16, String)>) {
+    /// Installs a new map, keeping the breakers of the masters already known
+    /// (by node id).
+    fn install(&self, ranges: Vec<(u16, u16, Master)>) {
         let old = self.map.load();
         let mut known: HashMap<&str, Arc<Health>> = old
             .ranges
             .iter()
-            .map(|r| (r.health.node(), Arc::clone(&r.health)))
+            .map(|r| (r.id.as_ref(), Arc::clone(&r.health)))
             .collect();
         let mut fresh: HashMap<String, Arc<Health>> = HashMap::new();
         let mut map = SlotMap {
             ranges: ranges
                 .into_iter()
-                .map(|(first, last, node)| {
+                .map(|(first, last, master)| {
                     let health = fresh
-                        .entry(node.clone())
+                        .entry(master.id.clone())
                         .or_insert_with(|| {
                             known
-                                .remove(node.as_str())
-                                .unwrap_or_else(|| Arc::new(Health::new(&node)))
+                                .remove(master.id.as_str())
+                                .unwrap_or_else(|| Arc::new(Health::new(&master.address)))
                         })
                         .clone();
                     SlotRange {
                         first,
                         last,
+                        id: master.id.into(),
                         health,
                     }
                 })
@@ -285,9 +291,20 @@ fn slot(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(hashed) % SLOTS
 }
 
-/// `(first slot, last slot, "host:port" of the master)` of each range of a
-/// `CLUSTER SLOTS` reply; `None` if it is not one.
-fn parse_slots(value: &Value) -> Option<Vec<(u16, u16, String)>> {
+/// A master as `CLUSTER SLOTS` names it.
+#[derive(Debug, PartialEq)]
+struct Master {
+    /// Its node id (what tells masters apart), or its address if none is given.
+    id: String,
+    /// `host:port` for the logs; `?` for the host when the reply gives none
+    /// (NULL with `cluster-preferred-endpoint-type unknown-endpoint`, `""` or
+    /// `?`: the client uses the address it reached).
+    address: String,
+}
+
+/// `(first slot, last slot, master)` of each range of a `CLUSTER SLOTS` reply;
+/// `None` if it is not one.
+fn parse_slots(value: &Value) -> Option<Vec<(u16, u16, Master)>> {
     let Value::Array(ranges) = value else {
         return None;
     };
@@ -305,15 +322,25 @@ fn parse_slots(value: &Value) -> Option<Vec<(u16, u16, String)>> {
             let Value::Array(master) = parts.get(2)? else {
                 return None;
             };
+            let text = |v: &Value| match v {
+                Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                Value::SimpleString(s) => Some(s.clone()),
+                _ => None,
+            };
             let host = match master.first()? {
-                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                Value::SimpleString(s) => s.clone(),
-                _ => return None,
+                Value::Nil => "?".to_owned(),
+                v => text(v).map(|h| if h.is_empty() { "?".to_owned() } else { h })?,
             };
             let Value::Int(port) = master.get(1)? else {
                 return None;
             };
-            (first <= last).then(|| (first, last, format!("{host}:{port}")))
+            let address = format!("{host}:{port}");
+            let id = master
+                .get(2)
+                .and_then(text)
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| address.clone());
+            (first <= last).then_some((first, last, Master { id, address }))
         })
         .collect()
 }
@@ -340,7 +367,7 @@ mod tests {
         Value::Array(vec![
             Value::BulkString(host.as_bytes().to_vec()),
             Value::Int(port),
-            Value::BulkString(b"id".to_vec()),
+            Value::BulkString(format!("id-{port}").into_bytes()),
         ])
     }
 
@@ -407,6 +434,64 @@ mod tests {
             "known masters keep their breaker"
         );
         assert_eq!(store.health("foo").node(), "127.0.0.1:7001");
+    }
+
+    /// A node as `CLUSTER SLOTS` names it: `[endpoint, port, id]`.
+    fn node_with(endpoint: Value, port: i64, id: &str) -> Value {
+        Value::Array(vec![
+            endpoint,
+            Value::Int(port),
+            Value::BulkString(id.into()),
+        ])
+    }
+
+    #[test]
+    fn masters_are_told_apart_by_id_whatever_their_endpoint() {
+        // `cluster-preferred-endpoint-type unknown-endpoint` answers NULL (use the
+        // address you reached), a node without an announced hostname "?" or "";
+        // the `redis` crate routes on such replies, so the breakers must follow.
+        let range = |a, b, endpoint: Value, id: &str| {
+            Value::Array(vec![
+                Value::Int(a),
+                Value::Int(b),
+                node_with(endpoint, 6379, id),
+            ])
+        };
+        let reply = Value::Array(vec![
+            range(0, 5460, Value::Nil, "id-a"),
+            range(5461, 10922, Value::BulkString(b"?".to_vec()), "id-b"),
+            range(10923, 16383, Value::BulkString(Vec::new()), "id-c"),
+        ]);
+        let store = Arc::new(ClusterStore::new(
+            ClusterClient::new(vec!["redis://127.0.0.1:7000"]).unwrap(),
+            Duration::from_millis(100),
+        ));
+        store.install(parse_slots(&reply).expect("a CLUSTER SLOTS reply"));
+        // "b" is slot 3300, "c" 7365, "foo" 12182: one master each.
+        let (b, c, foo) = (store.health("b"), store.health("c"), store.health("foo"));
+        assert!(!Arc::ptr_eq(&b, &store.unmapped));
+        assert!(!Arc::ptr_eq(&b, &c) && !Arc::ptr_eq(&c, &foo) && !Arc::ptr_eq(&b, &foo));
+        b.failed("GET", &"refused");
+        assert!(!store.health("b").admit());
+        assert!(store.health("c").admit() && store.health("foo").admit());
+
+        // Same id, same breaker, even if its endpoint changed; a new id (a
+        // promoted replica at the same address) gets its own.
+        let moved = Value::Array(vec![
+            range(0, 5460, Value::BulkString(b"10.0.0.9".to_vec()), "id-d"),
+            range(5461, 16383, Value::BulkString(b"10.0.0.2".to_vec()), "id-b"),
+        ]);
+        store.install(parse_slots(&moved).unwrap());
+        assert!(
+            store.health("b").admit(),
+            "the promoted master's breaker is closed"
+        );
+        assert!(
+            Arc::ptr_eq(&store.health("c"), &c),
+            "id-b keeps its breaker"
+        );
+        assert_eq!(store.health("b").node(), "10.0.0.9:6379");
+        assert_eq!(c.node(), "?:6379", "a breaker keeps its first label");
     }
 
     #[test]
