@@ -176,6 +176,8 @@ impl ClusterStore {
             .filter(|r| r.health.is_down())
             .map(|r| r.health.node().to_owned())
             .collect();
+        // A master may hold ranges apart (after a resharding).
+        down.sort_unstable();
         down.dedup();
         down
     }
@@ -492,6 +494,30 @@ mod tests {
         );
         assert_eq!(store.health("b").node(), "10.0.0.9:6379");
         assert_eq!(c.node(), "?:6379", "a breaker keeps its first label");
+    }
+
+    #[test]
+    fn debug_names_a_down_master_once() {
+        let store = Arc::new(ClusterStore::new(
+            ClusterClient::new(vec!["redis://127.0.0.1:7000"]).unwrap(),
+            Duration::from_millis(100),
+        ));
+        // 7000 holds two ranges apart (after a resharding), 7001 the middle one.
+        let range = |a, b, port| Value::Array(vec![Value::Int(a), Value::Int(b), node("h", port)]);
+        let reply = Value::Array(vec![
+            range(0, 99, 7000),
+            range(100, 199, 7001),
+            range(200, 16383, 7000),
+        ]);
+        store.install(parse_slots(&reply).unwrap());
+        store.health("b").failed("GET", &"refused"); // slot 3300: 7000
+        let middle = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| (100..200).contains(&slot(k.as_bytes())))
+            .unwrap();
+        store.health(&middle).failed("GET", &"refused");
+        let debug = format!("{store:?}");
+        assert!(debug.contains(r#"down: ["h:7000", "h:7001"]"#), "{debug}");
     }
 
     #[test]
