@@ -808,3 +808,33 @@ async fn a_cluster_without_endpoints_still_gets_a_breaker_per_master() {
         "the live masters' users are still shared: {after:?}"
     );
 }
+
+/// A seed whose host does not resolve, listed first: requests answer in time
+/// and the other seeds give the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_that_does_not_resolve_listed_first_is_passed_over() {
+    let cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.url(0)));
+    let seeds = format!("redis://no-such-host.invalid:6379,{}", cluster.url(1));
+    let (b, app_b) = replica(on_cluster(&entra, &seeds));
+    const USERS: usize = 20;
+    let users = users(&entra, USERS);
+    for token in &users {
+        raw(&app_a, token).await;
+    }
+    let started = Instant::now();
+    let mut served = 0;
+    for token in &users {
+        let hits = b.stats().l2_hits;
+        raw_in_time(&app_b, token).await;
+        served += b.stats().l2_hits - hits;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served >= (USERS / 2) as u64,
+        "B used the cluster ({served} hits in {:?}): {:?}",
+        started.elapsed(),
+        b.stats()
+    );
+}
