@@ -484,6 +484,19 @@ impl ExampleServer {
     /// binary: `cargo build --features redis --example server`) with `env`, and
     /// waits for `/healthz`.
     async fn start(env: &[(&str, String)]) -> Self {
+        // The port is free when picked, but another test's server may take it
+        // before the example binds it: then the example exits, and is started
+        // again on another port.
+        for _ in 0..3 {
+            if let Some(server) = Self::try_start(env).await {
+                return server;
+            }
+        }
+        panic!("the example server exited three times (its stderr is above)");
+    }
+
+    /// `None` if the process exited before answering `/healthz`.
+    async fn try_start(env: &[(&str, String)]) -> Option<Self> {
         let exe = std::env::current_exe()
             .unwrap()
             .parent()
@@ -510,12 +523,13 @@ impl ExampleServer {
         let mut server = Self { child, url };
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the example server exited: {status} (its stderr is above)");
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None;
             }
             if let Ok(r) = reqwest::get(format!("{}/healthz", server.url)).await {
-                if r.status() == 200 {
-                    return server;
+                // Still ours: a Redis node that took the port answers no HTTP.
+                if r.status() == 200 && matches!(server.child.try_wait(), Ok(None)) {
+                    return Some(server);
                 }
             }
             assert!(
@@ -637,4 +651,190 @@ async fn two_example_servers_share_tokens_through_the_cluster_and_survive_a_dead
     for token in &users[..USERS] {
         assert_eq!(b.me(&http, token).await, 200);
     }
+}
+
+/// A replica of the API started while every seed node is down (Redis started
+/// after the API, or all of it restarted): its first requests are misses in
+/// time, and once the nodes are back it uses the cluster without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_before_the_cluster_uses_it_once_it_is_up() {
+    let mut cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let (b, app_b) = replica(on_cluster(&entra, &cluster.seeds()));
+    const USERS: usize = 40;
+    let users = users(&entra, USERS);
+    for token in &users[..2] {
+        raw_in_time(&app_b, token).await;
+    }
+    assert!(b.stats().l2_errors > 0, "{:?}", b.stats());
+
+    for node in &mut cluster.nodes {
+        assert!(node.spawn().await, "the node restarts on its port");
+    }
+    cluster.wait_until_ok(Duration::from_secs(20)).await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.seeds()));
+    for token in &users[2..] {
+        raw(&app_a, token).await;
+    }
+    // Within a few breaker intervals, B reads A's tokens from the cluster
+    // (each user once: B keeps what it got in memory).
+    let mut served = 0;
+    for token in &users[2..] {
+        let hits = b.stats().l2_hits;
+        raw_in_time(&app_b, token).await;
+        if b.stats().l2_hits > hits {
+            served += 1;
+            if served >= 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served >= 3, "B never used the cluster: {:?}", b.stats());
+}
+
+/// A slot in the middle of a migration (`MIGRATING` on its master, `IMPORTING`
+/// on another, the key already moved): a replica's read of a key in it follows
+/// the `ASK` redirection and is a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_a_migrating_slot_is_read_through_the_ask_redirection() {
+    let cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.seeds()));
+    let users = users(&entra, 1);
+    let homes = write_users(&cluster, &app_a, &users).await;
+    let source = homes[0];
+    let target = cluster
+        .masters()
+        .await
+        .into_iter()
+        .find(|m| *m != source)
+        .unwrap();
+    let key = cluster.keys_on(source).await.pop().unwrap();
+    let mut src = cluster.node_client(source).await;
+    let mut dst = cluster.node_client(target).await;
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&key)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let id = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async::<String>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let (src_id, dst_id) = (id(&mut src).await, id(&mut dst).await);
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("IMPORTING")
+        .arg(&src_id)
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg("MIGRATING")
+        .arg(&dst_id)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(cluster.nodes[target].port)
+        .arg(&key)
+        .arg(0)
+        .arg(5000)
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    assert!(cluster.keys_on(source).await.is_empty(), "moved");
+    assert_eq!(cluster.keys_on(target).await, vec![key.clone()]);
+
+    let (b, app_b) = replica(on_cluster(&entra, &cluster.seeds()));
+    let before = entra.token_requests();
+    raw_in_time(&app_b, &users[0]).await;
+    assert_eq!(b.stats().l2_hits, 1, "{:?}", b.stats());
+    assert_eq!(entra.token_requests(), before, "no exchange");
+}
+
+/// A cluster that names no endpoints (`cluster-preferred-endpoint-type
+/// unknown-endpoint`: `CLUSTER SLOTS` gives NULL for every host, the client
+/// uses the address it reached): the breakers still follow the masters, so a
+/// dead master costs misses for its own keys only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_endpoints_still_gets_a_breaker_per_master() {
+    let mut cluster = RedisCluster::start().await;
+    for i in 0..3 {
+        let mut c = cluster.node_client(i).await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-preferred-endpoint-type")
+            .arg("unknown-endpoint")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.url(0)));
+    let (b, app_b) = replica(on_cluster(&entra, &cluster.url(0)));
+    const USERS: usize = 30;
+    let users = users(&entra, USERS);
+    let homes = write_users(&cluster, &app_a, &users).await;
+    raw(&app_b, &users[0]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dead = 2;
+    cluster.kill(dead);
+
+    let before = b.stats();
+    for token in &users[1..] {
+        raw_in_time(&app_b, token).await;
+    }
+    let live = homes.iter().skip(1).filter(|h| **h != dead).count() as u64;
+    let after = b.stats();
+    assert_eq!(
+        after.l2_hits - before.l2_hits,
+        live,
+        "the live masters' users are still shared: {after:?}"
+    );
+}
+
+/// A seed whose host does not resolve, listed first: requests answer in time
+/// and the other seeds give the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_that_does_not_resolve_listed_first_is_passed_over() {
+    let cluster = RedisCluster::start().await;
+    let entra = EntraStandIn::start().await;
+    let (_a, app_a) = replica(on_cluster(&entra, &cluster.url(0)));
+    let seeds = format!("redis://no-such-host.invalid:6379,{}", cluster.url(1));
+    let (b, app_b) = replica(on_cluster(&entra, &seeds));
+    const USERS: usize = 20;
+    let users = users(&entra, USERS);
+    for token in &users {
+        raw(&app_a, token).await;
+    }
+    let started = Instant::now();
+    let mut served = 0;
+    for token in &users {
+        let hits = b.stats().l2_hits;
+        raw_in_time(&app_b, token).await;
+        served += b.stats().l2_hits - hits;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        served >= (USERS / 2) as u64,
+        "B used the cluster ({served} hits in {:?}): {:?}",
+        started.elapsed(),
+        b.stats()
+    );
 }

@@ -18,6 +18,7 @@ use axum_obo::{GraphUserRead, OboConfigBuilder, OboLayer, OboToken};
 use axum_obo_testing::{EntraStandIn, TokenFault};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use common::redis_cluster::{ClusterTls, RedisCluster};
 use common::redis_server::{free_port, RedisServer};
 use common::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -850,4 +851,107 @@ async fn a_token_redis_refuses_early_is_renewed_after_a_minute() {
     until_l2_writes(&entra, &clock, &layer, &app).await;
     assert_eq!(redis_tokens(&entra).len(), 2, "one renewal");
     assert_no_secrets_in(&logs, &[first[0].as_str(), tokens[1].as_str(), "admin-pw"]);
+}
+
+/// A Redis Cluster speaking TLS to clients and between nodes
+/// (`--tls-cluster yes`), its certificates from a private CA: two replicas given
+/// `rediss://` seeds and the CA file share tokens through it, the keys spread
+/// over the masters; a replica trusting another CA is refused (misses, logged)
+/// and still answers in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_with_a_private_ca_is_shared_and_another_ca_is_refused() {
+    let (logs, _guard) = capture_logs();
+    let pki = Pki::new("cluster");
+    let other = Pki::new("cluster-other");
+    let cluster = RedisCluster::start_tls(&ClusterTls {
+        cert: pki.path("server.pem"),
+        key: pki.path("server.key"),
+        ca: pki.path("ca.pem"),
+    })
+    .await;
+    let entra = EntraStandIn::start().await;
+    let on_cluster = |ca: &Path| {
+        with_tls(&entra, &cluster.tls_seeds(), Some(ca))
+            .obo_redis_cluster(true)
+            .obo_redis_timeout(Duration::from_millis(200))
+    };
+    let (a, app_a) = replica(on_cluster(&pki.ca()));
+    let (b, app_b) = replica(on_cluster(&pki.ca()));
+
+    // Each replica connects (its first call may outlast the timeout while the
+    // TLS connections are made); then a breaker interval passes.
+    let warm = entra
+        .token()
+        .user("00000000-0000-4000-8000-ffffffffffff")
+        .sign();
+    raw(&app_a, &warm).await;
+    raw(&app_b, &warm).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (a0, b0, grants) = (a.stats(), b.stats(), entra.token_requests());
+
+    const USERS: usize = 12;
+    let users: Vec<String> = (0..USERS)
+        .map(|i| {
+            entra
+                .token()
+                .user(&format!("00000000-0000-4000-8000-{i:012x}"))
+                .sign()
+        })
+        .collect();
+    for user in &users {
+        let from_a = raw(&app_a, user).await;
+        assert_eq!(raw(&app_b, user).await, from_a, "B serves A's token");
+    }
+    assert_eq!(
+        entra.token_requests() - grants,
+        USERS,
+        "one exchange per user"
+    );
+    let (a1, b1) = (a.stats(), b.stats());
+    assert_eq!(a1.l2_errors + b1.l2_errors, a0.l2_errors + b0.l2_errors);
+    assert_eq!(b1.l2_hits - b0.l2_hits, USERS as u64, "{b1:?}");
+    let mut spread = Vec::new();
+    for i in 0..3 {
+        spread.push(cluster.keys_on(i).await.len());
+    }
+    assert!(spread.iter().sum::<usize>() >= USERS, "{spread:?}");
+    assert!(
+        spread.iter().all(|n| *n > 0),
+        "keys on every master: {spread:?}"
+    );
+
+    let (wrong, app_wrong) = replica(on_cluster(&other.ca()));
+    let before = entra.token_requests();
+    let started = Instant::now();
+    let from_wrong = raw(&app_wrong, &users[0]).await;
+    assert!(started.elapsed() < Duration::from_millis(700));
+    assert!(!from_wrong.is_empty());
+    assert_eq!(
+        entra.token_requests(),
+        before + 1,
+        "exchanged without the L2"
+    );
+    assert_eq!(wrong.stats().l2_hits, 0);
+    // The refusal is logged with its cause.
+    let started = Instant::now();
+    let refusals = loop {
+        let refusals: Vec<String> = (logs.text().lines())
+            .filter(|l| l.contains("WARN") && l.contains("Redis"))
+            .filter(|l| l.contains("UnknownIssuer"))
+            .map(str::to_owned)
+            .collect();
+        if !refusals.is_empty() || started.elapsed() > Duration::from_secs(5) {
+            break refusals;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        !refusals.is_empty(),
+        "the certificate refusal is logged:\n{}",
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

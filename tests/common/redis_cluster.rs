@@ -20,6 +20,16 @@ pub const NODE_TIMEOUT_MS: u64 = 1000;
 pub struct RedisCluster {
     /// Every node, masters first (as created; a failover changes roles).
     pub nodes: Vec<RedisServer>,
+    /// Each node's TLS port (a TLS cluster).
+    tls_ports: Vec<Option<u16>>,
+}
+
+/// The files of a TLS cluster: its nodes' certificate and key, and the CA that
+/// signed them (paths).
+pub struct ClusterTls {
+    pub cert: String,
+    pub key: String,
+    pub ca: String,
 }
 
 impl RedisCluster {
@@ -30,16 +40,32 @@ impl RedisCluster {
 
     /// Three masters with `replicas` replicas each.
     pub async fn start_with_replicas(replicas: usize) -> Self {
+        Self::start_inner(replicas, None).await
+    }
+
+    /// Three masters speaking TLS only to clients and to each other
+    /// (`--tls-cluster yes`): each node's TLS port is its cluster port (what
+    /// `CLUSTER SLOTS` names); its plain port only serves the harness.
+    pub async fn start_tls(tls: &ClusterTls) -> Self {
+        Self::start_inner(0, Some(tls)).await
+    }
+
+    async fn start_inner(replicas: usize, tls: Option<&ClusterTls>) -> Self {
         let count = 3 * (1 + replicas);
         let mut nodes = Vec::with_capacity(count);
+        let mut tls_ports = Vec::with_capacity(count);
         let mut attempts = 0;
         while nodes.len() < count {
             attempts += 1;
             assert!(attempts < 50, "no free port pairs for the cluster");
-            let port = free_cluster_port();
+            let cluster_port = free_cluster_port();
+            let port = match tls {
+                Some(_) => super::redis_server::free_port(),
+                None => cluster_port,
+            };
             let conf = format!("nodes-{port}.conf");
             let timeout = NODE_TIMEOUT_MS.to_string();
-            let args = [
+            let mut args: Vec<String> = [
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -50,16 +76,46 @@ impl RedisCluster {
                 // their own slots (Redis's default stops the whole cluster).
                 "--cluster-require-full-coverage",
                 "no",
-            ];
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            if let Some(tls) = tls {
+                args.extend(
+                    [
+                        "--tls-port",
+                        &cluster_port.to_string(),
+                        "--tls-cluster",
+                        "yes",
+                        "--cluster-port",
+                        &(cluster_port + 10000).to_string(),
+                        "--tls-cert-file",
+                        &tls.cert,
+                        "--tls-key-file",
+                        &tls.key,
+                        "--tls-ca-cert-file",
+                        &tls.ca,
+                        "--tls-auth-clients",
+                        "no",
+                    ]
+                    .map(str::to_owned),
+                );
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             if let Some(node) = RedisServer::start_on(port, &args).await {
                 nodes.push(node);
+                tls_ports.push(tls.map(|_| cluster_port));
             }
         }
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .zip(&tls_ports)
+            .map(|(n, tls_port)| format!("127.0.0.1:{}", tls_port.unwrap_or(n.port)))
             .collect();
-        let out = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(tls) = tls {
+            create.args(["--tls", "--cacert", &tls.ca]);
+        }
+        let out = create
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -72,12 +128,22 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, tls_ports };
         cluster.wait_until_ok(Duration::from_secs(20)).await;
         if replicas > 0 {
             cluster.wait_for_replicas(Duration::from_secs(20)).await;
         }
         cluster
+    }
+
+    /// `rediss://127.0.0.1:{TLS port}` of every node, comma-separated (a TLS
+    /// cluster's seed list).
+    pub fn tls_seeds(&self) -> String {
+        self.tls_ports
+            .iter()
+            .map(|p| format!("rediss://127.0.0.1:{}", p.expect("a TLS cluster")))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// `redis://127.0.0.1:{port}` of node `i`.

@@ -12,7 +12,9 @@
 //! copy of the slot map (`CLUSTER SLOTS`, read through the cluster connection at
 //! start, again after a failure or while unknown, at most once per
 //! [`RETRY_AFTER`](super::store::RETRY_AFTER), and every 30 s) and one
-//! [`Health`] per master: a key's calls go through its master's breaker, which
+//! [`Health`] per master, known by its node id (a reply may name no endpoint:
+//! NULL, `""` or `?`, which the cluster connection reads as "the address you
+//! reached"): a key's calls go through its master's breaker, which
 //! after a failure skips that master's keys for a second, then lets one call
 //! probe it. After a failover the refreshed
 //! map names the promoted replica, whose breaker is closed, so its keys are
@@ -60,6 +62,8 @@ pub(super) struct ClusterStore {
     /// Milliseconds since `epoch` after which the map is read again anyway.
     stale_at: AtomicU64,
     refreshing: AtomicBool,
+    /// Whether a failure to connect was explained in the log already.
+    diagnosed: AtomicBool,
 }
 
 /// Which master (and so which breaker) serves each slot range.
@@ -72,6 +76,8 @@ struct SlotMap {
 struct SlotRange {
     first: u16,
     last: u16,
+    /// The master's node id (or address): what its breaker is known by.
+    id: Box<str>,
     health: Arc<Health>,
 }
 
@@ -94,11 +100,12 @@ impl ClusterStore {
             conn: OnceLock::new(),
             timeout,
             map: ArcSwap::from_pointee(SlotMap::default()),
-            unmapped: Arc::new(Health::new("")),
+            unmapped: Arc::new(Health::new("(any: slot map not read yet)")),
             epoch: Instant::now(),
             refresh_at: AtomicU64::new(0),
             stale_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
+            diagnosed: AtomicBool::new(false),
         }
     }
 
@@ -110,10 +117,8 @@ impl ClusterStore {
             .conn
             .get_or_init(|| {
                 first = true;
-                let config = ClusterConfig::new()
-                    .set_connection_timeout(self.timeout.max(Duration::from_millis(250)))
-                    .set_response_timeout(self.timeout);
-                self.client.get_pending_async_connection_with_config(config)
+                self.client
+                    .get_pending_async_connection_with_config(self.config())
             })
             .clone();
         if first {
@@ -138,8 +143,28 @@ impl ClusterStore {
 
     /// After a failure: read the slot map again (a failover may have moved the
     /// slots), at most once per [`RETRY_AFTER`].
+    /// The first failure before any slot map was read also connects once more,
+    /// on a connection of its own, to log why: the shared connection connects in
+    /// the background and its calls only see their timeout, so a refusal (TLS,
+    /// `AUTH`) would otherwise go unexplained.
     pub(super) fn failed(self: &Arc<Self>) {
         self.refresh_map();
+        if self.map.load().ranges.is_empty() && !self.diagnosed.swap(true, Ordering::AcqRel) {
+            let client = self.client.clone();
+            let config = self.config();
+            tokio::spawn(async move {
+                if let Err(error) = client.get_async_connection_with_config(config).await {
+                    tracing::warn!(%error, "Redis L2: cannot connect to the cluster");
+                }
+            });
+        }
+    }
+
+    /// The cluster connection's settings.
+    fn config(&self) -> ClusterConfig {
+        ClusterConfig::new()
+            .set_connection_timeout(self.timeout.max(Duration::from_millis(250)))
+            .set_response_timeout(self.timeout)
     }
 
     /// Addresses of the masters whose breaker is open (for `Debug`).
@@ -151,6 +176,8 @@ impl ClusterStore {
             .filter(|r| r.health.is_down())
             .map(|r| r.health.node().to_owned())
             .collect();
+        // A master may hold ranges apart (after a resharding).
+        down.sort_unstable();
         down.dedup();
         down
     }
@@ -210,30 +237,32 @@ impl ClusterStore {
         });
     }
 
-    /// Installs a new map, keeping the breakers of the masters already known.
-    fn install(&self, ranges: Vec<(u16, u16, String)>) {
+    /// Installs a new map, keeping the breakers of the masters already known
+    /// (by node id).
+    fn install(&self, ranges: Vec<(u16, u16, Master)>) {
         let old = self.map.load();
         let mut known: HashMap<&str, Arc<Health>> = old
             .ranges
             .iter()
-            .map(|r| (r.health.node(), Arc::clone(&r.health)))
+            .map(|r| (r.id.as_ref(), Arc::clone(&r.health)))
             .collect();
         let mut fresh: HashMap<String, Arc<Health>> = HashMap::new();
         let mut map = SlotMap {
             ranges: ranges
                 .into_iter()
-                .map(|(first, last, node)| {
+                .map(|(first, last, master)| {
                     let health = fresh
-                        .entry(node.clone())
+                        .entry(master.id.clone())
                         .or_insert_with(|| {
                             known
-                                .remove(node.as_str())
-                                .unwrap_or_else(|| Arc::new(Health::new(&node)))
+                                .remove(master.id.as_str())
+                                .unwrap_or_else(|| Arc::new(Health::new(&master.address)))
                         })
                         .clone();
                     SlotRange {
                         first,
                         last,
+                        id: master.id.into(),
                         health,
                     }
                 })
@@ -264,9 +293,20 @@ fn slot(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(hashed) % SLOTS
 }
 
-/// `(first slot, last slot, "host:port" of the master)` of each range of a
-/// `CLUSTER SLOTS` reply; `None` if it is not one.
-fn parse_slots(value: &Value) -> Option<Vec<(u16, u16, String)>> {
+/// A master as `CLUSTER SLOTS` names it.
+#[derive(Debug, PartialEq)]
+struct Master {
+    /// Its node id (what tells masters apart), or its address if none is given.
+    id: String,
+    /// `host:port` for the logs; `?` for the host when the reply gives none
+    /// (NULL with `cluster-preferred-endpoint-type unknown-endpoint`, `""` or
+    /// `?`: the client uses the address it reached).
+    address: String,
+}
+
+/// `(first slot, last slot, master)` of each range of a `CLUSTER SLOTS` reply;
+/// `None` if it is not one.
+fn parse_slots(value: &Value) -> Option<Vec<(u16, u16, Master)>> {
     let Value::Array(ranges) = value else {
         return None;
     };
@@ -284,15 +324,25 @@ fn parse_slots(value: &Value) -> Option<Vec<(u16, u16, String)>> {
             let Value::Array(master) = parts.get(2)? else {
                 return None;
             };
+            let text = |v: &Value| match v {
+                Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                Value::SimpleString(s) => Some(s.clone()),
+                _ => None,
+            };
             let host = match master.first()? {
-                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                Value::SimpleString(s) => s.clone(),
-                _ => return None,
+                Value::Nil => "?".to_owned(),
+                v => text(v).map(|h| if h.is_empty() { "?".to_owned() } else { h })?,
             };
             let Value::Int(port) = master.get(1)? else {
                 return None;
             };
-            (first <= last).then(|| (first, last, format!("{host}:{port}")))
+            let address = format!("{host}:{port}");
+            let id = master
+                .get(2)
+                .and_then(text)
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| address.clone());
+            (first <= last).then_some((first, last, Master { id, address }))
         })
         .collect()
 }
@@ -319,7 +369,7 @@ mod tests {
         Value::Array(vec![
             Value::BulkString(host.as_bytes().to_vec()),
             Value::Int(port),
-            Value::BulkString(b"id".to_vec()),
+            Value::BulkString(format!("id-{port}").into_bytes()),
         ])
     }
 
@@ -386,6 +436,88 @@ mod tests {
             "known masters keep their breaker"
         );
         assert_eq!(store.health("foo").node(), "127.0.0.1:7001");
+    }
+
+    /// A node as `CLUSTER SLOTS` names it: `[endpoint, port, id]`.
+    fn node_with(endpoint: Value, port: i64, id: &str) -> Value {
+        Value::Array(vec![
+            endpoint,
+            Value::Int(port),
+            Value::BulkString(id.into()),
+        ])
+    }
+
+    #[test]
+    fn masters_are_told_apart_by_id_whatever_their_endpoint() {
+        // `cluster-preferred-endpoint-type unknown-endpoint` answers NULL (use the
+        // address you reached), a node without an announced hostname "?" or "";
+        // the `redis` crate routes on such replies, so the breakers must follow.
+        let range = |a, b, endpoint: Value, id: &str| {
+            Value::Array(vec![
+                Value::Int(a),
+                Value::Int(b),
+                node_with(endpoint, 6379, id),
+            ])
+        };
+        let reply = Value::Array(vec![
+            range(0, 5460, Value::Nil, "id-a"),
+            range(5461, 10922, Value::BulkString(b"?".to_vec()), "id-b"),
+            range(10923, 16383, Value::BulkString(Vec::new()), "id-c"),
+        ]);
+        let store = Arc::new(ClusterStore::new(
+            ClusterClient::new(vec!["redis://127.0.0.1:7000"]).unwrap(),
+            Duration::from_millis(100),
+        ));
+        store.install(parse_slots(&reply).expect("a CLUSTER SLOTS reply"));
+        // "b" is slot 3300, "c" 7365, "foo" 12182: one master each.
+        let (b, c, foo) = (store.health("b"), store.health("c"), store.health("foo"));
+        assert!(!Arc::ptr_eq(&b, &store.unmapped));
+        assert!(!Arc::ptr_eq(&b, &c) && !Arc::ptr_eq(&c, &foo) && !Arc::ptr_eq(&b, &foo));
+        b.failed("GET", &"refused");
+        assert!(!store.health("b").admit());
+        assert!(store.health("c").admit() && store.health("foo").admit());
+
+        // Same id, same breaker, even if its endpoint changed; a new id (a
+        // promoted replica at the same address) gets its own.
+        let moved = Value::Array(vec![
+            range(0, 5460, Value::BulkString(b"10.0.0.9".to_vec()), "id-d"),
+            range(5461, 16383, Value::BulkString(b"10.0.0.2".to_vec()), "id-b"),
+        ]);
+        store.install(parse_slots(&moved).unwrap());
+        assert!(
+            store.health("b").admit(),
+            "the promoted master's breaker is closed"
+        );
+        assert!(
+            Arc::ptr_eq(&store.health("c"), &c),
+            "id-b keeps its breaker"
+        );
+        assert_eq!(store.health("b").node(), "10.0.0.9:6379");
+        assert_eq!(c.node(), "?:6379", "a breaker keeps its first label");
+    }
+
+    #[test]
+    fn debug_names_a_down_master_once() {
+        let store = Arc::new(ClusterStore::new(
+            ClusterClient::new(vec!["redis://127.0.0.1:7000"]).unwrap(),
+            Duration::from_millis(100),
+        ));
+        // 7000 holds two ranges apart (after a resharding), 7001 the middle one.
+        let range = |a, b, port| Value::Array(vec![Value::Int(a), Value::Int(b), node("h", port)]);
+        let reply = Value::Array(vec![
+            range(0, 99, 7000),
+            range(100, 199, 7001),
+            range(200, 16383, 7000),
+        ]);
+        store.install(parse_slots(&reply).unwrap());
+        store.health("b").failed("GET", &"refused"); // slot 3300: 7000
+        let middle = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| (100..200).contains(&slot(k.as_bytes())))
+            .unwrap();
+        store.health(&middle).failed("GET", &"refused");
+        let debug = format!("{store:?}");
+        assert!(debug.contains(r#"down: ["h:7000", "h:7001"]"#), "{debug}");
     }
 
     #[test]

@@ -178,7 +178,10 @@ impl RedisStore {
         if !health.admit() {
             return Outcome::Skipped;
         }
-        if let Some(outcome) = self.authenticated(op, &health).await {
+        // One deadline for the whole call: waiting for the first Entra token and
+        // the command share the timeout, so no call takes longer than it.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        if let Some(outcome) = self.authenticated(op, &health, deadline).await {
             return outcome;
         }
         let Some(conn) = self.connection() else {
@@ -190,7 +193,7 @@ impl RedisStore {
                 Connection::Cluster(mut c) => cmd.query_async::<T>(&mut c).await,
             }
         };
-        let error = match tokio::time::timeout(self.timeout, call).await {
+        let error = match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(v)) => {
                 health.succeeded();
                 return Outcome::Done(v);
@@ -227,14 +230,19 @@ impl RedisStore {
 
     /// With Entra authentication, `None` when a token is valid by the clock;
     /// else the call's outcome: skipped while the first token is on its way
-    /// (waited for within the timeout), failed once it has expired.
-    async fn authenticated<T>(&self, op: &str, health: &Health) -> Option<Outcome<T>> {
+    /// (waited for until the call's `deadline`), failed once it has expired.
+    async fn authenticated<T>(
+        &self,
+        op: &str,
+        health: &Health,
+        deadline: tokio::time::Instant,
+    ) -> Option<Outcome<T>> {
         let auth = self.auth.as_ref()?;
         auth.poke();
         match auth.state() {
             AuthState::Ready => None,
             AuthState::Pending => {
-                let _ = tokio::time::timeout(self.timeout, auth.first_token()).await;
+                let _ = tokio::time::timeout_at(deadline, auth.first_token()).await;
                 (auth.state() != AuthState::Ready).then_some(Outcome::Skipped)
             }
             AuthState::Expired => {
