@@ -955,3 +955,44 @@ async fn a_tls_cluster_with_a_private_ca_is_shared_and_another_ca_is_refused() {
             .join("\n")
     );
 }
+
+/// The first Entra token for Redis and the command share one deadline: while
+/// the token is on its way (Entra slow) and Redis then does not answer (a
+/// stopped server), the L2 lookup gives up at `OBO_REDIS_TIMEOUT_MS`, not at
+/// the token's wait plus a full timeout more.
+#[tokio::test]
+async fn waiting_for_the_first_redis_token_counts_against_the_redis_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(1000);
+    const ENTRA_DELAY: Duration = Duration::from_millis(800);
+    let entra = EntraStandIn::start().await;
+    entra.add_resource("https://redis.azure.com");
+    let redis = RedisServer::start().await;
+    let clock = ManualClock::now_system();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (layer, app) = replica(with_entra(&entra, &url, &clock).obo_redis_timeout(TIMEOUT));
+    layer.warm_up().await.expect("signing keys");
+    let user = user_at(&entra, &clock);
+
+    redis.signal("STOP");
+    entra.delay(Some(ENTRA_DELAY));
+    let started = Instant::now();
+    raw(&app, &user).await;
+    let took = started.elapsed();
+    redis.signal("CONT");
+
+    // The lookup (the token's wait and the command, within TIMEOUT), then the
+    // exchange (ENTRA_DELAY); the write-through is skipped by the breaker.
+    // Waiting for the token and then a full timeout more would take
+    // ENTRA_DELAY + TIMEOUT + ENTRA_DELAY = 2.6 s.
+    let bound = TIMEOUT + ENTRA_DELAY + Duration::from_millis(500);
+    assert!(
+        took < bound,
+        "the request took {took:?} (bound {bound:?}): {:?}",
+        layer.stats()
+    );
+    assert_eq!(
+        redis_tokens(&entra).len(),
+        1,
+        "the token for Redis was asked"
+    );
+}

@@ -43,8 +43,12 @@ impl StartLimiter {
         Self {
             limit: limit.max(1),
             window,
+            // LRU, not moka's default TinyLFU: TinyLFU may refuse to admit a
+            // new user's bucket while the table is full of others, and a bucket
+            // that is not kept is a full one at the next start.
             buckets: moka::sync::Cache::builder()
                 .max_capacity(USERS)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_idle(window)
                 .build(),
         }
