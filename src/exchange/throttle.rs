@@ -62,6 +62,7 @@ use std::sync::{Arc, Mutex};
 use crate::metrics::{self, BackoffScope};
 use std::time::Duration;
 
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 /// The first backoff after a throttle without `Retry-After`; it doubles per
@@ -148,18 +149,23 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
+    /// LRU (not moka's default TinyLFU, which may refuse to keep a new entry
+    /// while the table is full): a backoff just decided is always kept.
     pub(crate) fn new() -> Self {
         Self {
             tenants: Cache::builder()
                 .max_capacity(MAX_TENANTS)
+                .eviction_policy(EvictionPolicy::lru())
                 .time_to_idle(IDLE)
                 .build(),
             callers: Cache::builder()
                 .max_capacity(MAX_CALLERS)
+                .eviction_policy(EvictionPolicy::lru())
                 .time_to_idle(IDLE)
                 .build(),
             witnesses: Cache::builder()
                 .max_capacity(MAX_TENANTS)
+                .eviction_policy(EvictionPolicy::lru())
                 .time_to_idle(IDLE)
                 .build(),
         }

@@ -263,8 +263,11 @@ impl MemorySessionStore {
     /// An empty store.
     pub fn new() -> Self {
         Self {
+            // LRU, not TinyLFU (which may refuse to keep a new record while
+            // the store is full): a session just started is always kept.
             entries: Cache::builder()
                 .max_capacity(1_000_000)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .expire_after(RecordExpiry)
                 .build(),
             writes: Arc::new(AtomicU64::new(1)),
