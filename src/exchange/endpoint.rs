@@ -230,6 +230,25 @@ impl TokenEndpoint {
                 "no client credential is configured".into(),
             ));
         };
+        let url = self.url(caller.tid);
+        self.throttled_retries(caller, metered, || {
+            self.attempt(&url, credential, grant, (scope, claims), requested, metered)
+        })
+        .await
+    }
+
+    /// What every token request of `caller` goes through: the user's and the
+    /// tenant's backoff (failing fast while it lasts), the retries of `attempt`,
+    /// and the verdict on its result (backoffs, counts).
+    async fn throttled_retries<Fut>(
+        &self,
+        caller: Caller<'_>,
+        metered: Metered,
+        attempt: impl FnMut() -> Fut,
+    ) -> Result<Issued, OboError>
+    where
+        Fut: std::future::Future<Output = Result<Issued, Attempt>>,
+    {
         let tid = caller.tid;
         if let Err(wait) = self
             .backoff
@@ -245,11 +264,10 @@ impl TokenEndpoint {
                 retry_after: Some(wait),
             });
         }
-        let url = self.url(tid);
         let result = with_retries(
             self.attempts(),
             Instant::now(),
-            || self.attempt(&url, credential, grant, (scope, claims), requested, metered),
+            attempt,
             Attempt::verdict,
             |wait| {
                 metrics::token_endpoint_retry(metered);
@@ -315,28 +333,11 @@ impl TokenEndpoint {
             },
             false => None,
         };
-        if let Err(wait) = self
-            .backoff
-            .admit(tid, caller.id, self.settings.clock.now())
-        {
-            self.count(caller, metered, ExchangeOutcome::Throttled);
-            return Err(OboError::Unavailable {
-                retry_after: Some(wait),
-            });
-        }
         let url = self.url(tid);
-        let result = with_retries(
-            self.attempts(),
-            Instant::now(),
-            || self.attempt_fields(&url, credential, fields, requested, metered),
-            Attempt::verdict,
-            |wait| {
-                metrics::token_endpoint_retry(metered);
-                tracing::debug!(?wait, "token endpoint busy; retrying")
-            },
-        )
-        .await;
-        self.settle(caller, metered, result)
+        self.throttled_retries(caller, metered, || {
+            self.attempt_fields(&url, credential, fields, requested, metered)
+        })
+        .await
     }
 
     /// One attempt of [`request_fields`](Self::request_fields).
