@@ -29,6 +29,17 @@ pub(crate) enum Outcome<T> {
     Failed,
 }
 
+impl<T> Outcome<T> {
+    /// Redis's answer turned into another value; skips and failures as they are.
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Done(v) => Outcome::Done(f(v)),
+            Outcome::Skipped => Outcome::Skipped,
+            Outcome::Failed => Outcome::Failed,
+        }
+    }
+}
+
 /// A Redis connection (shared by every request) with a timeout and a breaker.
 #[derive(Debug)]
 pub(crate) struct RedisStore {
@@ -134,11 +145,7 @@ impl RedisStore {
                     .arg(millis),
             )
             .await;
-        match set {
-            Outcome::Done(n) => Outcome::Done(n == 1),
-            Outcome::Skipped => Outcome::Skipped,
-            Outcome::Failed => Outcome::Failed,
-        }
+        set.map(|n| n == 1)
     }
 
     /// `DEL key` (a missing key is not an error).
@@ -157,11 +164,7 @@ impl RedisStore {
             .arg(key)
             .arg(value)
             .to_owned();
-        match self.run::<i64>("DEL", key, &cmd).await {
-            Outcome::Done(n) => Outcome::Done(n > 0),
-            Outcome::Skipped => Outcome::Skipped,
-            Outcome::Failed => Outcome::Failed,
-        }
+        self.run::<i64>("DEL", key, &cmd).await.map(|n| n > 0)
     }
 
     /// Runs `cmd`, whose only key is `key`, through `key`'s breaker.
