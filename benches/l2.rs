@@ -17,8 +17,6 @@
 // under the libtest harness, where `main` is unused.
 #![cfg_attr(test, allow(dead_code))]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -30,6 +28,17 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::Request;
 use tower::ServiceExt as _;
+
+/// The Redis suites' servers: a `redis-server` per test and a 3-master cluster
+/// (`tests/common/`), killed on drop.
+#[allow(dead_code)]
+#[path = "../tests/common/redis_cluster.rs"]
+mod redis_cluster;
+#[allow(dead_code)]
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+use redis_cluster::RedisCluster;
+use redis_server::RedisServer;
 
 /// Users of the latency measurements (one sample per user and path).
 const LATENCY_USERS: usize = 1000;
@@ -47,8 +56,8 @@ fn main() {
 }
 
 async fn run() {
-    let redis = RedisServer::start(&[]);
-    let cluster = RedisCluster::start();
+    let redis = RedisServer::start().await;
+    let cluster = RedisCluster::start().await;
     let entra = EntraStandIn::start().await;
     for (label, url, is_cluster) in [
         ("standalone redis-server", redis.url(), false),
@@ -185,130 +194,4 @@ fn report(label: &str, samples: &mut [Duration]) {
         at(0.9).as_secs_f64() * 1e6,
         at(0.99).as_secs_f64() * 1e6,
     );
-}
-
-/// A `redis-server` on a free loopback port, killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Child,
-}
-
-impl RedisServer {
-    fn start(args: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::start_on(port, args)
-    }
-
-    fn start_on(port: u16, args: &[&str]) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (apt-get install -y redis-server)");
-        let server = Self { port, child };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Three `redis-server --cluster-enabled yes` on loopback ports below 55536
-/// (their cluster bus on port + 10000), joined by `redis-cli --cluster create`.
-struct RedisCluster {
-    nodes: Vec<RedisServer>,
-}
-
-impl RedisCluster {
-    fn start() -> Self {
-        let mut nodes = Vec::new();
-        let mut port = 20000 + (std::process::id() % 20000) as u16;
-        while nodes.len() < 3 {
-            port += 1;
-            let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-            if !free(port) || !free(port + 10000) {
-                continue;
-            }
-            let conf = format!("axum-obo-bench-nodes-{port}.conf");
-            nodes.push(RedisServer::start_on(
-                port,
-                &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
-            ));
-        }
-        let cluster = Self { nodes };
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(
-                cluster
-                    .nodes
-                    .iter()
-                    .map(|n| format!("127.0.0.1:{}", n.port)),
-            )
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli on the PATH");
-        assert!(out.status.success(), "redis-cli --cluster create failed");
-        let started = Instant::now();
-        for node in &cluster.nodes {
-            loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", &node.port.to_string(), "cluster", "info"])
-                    .output()
-                    .expect("redis-cli");
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "the cluster did not reach cluster_state:ok"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        cluster
-    }
-
-    fn seeds(&self) -> String {
-        self.nodes
-            .iter()
-            .map(RedisServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for node in &self.nodes {
-            let _ = std::fs::remove_file(
-                std::env::temp_dir().join(format!("axum-obo-bench-nodes-{}.conf", node.port)),
-            );
-        }
-    }
 }
